@@ -1,0 +1,65 @@
+# `make run`: set up, then serve the embedded default agent.
+# `make test`: set up (Python packages and the apt packages the tests use), then lint, type-check
+# and run every test.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/default.yaml
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Debian packages the tests use: espeak-ng makes test speech, sox measures audio.
+APT_PACKAGES := espeak-ng sox
+
+.PHONY: run test setup setup-test apt lint typecheck pytest bench clean
+
+run: setup
+	$(BIN)/voxline serve --config $(CONFIG) --host $(HOST) --port $(PORT)
+
+test: setup-test apt lint typecheck pytest
+
+# Wheels whose metadata pins packages we do not need: silero-vad pins torch (we run its ONNX
+# model with onnxruntime); moonshine-voice only lends the tests its public-domain recordings.
+NO_DEPS := silero-vad==6.2.3
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --no-deps $(NO_DEPS)
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps moonshine-voice==0.1.5
+	touch $@
+
+setup: $(VENV)/.installed
+
+setup-test: $(VENV)/.installed-test
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing apt packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python -m bench.pipeline_overhead
+
+clean:
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,52 @@
+"""The ``voxline`` command: ``serve`` and ``check``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from agent.config import load_config
+from pipeline.errors import ConfigError
+
+DEFAULT_CONFIG = "configs/default.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="voxline", description="Real-time voice agent server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve calls for an agent")
+    serve.add_argument("--config", default=DEFAULT_CONFIG, help="agent file (.yaml or .toml)")
+    serve.add_argument("--host", help="address to bind (default: the config's server.host)")
+    serve.add_argument("--port", type=int, help="port to bind (default: the config's server.port)")
+    check = commands.add_parser("check", help="validate agent files without starting")
+    check.add_argument("files", nargs="+")
+    args = parser.parse_args(argv)
+
+    if args.command == "check":
+        failed = 0
+        for name in args.files:
+            try:
+                load_config(name)
+            except ConfigError as error:
+                print(f"{name}: {error}", file=sys.stderr)
+                failed += 1
+            else:
+                print(f"{name}: ok")
+        return 1 if failed else 0
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"{args.config}: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from agent.server import serve as run_server
+
+    run_server(config, args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

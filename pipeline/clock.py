@@ -1,0 +1,100 @@
+"""Clocks: the media clock counts samples; wall clocks are injected so tests never sleep.
+
+:class:`MediaClock` is pure arithmetic over sample counts. :class:`WallClock` is what real-time
+pacing and latency measurement use; :class:`MonotonicClock` is the real one and
+:class:`FakeClock` moves only when a test advances it, waking sleepers whose deadline passed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from typing import Protocol
+
+import anyio
+import anyio.lowlevel
+
+
+class MediaClock:
+    """Counts samples of one stream and converts between samples and seconds."""
+
+    def __init__(self, sample_rate: int, start: int = 0) -> None:
+        if sample_rate <= 0:
+            raise ValueError("sample_rate must be positive")
+        self.sample_rate = sample_rate
+        self.samples = start
+
+    def advance(self, samples: int) -> int:
+        """Count ``samples`` more; return the position before them (the chunk's timestamp)."""
+        if samples < 0:
+            raise ValueError("cannot go back in media time")
+        position = self.samples
+        self.samples += samples
+        return position
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self.sample_rate
+
+    def to_samples(self, seconds: float) -> int:
+        return round(seconds * self.sample_rate)
+
+    def to_seconds(self, samples: int) -> float:
+        return samples / self.sample_rate
+
+
+class WallClock(Protocol):
+    def now(self) -> float:
+        """Seconds on a monotonic clock."""
+        ...
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Return once ``now() >= deadline``."""
+        ...
+
+
+class MonotonicClock:
+    """The real clock (``time.perf_counter``)."""
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    async def sleep_until(self, deadline: float) -> None:
+        delay = deadline - time.perf_counter()
+        if delay > 0:
+            await anyio.sleep(delay)
+        else:
+            await anyio.lowlevel.checkpoint()
+
+
+class FakeClock:
+    """A clock that moves only when :meth:`advance` is called."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, int, anyio.Event]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep_until(self, deadline: float) -> None:
+        if deadline <= self._now:
+            await anyio.lowlevel.checkpoint()
+            return
+        wake = anyio.Event()
+        heapq.heappush(self._sleepers, (deadline, next(self._order), wake))
+        await wake.wait()
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward and wake every sleeper whose deadline has come."""
+        if seconds < 0:
+            raise ValueError("cannot go back in time")
+        self._now += seconds
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            heapq.heappop(self._sleepers)[2].set()
+
+    @property
+    def sleepers(self) -> int:
+        return len(self._sleepers)

@@ -1,0 +1,95 @@
+"""Typed events that flow between stages.
+
+Every event names its session and its *generation*: ``0`` is the caller's side (input audio,
+transcripts); each bot reply gets a fresh positive id, so cancelling a reply can drop its
+in-flight events anywhere downstream by id.
+
+Events are either *data* (audio, text: ordered, subject to the channel's policy) or *control*
+(interrupt, end of input: they overtake queued data and are never coalesced or dropped).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+#: PCM16: two bytes a sample, little-endian, mono.
+BYTES_PER_SAMPLE = 2
+USER_GENERATION = 0
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every pipeline event."""
+
+    control: ClassVar[bool] = False
+    session_id: str
+    generation: int = USER_GENERATION
+
+
+class AudioFrame(Event, frozen=True, kw_only=True, tag="audio"):
+    """Mono PCM16 little-endian audio.
+
+    ``pts`` is the media timestamp of the first sample, counted in samples at ``sample_rate``
+    from the start of the stream it belongs to.
+    """
+
+    sample_rate: int
+    pcm: bytes
+    pts: int
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.pcm) // BYTES_PER_SAMPLE
+
+    @property
+    def end_pts(self) -> int:
+        return self.pts + self.num_samples
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio in this frame."""
+        return self.num_samples / self.sample_rate
+
+    def follows(self, previous: AudioFrame) -> bool:
+        """True when this frame continues ``previous`` with no gap, in the same stream."""
+        return (
+            self.session_id == previous.session_id
+            and self.generation == previous.generation
+            and self.sample_rate == previous.sample_rate
+            and self.pts == previous.end_pts
+        )
+
+    def append(self, following: AudioFrame) -> AudioFrame:
+        """One frame holding this frame's samples then ``following``'s (see :meth:`follows`)."""
+        if not following.follows(self):
+            raise ValueError("frames are not contiguous in one stream")
+        return AudioFrame(
+            session_id=self.session_id,
+            generation=self.generation,
+            sample_rate=self.sample_rate,
+            pcm=self.pcm + following.pcm,
+            pts=self.pts,
+        )
+
+
+class TextChunk(Event, frozen=True, kw_only=True, tag="text"):
+    """A piece of text (an LLM delta, a clause for TTS)."""
+
+    text: str
+
+
+class Interrupt(Event, frozen=True, kw_only=True, tag="interrupt"):
+    """Stop the reply whose id is ``generation``: drop its queued events, cancel its work."""
+
+    control: ClassVar[bool] = True
+
+
+class EndOfInput(Event, frozen=True, kw_only=True, tag="end_of_input"):
+    """No more data will follow on this stream."""
+
+    control: ClassVar[bool] = True
+
+
+def is_control(event: Event) -> bool:
+    return type(event).control

@@ -1,0 +1,50 @@
+"""Shared fixtures: anyio on asyncio and asyncio+uvloop, and a check that no task leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    backend: tuple[str, dict[str, Any]] = request.param
+    return backend
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every anyio test gets the leaked-task check."""
+    for item in items:
+        if (
+            isinstance(item, pytest.Function)
+            and item.get_closest_marker("anyio") is not None
+            and inspect.iscoroutinefunction(item.function)
+        ):
+            item.fixturenames.insert(0, "no_leaked_tasks")
+
+
+@pytest.fixture
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail an async test that leaves a task running on the loop."""
+    before = asyncio.all_tasks()
+    yield
+    leaked = {
+        task
+        for task in asyncio.all_tasks() - before
+        if not task.done() and not _is_test_runner(task)
+    }
+    assert not leaked, f"tasks left running: {[t.get_name() for t in leaked]}"
+
+
+def _is_test_runner(task: asyncio.Task[Any]) -> bool:
+    """anyio's pytest plugin runs fixtures and tests in tasks of its own."""
+    return "TestRunner" in getattr(task.get_coro(), "__qualname__", "")

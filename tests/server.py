@@ -1,0 +1,80 @@
+"""Start a real `voxline serve` process for a test and tell when it is ready."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[str]
+    port: int
+    log: list[str]
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def running_server(
+    config: str = "configs/default.yaml", timeout: float = 120
+) -> Iterator[RunningServer]:
+    """Run ``voxline serve`` until the ``with`` ends; wait for uvicorn's startup line."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "serve", "--config", config, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    log: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.append(line)
+            if "Uvicorn running on" in line:
+                started.set()
+        started.set()  # the process ended: let the waiter see it
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        if not started.wait(timeout) or process.poll() is not None:
+            raise RuntimeError("voxline serve did not start:\n" + "".join(log))
+        yield RunningServer(process, port, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
