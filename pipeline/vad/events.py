@@ -1,0 +1,29 @@
+"""Events the VAD stage adds to the stream (sample positions are ``pts`` at 16 kHz)."""
+
+from __future__ import annotations
+
+from pipeline.events import Event
+
+
+class SpeechStarted(Event, frozen=True, kw_only=True, tag="speech_started"):
+    """The caller started speaking at ``sample``.
+
+    ``audio_start`` is where the audio that follows this event begins when the stage forwards
+    speech only (``sample`` minus the pre-roll); ``probability`` is the highest speech
+    probability seen while the start was being confirmed.
+    """
+
+    sample: int
+    audio_start: int
+    probability: float
+
+
+class SpeechStopped(Event, frozen=True, kw_only=True, tag="speech_stopped"):
+    """The speech that began at ``speech_start`` ended at ``sample`` (its first silent sample).
+
+    It is sent once the silence has lasted the configured minimum, so it follows audio up to
+    that point.
+    """
+
+    sample: int
+    speech_start: int

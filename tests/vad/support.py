@@ -1,0 +1,122 @@
+"""Audio cases and helpers shared by the VAD tests."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+
+import anyio
+import numpy as np
+
+from pipeline.channels import Channel, Policy
+from pipeline.events import AudioFrame, Event
+from pipeline.vad import (
+    FRAME_SAMPLES,
+    DetectorConfig,
+    SileroVad,
+    SpeechDetector,
+    Transition,
+    VadRequest,
+)
+from pipeline.vad.stage import VadStage
+from tests.audio import Pcm, espeak, read_speech, silence
+
+RATE = 16000
+SENTENCE = "Hello there, I would like to book a table for four people tonight."
+
+
+@functools.cache
+def espeak_case() -> Pcm:
+    """One second of silence, one espeak-ng sentence, 1.5 s of silence."""
+    return np.concatenate([silence(1.0), espeak(SENTENCE), silence(1.5)])
+
+
+@functools.cache
+def beckett_case() -> Pcm:
+    """Six read phrases (public-domain recording) between 1 s and 1.5 s of silence."""
+    speech, rate = read_speech("beckett")
+    assert rate == RATE
+    return np.concatenate([silence(1.0), speech, silence(1.5)])
+
+
+def loud_regions(samples: Pcm, threshold: int, merge_gap: int = 8000) -> list[tuple[int, int]]:
+    """Reference speech boundaries: the spans where ``|x| > threshold``, gaps under
+    ``merge_gap`` samples bridged. Each span is (first loud sample, last loud sample + 1)."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > threshold)
+    spans: list[list[int]] = [[int(loud[0]), int(loud[0])]]
+    for index in loud[1:]:
+        if index - spans[-1][1] > merge_gap:
+            spans.append([int(index), int(index)])
+        else:
+            spans[-1][1] = int(index)
+    return [(begin, end + 1) for begin, end in spans]
+
+
+def probabilities(model: SileroVad, samples: Pcm) -> list[float]:
+    """One session's speech probability per whole 512-sample frame, one call at a time."""
+    state = model.new_state()
+    out = []
+    for begin in range(0, len(samples) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
+        result = model(VadRequest(frame=samples[begin : begin + FRAME_SAMPLES], state=state))
+        state = result.state
+        out.append(result.probability)
+    return out
+
+
+def detect(probs: Iterable[float], config: DetectorConfig | None = None) -> list[Transition]:
+    detector = SpeechDetector(config)
+    out: list[Transition] = []
+    for probability in probs:
+        out += detector.feed(probability, FRAME_SAMPLES)
+    return out + detector.flush()
+
+
+def audio_frames(
+    samples: Pcm, sizes: Sequence[int], *, session: str = "s", start: int = 0
+) -> list[AudioFrame]:
+    """``samples`` cut into contiguous frames of the given sizes (cycled), from ``pts=start``."""
+    frames = []
+    begin = 0
+    index = 0
+    while begin < len(samples):
+        size = sizes[index % len(sizes)]
+        chunk = samples[begin : begin + size]
+        frames.append(
+            AudioFrame(
+                session_id=session,
+                sample_rate=RATE,
+                pcm=chunk.astype("<i2").tobytes(),
+                pts=start + begin,
+            )
+        )
+        begin += size
+        index += 1
+    return frames
+
+
+async def run_stage(stage: VadStage, events: Sequence[Event]) -> list[Event]:
+    """Push ``events`` through ``stage`` between two small real channels; collect the output."""
+    inbox = Channel("test->vad", 4, Policy.BLOCK)
+    outbox = Channel("vad->test", 4, Policy.BLOCK)
+    received: list[Event] = []
+
+    async def produce() -> None:
+        for event in events:
+            await inbox.send(event)
+        inbox.close()
+
+    async def run() -> None:
+        try:
+            await stage(inbox, outbox)
+        finally:
+            outbox.close()
+
+    async def consume() -> None:
+        async for event in outbox:
+            received.append(event)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(produce)
+        group.start_soon(run)
+        group.start_soon(consume)
+    return received
