@@ -1,0 +1,284 @@
+"""The ASR stage: 16 kHz audio and VAD events in; transcripts out.
+
+``await AsrStage(executor)(inbox, outbox)`` runs one session's recognition. The inbox carries
+:class:`~pipeline.events.AudioFrame` events (16 kHz mono PCM16) and the VAD stage's
+:class:`~pipeline.vad.events.SpeechStarted` / :class:`~pipeline.vad.events.SpeechStopped`
+(either of its ``forward`` modes). An :class:`~pipeline.asr.utterance.UtteranceTracker` turns
+them into decode jobs; one job runs at a time, on the executor shared by every session
+(:func:`asr_executor`), and the stage emits:
+
+- :class:`~pipeline.asr.events.Transcript` partials while the caller speaks (stable prefix by
+  :class:`~pipeline.asr.agreement.LocalAgreement`, then the unstable tail; a partial equal to the
+  previous one is not repeated, a partial the guards reject is skipped);
+- one final :class:`~pipeline.asr.events.Transcript` per utterance, with word timings, **or** a
+  :class:`~pipeline.asr.events.TranscriptDropped` saying why there is none (a guard's reason,
+  or ``"overloaded"`` when the executor's queue refused the job).
+
+Each decode gets the session's last finals (``DecodeOptions.context_words`` words) as Whisper's
+previous-text prompt, as faster-whisper does within a file: short phrases are misheard far less
+often with it (``condition_on_previous_text=False`` turns it off).
+
+Jobs are queued in order with one rule: a new job replaces the partials still waiting (only the
+newest partial is worth decoding; the final covers them all). So a slow executor gets fewer
+partials, never a late final behind stale ones.
+
+Every other event, control or data, passes on unchanged and at once (the speech events
+included, so turn-taking downstream sees them before the final that follows). Audio is passed
+on only with ``forward_audio=True``. When the inbox ends, an open utterance is finalised (its
+audio may stop mid-word: the guards decide) and the stage returns once every job is done.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
+
+import anyio
+import msgspec
+import numpy as np
+
+from pipeline.asr.agreement import LocalAgreement
+from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest, WhisperDecoder
+from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.asr.model import AsrModelConfig
+from pipeline.asr.utterance import RATE, Decode, TrackerConfig, UtteranceTracker
+from pipeline.errors import InvalidAudio, Overloaded
+from pipeline.events import BYTES_PER_SAMPLE, USER_GENERATION, AudioFrame
+from pipeline.executor import ModelExecutor
+from pipeline.vad.events import SpeechStarted, SpeechStopped
+
+if TYPE_CHECKING:
+    from pipeline.channels import Channel
+
+OVERLOADED = "overloaded"
+
+
+class AsrRunner(Protocol):
+    """What the stage needs from the executor (a ``ModelExecutor[DecodeRequest, Decoded]``)."""
+
+    async def run(self, request: DecodeRequest, /) -> Decoded: ...
+
+
+def asr_executor(
+    source: WhisperDecoder | AsrModelConfig | None = None,
+    *,
+    max_queue: int = 32,
+    name: str | None = None,
+) -> ModelExecutor[DecodeRequest, Decoded]:
+    """The one executor for a Whisper model on one device, shared by every session.
+
+    Given a config, the model is loaded on the worker thread when the executor starts (a CUDA
+    context stays on the thread that uses it); given a loaded :class:`WhisperDecoder`, that one
+    is used. Decodes run one at a time: CTranslate2 already spreads one over ``cpu_threads``.
+    """
+    config = source if isinstance(source, AsrModelConfig) else AsrModelConfig()
+    holder: list[WhisperDecoder] = [source] if isinstance(source, WhisperDecoder) else []
+
+    def load() -> None:
+        if not holder:
+            holder.append(WhisperDecoder.load(config))
+
+    def decode(request: DecodeRequest) -> Decoded:
+        return holder[0].decode(request)
+
+    device = config.device if not holder else str(holder[0].model.model.device)
+    return ModelExecutor(
+        name if name is not None else f"whisper:{config.model}",
+        fn=decode,
+        max_queue=max_queue,
+        device=device,
+        init=load,
+    )
+
+
+class _Jobs:
+    """The stage's decode queue: in order, newest partial only, closed at the end of input."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Decode] = deque()
+        self._wakeup = anyio.Event()
+        self._closed = False
+
+    def put(self, job: Decode) -> None:
+        self._queue = deque(j for j in self._queue if j.final)
+        self._queue.append(job)
+        self._wakeup.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    async def get(self) -> Decode | None:
+        """The next job, or ``None`` once closed and drained."""
+        while not self._queue:
+            if self._closed:
+                return None
+            await self._wakeup.wait()
+            self._wakeup = anyio.Event()
+        return self._queue.popleft()
+
+
+class AsrStage:
+    """One session's recognition: ``await AsrStage(executor)(inbox, outbox)``."""
+
+    name = "asr"
+
+    def __init__(
+        self,
+        executor: AsrRunner,
+        options: DecodeOptions | None = None,
+        tracker: TrackerConfig | None = None,
+        *,
+        agreement: int = 2,
+        forward_audio: bool = False,
+    ) -> None:
+        self.executor = executor
+        self.options = options if options is not None else DecodeOptions()
+        self.tracker_config = tracker if tracker is not None else TrackerConfig()
+        self.agreement = agreement
+        self.forward_audio = forward_audio
+        #: partial jobs refused by a full executor queue (they are skipped)
+        self.partials_refused = 0
+
+    async def __call__(self, inbox: Channel, outbox: Channel) -> None:
+        tracker = UtteranceTracker(self.tracker_config)
+        jobs = _Jobs()
+        session: list[str] = []  # the session id, once an event names it
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._decode_jobs, jobs, outbox, session)
+                try:
+                    await self._read(inbox, outbox, tracker, jobs, session)
+                finally:
+                    jobs.close()
+        except BaseExceptionGroup as failure:  # one plain error for the runtime, not a group
+            error = _first(failure)
+            raise error from error.__cause__
+
+    async def _read(
+        self,
+        inbox: Channel,
+        outbox: Channel,
+        tracker: UtteranceTracker,
+        jobs: _Jobs,
+        session: list[str],
+    ) -> None:
+        async for event in inbox:
+            if not session:
+                session.append(event.session_id)
+            if isinstance(event, AudioFrame):
+                for job in tracker.audio(event.pts, _samples(event)):
+                    jobs.put(job)
+                if self.forward_audio:
+                    await outbox.send(event)
+                continue
+            if isinstance(event, SpeechStarted):
+                actions = tracker.speech_started(event.audio_start, event.sample)
+            elif isinstance(event, SpeechStopped):
+                actions = tracker.speech_stopped(event.sample)
+            else:
+                actions = []
+            for job in actions:
+                jobs.put(job)
+            await outbox.send(event)
+        for job in tracker.end_of_stream():
+            jobs.put(job)
+
+    async def _decode_jobs(self, jobs: _Jobs, outbox: Channel, session: list[str]) -> None:
+        agreement = LocalAgreement(self.agreement)
+        last_partial: tuple[int, str] | None = None
+        history: deque[str] = deque()  # words of earlier finals, newest last
+        while (job := await jobs.get()) is not None:
+            audio = job.audio.astype(np.float32) / 32768.0
+            context = " ".join(history) if self.options.condition_on_previous_text else ""
+            request = DecodeRequest(
+                audio=audio, final=job.final, options=self.options, context=context
+            )
+            session_id = session[0] if session else ""
+            try:
+                decoded = await self.executor.run(request)
+            except Overloaded:
+                if not job.final:
+                    self.partials_refused += 1
+                    continue
+                decoded = Decoded(text="", dropped=OVERLOADED)
+            if job.final:
+                agreement.reset()
+                if decoded.dropped is None:
+                    history.extend(decoded.text.split())
+                    while len(history) > self.options.context_words:
+                        history.popleft()
+                await outbox.send(_final_event(session_id, job, decoded))
+                continue
+            if decoded.dropped is not None:
+                continue
+            partial = agreement.update(decoded.text)
+            if not partial.text or last_partial == (job.utterance, partial.text):
+                continue
+            last_partial = (job.utterance, partial.text)
+            await outbox.send(
+                Transcript(
+                    session_id=session_id,
+                    generation=USER_GENERATION,
+                    utterance=job.utterance,
+                    is_final=False,
+                    text=partial.text,
+                    stable=partial.stable_text,
+                    unstable=partial.unstable_text,
+                    language=decoded.language,
+                    language_probability=decoded.language_probability,
+                    start=job.start,
+                    end=job.end,
+                    avg_logprob=decoded.avg_logprob,
+                    no_speech_prob=decoded.no_speech_prob,
+                    notes=decoded.notes,
+                )
+            )
+
+
+def _final_event(session_id: str, job: Decode, decoded: Decoded) -> Transcript | TranscriptDropped:
+    if decoded.dropped is not None:
+        return TranscriptDropped(
+            session_id=session_id,
+            utterance=job.utterance,
+            reason=decoded.dropped,
+            text=decoded.text,
+            start=job.start,
+            end=job.end,
+            avg_logprob=decoded.avg_logprob,
+            no_speech_prob=decoded.no_speech_prob,
+        )
+    words = tuple(
+        msgspec.structs.replace(w, start=w.start + job.start, end=w.end + job.start)
+        for w in decoded.words
+    )
+    return Transcript(
+        session_id=session_id,
+        utterance=job.utterance,
+        is_final=True,
+        text=decoded.text,
+        stable=decoded.text,
+        words=words,
+        language=decoded.language,
+        language_probability=decoded.language_probability,
+        start=job.start,
+        end=job.end,
+        avg_logprob=decoded.avg_logprob,
+        no_speech_prob=decoded.no_speech_prob,
+        notes=decoded.notes,
+    )
+
+
+def _samples(frame: AudioFrame) -> np.ndarray[tuple[int], np.dtype[np.int16]]:
+    if frame.sample_rate != RATE:
+        raise InvalidAudio(f"the recogniser takes {RATE} Hz audio, not {frame.sample_rate}")
+    if len(frame.pcm) % BYTES_PER_SAMPLE:
+        raise InvalidAudio("PCM16 audio must have an even number of bytes")
+    return np.frombuffer(frame.pcm, dtype="<i2").astype(np.int16)
+
+
+def _first(failure: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that failed the stage (the other task only saw the cancellation)."""
+    errors = [e for e in failure.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
+    error = errors[0] if errors else failure.exceptions[0]
+    return _first(error) if isinstance(error, BaseExceptionGroup) else error

@@ -1,0 +1,263 @@
+"""AsrStage through real channels, the real shared executor and the real model."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import anyio
+import numpy as np
+import pytest
+
+from pipeline.asr import guards
+from pipeline.asr.decoder import Decoded, DecodeRequest
+from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.asr.stage import OVERLOADED, AsrStage
+from pipeline.asr.utterance import TrackerConfig
+from pipeline.channels import Channel, Policy
+from pipeline.errors import InvalidAudio, Overloaded
+from pipeline.events import AudioFrame, EndOfInput, Event, Interrupt, TextChunk
+from pipeline.executor import ModelExecutor
+from pipeline.vad import SileroVad, SpeechStarted, SpeechStopped, VadStage, vad_executor
+from tests.asr.support import BECKETT, RATE
+from tests.asr.wer import wer
+from tests.audio import Pcm, espeak, noise, read_speech, silence
+
+Executor = ModelExecutor[DecodeRequest, Decoded]
+SENTENCE = "I would like to book a table for two people on Friday evening."
+FRAME = 320
+
+
+def frames(audio: Pcm, start: int = 0, session: str = "s") -> list[AudioFrame]:
+    return [
+        AudioFrame(
+            session_id=session,
+            sample_rate=RATE,
+            pcm=audio[i : i + FRAME].astype("<i2").tobytes(),
+            pts=start + i,
+        )
+        for i in range(0, len(audio), FRAME)
+    ]
+
+
+def utterance(audio: Pcm, *, lead: int, start: int = 0) -> list[Event]:
+    """One utterance as the VAD's ``forward="speech"`` mode sends it: the start event, the
+    audio from the pre-roll on (``lead`` samples before the speech), then the stop event once
+    0.5 s of silence confirmed it. Positions count from ``start``."""
+    end = start + len(audio)
+    audio = np.concatenate([audio, silence(0.5)])
+    began = SpeechStarted(session_id="s", sample=start + lead, audio_start=start, probability=0.9)
+    stopped = SpeechStopped(session_id="s", sample=end, speech_start=start + lead)
+    return [began, *frames(audio, start), stopped]
+
+
+async def run_stage(stage: AsrStage, events: Sequence[Event]) -> list[Event]:
+    inbox = Channel("test->asr", 8, Policy.BLOCK)
+    outbox = Channel("asr->test", 8, Policy.BLOCK)
+    received: list[Event] = []
+
+    async def produce() -> None:
+        for event in events:
+            await inbox.send(event)
+        inbox.close()
+
+    async def run() -> None:
+        try:
+            await stage(inbox, outbox)
+        finally:
+            outbox.close()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(produce)
+        group.start_soon(run)
+        async for event in outbox:
+            received.append(event)
+    return received
+
+
+class Paced:
+    """The shared executor, counting decodes, so a test can feed audio one decode at a time
+    (a slow caller's view: every partial gets decoded instead of being superseded)."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.done = 0
+        self._changed = anyio.Event()
+
+    async def run(self, request: DecodeRequest) -> Decoded:
+        try:
+            return await self.executor.run(request)
+        finally:
+            self.done += 1
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def wait_for(self, count: int) -> None:
+        while self.done < count:
+            await self._changed.wait()
+
+
+@pytest.mark.anyio
+async def test_partials_grow_a_stable_prefix_and_converge_to_the_final(executor: Executor) -> None:
+    with anyio.fail_after(60):
+        speech = np.concatenate([silence(0.5), espeak(SENTENCE)])
+        events = utterance(speech, lead=8000)
+        paced = Paced(executor)
+        stage = AsrStage(paced, tracker=TrackerConfig.from_seconds(partial_interval=0.5))
+        inbox = Channel("test->asr", 4, Policy.BLOCK)
+        outbox = Channel("asr->test", 64, Policy.BLOCK)
+        received: list[Event] = []
+
+        async def produce() -> None:
+            issued = 0
+            for event in events:
+                await inbox.send(event)
+                # a partial is due 0.5 s after the speech start, then every 0.5 s of audio
+                if isinstance(event, AudioFrame) and event.end_pts >= 16000 + 8000 * issued:
+                    issued += 1
+                    await paced.wait_for(issued)
+            inbox.close()
+
+        async def run() -> None:
+            try:
+                await stage(inbox, outbox)
+            finally:
+                outbox.close()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce)
+            group.start_soon(run)
+            async for event in outbox:
+                received.append(event)
+
+    transcripts = [e for e in received if isinstance(e, Transcript)]
+    *partials, final = transcripts
+    assert final.is_final
+    assert not any(p.is_final for p in partials)
+    assert len(partials) >= 4
+    assert {t.utterance for t in transcripts} == {0}
+    for earlier, later in itertools.pairwise(partials):
+        assert later.stable.startswith(earlier.stable)
+        assert later.text == " ".join(w for w in (later.stable, later.unstable) if w)
+    assert wer(SENTENCE, final.text) <= 0.1, final.text
+    assert wer(final.text, partials[-1].text) <= 0.2, (partials[-1].text, final.text)
+    # the final's times are on the stream's timeline
+    assert (final.start, final.end) == (0, len(speech) + 3200)
+    assert final.words[0].start >= 8000 - 1600
+    assert final.words[-1].end <= final.end
+    # the speech events went on, before the final
+    kinds = [type(e) for e in received]
+    assert kinds.index(SpeechStarted) < kinds.index(SpeechStopped) < len(received) - 1
+
+
+@pytest.mark.anyio
+async def test_each_utterance_gets_one_final_or_a_reason(executor: Executor) -> None:
+    with anyio.fail_after(60):
+        first = np.concatenate([silence(0.3), espeak("Thank you very much.")])
+        hiss = utterance(noise(1.5, level=0.03, seed=3), lead=0, start=100_000)
+        out = await run_stage(AsrStage(executor), [*utterance(first, lead=4800), *hiss])
+    results = [e for e in out if isinstance(e, Transcript | TranscriptDropped)]
+    assert [type(r) for r in results if not (isinstance(r, Transcript) and not r.is_final)] == [
+        Transcript,
+        TranscriptDropped,
+    ]
+    final = next(r for r in results if isinstance(r, Transcript) and r.is_final)
+    dropped = next(r for r in results if isinstance(r, TranscriptDropped))
+    assert final.text == "Thank you very much."
+    assert (final.utterance, dropped.utterance) == (0, 1)
+    assert dropped.reason in {guards.NO_SPEECH, guards.LOW_CONFIDENCE}
+    assert dropped.start == 100_000
+
+
+@pytest.mark.anyio
+async def test_the_end_of_input_finalises_an_open_utterance(executor: Executor) -> None:
+    with anyio.fail_after(60):
+        speech = np.concatenate([silence(0.3), espeak("Please call me back later.")])
+        started = SpeechStarted(session_id="s", sample=4800, audio_start=0, probability=0.9)
+        out = await run_stage(AsrStage(executor), [started, *frames(speech)])
+    finals = [e for e in out if isinstance(e, Transcript) and e.is_final]
+    assert [f.text for f in finals] == ["Please call me back later."]
+    assert finals[0].end == len(speech)
+
+
+@pytest.mark.anyio
+async def test_other_events_pass_through_in_order(executor: Executor) -> None:
+    with anyio.fail_after(10):
+        hello = TextChunk(session_id="s", generation=3, text="hello")
+        world = TextChunk(session_id="s", generation=3, text="world")
+        audio = frames(silence(0.1))
+        control = [Interrupt(session_id="s", generation=3), EndOfInput(session_id="s")]
+        events: list[Event] = [hello, control[0], *audio, world, control[1]]
+        out = await run_stage(AsrStage(executor), events)
+        # data in order; control events may overtake data in a channel, so only their order
+        assert [e for e in out if e not in control] == [hello, world]
+        assert [e for e in out if e in control] == control
+        forwarded = await run_stage(AsrStage(executor, forward_audio=True), events)
+        assert [e for e in forwarded if e not in control] == [hello, *audio, world]
+
+
+@pytest.mark.anyio
+async def test_audio_at_another_rate_is_refused(executor: Executor) -> None:
+    with anyio.fail_after(10):
+        inbox = Channel("test->asr", 4, Policy.BLOCK)
+        inbox.send_nowait(AudioFrame(session_id="s", sample_rate=8000, pcm=b"\0\0" * 160, pts=0))
+        inbox.close()
+        with pytest.raises(InvalidAudio, match="16000"):  # one plain error, not a group
+            await AsrStage(executor)(inbox, Channel("asr->test", 4, Policy.BLOCK))
+
+
+class Refusing:
+    """An executor whose queue is always full (a fake: admission control is tested with the
+    real executor in tests/test_executor.py)."""
+
+    async def run(self, request: DecodeRequest) -> Decoded:
+        raise Overloaded("whisper", 32, 32)
+
+
+@pytest.mark.anyio
+async def test_a_refused_final_is_reported_and_refused_partials_are_skipped() -> None:
+    with anyio.fail_after(10):
+        stage = AsrStage(Refusing())
+        out = await run_stage(stage, utterance(espeak("Thank you."), lead=0))
+    (dropped,) = [e for e in out if isinstance(e, TranscriptDropped)]
+    assert dropped.reason == OVERLOADED
+    assert not [e for e in out if isinstance(e, Transcript)]
+
+
+@pytest.mark.anyio
+async def test_read_speech_through_the_real_vad(executor: Executor) -> None:
+    with anyio.fail_after(90), vad_executor(SileroVad()) as vad:
+        speech, rate = read_speech("beckett")
+        audio = np.concatenate([silence(1.0, rate), speech, silence(1.0, rate)])
+        feed = Channel("transport->vad", 16, Policy.COALESCE)
+        middle = Channel("vad->asr", 16, Policy.BLOCK)
+        out = Channel("asr->test", 16, Policy.BLOCK)
+        finals: list[Transcript] = []
+
+        async def produce() -> None:
+            for frame in frames(audio):
+                await feed.send(frame)
+            feed.close()
+
+        async def run_vad() -> None:
+            try:
+                await VadStage(vad)(feed, middle)
+            finally:
+                middle.close()
+
+        async def run_asr() -> None:
+            try:
+                await AsrStage(executor)(middle, out)
+            finally:
+                out.close()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce)
+            group.start_soon(run_vad)
+            group.start_soon(run_asr)
+            async for event in out:
+                if isinstance(event, Transcript) and event.is_final:
+                    finals.append(event)
+    assert len(finals) == 6
+    assert wer(BECKETT, " ".join(f.text for f in finals)) <= 0.1
+    assert [f.utterance for f in finals] == list(range(6))
