@@ -1,0 +1,812 @@
+"""Turn-taking and barge-in: who has the floor, as a sans-I/O state machine.
+
+Feed :meth:`TurnTaking.feed` the session's events with ``now``, the input audio position in
+samples (16 kHz) when each is handled, and :meth:`TurnTaking.advance` between events (a tick);
+both return the actions to take. Nothing reads a clock: given the same timestamped inputs the
+machine returns the same actions however the ticks fall between them (timers fire at their
+deadline, stamped with it). :meth:`TurnTaking.next_deadline` says when the next timer is due,
+so a session can sleep until then instead of ticking every frame.
+
+Inputs: VAD :class:`~pipeline.vad.events.SpeechStarted` / ``SpeechStopped``; ASR
+:class:`~pipeline.asr.events.Transcript` (partials, finals) and ``TranscriptDropped``; the
+session's :class:`ReplyStarted`, :class:`PlayoutStarted`, :class:`PlayoutProgress`,
+:class:`PlayoutFinished` (``played`` in samples of that generation's audio, at its own rate);
+and :class:`CommitTurn` / :class:`DiscardTurn` for clients that end or drop turns themselves.
+
+Outputs: :class:`StartOfTurn`, :class:`EndOfTurn`, :class:`Interrupt`, :class:`ResumeBot`,
+:class:`ReAnswer`, :class:`IdlePrompt`, :class:`HangUp`, :class:`UtteranceIgnored` (a user
+utterance that is not a turn always says why).
+
+State: the **bot** side is IDLE, THINKING (a reply started, no audio yet) or SPEAKING; the
+**user** side is one of
+
+- ``SILENT``    no open user turn;
+- ``TURN``      a user turn is open (speaking, or paused while the end of turn is decided);
+- ``OVERLAP``   the user speaks over a reply and it is not yet decided whether that is a
+                barge-in (it may be a cough, a backchannel, or the bot's own voice);
+- ``CHECKING``  the bot was interrupted; waiting for words to show the interruption was real;
+- ``IGNORED``   the rest of a speech segment judged not to be a turn.
+
+Rules (C is the :class:`TurnConfig`; "words" are content words, fillers like "um" excluded,
+and while the bot is audible, words that mostly repeat what it just said are echo, not words):
+
+====  ================  ===============================  ==========================================
+rule  user state        input / timer                    actions -> next state
+====  ================  ===============================  ==========================================
+T1    SILENT            speech starts, bot IDLE          StartOfTurn -> TURN
+T2    SILENT            speech starts, bot has a reply   -> OVERLAP
+T3    TURN              speech stops                     pause: end of turn due at stop + C.silence
+T4    TURN (paused)     final covering the stop          due at stop + C.early_silence if the text
+                                                         looks complete (ends . ? !, no dangling
+                                                         "and"); ``CommitTurn``: due at once
+T5    TURN (paused)     due, final in (or C.final_wait   EndOfTurn(text) -> SILENT; no words:
+                        passed: the partial is used)     UtteranceIgnored(no_words); a turn over
+                                                         the bot's audio that only repeats it:
+                                                         UtteranceIgnored(echo)
+T6    TURN (paused)     due while a reply plays (held)   held; EndOfTurn when the reply finishes
+B1    OVERLAP           speech lasts C.min_speech        barge-in (below). While the bot is
+                        (+ C.echo_guard if audible)      audible the extra guard applies.
+B2    OVERLAP           >= C.min_words words             barge-in (mode ``speech_or_words``; with
+                                                         ``speech_and_words`` B1 and B2 together;
+                                                         with ``words`` B2 only)
+B3    OVERLAP           speech stops, its final has      UtteranceIgnored(backchannel or no_words)
+                        fewer words                      -> SILENT; the bot goes on
+B4    OVERLAP           the reply finishes first         StartOfTurn -> TURN (no barge-in needed)
+barge-in  reply interruptible                            StartOfTurn, Interrupt(generation, heard)
+                                                         -> TURN if words were seen, else CHECKING.
+                                                         An unheard answer (heard 0) is replaced:
+                                                         the next EndOfTurn carries the previous
+                                                         turn's text too (``replaces_previous``)
+barge-in  not interruptible (greeting        StartOfTurn -> TURN, held (T6)
+          with C.greeting_interruptible off, C.barge_in off)
+F1    CHECKING          a word                           -> TURN (a real interruption)
+F2    CHECKING          final with no words, or          false interruption: ResumeBot(generation,
+                        C.false_interruption_ms passed   heard) / ReAnswer(text) / nothing, per
+                        without words (waiting for a     C.false_interruption; UtteranceIgnored(
+                        pending final up to C.final_wait) false_interruption) -> IGNORED / SILENT
+I1    IGNORED           >= C.min_words words             barge-in again (or TURN when bot IDLE)
+I2    IGNORED           speech stops                     -> SILENT (its late transcripts dropped)
+Q1    SILENT, bot IDLE  C.idle_timeout passes            IdlePrompt(n) for n <= C.idle_prompts,
+                                                         then HangUp(idle)
+Q2    any               C.max_call passes                HangUp(max_duration); then nothing
+====  ================  ===============================  ==========================================
+
+Echo guard policy: without echo cancellation the bot's voice comes back through the caller's
+microphone. While the bot is audible (PlayoutStarted until PlayoutFinished) a barge-in by
+speech alone needs ``min_speech + echo_guard`` of it, and ASR words count only if most of them
+(``echo_overlap``) are not words the bot has just said (``PlayoutProgress.text``). On lines
+that echo badly, use ``barge_in_mode="speech_and_words"`` or ``"words"``: echo then never
+interrupts, because echo is never words of the caller's own.
+
+Transcripts belong to a turn by position: a final "covers" a pause when its audio ends at or
+after the speech stop; transcripts of audio before the end of the last closed turn are stale
+and dropped.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+
+from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.vad.events import SpeechStarted, SpeechStopped
+
+__all__ = [
+    "BotState",
+    "CommitTurn",
+    "DiscardTurn",
+    "EndOfTurn",
+    "HangUp",
+    "IdlePrompt",
+    "Interrupt",
+    "PlayoutFinished",
+    "PlayoutProgress",
+    "PlayoutStarted",
+    "ReAnswer",
+    "ReplyKind",
+    "ReplyStarted",
+    "ResumeBot",
+    "StartOfTurn",
+    "TurnAction",
+    "TurnConfig",
+    "TurnInput",
+    "TurnTaking",
+    "UserState",
+    "UtteranceIgnored",
+    "content_words",
+    "is_echo",
+    "looks_complete",
+]
+
+
+class TurnConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Turn-taking knobs; durations in milliseconds."""
+
+    #: end turns automatically (off: only ``CommitTurn`` ends one)
+    end_of_turn: bool = True
+    #: silence after speech that ends a turn
+    end_of_turn_silence_ms: int = 600
+    #: the silence that ends a turn whose final transcript looks complete
+    early_end_of_turn_silence_ms: int = 250
+    #: how long after the silence to wait for a late final before using the partial
+    final_wait_ms: int = 1500
+    #: let the caller interrupt the bot
+    barge_in: bool = True
+    barge_in_mode: Literal["speech_or_words", "speech_and_words", "words"] = "speech_or_words"
+    #: speech over the bot that makes a barge-in
+    barge_in_min_speech_ms: int = 300
+    #: words over the bot that make a barge-in (0: the words rule is off)
+    barge_in_min_words: int = 2
+    #: extra speech needed while the bot is audible (its echo may be what VAD hears)
+    echo_guard_ms: int = 200
+    #: share of an utterance's words found in the bot's recent text that makes it echo
+    echo_overlap: float = 0.8
+    #: an interruption that brings no word within this is false
+    false_interruption_ms: int = 1500
+    false_interruption: Literal["resume", "reanswer", "ignore"] = "resume"
+    greeting_interruptible: bool = True
+    #: silence (nobody speaking, no reply) before an idle prompt (0: never)
+    idle_timeout_ms: int = 8000
+    #: prompts before hanging up on an idle caller
+    idle_prompts: int = 1
+    #: the longest call (0: unlimited)
+    max_call_ms: int = 30 * 60 * 1000
+
+    def __post_init__(self) -> None:
+        durations = (
+            self.end_of_turn_silence_ms,
+            self.early_end_of_turn_silence_ms,
+            self.final_wait_ms,
+            self.barge_in_min_speech_ms,
+            self.echo_guard_ms,
+            self.false_interruption_ms,
+            self.idle_timeout_ms,
+            self.max_call_ms,
+        )
+        if min(durations) < 0 or self.barge_in_min_words < 0 or self.idle_prompts < 0:
+            raise ValueError("durations and counts must not be negative")
+        if self.early_end_of_turn_silence_ms > self.end_of_turn_silence_ms:
+            raise ValueError("early_end_of_turn_silence_ms must not exceed end_of_turn_silence_ms")
+        if not 0.0 < self.echo_overlap <= 1.0:
+            raise ValueError("echo_overlap must be in (0, 1]")
+        if self.barge_in_mode != "speech_or_words" and self.barge_in_min_words == 0:
+            raise ValueError(f"barge_in_mode {self.barge_in_mode!r} needs barge_in_min_words >= 1")
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+ReplyKind = Literal["answer", "greeting", "prompt", "resume"]
+
+
+class ReplyStarted(msgspec.Struct, frozen=True):
+    """The session started reply ``generation`` (an answer to the last turn, the greeting, an
+    idle prompt, or a resumed reply). Feed it as soon as the reply starts. Generation ids
+    only grow (:class:`~pipeline.generations.Generations`): an old id is ignored."""
+
+    generation: int
+    kind: ReplyKind = "answer"
+
+
+class PlayoutStarted(msgspec.Struct, frozen=True):
+    """The first audio of ``generation`` is playing: the bot is audible."""
+
+    generation: int
+
+
+class PlayoutProgress(msgspec.Struct, frozen=True):
+    """``played`` samples of ``generation`` have played; ``text`` is what they said, if known."""
+
+    generation: int
+    played: int
+    text: str = ""
+
+
+class PlayoutFinished(msgspec.Struct, frozen=True):
+    """``generation`` has stopped playing, all of it (or produced no audio at all)."""
+
+    generation: int
+    played: int = 0
+
+
+class CommitTurn(msgspec.Struct, frozen=True):
+    """End the open user turn as soon as its final transcript is in."""
+
+
+class DiscardTurn(msgspec.Struct, frozen=True):
+    """Drop the open user turn (a client cleared its input)."""
+
+
+TurnInput = (
+    SpeechStarted
+    | SpeechStopped
+    | Transcript
+    | TranscriptDropped
+    | ReplyStarted
+    | PlayoutStarted
+    | PlayoutProgress
+    | PlayoutFinished
+    | CommitTurn
+    | DiscardTurn
+)
+
+
+# -- actions ----------------------------------------------------------------------------------
+
+
+class StartOfTurn(msgspec.Struct, frozen=True):
+    """The caller has the floor; their speech began at ``start``."""
+
+    start: int
+    at: int
+
+
+class EndOfTurn(msgspec.Struct, frozen=True):
+    """The caller finished a turn: answer ``text``.
+
+    ``replaces_previous``: the previous turn's answer was cut before a sample of it played, so
+    ``text`` holds that turn's text too and replaces it in the dialogue.
+    """
+
+    text: str
+    start: int
+    end: int
+    at: int
+    early: bool = False
+    replaces_previous: bool = False
+
+
+class Interrupt(msgspec.Struct, frozen=True):
+    """Barge-in: cancel ``generation``, clear its playout; ``heard`` samples of it played."""
+
+    generation: int
+    heard: int
+    at: int
+    reason: Literal["speech", "words"]
+
+
+class ResumeBot(msgspec.Struct, frozen=True):
+    """A false interruption: say the rest of ``generation`` from sample ``heard`` again."""
+
+    generation: int
+    heard: int
+    at: int
+
+
+class ReAnswer(msgspec.Struct, frozen=True):
+    """A false interruption: answer ``text`` (the last user turn) afresh."""
+
+    generation: int
+    text: str
+    at: int
+
+
+class IdlePrompt(msgspec.Struct, frozen=True):
+    """The caller has been quiet: say prompt number ``count`` (1, 2, ...)."""
+
+    count: int
+    at: int
+
+
+class HangUp(msgspec.Struct, frozen=True):
+    reason: Literal["idle", "max_duration"]
+    at: int
+
+
+class UtteranceIgnored(msgspec.Struct, frozen=True):
+    """Caller speech that did not make a turn, and why."""
+
+    text: str
+    reason: Literal["no_words", "backchannel", "echo", "false_interruption", "discarded"]
+    at: int
+
+
+TurnAction = (
+    StartOfTurn
+    | EndOfTurn
+    | Interrupt
+    | ResumeBot
+    | ReAnswer
+    | IdlePrompt
+    | HangUp
+    | UtteranceIgnored
+)
+
+
+# -- text rules -------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[\w']+")
+FILLERS = frozenset({"um", "uh", "uhm", "umm", "er", "erm", "ah", "hm", "hmm", "mm", "mhm", "huh"})
+_DANGLING = frozenset(
+    {"and", "but", "or", "so", "because", "the", "a", "an", "to", "of", "for", "with", "if"}
+    | {"that", "my", "your", "is", "are", "was", "i", "um", "uh", "like"}
+)
+
+
+def content_words(text: str) -> list[str]:
+    """The words of ``text``, lower-cased, fillers left out."""
+    return [w for w in _WORD.findall(text.lower()) if w not in FILLERS]
+
+
+def looks_complete(text: str) -> bool:
+    """True when ``text`` ends like a finished sentence (``. ? !``, no trailing "and ...")."""
+    stripped = text.rstrip()
+    if not stripped or stripped.endswith(("...", "…")) or stripped[-1] not in ".?!":
+        return False
+    words = _WORD.findall(stripped.lower())
+    return bool(words) and words[-1] not in _DANGLING
+
+
+def is_echo(text: str, bot_text: str, overlap: float = 0.8) -> bool:
+    """True when at least ``overlap`` of ``text``'s words are words of ``bot_text``."""
+    words = content_words(text)
+    spoken = set(_WORD.findall(bot_text.lower()))
+    if not words or not spoken:
+        return False
+    return sum(w in spoken for w in words) >= overlap * len(words)
+
+
+# -- the machine ------------------------------------------------------------------------------
+
+
+class UserState(enum.Enum):
+    SILENT = "silent"
+    TURN = "turn"
+    OVERLAP = "overlap"
+    CHECKING = "checking"
+    IGNORED = "ignored"
+
+
+class BotState(enum.Enum):
+    IDLE = "idle"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
+@dataclass
+class _Reply:
+    generation: int
+    kind: ReplyKind
+    interruptible: bool
+    answer_to: str  # the user text an answer replies to
+    playing: bool = False
+    played: int = 0
+    text: str = ""
+
+
+@dataclass
+class _Turn:
+    """The caller's speech being decided: one turn, a candidate barge-in, or a check."""
+
+    start: int
+    speaking: bool = True
+    segment_start: int = 0
+    stop: int = 0
+    covered: bool = False
+    finals: dict[int, str] = field(default_factory=dict)
+    partial: tuple[int, str] | None = None
+    committed: bool = False
+    held_ready: bool = False
+    early: bool = False
+    overlapped: bool = False
+    time_ok: bool = False
+    words_ok: bool = False
+    interrupt_at: int = 0
+
+    def text(self, *, with_partial: bool) -> str:
+        parts = [self.finals[u] for u in sorted(self.finals)]
+        if with_partial and self.partial is not None and self.partial[0] not in self.finals:
+            parts.append(self.partial[1])
+        return " ".join(p.strip() for p in parts if p.strip())
+
+
+class TurnTaking:
+    """One call's turn-taking; positions and ``now`` are samples at ``sample_rate``."""
+
+    def __init__(
+        self, config: TurnConfig | None = None, *, sample_rate: int = 16000, start: int = 0
+    ) -> None:
+        self.config = config or TurnConfig()
+        self.sample_rate = sample_rate
+        self.now = start
+        self.closed = False
+        c = self.config
+        self._silence = self._ms(c.end_of_turn_silence_ms)
+        self._early_silence = self._ms(c.early_end_of_turn_silence_ms)
+        self._final_wait = self._ms(c.final_wait_ms)
+        self._min_speech = self._ms(c.barge_in_min_speech_ms)
+        self._echo_guard = self._ms(c.echo_guard_ms)
+        self._false_wait = self._ms(c.false_interruption_ms)
+        self._idle = self._ms(c.idle_timeout_ms)
+        self._hangup_at = start + self._ms(c.max_call_ms) if c.max_call_ms else None
+        self.user = UserState.SILENT
+        self._turn: _Turn | None = None
+        self._reply: _Reply | None = None
+        self._interrupted: _Reply | None = None
+        self._carry = ""  # the text of a turn whose answer was cut unheard
+        self._last_turn_text = ""
+        self._seen_generation = 0
+        self._last_reply_text = ""
+        self._closed_until = start  # transcripts of audio before this are stale
+        self._idle_at: int | None = None
+        self._idle_count = 0
+        self._sync_idle()
+
+    def _ms(self, ms: int) -> int:
+        return ms * self.sample_rate // 1000
+
+    @property
+    def bot(self) -> BotState:
+        if self._reply is None:
+            return BotState.IDLE
+        return BotState.SPEAKING if self._reply.playing else BotState.THINKING
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def feed(self, event: TurnInput, now: int) -> list[TurnAction]:
+        """Handle ``event`` at ``now`` (timers due before it fire first)."""
+        actions = self.advance(now)
+        if self.closed:
+            return actions
+        actions += self._handle(event)
+        actions += self._settle()
+        return actions + self.advance(self.now)
+
+    def advance(self, now: int) -> list[TurnAction]:
+        """Move the clock to ``now`` (never backwards), firing the timers due by then."""
+        actions: list[TurnAction] = []
+        while not self.closed:
+            due = self.next_deadline()
+            if due is None or due > now:
+                break
+            self.now = max(self.now, due)
+            actions += self._fire(due)
+            actions += self._settle()
+        self.now = max(self.now, now)
+        return actions
+
+    def next_deadline(self) -> int | None:
+        """When the next timer is due (``None``: none is set)."""
+        if self.closed:
+            return None
+        times = [
+            t for t in (self._hangup_at, self._idle_at, self._turn_deadline()) if t is not None
+        ]
+        return min(times) if times else None
+
+    # -- timers -------------------------------------------------------------------------------
+
+    def _turn_deadline(self) -> int | None:
+        turn = self._turn
+        if turn is None:
+            return None
+        if self.user is UserState.TURN:
+            if turn.speaking or turn.held_ready or not (self.config.end_of_turn or turn.committed):
+                return None
+            if not turn.covered:
+                return turn.stop + self._silence + self._final_wait
+            if turn.committed:
+                return self.now
+            return turn.stop + (self._early_silence if turn.early else self._silence)
+        if self.user is UserState.OVERLAP:
+            if not turn.speaking:
+                return turn.stop + self._final_wait
+            if turn.time_ok or self.config.barge_in_mode == "words":
+                return None
+            guard = self._echo_guard if self._reply is not None and self._reply.playing else 0
+            return turn.segment_start + self._min_speech + guard
+        if self.user is UserState.CHECKING:
+            due = turn.interrupt_at + self._false_wait
+            if not turn.speaking and not turn.covered:
+                due = max(due, turn.stop + self._final_wait)
+            return due
+        return None
+
+    def _fire(self, due: int) -> list[TurnAction]:
+        """Run the timer due at ``due`` (the earliest; the call ends first on a tie)."""
+        if self._hangup_at == due:
+            self.closed = True
+            return [HangUp("max_duration", self.now)]
+        if self._turn_deadline() == due:
+            assert self._turn is not None
+            turn = self._turn
+            if self.user is UserState.TURN:
+                if self._reply is not None:
+                    turn.held_ready = True
+                    return []
+                return self._end_turn()
+            if self.user is UserState.OVERLAP:
+                if not turn.speaking:
+                    return self._ignore_overlap()
+                turn.time_ok = True
+                return self._maybe_barge_in("speech")
+            return self._false_interruption()
+        assert self._idle_at == due
+        if self._idle_count < self.config.idle_prompts:
+            self._idle_count += 1
+            self._idle_at = self.now + self._idle
+            return [IdlePrompt(self._idle_count, self.now)]
+        self.closed = True
+        return [HangUp("idle", self.now)]
+
+    def _settle(self) -> list[TurnAction]:
+        """After any change: a held turn ends once the reply is gone; idle timer upkeep."""
+        actions: list[TurnAction] = []
+        turn = self._turn
+        if (
+            self.user is UserState.TURN
+            and turn is not None
+            and turn.held_ready
+            and self._reply is None
+        ):
+            actions += self._end_turn()
+        self._sync_idle()
+        return actions
+
+    def _sync_idle(self) -> None:
+        quiet = self.user is UserState.SILENT and self._reply is None and self._idle > 0
+        if not quiet:
+            self._idle_at = None
+        elif self._idle_at is None:
+            self._idle_at = self.now + self._idle
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def _handle(self, event: TurnInput) -> list[TurnAction]:
+        match event:
+            case SpeechStarted(sample=sample):
+                return self._speech_started(sample)
+            case SpeechStopped(sample=sample):
+                return self._speech_stopped(sample)
+            case Transcript() | TranscriptDropped():
+                return self._transcript(event)
+            case ReplyStarted(generation=generation, kind=kind):
+                return self._reply_started(generation, kind)
+            case PlayoutStarted(generation=generation):
+                if self._reply is None:
+                    self._reply_started(generation, "answer")  # not announced: fine
+                if self._reply is not None and self._reply.generation == generation:
+                    self._reply.playing = True
+                return []
+            case PlayoutProgress(generation=generation, played=played, text=text):
+                if self._reply is not None and self._reply.generation == generation:
+                    self._reply.played = max(self._reply.played, played)
+                    self._reply.text = text or self._reply.text
+                return []
+            case PlayoutFinished(generation=generation):
+                if self._reply is not None and self._reply.generation == generation:
+                    return self._reply_ended()
+                return []
+            case CommitTurn():
+                return self._commit()
+            case DiscardTurn():
+                return self._discard()
+        raise AssertionError(f"unhandled input {event!r}")  # pragma: no cover
+
+    def _speech_started(self, sample: int) -> list[TurnAction]:
+        turn = self._turn
+        if self.user in (UserState.SILENT, UserState.IGNORED) or turn is None:
+            self._turn = _Turn(start=sample, segment_start=sample)
+            if self._reply is None:
+                self.user = UserState.TURN
+                return [StartOfTurn(sample, self.now)]
+            self.user = UserState.OVERLAP
+            self._turn.overlapped = self._reply.playing
+            return []
+        turn.speaking = True
+        turn.covered = False
+        turn.held_ready = False
+        turn.segment_start = sample
+        if self.user is UserState.OVERLAP:
+            turn.time_ok = False
+            turn.overlapped = turn.overlapped or bool(self._reply and self._reply.playing)
+        return []
+
+    def _speech_stopped(self, sample: int) -> list[TurnAction]:
+        turn = self._turn
+        if self.user is UserState.IGNORED:
+            self._close_turn(sample)
+            return []
+        if turn is None or self.user is UserState.SILENT or not turn.speaking:
+            return []
+        turn.speaking = False
+        turn.stop = sample
+        turn.covered = False
+        return []
+
+    def _transcript(self, event: Transcript | TranscriptDropped) -> list[TurnAction]:
+        if event.start < self._closed_until:
+            return []  # audio of a turn already closed
+        final = isinstance(event, TranscriptDropped) or event.is_final
+        text = "" if isinstance(event, TranscriptDropped) else event.text
+        if self.user is UserState.SILENT:
+            if not final or not content_words(text):
+                return []
+            # A final with no VAD events around it: a turn that has already paused.
+            self._turn = _Turn(start=event.start, speaking=False, stop=event.end)
+            self.user = UserState.TURN if self._reply is None else UserState.OVERLAP
+            actions: list[TurnAction] = []
+            if self.user is UserState.TURN:
+                actions.append(StartOfTurn(event.start, self.now))
+            return actions + self._transcript(event)
+        turn = self._turn
+        assert turn is not None
+        if final:
+            turn.finals[event.utterance] = text
+            if not turn.speaking and event.end >= turn.stop:
+                turn.covered = True
+                turn.early = looks_complete(turn.text(with_partial=False))
+        else:
+            turn.partial = (event.utterance, text)
+        words = self._words(text)
+        match self.user:
+            case UserState.OVERLAP:
+                min_words = self.config.barge_in_min_words
+                if min_words and words >= min_words:
+                    turn.words_ok = True
+                    return self._maybe_barge_in("words")
+                if turn.covered:
+                    return self._ignore_overlap()
+            case UserState.CHECKING:
+                if words >= 1:
+                    self.user = UserState.TURN
+                elif turn.covered:
+                    return self._false_interruption()
+            case UserState.IGNORED:
+                min_words = self.config.barge_in_min_words
+                if min_words and words >= min_words:
+                    turn.words_ok = True
+                    turn.time_ok = True
+                    if self._reply is None:
+                        self.user = UserState.TURN
+                        return [StartOfTurn(turn.segment_start, self.now)]
+                    self.user = UserState.OVERLAP
+                    return self._maybe_barge_in("words")
+            case _:
+                pass
+        return []
+
+    def _words(self, text: str) -> int:
+        """Content words of ``text``, none if it is the bot's own voice coming back."""
+        reply = self._reply or self._interrupted
+        if reply is not None and reply.text and is_echo(text, reply.text, self.config.echo_overlap):
+            return 0
+        return len(content_words(text))
+
+    def _reply_started(self, generation: int, kind: ReplyKind) -> list[TurnAction]:
+        if generation <= self._seen_generation:
+            return []  # generations only grow: this one is stale or announced already
+        self._seen_generation = generation
+        interruptible = self.config.barge_in and (
+            kind != "greeting" or self.config.greeting_interruptible
+        )
+        answer_to = self._last_turn_text if kind == "answer" else ""
+        self._reply = _Reply(generation, kind, interruptible, answer_to)
+        if self.user is UserState.CHECKING:
+            self.user = UserState.TURN  # the session answers already; the turn is held
+            self._interrupted = None
+        return []
+
+    def _reply_ended(self) -> list[TurnAction]:
+        assert self._reply is not None
+        self._last_reply_text = self._reply.text
+        self._reply = None
+        if self.user is UserState.OVERLAP:
+            assert self._turn is not None
+            self.user = UserState.TURN
+            return [StartOfTurn(self._turn.start, self.now)]
+        return []
+
+    def _commit(self) -> list[TurnAction]:
+        turn = self._turn
+        if turn is None or self.user not in (UserState.TURN, UserState.CHECKING):
+            return []
+        self.user = UserState.TURN
+        self._interrupted = None
+        turn.committed = True
+        if turn.speaking:
+            turn.speaking = False
+            turn.stop = self.now
+        return []
+
+    def _discard(self) -> list[TurnAction]:
+        turn = self._turn
+        if turn is None or self.user is UserState.SILENT:
+            return []
+        text = turn.text(with_partial=True)
+        self._interrupted = None
+        self._carry = ""
+        self._ignore_rest(turn, self.now)
+        return [UtteranceIgnored(text, "discarded", self.now)]
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def _maybe_barge_in(self, reason: Literal["speech", "words"]) -> list[TurnAction]:
+        turn = self._turn
+        assert turn is not None
+        assert self._reply is not None
+        mode = self.config.barge_in_mode
+        if mode == "speech_and_words" and not (turn.time_ok and turn.words_ok):
+            return []
+        reply = self._reply
+        actions: list[TurnAction] = [StartOfTurn(turn.start, self.now)]
+        if not reply.interruptible:
+            self.user = UserState.TURN
+            return actions
+        actions.append(Interrupt(reply.generation, reply.played, self.now, reason))
+        self._last_reply_text = reply.text
+        self._reply = None
+        self._interrupted = reply
+        if reply.played == 0 and reply.kind == "answer":
+            self._carry = reply.answer_to
+        if turn.words_ok:
+            self.user = UserState.TURN
+        else:
+            self.user = UserState.CHECKING
+            turn.interrupt_at = self.now
+        return actions
+
+    def _false_interruption(self) -> list[TurnAction]:
+        turn = self._turn
+        reply = self._interrupted
+        assert turn is not None
+        assert reply is not None
+        actions: list[TurnAction] = []
+        policy = self.config.false_interruption
+        if policy == "reanswer" and reply.kind == "answer" and reply.answer_to:
+            actions.append(ReAnswer(reply.generation, reply.answer_to, self.now))
+        elif policy != "ignore":
+            actions.append(ResumeBot(reply.generation, reply.played, self.now))
+        actions.append(
+            UtteranceIgnored(turn.text(with_partial=True), "false_interruption", self.now)
+        )
+        self._interrupted = None
+        self._carry = ""
+        self._ignore_rest(turn, turn.stop)
+        return actions
+
+    def _ignore_overlap(self) -> list[TurnAction]:
+        turn = self._turn
+        assert turn is not None
+        text = turn.text(with_partial=not turn.covered)
+        reason: Literal["backchannel", "no_words", "echo"] = "no_words"
+        if content_words(text):
+            reason = "echo" if self._words(text) == 0 else "backchannel"
+        self._close_turn(turn.stop)
+        return [UtteranceIgnored(text, reason, self.now)]
+
+    def _end_turn(self) -> list[TurnAction]:
+        turn = self._turn
+        assert turn is not None
+        text = turn.text(with_partial=not turn.covered)
+        carry, self._carry = self._carry, ""
+        self._interrupted = None
+        self._close_turn(turn.stop)
+        if not content_words(text):
+            return [UtteranceIgnored(text, "no_words", self.now)]
+        if turn.overlapped and is_echo(text, self._last_reply_text, self.config.echo_overlap):
+            return [UtteranceIgnored(text, "echo", self.now)]
+        if carry:
+            text = f"{carry} {text}"
+        self._last_turn_text = text
+        self._idle_count = 0
+        early = turn.covered and turn.early and not turn.committed
+        early = early and self._early_silence < self._silence
+        return [EndOfTurn(text, turn.start, turn.stop, self.now, early, bool(carry))]
+
+    def _ignore_rest(self, turn: _Turn, until: int) -> None:
+        """Drop ``turn``: while its speech goes on the rest is IGNORED, else it is closed."""
+        if not turn.speaking:
+            self._close_turn(until)
+            return
+        self._turn = _Turn(start=turn.start, segment_start=turn.segment_start)
+        self.user = UserState.IGNORED
+
+    def _close_turn(self, until: int) -> None:
+        self._closed_until = max(self._closed_until, until)
+        self._turn = None
+        self.user = UserState.SILENT

@@ -1,0 +1,338 @@
+"""The native /v1/stream protocol: handshake, audio both ways, events, and bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transports.audio import AudioFormat, AudioIn
+from transports.g711 import pcm16_to_ulaw
+from transports.native import (
+    Bye,
+    Hello,
+    InterruptRequest,
+    NativeProtocol,
+    NativeState,
+    PeerError,
+    Playback,
+    UserText,
+)
+
+
+def tone(seconds: float, rate: int) -> bytes:
+    t = np.arange(round(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * 440 * t) * 12000).astype("<i2").tobytes()
+
+
+def sent(protocol: NativeProtocol) -> list[Any]:
+    """What the protocol queued: JSON events as dicts, binary frames as bytes."""
+    return [m if isinstance(m, bytes) else json.loads(m) for m in protocol.data_to_send()]
+
+
+def opened(sample_rate: int = 16000, encoding: str = "pcm16") -> NativeProtocol:
+    protocol = NativeProtocol("s1")
+    hello = {"type": "hello", "sample_rate": sample_rate, "encoding": encoding}
+    protocol.receive_text(json.dumps(hello))
+    protocol.data_to_send()
+    return protocol
+
+
+# -- handshake --------------------------------------------------------------------------------
+
+
+def test_hello_starts_the_session() -> None:
+    protocol = NativeProtocol("s1")
+    events = protocol.receive_text('{"type": "hello", "sample_rate": 24000}')
+    assert events == [Hello(AudioFormat("pcm16", 24000))]
+    assert protocol.state is NativeState.OPEN
+    assert sent(protocol) == [
+        {
+            "type": "session.started",
+            "session_id": "s1",
+            "version": 1,
+            "sample_rate": 24000,
+            "encoding": "pcm16",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("hello", "code"),
+    [
+        ({"type": "hello", "sample_rate": 7999}, "bad_hello"),
+        ({"type": "hello", "sample_rate": 96000}, "bad_hello"),
+        ({"type": "hello", "sample_rate": 16000, "encoding": "mulaw"}, "bad_hello"),
+        ({"type": "hello", "sample_rate": 16000, "encoding": "opus"}, "bad_message"),
+        ({"type": "hello", "sample_rate": 16000, "version": 2}, "bad_hello"),
+        ({"type": "hello"}, "bad_message"),
+        ({"type": "hello", "sample_rate": "fast"}, "bad_message"),
+    ],
+)
+def test_a_bad_hello_is_answered_and_the_client_may_try_again(
+    hello: dict[str, Any], code: str
+) -> None:
+    protocol = NativeProtocol("s1")
+    [event] = protocol.receive_text(json.dumps(hello))
+    assert isinstance(event, PeerError)
+    assert event.code == code
+    [error] = sent(protocol)
+    assert error["type"] == "error"
+    assert error["code"] == code
+    assert protocol.state is NativeState.AWAITING_HELLO
+    assert protocol.receive_text('{"type": "hello", "sample_rate": 8000, "encoding": "mulaw"}') == [
+        Hello(AudioFormat("mulaw", 8000))
+    ]
+
+
+def test_nothing_but_hello_is_accepted_first() -> None:
+    protocol = NativeProtocol("s1")
+    assert protocol.receive_bytes(b"\x00\x00") == [
+        PeerError("hello_required", "send a hello message before audio")
+    ]
+    assert protocol.receive_text('{"type": "text", "text": "hi"}')[0] == PeerError(
+        "hello_required", "send a hello message first"
+    )
+    assert [e["code"] for e in sent(protocol)] == ["hello_required", "hello_required"]
+
+
+def test_a_second_hello_is_refused() -> None:
+    protocol = opened()
+    [event] = protocol.receive_text('{"type": "hello", "sample_rate": 8000}')
+    assert event == PeerError("hello_repeated", "the session has already started")
+    assert protocol.format == AudioFormat("pcm16", 16000)
+
+
+# -- inbound ----------------------------------------------------------------------------------
+
+
+def test_16_khz_audio_comes_through_as_sent() -> None:
+    protocol = opened()
+    pcm = tone(0.02, 16000)
+    assert protocol.receive_bytes(pcm) == [AudioIn(pcm, 0)]
+    assert protocol.receive_bytes(pcm) == [AudioIn(pcm, 320)]
+    assert sent(protocol) == []
+
+
+def test_mulaw_audio_is_decoded_and_resampled_to_16_khz() -> None:
+    protocol = opened(8000, "mulaw")
+    chunks: list[AudioIn] = []
+    for n in range(50):
+        frame = pcm16_to_ulaw(tone(1.0, 8000)[n * 320 : (n + 1) * 320])
+        chunks += [e for e in protocol.receive_bytes(frame) if isinstance(e, AudioIn)]
+    total = sum(c.num_samples for c in chunks)
+    assert 15_500 < total <= 16_000  # the resampler holds a few ms back until the end
+    assert [c.pts for c in chunks] == [
+        sum(c.num_samples for c in chunks[:n]) for n in range(len(chunks))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [(b"\x00\x01\x02", "bad_audio"), (bytes(64 * 1024 + 2), "frame_too_large")],
+)
+def test_bad_audio_frames_are_refused_and_the_call_goes_on(frame: bytes, code: str) -> None:
+    protocol = opened()
+    [event] = protocol.receive_bytes(frame)
+    assert isinstance(event, PeerError)
+    assert event.code == code
+    assert sent(protocol)[0]["code"] == code
+    assert protocol.receive_bytes(b"\x01\x00") == [AudioIn(b"\x01\x00", 0)]
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("not json", "bad_json"),
+        ("[1, 2]", "bad_json"),
+        ("null", "bad_json"),
+        ('"hello"', "bad_json"),
+        ("{}", "unknown_type"),
+        ('{"type": "dance"}', "unknown_type"),
+        ('{"type": 5}', "unknown_type"),
+        ('{"type": "playback", "generation": "x", "samples": 1}', "bad_message"),
+        ('{"type": "playback", "generation": 1, "samples": -1}', "bad_message"),
+        ('{"type": "text"}', "bad_message"),
+    ],
+)
+def test_bad_messages_are_answered_with_an_error(text: str, code: str) -> None:
+    protocol = opened()
+    [event] = protocol.receive_text(text)
+    assert isinstance(event, PeerError)
+    assert event.code == code
+    [error] = sent(protocol)
+    assert error == {"type": "error", "code": code, "message": event.message}
+
+
+def test_an_oversized_text_frame_is_refused() -> None:
+    protocol = opened()
+    [event] = protocol.receive_text('{"type": "text", "text": "' + "a" * 70_000 + '"}')
+    assert isinstance(event, PeerError)
+    assert event.code == "text_too_large"
+
+
+def test_client_messages_become_events() -> None:
+    protocol = opened()
+    assert protocol.receive_text('{"type": "text", "text": "book a table"}') == [
+        UserText("book a table")
+    ]
+    assert protocol.receive_text('{"type": "interrupt"}') == [InterruptRequest()]
+    assert protocol.receive_text('{"type": "playback", "generation": 9, "samples": 80}') == [
+        Playback(9, 80, None)  # a generation this protocol never streamed
+    ]
+    assert protocol.receive_text('{"type": "bye", "reason": "done"}') == [Bye("done")]
+    assert sent(protocol) == [{"type": "session.ended", "reason": "bye"}]
+    assert protocol.state is NativeState.CLOSED
+    assert protocol.receive_text('{"type": "text", "text": "more"}') == []
+    assert protocol.receive_bytes(b"\x00\x00") == []
+    protocol.send_transcript(0, "late", final=True)
+    assert sent(protocol) == []
+
+
+# -- outbound ---------------------------------------------------------------------------------
+
+
+def test_bot_audio_is_framed_by_start_and_end_events() -> None:
+    protocol = opened(8000, "pcm16")
+    protocol.send_agent_text(3, "Hello")
+    protocol.send_audio(3, tone(0.5, 22050), 22050)
+    protocol.send_audio(3, tone(0.5, 22050), 22050)
+    protocol.end_audio(3)
+    messages = sent(protocol)
+    assert messages[0] == {"type": "agent.text", "generation": 3, "delta": "Hello"}
+    assert messages[1] == {
+        "type": "audio.start",
+        "generation": 3,
+        "sample_rate": 8000,
+        "encoding": "pcm16",
+    }
+    audio = b"".join(m for m in messages if isinstance(m, bytes))
+    assert len(audio) == 2 * 8000
+    assert messages[-1] == {
+        "type": "audio.end",
+        "generation": 3,
+        "samples": 8000,
+        "duration_ms": 1000,
+        "interrupted": False,
+    }
+
+
+def test_an_interrupted_generation_is_cut_and_its_late_audio_dropped() -> None:
+    protocol = opened()
+    protocol.send_audio(4, tone(0.3, 22050), 22050)
+    protocol.data_to_send()
+    assert protocol.receive_text('{"type": "playback", "generation": 4, "samples": 1600}') == [
+        Playback(4, 1600, 2205)
+    ]
+    protocol.send_interrupted(4, heard_text="Our opening")
+    protocol.send_audio(4, tone(0.3, 22050), 22050)
+    protocol.send_agent_text(4, " hours are")
+    protocol.end_audio(4)
+    messages = sent(protocol)
+    assert messages[0]["type"] == "audio.end"
+    assert messages[0]["interrupted"] is True
+    assert messages[1:] == [
+        {"type": "interrupted", "generation": 4, "played_ms": 100, "heard_text": "Our opening"}
+    ]
+    protocol.send_interrupted(4, played_samples=22050)
+    assert sent(protocol)[-1]["played_ms"] == 1000
+
+
+def test_one_generation_streams_at_a_time() -> None:
+    protocol = opened()
+    protocol.send_audio(1, tone(0.1, 16000), 16000)
+    with pytest.raises(ValueError, match="still open"):
+        protocol.send_audio(2, tone(0.1, 16000), 16000)
+    protocol.end_audio(1)
+    protocol.send_audio(2, tone(0.1, 16000), 16000)
+    protocol.end_audio(99)  # not streaming: nothing to end
+    types = [m["type"] for m in sent(protocol) if isinstance(m, dict)]
+    assert types == ["audio.start", "audio.end", "audio.start"]
+
+
+def test_audio_before_hello_is_our_error() -> None:
+    with pytest.raises(RuntimeError, match="hello"):
+        NativeProtocol("s1").send_audio(1, b"\x00\x00", 16000)
+
+
+def test_events_for_the_client() -> None:
+    protocol = opened()
+    protocol.send_speech_started(16000)
+    protocol.send_speech_stopped(40000)
+    protocol.send_transcript(0, "book a", final=False, stable="book", unstable=" a")
+    protocol.send_transcript(0, "Book a table.", final=True)
+    protocol.send_latency(5, {"asr_ms": 210.04, "llm_first_token_ms": 250.0})
+    protocol.send_error("internal", "something went wrong")
+    protocol.close("hang_up")
+    protocol.close("again")
+    assert sent(protocol) == [
+        {"type": "speech.started", "at_ms": 1000},
+        {"type": "speech.stopped", "at_ms": 2500},
+        {
+            "type": "transcript.partial",
+            "utterance": 0,
+            "text": "book a",
+            "stable": "book",
+            "unstable": " a",
+        },
+        {"type": "transcript.final", "utterance": 0, "text": "Book a table."},
+        {
+            "type": "turn.latency",
+            "generation": 5,
+            "latency_ms": {"asr_ms": 210.0, "llm_first_token_ms": 250.0},
+        },
+        {"type": "error", "code": "internal", "message": "something went wrong"},
+        {"type": "session.ended", "reason": "hang_up"},
+    ]
+
+
+def test_closing_mid_audio_ends_the_stream_first() -> None:
+    protocol = opened()
+    protocol.send_audio(2, tone(0.1, 16000), 16000)
+    protocol.close("hang_up")
+    messages = [m for m in sent(protocol) if isinstance(m, dict)]
+    assert [m["type"] for m in messages] == ["audio.start", "audio.end", "session.ended"]
+    assert messages[1]["interrupted"] is True
+
+
+# -- fuzzing ----------------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+MESSAGES = st.one_of(
+    st.text(max_size=200),
+    JSON_VALUES.map(json.dumps),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["hello", "text", "interrupt", "playback", "bye", "x"])},
+        optional={
+            "sample_rate": st.integers(-1, 100_000) | st.text(max_size=3),
+            "encoding": st.sampled_from(["pcm16", "mulaw", "alaw", "opus"]),
+            "text": st.text(max_size=20) | st.integers(),
+            "generation": st.integers(),
+            "samples": st.integers(),
+        },
+    ).map(json.dumps),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(MESSAGES, st.binary(max_size=600)), max_size=12))
+def test_peer_input_never_raises_and_every_error_is_answered(inputs: list[str | bytes]) -> None:
+    protocol = NativeProtocol("fuzz", max_frame_bytes=400)
+    for item in inputs:
+        if isinstance(item, bytes):
+            events = protocol.receive_bytes(item)
+        else:
+            events = protocol.receive_text(item)
+        errors = [e for e in events if isinstance(e, PeerError)]
+        replies = [json.loads(m) for m in protocol.data_to_send() if isinstance(m, str)]
+        assert [r["code"] for r in replies if r["type"] == "error"] == [e.code for e in errors]

@@ -1,0 +1,729 @@
+"""The OpenAI-Realtime-compatible protocol, checked against the openai SDK's own types.
+
+Every server event the protocol queues is validated with the SDK model of its ``type``; every
+client event the tests send is first validated with the SDK's client event models, so both
+directions match what ``client.realtime.connect(...)`` sends and expects.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import typing
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transports.audio import AudioIn
+from transports.g711 import pcm16_to_ulaw
+from transports.realtime import (
+    CancelRequested,
+    CommitRequested,
+    InputCleared,
+    ItemCreated,
+    ItemDeleted,
+    PeerError,
+    RealtimeProtocol,
+    ResponseRequested,
+    SessionUpdated,
+    TruncateRequested,
+)
+from transports.realtime_events import AudioPCMU, Item, ResponseParams, ServerVad
+
+realtime_types = pytest.importorskip("openai.types.realtime")
+
+
+def _models_by_type(union: Any) -> dict[str, Any]:
+    members = typing.get_args(typing.get_args(union)[0])
+    return {typing.get_args(m.model_fields["type"].annotation)[0]: m for m in members}
+
+
+SERVER_MODELS = _models_by_type(realtime_types.RealtimeServerEvent)
+CLIENT_MODELS = _models_by_type(realtime_types.RealtimeClientEvent)
+
+
+def tone(seconds: float, rate: int) -> bytes:
+    t = np.arange(round(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * 440 * t) * 12000).astype("<i2").tobytes()
+
+
+def client(protocol: RealtimeProtocol, event: dict[str, Any]) -> list[Any]:
+    """Send ``event`` as the SDK would (it must be a valid SDK client event)."""
+    CLIENT_MODELS[event["type"]].model_validate(event)
+    return protocol.receive_text(json.dumps(event))
+
+
+def server(protocol: RealtimeProtocol) -> list[dict[str, Any]]:
+    """The queued server events, each validated against the SDK model of its type."""
+    events = [json.loads(m) for m in protocol.data_to_send()]
+    for event in events:
+        SERVER_MODELS[event["type"]].model_validate(event)
+        assert event["event_id"].startswith("event_")
+    return events
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+def fresh() -> RealtimeProtocol:
+    protocol = RealtimeProtocol(id_seed="t")
+    server(protocol)
+    return protocol
+
+
+# -- session ----------------------------------------------------------------------------------
+
+
+def test_the_first_event_is_session_created_with_the_defaults() -> None:
+    protocol = RealtimeProtocol(id_seed="t")
+    [created] = server(protocol)
+    assert created["type"] == "session.created"
+    session = created["session"]
+    assert session["type"] == "realtime"
+    assert session["output_modalities"] == ["audio"]
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    model = SERVER_MODELS["session.created"].model_validate(created)
+    assert model.session.audio.output.format.rate == 24000
+
+
+def test_session_update_changes_only_the_fields_given() -> None:
+    protocol = fresh()
+    events = client(
+        protocol,
+        {
+            "type": "session.update",
+            "event_id": "c1",
+            "session": {
+                "type": "realtime",
+                "instructions": "Be brief.",
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcmu"},
+                        "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+                    },
+                    "output": {"voice": "marin", "format": {"type": "audio/pcmu"}},
+                },
+            },
+        },
+    )
+    [updated] = [e for e in events if isinstance(e, SessionUpdated)]
+    config = updated.config
+    assert config.instructions == "Be brief."
+    assert config.voice == "marin"
+    assert config.input_format == AudioPCMU()
+    assert config.turn_detection == ServerVad(silence_duration_ms=500)
+    assert config.output_modalities == ("audio",)  # untouched
+    [reply] = server(protocol)
+    assert reply["type"] == "session.updated"
+    assert reply["session"]["instructions"] == "Be brief."
+    # audio now arrives as μ-law at 8 kHz
+    payload = pcm16_to_ulaw(tone(0.1, 8000))
+    chunks = client(
+        protocol,
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(payload).decode()},
+    )
+    assert all(isinstance(c, AudioIn) for c in chunks)
+
+
+def test_turn_detection_null_turns_it_off() -> None:
+    protocol = fresh()
+    [updated] = client(
+        protocol,
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}},
+        },
+    )
+    assert isinstance(updated, SessionUpdated)
+    assert updated.config.turn_detection is None
+    assert server(protocol)[0]["session"]["audio"]["input"]["turn_detection"] is None
+
+
+@pytest.mark.parametrize(
+    ("session", "param"),
+    [
+        ({"type": "transcription"}, "session.type"),
+        ({"type": "realtime", "output_modalities": ["text", "audio"]}, "session.output_modalities"),
+        (
+            {"type": "realtime", "audio": {"output": {"speed": 3.0}}},
+            "session.audio.output.speed",
+        ),
+        (
+            {
+                "type": "realtime",
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2.0}}},
+            },
+            "session.audio.input.turn_detection.threshold",
+        ),
+    ],
+)
+def test_an_impossible_session_update_is_refused_whole(session: dict[str, Any], param: str) -> None:
+    protocol = fresh()
+    before = protocol.config
+    [event] = protocol.receive_text(
+        json.dumps({"type": "session.update", "event_id": "c9", "session": session})
+    )
+    assert isinstance(event, PeerError)
+    [error] = server(protocol)
+    assert error["error"]["param"] == param
+    assert error["error"]["event_id"] == "c9"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert protocol.config == before
+
+
+def test_the_voice_is_fixed_once_the_assistant_has_spoken() -> None:
+    protocol = fresh()
+    protocol.start_response(1)
+    protocol.send_audio(1, tone(0.1, 24000), 24000)
+    protocol.end_response(1)
+    server(protocol)
+    update = {
+        "type": "session.update",
+        "session": {"type": "realtime", "audio": {"output": {"voice": "cedar"}}},
+    }
+    [event] = client(protocol, update)
+    assert isinstance(event, PeerError)
+    assert server(protocol)[0]["error"]["param"] == "session.audio.output.voice"
+
+
+# -- input audio ------------------------------------------------------------------------------
+
+
+def append(protocol: RealtimeProtocol, pcm: bytes) -> list[Any]:
+    audio = base64.b64encode(pcm).decode()
+    return client(protocol, {"type": "input_audio_buffer.append", "audio": audio})
+
+
+def test_appended_24_khz_audio_reaches_the_pipeline_at_16_khz() -> None:
+    protocol = fresh()
+    chunks: list[AudioIn] = []
+    for n in range(10):
+        chunks += append(protocol, tone(1.0, 24000)[n * 4800 : (n + 1) * 4800])
+    assert 15_600 < sum(c.num_samples for c in chunks) <= 16_000
+    assert server(protocol) == []  # appends are not acknowledged
+
+
+def test_a_commit_makes_a_user_item() -> None:
+    protocol = fresh()
+    append(protocol, tone(0.2, 24000))
+    [event] = client(protocol, {"type": "input_audio_buffer.commit"})
+    assert isinstance(event, CommitRequested)
+    committed, added = server(protocol)
+    assert committed["type"] == "input_audio_buffer.committed"
+    assert committed["item_id"] == event.item_id == added["item"]["id"]
+    assert added["item"]["role"] == "user"
+    protocol.input_transcript_completed(event.item_id, "Hello there.", seconds=0.2)
+    completed, done = server(protocol)
+    assert completed["type"] == "conversation.item.input_audio_transcription.completed"
+    assert completed["transcript"] == "Hello there."
+    assert done["type"] == "conversation.item.done"
+    assert done["item"]["content"][0]["transcript"] == "Hello there."
+
+
+def test_committing_too_little_audio_is_an_error() -> None:
+    protocol = fresh()
+    append(protocol, tone(0.05, 24000))
+    [event] = client(protocol, {"type": "input_audio_buffer.commit", "event_id": "c3"})
+    assert isinstance(event, PeerError)
+    assert event.code == "input_audio_buffer_commit_empty"
+    [error] = server(protocol)
+    assert error["error"]["event_id"] == "c3"
+
+
+def test_clearing_the_input_drops_it() -> None:
+    protocol = fresh()
+    append(protocol, tone(0.2, 24000))
+    assert client(protocol, {"type": "input_audio_buffer.clear"}) == [InputCleared()]
+    assert types(server(protocol)) == ["input_audio_buffer.cleared"]
+    [event] = client(protocol, {"type": "input_audio_buffer.commit"})
+    assert isinstance(event, PeerError)
+
+
+@pytest.mark.parametrize("audio", ["not base64!", base64.b64encode(b"\x00\x01\x02").decode()])
+def test_undecodable_audio_is_an_error(audio: str) -> None:
+    protocol = fresh()
+    [event] = client(protocol, {"type": "input_audio_buffer.append", "audio": audio})
+    assert isinstance(event, PeerError)
+    assert server(protocol)[0]["error"]["param"] == "audio"
+
+
+def test_server_vad_events_share_the_item_id() -> None:
+    protocol = fresh()
+    started = protocol.speech_started(16000)
+    stopped = protocol.speech_stopped(48000)
+    committed = protocol.commit_input()
+    assert started == stopped == committed
+    events = server(protocol)
+    assert types(events) == [
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+    ]
+    assert events[0]["audio_start_ms"] == 1000
+    assert events[1]["audio_end_ms"] == 3000
+    assert protocol.speech_started(64000) != started  # the next turn is a new item
+    protocol.input_transcript_delta(committed, "Hel")
+    protocol.input_transcript_failed(committed, "no speech")
+    assert types(server(protocol))[1:] == [
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.failed",
+    ]
+
+
+def test_transcription_off_sends_no_transcription_events() -> None:
+    protocol = fresh()
+    client(
+        protocol,
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"transcription": None}}},
+        },
+    )
+    server(protocol)
+    item = protocol.commit_input()
+    protocol.input_transcript_delta(item, "Hi")
+    protocol.input_transcript_completed(item, "Hi.")
+    assert "conversation.item.input_audio_transcription.completed" not in types(server(protocol))
+
+
+def test_the_idle_timeout_event() -> None:
+    protocol = fresh()
+    protocol.idle_timeout(16000, 160000)
+    [event] = server(protocol)
+    assert event["type"] == "input_audio_buffer.timeout_triggered"
+    assert (event["audio_start_ms"], event["audio_end_ms"]) == (1000, 10000)
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+def test_a_spoken_response_streams_and_ends() -> None:
+    protocol = fresh()
+    [request] = client(protocol, {"type": "response.create"})
+    assert request == ResponseRequested(ResponseParams())
+    response_id = protocol.start_response(3)
+    protocol.send_text(3, "Hello")
+    protocol.send_audio(3, tone(0.5, 22050), 22050)
+    protocol.send_text(3, " there.")
+    protocol.send_audio(3, tone(0.5, 22050), 22050)
+    protocol.end_response(3)
+    events = server(protocol)
+    assert types(events) == [
+        "response.created",
+        "response.output_item.added",
+        "conversation.item.added",
+        "response.content_part.added",
+        "response.output_audio_transcript.delta",
+        "response.output_audio.delta",
+        "response.output_audio_transcript.delta",
+        "response.output_audio.delta",
+        "response.output_audio.delta",  # the resampler's tail
+        "response.output_audio.done",
+        "response.output_audio_transcript.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]
+    assert {e["response_id"] for e in events[1:] if "response_id" in e} == {response_id}
+    audio = b"".join(
+        base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta"
+    )
+    assert len(audio) == 2 * 24000  # one second of PCM16 at 24 kHz
+    done = events[-1]["response"]
+    assert done["status"] == "completed"
+    assert done["output"][0]["content"] == [{"type": "output_audio", "transcript": "Hello there."}]
+
+
+def test_a_second_response_while_one_is_active_is_refused() -> None:
+    protocol = fresh()
+    protocol.start_response(1)
+    [event] = client(protocol, {"type": "response.create", "event_id": "c5"})
+    assert isinstance(event, PeerError)
+    assert event.code == "conversation_already_has_active_response"
+    [out_of_band] = client(
+        protocol, {"type": "response.create", "response": {"conversation": "none"}}
+    )
+    assert isinstance(out_of_band, ResponseRequested)
+
+
+def test_the_client_cancels_a_response() -> None:
+    protocol = fresh()
+    response_id = protocol.start_response(2)
+    protocol.send_audio(2, tone(0.2, 24000), 24000)
+    server(protocol)
+    assert client(protocol, {"type": "response.cancel"}) == [CancelRequested(2, response_id)]
+    events = server(protocol)
+    assert events[-1]["response"]["status"] == "cancelled"
+    assert events[-1]["response"]["status_details"] == {
+        "type": "cancelled",
+        "reason": "client_cancelled",
+    }
+    protocol.send_audio(2, tone(0.2, 24000), 24000)  # in flight when it was cancelled
+    protocol.end_response(2)
+    assert server(protocol) == []
+    [event] = client(protocol, {"type": "response.cancel"})
+    assert isinstance(event, PeerError)
+    assert event.code == "response_cancel_not_active"
+
+
+def test_output_audio_buffer_clear_cuts_the_response() -> None:
+    protocol = fresh()
+    response_id = protocol.start_response(2)
+    assert client(protocol, {"type": "output_audio_buffer.clear"}) == [
+        CancelRequested(2, response_id, clear_audio=True)
+    ]
+    assert types(server(protocol))[-2:] == ["response.done", "output_audio_buffer.cleared"]
+    assert client(protocol, {"type": "output_audio_buffer.clear"}) == []
+
+
+def test_barge_in_then_truncation_to_what_was_heard() -> None:
+    protocol = fresh()
+    protocol.start_response(4)
+    protocol.send_text(4, "Our opening hours are nine to five.")
+    protocol.send_audio(4, tone(1.0, 22050), 22050)
+    item_id = server(protocol)[1]["item"]["id"]
+    protocol.speech_started(32000)
+    protocol.cancel_response(4)
+    events = server(protocol)
+    assert types(events)[0] == "input_audio_buffer.speech_started"
+    assert events[-1]["response"]["status_details"]["reason"] == "turn_detected"
+    assert events[-1]["response"]["output"][0]["status"] == "incomplete"
+    truncate = {
+        "type": "conversation.item.truncate",
+        "item_id": item_id,
+        "content_index": 0,
+        "audio_end_ms": 400,
+    }
+    assert client(protocol, truncate) == [TruncateRequested(item_id, 4, 400, 8820)]
+    [truncated] = server(protocol)
+    assert truncated == {
+        "type": "conversation.item.truncated",
+        "event_id": truncated["event_id"],
+        "item_id": item_id,
+        "content_index": 0,
+        "audio_end_ms": 400,
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"audio_end_ms": 5000}, "invalid_value"),
+        ({"content_index": 1}, "invalid_value"),
+        ({"item_id": "item_nope"}, "item_not_found"),
+    ],
+)
+def test_a_truncation_that_does_not_fit_is_refused(changes: dict[str, Any], code: str) -> None:
+    protocol = fresh()
+    protocol.start_response(4)
+    protocol.send_audio(4, tone(1.0, 24000), 24000)
+    item_id = server(protocol)[1]["item"]["id"]
+    truncate = {
+        "type": "conversation.item.truncate",
+        "item_id": item_id,
+        "content_index": 0,
+        "audio_end_ms": 400,
+        **changes,
+    }
+    [event] = client(protocol, truncate)
+    assert isinstance(event, PeerError)
+    assert event.code == code
+
+
+def test_a_text_response() -> None:
+    protocol = fresh()
+    [request] = client(
+        protocol, {"type": "response.create", "response": {"output_modalities": ["text"]}}
+    )
+    assert isinstance(request, ResponseRequested)
+    protocol.start_response(5, request.params)
+    protocol.send_text(5, "Hi.")
+    protocol.send_audio(5, tone(0.1, 24000), 24000)  # a text response has no audio
+    protocol.end_response(5)
+    events = server(protocol)
+    assert "response.output_audio.delta" not in types(events)
+    assert "response.output_text.delta" in types(events)
+    assert events[-1]["response"]["output"][0]["content"] == [
+        {"type": "output_text", "text": "Hi."}
+    ]
+
+
+def test_a_function_call_response() -> None:
+    protocol = fresh()
+    protocol.start_response(6)
+    item_id = protocol.send_function_call(
+        6, call_id="call_1", name="book_table", arguments='{"party_size": 4}'
+    )
+    protocol.end_response(6)
+    events = server(protocol)
+    assert types(events) == [
+        "response.created",
+        "response.output_item.added",
+        "conversation.item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]
+    assert events[-1]["response"]["output"][0]["id"] == item_id
+    output = {
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": "call_1", "output": '{"ok": true}'},
+    }
+    [created] = client(protocol, output)
+    assert isinstance(created, ItemCreated)
+    assert created.previous_item_id == item_id
+
+
+def test_responses_are_our_errors_when_misused() -> None:
+    protocol = fresh()
+    with pytest.raises(ValueError, match="no response"):
+        protocol.send_audio(9, b"\x00\x00", 24000)
+    protocol.start_response(9)
+    with pytest.raises(ValueError, match="already"):
+        protocol.start_response(9)
+
+
+def test_an_error_of_ours_is_a_server_error() -> None:
+    protocol = fresh()
+    protocol.send_error("The agent failed; try again.")
+    [event] = server(protocol)
+    assert event["error"]["type"] == "server_error"
+
+
+# -- conversation items -----------------------------------------------------------------------
+
+
+def test_items_are_created_retrieved_and_deleted() -> None:
+    protocol = fresh()
+    create = {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "What time is it?"}],
+        },
+    }
+    [created] = client(protocol, create)
+    assert isinstance(created, ItemCreated)
+    assert created.item.text == "What time is it?"
+    item_id = created.item.id
+    assert item_id is not None
+    assert types(server(protocol)) == ["conversation.item.added", "conversation.item.done"]
+    assert client(protocol, {"type": "conversation.item.retrieve", "item_id": item_id}) == []
+    [retrieved] = server(protocol)
+    assert retrieved["item"]["content"][0]["text"] == "What time is it?"
+    delete = {"type": "conversation.item.delete", "item_id": item_id}
+    assert client(protocol, delete) == [ItemDeleted(item_id)]
+    assert types(server(protocol)) == ["conversation.item.deleted"]
+    [missing] = client(protocol, delete)
+    assert isinstance(missing, PeerError)
+    assert missing.code == "item_not_found"
+
+
+def test_items_go_where_the_client_puts_them() -> None:
+    protocol = fresh()
+
+    def create(text: str, previous: str | None = None) -> Item:
+        event: dict[str, Any] = {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "system",
+                "content": [{"type": "input_text", "text": text}],
+            },
+        }
+        if previous is not None:
+            event["previous_item_id"] = previous
+        [created] = client(protocol, event)
+        assert isinstance(created, ItemCreated)
+        return created.item
+
+    first = create("one")
+    create("three")
+    second = create("two", previous=first.id)
+    create("zero", previous="root")
+    server(protocol)
+    assert second.id is not None
+    assert [i["content"][0]["text"] for i in protocol.conversation.items.values()] == [
+        "zero",
+        "one",
+        "two",
+        "three",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("item", "param"),
+    [
+        ({"type": "message", "role": "robot", "content": []}, "item.role"),
+        (
+            {"type": "message", "role": "user", "content": [{"type": "output_text", "text": "x"}]},
+            "item.content[0].type",
+        ),
+        ({"type": "function_call_output", "call_id": "c"}, "item"),
+        ({"type": "mcp_call"}, "item.type"),
+    ],
+)
+def test_items_that_make_no_sense_are_refused(item: dict[str, Any], param: str) -> None:
+    protocol = fresh()
+    [event] = protocol.receive_text(json.dumps({"type": "conversation.item.create", "item": item}))
+    assert isinstance(event, PeerError)
+    assert server(protocol)[0]["error"]["param"] == param
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "param"),
+    [
+        ("not json", "invalid_json", None),
+        ("[]", "invalid_json", None),
+        ('{"type": "dance", "event_id": "c7"}', "invalid_value", "type"),
+        ("{}", "invalid_value", "type"),
+        ('{"type": "input_audio_buffer.append", "audio": 5}', "invalid_value", "audio"),
+        (
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {"audio": {"input": {"format": {"type": "audio/opus"}}}},
+                }
+            ),
+            "invalid_value",
+            "session.audio.input.format.type",
+        ),
+        ('{"type": "transcription_session.update"}', "invalid_value", "type"),
+    ],
+)
+def test_bad_events_get_an_error_event_and_the_session_goes_on(
+    text: str, code: str, param: str | None
+) -> None:
+    protocol = fresh()
+    [event] = protocol.receive_text(text)
+    assert isinstance(event, PeerError)
+    assert event.code == code
+    [error] = server(protocol)
+    assert error["error"]["code"] == code
+    assert error["error"]["param"] == param
+    assert client(protocol, {"type": "input_audio_buffer.clear"}) == [InputCleared()]
+
+
+def test_binary_frames_and_oversized_messages_are_refused() -> None:
+    protocol = RealtimeProtocol(id_seed="t", max_message_chars=100)
+    server(protocol)
+    assert protocol.receive_bytes(b"\x00")[0] == PeerError(
+        "invalid_message", "binary frames are not part of this protocol"
+    )
+    [event] = protocol.receive_text(
+        '{"type": "input_audio_buffer.append", "audio": "' + "A" * 200 + '"}'
+    )
+    assert isinstance(event, PeerError)
+    assert event.code == "message_too_large"
+
+
+def test_a_closed_protocol_says_nothing_more() -> None:
+    protocol = fresh()
+    protocol.close()
+    assert protocol.receive_text('{"type": "input_audio_buffer.clear"}') == []
+    protocol.speech_started(0)
+    assert protocol.data_to_send() == []
+
+
+CLIENT_ISH = st.fixed_dictionaries(
+    {"type": st.sampled_from([*CLIENT_MODELS, "x"])},
+    optional={
+        "event_id": st.text(max_size=4) | st.integers(),
+        "audio": st.binary(max_size=200).map(lambda b: base64.b64encode(b).decode())
+        | st.text(max_size=8),
+        "item_id": st.text(max_size=6),
+        "audio_end_ms": st.integers(-5, 5000),
+        "content_index": st.integers(-1, 2),
+        "response_id": st.text(max_size=6),
+        "session": st.fixed_dictionaries(
+            {},
+            optional={
+                "type": st.sampled_from(["realtime", "transcription"]),
+                "instructions": st.text(max_size=8) | st.integers(),
+                "output_modalities": st.lists(
+                    st.sampled_from(["text", "audio", "video"]), max_size=2
+                ),
+                "audio": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "input": st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "format": st.sampled_from(
+                                    [
+                                        {"type": "audio/pcm", "rate": 24000},
+                                        {"type": "audio/pcmu"},
+                                        {"type": "audio/pcm", "rate": 1},
+                                        {},
+                                    ]
+                                ),
+                                "turn_detection": st.none()
+                                | st.just({"type": "semantic_vad", "eagerness": "high"}),
+                            },
+                        ),
+                        "output": st.fixed_dictionaries(
+                            {}, optional={"voice": st.text(max_size=5), "speed": st.floats(0, 3)}
+                        ),
+                    },
+                ),
+            },
+        ),
+        "item": st.fixed_dictionaries(
+            {"type": st.sampled_from(["message", "function_call", "function_call_output", "x"])},
+            optional={
+                "role": st.sampled_from(["user", "system", "assistant", "x"]),
+                "content": st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "type": st.sampled_from(["input_text", "output_text", "input_audio"]),
+                            "text": st.text(max_size=5),
+                        }
+                    ),
+                    max_size=2,
+                ),
+                "call_id": st.text(max_size=3),
+                "output": st.text(max_size=3),
+                "id": st.text(max_size=3),
+            },
+        ),
+        "response": st.none()
+        | st.fixed_dictionaries(
+            {},
+            optional={
+                "conversation": st.sampled_from(["auto", "none"]),
+                "output_modalities": st.lists(st.sampled_from(["text", "audio"]), max_size=2),
+            },
+        ),
+    },
+).map(json.dumps)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=80), CLIENT_ISH), max_size=12))
+def test_peer_input_never_raises_and_every_reply_is_a_valid_server_event(inputs: list[str]) -> None:
+    protocol = RealtimeProtocol(id_seed="f")
+    generation = 0
+    for text in inputs:
+        for event in protocol.receive_text(text):
+            if isinstance(event, ResponseRequested):
+                generation += 1
+                protocol.start_response(generation, event.params)
+                protocol.send_text(generation, "Hi")
+                protocol.send_audio(generation, b"\x00\x00" * 240, 24000)
+        server(protocol)
+    for active in range(1, generation + 1):
+        protocol.end_response(active)
+    server(protocol)

@@ -1,0 +1,414 @@
+"""The native WebSocket protocol (``/v1/stream``), sans-I/O.
+
+Text frames carry JSON events, binary frames carry audio in the format the client declared in
+its ``hello``. The full message list is in docs/protocol.md. :class:`NativeProtocol` holds one
+connection's state and never does I/O: feed it what the socket received
+(:meth:`~NativeProtocol.receive_text`, :meth:`~NativeProtocol.receive_bytes`) and act on the
+events it returns; call the ``send_*`` methods for what the session has to say; after either,
+send what :meth:`~NativeProtocol.data_to_send` returns (``str``: a text frame, ``bytes``: a
+binary frame), in order.
+
+States::
+
+    AWAITING_HELLO --hello--> OPEN --bye / close()--> CLOSED
+
+Peer input never raises ("their error"): a bad message queues an ``error`` event for the
+client, returns a :class:`PeerError` for the session's logs and metrics, and the call goes on.
+Misuse by the session ("our error": audio for two generations at once, sending before the
+hello) raises ``RuntimeError``/``ValueError``.
+
+Bot audio is streamed per generation: ``audio.start`` (with the generation id) comes before a
+generation's first binary frame and ``audio.end`` after its last. Once a generation is
+interrupted, any audio the session still sends for it is dropped here, so stale audio never
+reaches the client.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from pipeline.errors import InvalidAudio
+from transports.audio import (
+    PIPELINE_RATE,
+    AudioFormat,
+    AudioIn,
+    Encoding,
+    InboundAudio,
+    OutboundAudio,
+    samples_to_ms,
+)
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Bye",
+    "Hello",
+    "InterruptRequest",
+    "NativeEvent",
+    "NativeProtocol",
+    "NativeState",
+    "Outbound",
+    "PeerError",
+    "Playback",
+    "UserText",
+]
+
+PROTOCOL_VERSION = 1
+
+#: what :meth:`NativeProtocol.data_to_send` returns: text frames as ``str``, binary as ``bytes``
+Outbound = str | bytes
+
+
+class NativeState(enum.Enum):
+    AWAITING_HELLO = "awaiting_hello"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+# -- inbound events (for the session) ---------------------------------------------------------
+
+
+class Hello(msgspec.Struct, frozen=True):
+    """The client's audio format; the session has started (``session.started`` was queued)."""
+
+    format: AudioFormat
+    version: int = PROTOCOL_VERSION
+
+
+class UserText(msgspec.Struct, frozen=True):
+    """The client typed a whole user turn."""
+
+    text: str
+
+
+class InterruptRequest(msgspec.Struct, frozen=True):
+    """The client asks the bot to stop talking (a button, push-to-talk)."""
+
+
+class Playback(msgspec.Struct, frozen=True):
+    """The client has played ``samples`` (at its rate) of ``generation``'s audio.
+
+    ``source_samples`` is the same position at the rate the session sent that audio at
+    (``None`` when this protocol never streamed that generation).
+    """
+
+    generation: int
+    samples: int
+    source_samples: int | None
+
+
+class Bye(msgspec.Struct, frozen=True):
+    """The client ends the call."""
+
+    reason: str = ""
+
+
+class PeerError(msgspec.Struct, frozen=True):
+    """The client sent something wrong; an ``error`` event with this code is already queued."""
+
+    code: str
+    message: str
+
+
+NativeEvent = Hello | AudioIn | UserText | InterruptRequest | Playback | Bye | PeerError
+
+
+# -- wire messages from the client ------------------------------------------------------------
+
+
+class _HelloMessage(msgspec.Struct, frozen=True, tag="hello"):
+    sample_rate: int
+    encoding: Encoding = "pcm16"
+    version: int = PROTOCOL_VERSION
+
+
+class _TextMessage(msgspec.Struct, frozen=True, tag="text"):
+    text: str
+
+
+class _InterruptMessage(msgspec.Struct, frozen=True, tag="interrupt"):
+    pass
+
+
+class _PlaybackMessage(msgspec.Struct, frozen=True, tag="playback"):
+    generation: int
+    samples: int
+
+
+class _ByeMessage(msgspec.Struct, frozen=True, tag="bye"):
+    reason: str = ""
+
+
+_ClientMessage = _HelloMessage | _TextMessage | _InterruptMessage | _PlaybackMessage | _ByeMessage
+_TYPES = ("hello", "text", "interrupt", "playback", "bye")
+_decoder = msgspec.json.Decoder(_ClientMessage)
+_encoder = msgspec.json.Encoder()
+#: generations whose rates are remembered for playback reports
+_REMEMBERED = 16
+
+
+class NativeProtocol:
+    """One ``/v1/stream`` connection."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        max_frame_bytes: int = 64 * 1024,
+        max_text_chars: int = 64 * 1024,
+    ) -> None:
+        self.session_id = session_id
+        self.max_frame_bytes = max_frame_bytes
+        self.max_text_chars = max_text_chars
+        self.state = NativeState.AWAITING_HELLO
+        self.format: AudioFormat | None = None
+        self._outbox: list[Outbound] = []
+        self._inbound: InboundAudio | None = None
+        self._stream: tuple[int, OutboundAudio] | None = None
+        self._interrupted: set[int] = set()
+        self._rates: dict[int, OutboundAudio] = {}
+        self._played: dict[int, int] = {}  # last playback report, source samples
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def receive_text(self, text: str) -> list[NativeEvent]:
+        """A text frame from the client."""
+        if self.state is NativeState.CLOSED:
+            return []
+        if len(text) > self.max_text_chars:
+            return self._error(
+                "text_too_large", f"text frames are limited to {self.max_text_chars} characters"
+            )
+        try:
+            message = _decoder.decode(text)
+        except msgspec.ValidationError as error:
+            return self._bad_message(str(error))
+        except msgspec.DecodeError:
+            return self._error("bad_json", "text frames must be JSON objects")
+        if isinstance(message, _HelloMessage):
+            return self._hello(message)
+        if self.state is NativeState.AWAITING_HELLO:
+            return self._error("hello_required", "send a hello message first")
+        match message:
+            case _TextMessage(text=typed):
+                return [UserText(typed)]
+            case _InterruptMessage():
+                return [InterruptRequest()]
+            case _PlaybackMessage(generation=generation, samples=samples):
+                if samples < 0:
+                    return self._error("bad_message", "playback samples must not be negative")
+                stream = self._rates.get(generation)
+                source = None if stream is None else stream.to_source(samples)
+                if stream is not None:
+                    self._played[generation] = source or 0
+                return [Playback(generation, samples, source)]
+            case _ByeMessage(reason=reason):
+                self.close("bye")
+                return [Bye(reason)]
+        raise AssertionError(f"unhandled message {message!r}")  # pragma: no cover
+
+    def receive_bytes(self, data: bytes) -> list[NativeEvent]:
+        """A binary frame from the client: audio in its declared format."""
+        if self.state is NativeState.CLOSED:
+            return []
+        if self._inbound is None:
+            return self._error("hello_required", "send a hello message before audio")
+        if len(data) > self.max_frame_bytes:
+            return self._error(
+                "frame_too_large", f"audio frames are limited to {self.max_frame_bytes} bytes"
+            )
+        try:
+            chunk = self._inbound.convert(data)
+        except InvalidAudio as error:
+            return self._error("bad_audio", str(error))
+        return [] if chunk is None else [chunk]
+
+    def _hello(self, message: _HelloMessage) -> list[NativeEvent]:
+        if self.state is not NativeState.AWAITING_HELLO:
+            return self._error("hello_repeated", "the session has already started")
+        audio = AudioFormat(message.encoding, message.sample_rate)
+        problem = audio.problem()
+        if problem is not None:
+            return self._error("bad_hello", problem)
+        if message.version != PROTOCOL_VERSION:
+            return self._error("bad_hello", f"protocol version {PROTOCOL_VERSION} only")
+        self.format = audio
+        self._inbound = InboundAudio(audio, max_bytes=self.max_frame_bytes)
+        self.state = NativeState.OPEN
+        self._emit(
+            {
+                "type": "session.started",
+                "session_id": self.session_id,
+                "version": PROTOCOL_VERSION,
+                "sample_rate": audio.sample_rate,
+                "encoding": audio.encoding,
+            }
+        )
+        return [Hello(audio, message.version)]
+
+    def _bad_message(self, reason: str) -> list[NativeEvent]:
+        if "`$.type`" in reason or "field `type`" in reason:
+            return self._error("unknown_type", f"type must be one of {', '.join(_TYPES)}")
+        if reason.startswith("Expected `object`") and " - at " not in reason:
+            return self._error("bad_json", "text frames must be JSON objects")
+        return self._error("bad_message", reason)
+
+    def _error(self, code: str, message: str) -> list[NativeEvent]:
+        self._emit({"type": "error", "code": code, "message": message})
+        return [PeerError(code, message)]
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def data_to_send(self) -> list[Outbound]:
+        """Frames to send, in order; the queue is emptied."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def send_speech_started(self, sample: int) -> None:
+        """The caller started speaking at ``sample`` (16 kHz, the pipeline's timeline)."""
+        self._emit({"type": "speech.started", "at_ms": samples_to_ms(sample, PIPELINE_RATE)})
+
+    def send_speech_stopped(self, sample: int) -> None:
+        self._emit({"type": "speech.stopped", "at_ms": samples_to_ms(sample, PIPELINE_RATE)})
+
+    def send_transcript(
+        self, utterance: int, text: str, *, final: bool, stable: str = "", unstable: str = ""
+    ) -> None:
+        if final:
+            self._emit({"type": "transcript.final", "utterance": utterance, "text": text})
+        else:
+            self._emit(
+                {
+                    "type": "transcript.partial",
+                    "utterance": utterance,
+                    "text": text,
+                    "stable": stable,
+                    "unstable": unstable,
+                }
+            )
+
+    def send_agent_text(self, generation: int, delta: str) -> None:
+        """A piece of what the bot is going to say in ``generation``."""
+        if generation not in self._interrupted:
+            self._emit({"type": "agent.text", "generation": generation, "delta": delta})
+
+    def send_audio(self, generation: int, pcm: bytes, sample_rate: int) -> None:
+        """Bot audio (PCM16 LE mono at ``sample_rate``) for ``generation``.
+
+        The first call for a generation queues ``audio.start``. Audio of an interrupted
+        generation is dropped. Raises ``ValueError`` while another generation's audio is open.
+        """
+        audio = self._require_open()
+        if generation in self._interrupted:
+            return
+        if self._stream is None:
+            stream = OutboundAudio(audio)
+            self._stream = (generation, stream)
+            self._remember(generation, stream)
+            self._emit(
+                {
+                    "type": "audio.start",
+                    "generation": generation,
+                    "sample_rate": audio.sample_rate,
+                    "encoding": audio.encoding,
+                }
+            )
+        elif self._stream[0] != generation:
+            raise ValueError(
+                f"audio for generation {generation} while {self._stream[0]} is still open"
+            )
+        data = self._stream[1].convert(pcm, sample_rate)
+        if data:
+            self._outbox.append(data)
+
+    def end_audio(self, generation: int) -> None:
+        """``generation`` has no more audio: send the resampler's tail and ``audio.end``."""
+        if self._stream is None or self._stream[0] != generation:
+            return
+        stream = self._stream[1]
+        tail = stream.flush()
+        if tail:
+            self._outbox.append(tail)
+        self._end_stream(interrupted=False)
+
+    def send_interrupted(
+        self, generation: int, *, played_samples: int | None = None, heard_text: str = ""
+    ) -> None:
+        """``generation`` was cut off; ``played_samples`` is the heard position at the source
+        rate (the last playback report when ``None``). Its later audio is dropped."""
+        self._interrupted.add(generation)
+        stream = self._rates.get(generation)
+        if self._stream is not None and self._stream[0] == generation:
+            self._end_stream(interrupted=True)
+        if played_samples is None:
+            played_samples = self._played.get(generation, 0)
+        played_ms = 0
+        if stream is not None and stream.source_rate:
+            played_ms = samples_to_ms(played_samples, stream.source_rate)
+        self._emit(
+            {
+                "type": "interrupted",
+                "generation": generation,
+                "played_ms": played_ms,
+                "heard_text": heard_text,
+            }
+        )
+
+    def send_latency(self, generation: int, latency_ms: Mapping[str, float]) -> None:
+        """The per-stage latency breakdown of the turn that ``generation`` answers."""
+        self._emit(
+            {
+                "type": "turn.latency",
+                "generation": generation,
+                "latency_ms": {name: round(value, 1) for name, value in latency_ms.items()},
+            }
+        )
+
+    def send_error(self, code: str, message: str) -> None:
+        """An error from the session (``internal`` for our failures: keep details in the log)."""
+        self._emit({"type": "error", "code": code, "message": message})
+
+    def close(self, reason: str) -> None:
+        """End the session: ``session.ended`` is the last message."""
+        if self.state is NativeState.CLOSED:
+            return
+        if self._stream is not None:
+            self._end_stream(interrupted=True)
+        self._emit({"type": "session.ended", "reason": reason})
+        self.state = NativeState.CLOSED
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _require_open(self) -> AudioFormat:
+        if self.format is None:
+            raise RuntimeError("no audio format before the client's hello")
+        return self.format
+
+    def _end_stream(self, *, interrupted: bool) -> None:
+        assert self._stream is not None
+        generation, stream = self._stream
+        self._stream = None
+        self._emit(
+            {
+                "type": "audio.end",
+                "generation": generation,
+                "samples": stream.samples,
+                "duration_ms": samples_to_ms(stream.samples, stream.format.sample_rate),
+                "interrupted": interrupted,
+            }
+        )
+
+    def _remember(self, generation: int, stream: OutboundAudio) -> None:
+        self._rates[generation] = stream
+        while len(self._rates) > _REMEMBERED:
+            oldest = next(iter(self._rates))
+            del self._rates[oldest]
+            self._played.pop(oldest, None)
+
+    def _emit(self, message: Mapping[str, Any]) -> None:
+        if self.state is NativeState.CLOSED:
+            return
+        self._outbox.append(_encoder.encode(message).decode())
