@@ -110,6 +110,10 @@ class PlayoutBuffer:
         if reply is not None:
             reply.played += samples
 
+    def played_samples(self, generation: int) -> int:
+        reply = self._replies.get(generation)
+        return reply.played if reply is not None else 0
+
     def active(self, generation: int) -> bool:
         """False once ``generation`` was cleared or fully reported."""
         return generation in self._replies

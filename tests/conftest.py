@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+
+from pipeline.asr.decoder import Decoded, DecodeRequest, WhisperDecoder
+from pipeline.asr.stage import asr_executor
+from pipeline.executor import ModelExecutor
+from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
+from voices.piper_engine import PiperEngine
 
 
 @pytest.fixture(
@@ -48,3 +54,32 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
 def _is_test_runner(task: asyncio.Task[Any]) -> bool:
     """anyio's pytest plugin runs fixtures and tests in tasks of its own."""
     return "TestRunner" in getattr(task.get_coro(), "__qualname__", "")
+
+
+# -- real models, loaded once per test run and shared ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def vad_runner() -> Iterator[ModelExecutor[VadRequest, VadResult]]:
+    """The packaged silero VAD on its shared batching executor."""
+    with vad_executor(SileroVad()) as executor:
+        yield executor
+
+
+@pytest.fixture(scope="session")
+def whisper_decoder() -> WhisperDecoder:
+    """The embedded Whisper base (int8, 2 threads), assembled in the user's cache if needed."""
+    return WhisperDecoder.load()
+
+
+@pytest.fixture(scope="session")
+def asr_runner(whisper_decoder: WhisperDecoder) -> Iterator[ModelExecutor[DecodeRequest, Decoded]]:
+    with asr_executor(whisper_decoder) as executor:
+        yield executor
+
+
+@pytest.fixture(scope="session")
+def tts_engine() -> Iterator[PiperEngine]:
+    """The embedded Piper voice in its worker process."""
+    with PiperEngine(threads=1) as engine:
+        yield engine

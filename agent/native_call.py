@@ -1,0 +1,186 @@
+"""``/v1/stream``: the native WebSocket protocol, wired to a :class:`~agent.session.Session`.
+
+This is the thin I/O adapter: :class:`~transports.native.NativeProtocol` holds the protocol
+logic; here a reader task feeds it what the socket receives and a writer task sends what it
+queues. Outgoing messages go through a bounded queue (256 messages): a client that stops
+reading holds up its own session, never the server's memory, and is closed after
+``send_timeout`` seconds of refusing to read.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from agent.reply import Responder
+from agent.session import (
+    AgentText,
+    CallEnded,
+    CallSink,
+    Interrupted,
+    Models,
+    Notice,
+    Session,
+    SessionEvent,
+    SessionSettings,
+    TransferRequested,
+    TurnLatency,
+    UserSpeech,
+    UserTranscript,
+)
+from transports.audio import AudioIn
+from transports.native import (
+    Bye,
+    Hello,
+    InterruptRequest,
+    NativeProtocol,
+    Outbound,
+    PeerError,
+    Playback,
+    UserText,
+)
+
+log = logging.getLogger("voxline.native")
+
+
+class NativeSink(CallSink):
+    """What the session says, in the native protocol."""
+
+    def __init__(self, protocol: NativeProtocol, outgoing: ObjectSendStream[Outbound]) -> None:
+        self.protocol = protocol
+        self.outgoing = outgoing
+        assert protocol.format is not None
+        self._rate = protocol.format.sample_rate
+
+    @property
+    def output_rate(self) -> int:
+        return self._rate
+
+    async def send_audio(self, generation: int, pcm: bytes) -> None:
+        self.protocol.send_audio(generation, pcm, self._rate)
+        await self.flush()
+
+    async def end_audio(self, generation: int) -> None:
+        self.protocol.end_audio(generation)
+        await self.flush()
+
+    async def clear_audio(self, generation: int) -> None:
+        pass  # `interrupted` (sent with the heard text) tells the client to drop its buffer
+
+    async def send_event(self, event: SessionEvent) -> None:
+        p = self.protocol
+        match event:
+            case UserSpeech(started=True, sample=sample):
+                p.send_speech_started(sample)
+            case UserSpeech(sample=sample):
+                p.send_speech_stopped(sample)
+            case UserTranscript():
+                p.send_transcript(
+                    event.utterance,
+                    event.text,
+                    final=event.final,
+                    stable=event.stable,
+                    unstable=event.unstable,
+                )
+            case AgentText(generation=generation, delta=delta):
+                p.send_agent_text(generation, delta)
+            case Interrupted(generation=generation, heard_text=heard, played_ms=played_ms):
+                p.send_interrupted(
+                    generation,
+                    played_samples=round(played_ms * self._rate / 1000),
+                    heard_text=heard,
+                )
+            case TurnLatency(generation=generation, stages=stages):
+                p.send_latency(generation, stages)
+            case CallEnded(reason=reason):
+                p.close(reason)
+            case TransferRequested(target=target):
+                p.send_error("transfer_unsupported", f"this transport cannot transfer to {target}")
+            case Notice(code=code, message=message):
+                p.send_error(code, message)
+        await self.flush()
+
+    async def flush(self) -> None:
+        for message in self.protocol.data_to_send():
+            await self.outgoing.send(message)
+
+
+async def native_call(
+    ws: WebSocket,
+    models: Models,
+    responder: Callable[[], Responder],
+    settings: SessionSettings,
+    *,
+    send_timeout: float = 10.0,
+) -> None:
+    """Serve one ``/v1/stream`` connection until either side ends it."""
+    await ws.accept()
+    session_id = uuid.uuid4().hex
+    protocol = NativeProtocol(session_id)
+    outgoing, pending = anyio.create_memory_object_stream[Outbound](256)
+    session: Session | None = None
+
+    async def write(messages: ObjectReceiveStream[Outbound]) -> None:
+        async with messages:
+            async for message in messages:
+                with anyio.fail_after(send_timeout):
+                    if isinstance(message, str):
+                        await ws.send_text(message)
+                    else:
+                        await ws.send_bytes(message)
+
+    async def flush() -> None:
+        for message in protocol.data_to_send():
+            await outgoing.send(message)
+
+    async def run_session(call: Session) -> None:
+        try:
+            await call.run()
+        finally:
+            protocol.close(call.ended or "ended")
+            await flush()
+            tg.cancel_scope.cancel()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, pending)
+            done = False
+            while not done:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if (text := message.get("text")) is not None:
+                    events = protocol.receive_text(text)
+                else:
+                    events = protocol.receive_bytes(message.get("bytes") or b"")
+                for event in events:
+                    match event:
+                        case AudioIn(pcm=pcm) if session is not None:
+                            await session.push_audio(pcm)
+                        case Hello():
+                            sink = NativeSink(protocol, outgoing)
+                            session = Session(
+                                models, responder(), sink, settings, session_id=session_id
+                            )
+                            tg.start_soon(run_session, session)
+                        case UserText(text=typed) if session is not None:
+                            session.user_text(typed)
+                        case InterruptRequest() if session is not None:
+                            session.interrupt()
+                        case Bye():
+                            done = True
+                        case Playback() | PeerError() | AudioIn() | UserText() | InterruptRequest():
+                            pass
+                await flush()
+            if session is not None:
+                session.end_input()
+            tg.cancel_scope.cancel()
+    except (WebSocketDisconnect, TimeoutError, anyio.BrokenResourceError):
+        pass  # the client left, or stopped reading: the session is over either way
+    finally:
+        outgoing.close()

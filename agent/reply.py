@@ -1,0 +1,168 @@
+"""One bot reply (a generation): dialogue output -> clauses -> TTS -> playout.
+
+The dialogue yields :data:`ReplyPart` values: text to speak (a whole intent reply, or an LLM's
+deltas one by one) and call actions. Text goes through a :class:`~voices.chunking.ClauseChunker`
+so synthesis starts on the first complete clause; each clause is synthesised, resampled to the
+transport's rate, and written to the playout (which bounds how far synthesis runs ahead).
+
+:class:`SpokenText` records what the reply said, with word timings in the generation's sample
+coordinates at the playout rate, so a barge-in can be turned into the text actually heard.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import msgspec
+
+from pipeline.playout import Playout, Word
+from voices.chunking import ClauseChunker
+from voices.engine import SpeechChunk, TTSEngine
+from voices.resample import ChunkResampler
+
+
+class Say(msgspec.Struct, frozen=True):
+    """Text to speak. ``final=False`` marks a streaming delta (more text follows)."""
+
+    text: str
+    final: bool = True
+    emotion: str | None = None
+
+
+class EndCall(msgspec.Struct, frozen=True):
+    """Hang up once what was said before has been played."""
+
+    reason: str = "agent"
+
+
+class Transfer(msgspec.Struct, frozen=True):
+    """Hand the call to ``target`` (a transport-level event: SIP REFER, a Twilio redirect...)."""
+
+    target: str
+
+
+ReplyPart = Say | EndCall | Transfer
+
+
+class Responder(Protocol):
+    """A dialogue engine as the session sees it."""
+
+    def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
+        """The reply to the caller's turn ``text``."""
+        ...
+
+    def prompt(
+        self, kind: Literal["greeting", "idle"], count: int = 0
+    ) -> AsyncGenerator[ReplyPart, None]:
+        """What to say unprompted: the greeting, or the ``count``-th idle prompt."""
+        ...
+
+    def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
+        """Reply ``generation`` ended; the caller heard ``text`` of it."""
+        ...
+
+
+@dataclass
+class SpokenText:
+    """What a reply said, and where each word sits in its audio."""
+
+    text: str = ""
+    words: list[Word] = field(default_factory=list)
+    samples: int = 0
+
+    def heard(self, text_end: int) -> str:
+        return self.text[:text_end].strip()
+
+
+@dataclass
+class ReplyTimes:
+    """Wall-clock marks of one reply (``time.perf_counter``), for the latency breakdown."""
+
+    started: float = field(default_factory=time.perf_counter)
+    first_text: float | None = None
+    first_audio: float | None = None
+
+
+class Speaker:
+    """Speaks the parts of one reply into the playout."""
+
+    def __init__(
+        self,
+        generation: int,
+        tts: TTSEngine,
+        playout: Playout,
+        *,
+        on_text: Callable[[str], None] | None = None,
+        on_action: Callable[[EndCall | Transfer], None] | None = None,
+    ) -> None:
+        self.generation = generation
+        self.tts = tts
+        self.playout = playout
+        self.on_text = on_text
+        self.on_action = on_action
+        self.spoken = SpokenText()
+        self.times = ReplyTimes()
+        self._chunker = ClauseChunker()
+
+    async def speak(self, parts: AsyncGenerator[ReplyPart, None]) -> SpokenText:
+        """Say everything ``parts`` yields; returns what was said (all of it, if not cancelled)."""
+        async with aclosing(parts) as stream:
+            async for part in stream:
+                if isinstance(part, Say):
+                    if part.text and self.times.first_text is None:
+                        self.times.first_text = time.perf_counter()
+                    if self.on_text is not None and part.text:
+                        self.on_text(part.text)
+                    for clause in self._chunker.feed(part.text):
+                        await self._synthesize(clause.text)
+                    if part.final:
+                        for clause in self._chunker.flush():
+                            await self._synthesize(clause.text)
+                elif self.on_action is not None:
+                    for clause in self._chunker.flush():
+                        await self._synthesize(clause.text)
+                    self.on_action(part)
+        for clause in self._chunker.flush():
+            await self._synthesize(clause.text)
+        self.playout.finish(self.generation)
+        return self.spoken
+
+    async def _synthesize(self, clause: str) -> None:
+        clause = clause.strip()
+        if not clause:
+            return
+        spoken = self.spoken
+        if spoken.text:
+            spoken.text += " "
+        text_base = len(spoken.text)
+        spoken.text += clause
+        resampler = ChunkResampler(self.playout.buffer.sample_rate)
+        sample_base = spoken.samples
+        async with aclosing(self.tts.synthesize(clause)) as chunks:
+            async for raw in chunks:
+                await self._write(resampler.process(raw), text_base, sample_base)
+        tail = resampler.flush()
+        if tail is not None:
+            await self._write(tail, text_base, sample_base)
+
+    async def _write(self, chunk: SpeechChunk, text_base: int, sample_base: int) -> None:
+        if not chunk.pcm:
+            return
+        words = [
+            Word(
+                text_base + w.text_start,
+                text_base + w.text_end,
+                sample_base + w.sample_start,
+                sample_base + w.sample_end,
+            )
+            for w in chunk.words
+        ]
+        if self.times.first_audio is None:
+            self.times.first_audio = time.perf_counter()
+        await self.playout.write(self.generation, chunk.pcm, words)
+        self.spoken.words.extend(words)
+        self.spoken.samples = sample_base + chunk.end_offset

@@ -1,0 +1,554 @@
+"""A call: the one place that opens a task group and wires the stages.
+
+::
+
+    transport ─► inbound ─► VAD ─► ASR ─► control ─► TurnTaking (sans-I/O)
+                                              ▲            │ EndOfTurn / Interrupt / ...
+                  playout signals ────────────┘            ▼
+    transport ◄─ Playout ◄─ TTS ◄─ clauses ◄─ Responder   (one generation per reply)
+
+The transport adapter feeds caller audio with :meth:`Session.push_audio` (16 kHz PCM16) and
+implements :class:`CallSink` for what goes back. Everything the turn machine must know arrives on
+one control channel (transcripts and VAD events from the ASR stage, and the session's own
+:class:`Signal` events about replies and playout), so turn-taking runs in one task, in order.
+
+Channel policies: caller audio COALESCE (the network reader never blocks, nothing is lost);
+VAD -> ASR and ASR -> control BLOCK (paced by the models); playout is bounded in seconds ahead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+import msgspec
+
+from agent.reply import EndCall, ReplyPart, Responder, Say, Speaker, Transfer
+from agent.turns import (
+    EndOfTurn,
+    HangUp,
+    IdlePrompt,
+    Interrupt,
+    PlayoutFinished,
+    PlayoutProgress,
+    PlayoutStarted,
+    ReAnswer,
+    ReplyKind,
+    ReplyStarted,
+    ResumeBot,
+    StartOfTurn,
+    TurnAction,
+    TurnConfig,
+    TurnInput,
+    TurnTaking,
+    UtteranceIgnored,
+)
+from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.asr.stage import AsrRunner, AsrStage
+from pipeline.channels import Channel, Policy
+from pipeline.clock import MediaClock, MonotonicClock, WallClock
+from pipeline.errors import ClientError, ServerError
+from pipeline.events import AudioFrame, Event
+from pipeline.playout import Heard, Playout
+from pipeline.runtime import SessionRuntime
+from pipeline.vad.detector import DetectorConfig
+from pipeline.vad.events import SpeechStarted, SpeechStopped
+from pipeline.vad.stage import VadRunner, VadStage
+from voices.engine import TTSEngine
+
+log = logging.getLogger("voxline.session")
+RATE = 16000
+
+
+# -- what the session tells the transport ---------------------------------------------------
+
+
+class UserSpeech(msgspec.Struct, frozen=True, tag="speech"):
+    started: bool
+    sample: int
+
+
+class UserTranscript(msgspec.Struct, frozen=True, tag="transcript"):
+    text: str
+    final: bool
+    utterance: int
+    stable: str = ""
+    unstable: str = ""
+
+
+class AgentText(msgspec.Struct, frozen=True, tag="agent_text"):
+    generation: int
+    delta: str
+
+
+class Interrupted(msgspec.Struct, frozen=True, tag="interrupted"):
+    generation: int
+    heard_text: str
+    played_ms: float
+
+
+class TurnLatency(msgspec.Struct, frozen=True, tag="latency"):
+    """Milliseconds per stage of one answer, from the end of the caller's speech."""
+
+    generation: int
+    stages: dict[str, float]
+
+
+class CallEnded(msgspec.Struct, frozen=True, tag="call_ended"):
+    reason: str
+
+
+class TransferRequested(msgspec.Struct, frozen=True, tag="transfer"):
+    target: str
+
+
+class Notice(msgspec.Struct, frozen=True, tag="notice"):
+    """Something the client should know that does not end the call."""
+
+    code: str
+    message: str
+
+
+SessionEvent = (
+    UserSpeech
+    | UserTranscript
+    | AgentText
+    | Interrupted
+    | TurnLatency
+    | CallEnded
+    | TransferRequested
+    | Notice
+)
+
+
+class CallSink(Protocol):
+    """The transport side of a session."""
+
+    @property
+    def output_rate(self) -> int: ...
+
+    async def send_audio(self, generation: int, pcm: bytes) -> None: ...
+
+    async def end_audio(self, generation: int) -> None: ...
+
+    async def clear_audio(self, generation: int) -> None:
+        """Barge-in: drop what the far side still buffers of ``generation``."""
+        ...
+
+    async def send_event(self, event: SessionEvent) -> None: ...
+
+
+class TypedTurn(msgspec.Struct, frozen=True):
+    text: str
+
+
+class Signal(Event, frozen=True, kw_only=True, tag="signal"):
+    """A turn-taking input made by the session itself, sent through the control channel."""
+
+    value: Any
+
+
+@dataclass
+class Models:
+    """The shared model executors a session uses."""
+
+    vad: VadRunner
+    asr: AsrRunner
+    tts: TTSEngine
+
+
+@dataclass
+class SessionSettings:
+    turns: TurnConfig = field(default_factory=TurnConfig)
+    vad: DetectorConfig = field(
+        default_factory=lambda: DetectorConfig.from_seconds(min_silence=0.3)
+    )
+    #: seconds of reply audio synthesised ahead of playout
+    max_ahead: float = 1.5
+    #: reply audio sent ahead of real time (the far side's jitter buffer)
+    lead: float = 0.06
+
+
+class InputClock:
+    """Caller-audio position in samples, extrapolated by the wall clock between frames.
+
+    Turn-taking counts time in input samples; a client may send in bursts or stall, so ``now``
+    is the last position plus the wall time since it arrived, never going back.
+    """
+
+    def __init__(self, clock: WallClock) -> None:
+        self.clock = clock
+        self.media = MediaClock(RATE)
+        self._at = clock.now()
+        self._now = 0
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=1024)
+
+    def advance(self, samples: int) -> int:
+        pts = self.media.advance(samples)
+        self._at = self.clock.now()
+        self._arrivals.append((self.media.samples, self._at))
+        return pts
+
+    def now(self) -> int:
+        elapsed = max(0.0, self.clock.now() - self._at)
+        self._now = max(self._now, self.media.samples + int(elapsed * RATE))
+        return self._now
+
+    def wall_time_of(self, sample: int) -> float:
+        """When the frame holding ``sample`` arrived (the latest known time if older)."""
+        for end, at in self._arrivals:
+            if end >= sample:
+                return at
+        return self._at
+
+
+class Session:
+    """One call, from :meth:`run` until hang-up or the transport closes the input."""
+
+    def __init__(
+        self,
+        models: Models,
+        responder: Responder,
+        sink: CallSink,
+        settings: SessionSettings | None = None,
+        *,
+        session_id: str | None = None,
+        clock: WallClock | None = None,
+    ) -> None:
+        self.id = session_id or uuid.uuid4().hex
+        self.models = models
+        self.responder = responder
+        self.sink = sink
+        self.settings = settings or SessionSettings()
+        self.clock = clock or MonotonicClock()
+        self.input = InputClock(self.clock)
+        # Real-time audio from the network never blocks: coalesce when the VAD lags.
+        self.inbound = Channel("transport->vad", 32, Policy.COALESCE)
+        self.turns = TurnTaking(self.settings.turns)
+        self.playout = Playout(
+            self.id,
+            sink.output_rate,
+            self.clock,
+            max_ahead=self.settings.max_ahead,
+            lead=self.settings.lead,
+            on_heard=self._on_heard,
+        )
+        self._runtime: SessionRuntime | None = None
+        self._control: Channel | None = None
+        self._speakers: dict[int, Speaker] = {}
+        self._answer_marks: dict[int, dict[str, float]] = {}
+        self._sent_frames: dict[int, int] = {}
+        self._hangup_after: int | None = None
+        #: what an interrupted reply had left to say (for a resume)
+        self._unheard: dict[int, str] = {}
+        #: the generation whose audio the sink is receiving
+        self._audio_open: int | None = None
+        self._speech_end_wall: float | None = None
+        self._final_wall: float | None = None
+        self.ended: str | None = None
+
+    # -- transport side -----------------------------------------------------------------------
+
+    async def push_audio(self, pcm: bytes) -> None:
+        """Caller audio: mono PCM16 at 16 kHz, any length (even)."""
+        if not pcm:
+            return
+        pts = self.input.advance(len(pcm) // 2)
+        await self.inbound.send(AudioFrame(session_id=self.id, sample_rate=RATE, pcm=pcm, pts=pts))
+
+    def end_input(self) -> None:
+        """The caller's audio has ended (hang-up): finish the call."""
+        self.inbound.close()
+        if self._runtime is not None:
+            self._runtime.cancel()
+
+    def user_text(self, text: str) -> None:
+        """A whole user turn typed instead of spoken: stop the bot and answer it."""
+        if self._control is not None:
+            self._signal(TypedTurn(text))
+
+    def interrupt(self) -> None:
+        """The client asked to stop the current reply (a button, a DTMF key...)."""
+        if self._control is not None:
+            self._signal("interrupt")
+
+    def _signal(self, value: object) -> None:
+        """Queue a turn-taking input for the control loop (in order with transcripts)."""
+        assert self._control is not None
+        signal = Signal(session_id=self.id, value=value)
+        try:
+            self._control.send_nowait(signal)
+        except anyio.WouldBlock:  # the control loop lags: queue it behind the rest
+            self._runtime_task(self._control.send(signal))
+
+    # -- the call -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with SessionRuntime(self.id) as runtime:
+            self._runtime = runtime
+            speech = runtime.channel("vad->asr", 64, Policy.BLOCK)
+            self._control = control = runtime.channel("asr->control", 256, Policy.BLOCK)
+            runtime.start_stage(
+                "vad", VadStage(self.models.vad, self.settings.vad), self.inbound, speech
+            )
+            runtime.start_stage("asr", AsrStage(self.models.asr), speech, control)
+            runtime.start_task("playout", lambda: self.playout.run(self._send_frame))
+            runtime.start_task("control", lambda: self._control_loop(control))
+            self._start_reply("greeting", lambda gen: self.responder.prompt("greeting"))
+        self._runtime = None
+
+    async def _control_loop(self, control: Channel) -> None:
+        while True:
+            deadline = self.turns.next_deadline()
+            event: Event | None = None
+            timeout = None if deadline is None else max(0.0, (deadline - self.input.now()) / RATE)
+            with anyio.move_on_after(timeout):
+                try:
+                    event = await control.receive()
+                except anyio.EndOfStream:
+                    return
+            now = self.input.now()
+            if event is None:
+                actions = self.turns.advance(now)
+            else:
+                actions = await self._observe(event, now)
+            for action in actions:
+                await self._act(action)
+            if self.ended is not None:
+                assert self._runtime is not None
+                self._runtime.cancel()
+                return
+
+    async def _observe(self, event: Event, now: int) -> list[TurnAction]:
+        """Tell the client what happened and feed turn-taking."""
+        turn_input: TurnInput | None = None
+        if isinstance(event, Signal):
+            if event.value == "interrupt":
+                return await self._interrupt_now(now)
+            if isinstance(event.value, TypedTurn):
+                actions = await self._interrupt_now(now)
+                typed = event.value.text
+                self._start_reply("answer", lambda g: self.responder.respond(typed, generation=g))
+                return actions
+            turn_input = event.value
+        elif isinstance(event, SpeechStarted):
+            await self.sink.send_event(UserSpeech(started=True, sample=event.sample))
+            turn_input = event
+        elif isinstance(event, SpeechStopped):
+            self._speech_end_wall = self.input.wall_time_of(event.sample)
+            await self.sink.send_event(UserSpeech(started=False, sample=event.sample))
+            turn_input = event
+        elif isinstance(event, Transcript):
+            if event.is_final:
+                self._final_wall = time.perf_counter()
+            await self.sink.send_event(
+                UserTranscript(
+                    text=event.text,
+                    final=event.is_final,
+                    utterance=event.utterance,
+                    stable=event.stable,
+                    unstable=event.unstable,
+                )
+            )
+            turn_input = event
+        elif isinstance(event, TranscriptDropped):
+            turn_input = event
+        if turn_input is None:
+            return []
+        return self.turns.feed(turn_input, now)
+
+    async def _interrupt_now(self, now: int) -> list[TurnAction]:
+        generation = self.playout.buffer.playing
+        if generation is None:
+            return []
+        played = self.playout.buffer.played_samples(generation)
+        await self._barge_in(generation)
+        return self.turns.feed(PlayoutFinished(generation, played), now)
+
+    async def _barge_in(self, generation: int) -> None:
+        """Cancel ``generation``, clear its audio down to the client, keep what was heard."""
+        assert self._runtime is not None
+        self._runtime.cancel_generation(generation)
+        reports = self.playout.clear(generation)
+        if self._audio_open == generation:
+            self._audio_open = None
+        await self.sink.clear_audio(generation)
+        self._finish_interrupted(reports)
+        for report in reports:
+            speaker = self._speakers.pop(report.generation, None)
+            self._sent_frames.pop(report.generation, None)
+            heard = speaker.spoken.heard(report.text_end) if speaker else ""
+            await self.sink.send_event(
+                Interrupted(
+                    generation=report.generation,
+                    heard_text=heard,
+                    played_ms=1000 * report.samples_played / self.sink.output_rate,
+                )
+            )
+
+    async def _act(self, action: TurnAction) -> None:
+        match action:
+            case EndOfTurn(text=text):
+                marks = {"turn": time.perf_counter()}
+                if self._speech_end_wall is not None:
+                    marks["speech_end"] = self._speech_end_wall
+                if self._final_wall is not None:
+                    marks["final"] = self._final_wall
+                gen = self._start_reply(
+                    "answer", lambda g: self.responder.respond(text, generation=g)
+                )
+                self._answer_marks[gen] = marks
+            case Interrupt(generation=generation):
+                await self._barge_in(generation)
+            case ResumeBot(generation=generation):
+                rest = self._unheard.pop(generation, "")
+                if rest:
+                    self._start_reply("resume", lambda g: _say(rest))
+            case ReAnswer(text=text):
+                self._start_reply("answer", lambda g: self.responder.respond(text, generation=g))
+            case IdlePrompt(count=count):
+                self._start_reply("prompt", lambda g: self.responder.prompt("idle", count))
+            case HangUp(reason=reason):
+                await self._end(reason)
+            case UtteranceIgnored(text=text, reason=reason):
+                await self.sink.send_event(Notice(code=f"ignored.{reason}", message=text))
+            case StartOfTurn():
+                pass
+
+    def _finish_interrupted(self, reports: list[Heard]) -> None:
+        for report in reports:
+            speaker = self._speakers.get(report.generation)
+            if speaker is None:
+                continue
+            heard = speaker.spoken.heard(report.text_end)
+            self._unheard[report.generation] = speaker.spoken.text[report.text_end :].strip()
+            self.responder.heard(report.generation, heard, interrupted=True)
+
+    def _start_reply(
+        self,
+        kind: ReplyKind,
+        parts: Callable[[int], AsyncGenerator[ReplyPart, None]],
+    ) -> int:
+        assert self._runtime is not None
+        generation = self._runtime.generations.latest + 1  # the id start_generation allocates
+        self._signal(ReplyStarted(generation, kind))
+
+        async def reply(gen: int) -> None:
+            speaker = Speaker(
+                gen,
+                self.models.tts,
+                self.playout,
+                on_text=lambda delta: self._agent_text(gen, delta),
+                on_action=lambda action: self._on_action(gen, action),
+            )
+            self._speakers[gen] = speaker
+            try:
+                await speaker.speak(parts(gen))
+            except (ServerError, ClientError) as error:
+                log.warning("reply %d failed: %s", gen, type(error).__name__)
+                self.playout.finish(gen)
+                await self.sink.send_event(Notice(code="reply_failed", message=_public(error)))
+
+        started = self._runtime.start_generation(reply, name=kind)
+        assert started == generation
+        return generation
+
+    def _agent_text(self, generation: int, delta: str) -> None:
+        self._runtime_task(self.sink.send_event(AgentText(generation=generation, delta=delta)))
+
+    def _on_action(self, generation: int, action: EndCall | Transfer) -> None:
+        if isinstance(action, EndCall):
+            self._hangup_after = generation
+        else:
+            self._runtime_task(self.sink.send_event(TransferRequested(target=action.target)))
+
+    def _runtime_task(self, work: Any) -> None:
+        assert self._runtime is not None
+
+        async def run() -> None:
+            await work
+
+        self._runtime.start_task("notify", run)
+
+    async def _send_frame(self, frame: AudioFrame) -> None:
+        generation = frame.generation
+        if self._audio_open not in (None, generation):
+            await self._close_audio(self._audio_open)
+        self._audio_open = generation
+        sent = self._sent_frames.get(generation, 0)
+        self._sent_frames[generation] = sent + 1
+        await self.sink.send_audio(generation, frame.pcm)
+        if sent == 0:
+            self._signal(PlayoutStarted(generation))
+            self._report_latency(generation)
+        elif sent % 10 == 0:
+            speaker = self._speakers.get(generation)
+            played = self.playout.buffer.played_samples(generation)
+            text = speaker.spoken.text if speaker else ""
+            self._signal(PlayoutProgress(generation, played, text))
+
+    def _on_heard(self, report: Heard) -> None:
+        """A reply played to its end."""
+        speaker = self._speakers.pop(report.generation, None)
+        self._sent_frames.pop(report.generation, None)
+        if speaker is not None:
+            self.responder.heard(
+                report.generation, speaker.spoken.heard(report.text_end), interrupted=False
+            )
+        self._signal(PlayoutFinished(report.generation, report.samples_played))
+        self._runtime_task(self._close_audio(report.generation))
+        if self._hangup_after == report.generation:
+            self._runtime_task(self._end("agent"))
+
+    async def _close_audio(self, generation: int) -> None:
+        """Tell the transport ``generation``'s audio is complete (once)."""
+        if self._audio_open == generation:
+            self._audio_open = None
+            await self.sink.end_audio(generation)
+
+    def _report_latency(self, generation: int) -> None:
+        marks = self._answer_marks.pop(generation, None)
+        speaker = self._speakers.get(generation)
+        if marks is None or speaker is None:
+            return
+        out = time.perf_counter()
+        points = [
+            ("speech_end", marks.get("speech_end")),
+            ("asr_final", marks.get("final")),
+            ("end_of_turn", marks.get("turn")),
+            ("first_text", speaker.times.first_text),
+            ("first_audio", speaker.times.first_audio),
+            ("audio_out", out),
+        ]
+        known = [(name, at) for name, at in points if at is not None]
+        stages = {
+            f"{a}->{b}": round(1000 * (tb - ta), 1)
+            for (a, ta), (b, tb) in itertools.pairwise(known)
+        }
+        if known:
+            stages["total"] = round(1000 * (out - known[0][1]), 1)
+        self._runtime_task(self.sink.send_event(TurnLatency(generation=generation, stages=stages)))
+
+    async def _end(self, reason: str) -> None:
+        if self.ended is None:
+            self.ended = reason
+            await self.sink.send_event(CallEnded(reason=reason))
+            if self._runtime is not None:
+                self._runtime.cancel()
+
+
+async def _say(text: str) -> AsyncGenerator[ReplyPart, None]:
+    yield Say(text)
+
+
+def _public(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        return str(error)
+    return "the reply could not be produced"

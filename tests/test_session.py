@@ -1,0 +1,180 @@
+"""A whole call through the session with real models: greeting, a turn, an answer, barge-in.
+
+The dialogue here is a scripted responder (the session's collaborator, faked for this unit);
+the VAD, ASR and TTS are the real embedded models. End-to-end tests over real sockets with
+the real dialogue engines live with the transports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncGenerator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+import numpy as np
+import pytest
+
+from agent.reply import ReplyPart, Say
+from agent.session import (
+    AgentText,
+    Interrupted,
+    Models,
+    Session,
+    SessionEvent,
+    SessionSettings,
+    TurnLatency,
+    UserTranscript,
+)
+from agent.turns import TurnConfig
+from pipeline.asr.decoder import DecodeRequest, WhisperDecoder
+from tests.audio import espeak, silence
+
+pytestmark = pytest.mark.anyio
+
+LONG_REPLY = (
+    "We are open every day from nine in the morning until late at night. "
+    "On weekends we also serve brunch, with pancakes, eggs and fresh juice. "
+    "Tables by the window can be booked up to a month ahead."
+)
+
+
+@dataclass
+class Script:
+    """Answers every turn with ``answer``; records what the session said was heard."""
+
+    answer: str = "We open at nine."
+    turns: list[str] = field(default_factory=list)
+    reports: list[tuple[int, str, bool]] = field(default_factory=list)
+
+    async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
+        self.turns.append(text)
+        yield Say(self.answer)
+
+    async def prompt(
+        self, kind: Literal["greeting", "idle"], count: int = 0
+    ) -> AsyncGenerator[ReplyPart, None]:
+        if kind == "greeting":
+            yield Say("Hello.")
+
+    def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
+        self.reports.append((generation, text, interrupted))
+
+
+class Recorder:
+    """A CallSink that keeps everything, in order."""
+
+    output_rate = 16000
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, object]] = []
+        self.audio: dict[int, bytearray] = {}
+        self._changed = anyio.Event()
+
+    async def send_audio(self, generation: int, pcm: bytes) -> None:
+        self.audio.setdefault(generation, bytearray()).extend(pcm)
+        self._note("audio", generation)
+
+    async def end_audio(self, generation: int) -> None:
+        self._note("end", generation)
+
+    async def clear_audio(self, generation: int) -> None:
+        self._note("clear", generation)
+
+    async def send_event(self, event: SessionEvent) -> None:
+        self._note("event", event)
+
+    def _note(self, kind: str, value: object) -> None:
+        if kind != "audio" or not self.log or self.log[-1] != (kind, value):
+            self.log.append((kind, value))
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, check: Callable[[], bool]) -> None:
+        while not check():
+            await self._changed.wait()
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float, session: Session) -> Iterator[None]:
+        """``fail_after``, reporting the last things the session did if it stalls."""
+        try:
+            with anyio.fail_after(seconds):
+                yield
+        except TimeoutError:
+            summary = [(k, v) for k, v in self.log if k != "audio"][-12:]
+            turns = session.turns
+            state = (turns.user, turns.bot, turns.next_deadline(), session.input.now())
+            raise AssertionError(f"the call stalled in {state}; last: {summary}") from None
+
+    def events(self, kind: type) -> list[object]:
+        return [v for k, v in self.log if k == "event" and isinstance(v, kind)]
+
+
+def words(decoder: WhisperDecoder, pcm: bytes) -> str:
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(32768)
+    return decoder.decode(DecodeRequest(audio=audio, final=True)).text.lower()
+
+
+def settings() -> SessionSettings:
+    return SessionSettings(turns=TurnConfig(idle_timeout_ms=0))
+
+
+async def speak(session: Session, text: str, trailing: float = 1.0) -> None:
+    audio = np.concatenate([espeak(text), silence(trailing)]).tobytes()
+    for start in range(0, len(audio), 640):  # 20 ms frames, as fast as they go
+        await session.push_audio(audio[start : start + 640])
+
+
+async def test_a_call_greets_hears_a_turn_and_answers_it(
+    vad_runner: object, asr_runner: object, tts_engine: object, whisper_decoder: WhisperDecoder
+) -> None:
+    script, sink = Script(), Recorder()
+    session = Session(Models(vad_runner, asr_runner, tts_engine), script, sink, settings())  # type: ignore[arg-type]
+    with sink.deadline(60, session):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            await sink.wait_for(lambda: ("end", 1) in sink.log)
+            await speak(session, "What time do you open tomorrow?")
+            await sink.wait_for(lambda: ("end", 2) in sink.log)
+            session.end_input()
+    assert "open" in script.turns[0].lower()
+    assert "hello" in words(whisper_decoder, bytes(sink.audio[1]))
+    assert {"nine", "9"} & set(re.findall(r"\w+", words(whisper_decoder, bytes(sink.audio[2]))))
+    finals = [e for e in sink.events(UserTranscript) if isinstance(e, UserTranscript) and e.final]
+    assert "open" in finals[0].text.lower()
+    [latency] = sink.events(TurnLatency)
+    assert isinstance(latency, TurnLatency)
+    assert {"total", "end_of_turn->first_text", "first_audio->audio_out"} <= set(latency.stages)
+    assert [text for _, text, _ in script.reports] == ["Hello.", "We open at nine."]
+    assert [e.delta for e in sink.events(AgentText) if isinstance(e, AgentText)] == [
+        "Hello.",
+        "We open at nine.",
+    ]
+
+
+async def test_speaking_over_a_reply_interrupts_it_and_keeps_only_what_was_heard(
+    vad_runner: object, asr_runner: object, tts_engine: object
+) -> None:
+    script, sink = Script(answer=LONG_REPLY), Recorder()
+    session = Session(Models(vad_runner, asr_runner, tts_engine), script, sink, settings())  # type: ignore[arg-type]
+    with sink.deadline(90, session):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            await sink.wait_for(lambda: ("end", 1) in sink.log)
+            await speak(session, "When are you open?")
+            # let a second or so of the long answer play, then talk over it
+            await sink.wait_for(lambda: len(sink.audio.get(2, b"")) > 16000 * 2)
+            await speak(session, "Sorry, can I book a table for two people tonight?")
+            await sink.wait_for(lambda: bool(sink.events(Interrupted)))
+            session.end_input()
+    [interrupted] = sink.events(Interrupted)
+    assert isinstance(interrupted, Interrupted)
+    assert interrupted.generation == 2
+    assert 0 < len(interrupted.heard_text) < len(LONG_REPLY)
+    assert LONG_REPLY.startswith(interrupted.heard_text)
+    assert (2, interrupted.heard_text, True) in script.reports
+    cleared = sink.log.index(("clear", 2))
+    assert ("audio", 2) not in sink.log[cleared:]  # not a frame of it after the clear
+    assert len(sink.audio[2]) < 16000 * 2 * 12  # far less than the whole answer
