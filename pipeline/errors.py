@@ -6,7 +6,8 @@
     ├── ClientError              the peer or the developer erred (4xx, an ``error`` event)
     │   ├── ProtocolError        a malformed or out-of-order message from a peer
     │   ├── InvalidAudio         wrong rate, odd byte count, oversized frame, undecodable file
-    │   └── ConfigError          a broken config file: ``path`` names the key, ``reason`` says why
+    │   ├── ConfigError          a broken config file: ``path`` names the key, ``reason`` says why
+    │   └── InvalidSSML          unusable SSML: ``line`` and ``column`` say where, ``reason`` why
     └── ServerError              our side failed (5xx, the session closes; details stay in the log)
         ├── Overloaded           an executor's queue is full: admission control refused the work
         ├── ExecutorClosed       work submitted to an executor that has shut down
@@ -43,6 +44,18 @@ class ConfigError(ClientError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class InvalidSSML(ClientError):
+    """SSML that cannot be spoken: ``line`` and ``column`` (1-based) locate it, ``reason`` says
+    why (malformed XML, a forbidden construct such as a DTD, a limit, an unknown element or value).
+    """
+
+    def __init__(self, reason: str, line: int, column: int) -> None:
+        super().__init__(f"SSML line {line}, column {column}: {reason}")
+        self.reason = reason
+        self.line = line
+        self.column = column
 
 
 class ServerError(VoxlineError):

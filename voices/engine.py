@@ -14,6 +14,13 @@ Coordinates, for one call of :meth:`TTSEngine.synthesize`:
 - **sample offsets** count samples at the chunk's ``sample_rate`` from the first sample of the
   first chunk; chunk ``k`` starts where chunk ``k - 1`` ended.
 
+A plan says more than words: each :class:`SpeechSegment` may carry a :class:`Style` (an emotion
+and its intensity), marks (named points that fire when playout reaches the segment's first
+sample: the chunk that starts there lists them in :attr:`SpeechChunk.marks`), a voice and a
+language (for a router that switches engines; an engine with one voice ignores them), and IPA
+phonemes for some of its characters (:class:`PhonemeSpan`, for engines that read phonemes).
+SSML (:mod:`voices.ssml`) and inline emotion tags (:mod:`voices.emotion`) compile to plans.
+
 Within a chunk, ``words`` are in text order and tile the chunk's samples with no gap or overlap
 (the first starts at ``sample_offset``, the last ends at :attr:`SpeechChunk.end_offset`): a word
 owns the pause after it. A chunk that speaks no word (a pause) has no words.
@@ -25,18 +32,23 @@ either stops synthesis of what has not been produced yet.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 import msgspec
+import msgspec.structs
 
 from pipeline.events import BYTES_PER_SAMPLE
 
 __all__ = [
     "BYTES_PER_SAMPLE",
+    "EMOTIONS",
+    "Emotion",
+    "PhonemeSpan",
     "Prosody",
     "SpeechChunk",
     "SpeechPlan",
     "SpeechSegment",
+    "Style",
     "TTSEngine",
     "WordTiming",
     "as_plan",
@@ -44,12 +56,22 @@ __all__ = [
 ]
 
 
+#: the shared emotion and style vocabulary; each engine maps it to what it can change
+Emotion = Literal["neutral", "happy", "sad", "angry", "excited", "calm", "whisper", "serious"]
+EMOTIONS: tuple[Emotion, ...] = get_args(Emotion)
+
+
 class Prosody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Per-request synthesis knobs; ``None`` keeps the voice's own default.
 
-    The names follow Piper's ``SynthesisConfig``: ``length_scale`` above 1 speaks slower,
-    ``noise_scale`` varies the voice, ``noise_w_scale`` varies phoneme lengths, ``volume``
-    multiplies the samples, ``speaker_id`` picks a speaker of a multi-speaker voice.
+    Engine-neutral multipliers: ``rate`` above 1 speaks faster, ``pitch`` multiplies the
+    fundamental frequency (1.2 is "+20%"), ``volume`` multiplies the amplitude (above 1 the
+    engine limits peaks rather than clip).
+
+    Engine knobs, named after Piper's ``SynthesisConfig`` (an absolute value replaces the
+    voice's default; ``rate`` still applies on top): ``length_scale`` above 1 speaks slower,
+    ``noise_scale`` varies the voice, ``noise_w_scale`` varies phoneme lengths, ``speaker_id``
+    picks a speaker of a multi-speaker voice.
     """
 
     length_scale: float | None = None
@@ -57,14 +79,47 @@ class Prosody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     noise_w_scale: float | None = None
     volume: float = 1.0
     speaker_id: int | None = None
+    rate: float = 1.0
+    pitch: float = 1.0
+
+    def scaled(self, *, rate: float = 1.0, pitch: float = 1.0, volume: float = 1.0) -> Prosody:
+        """This prosody with its multipliers multiplied (how nested SSML ``prosody`` composes)."""
+        return msgspec.structs.replace(
+            self, rate=self.rate * rate, pitch=self.pitch * pitch, volume=self.volume * volume
+        )
+
+
+class Style(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An emotion or speaking style with an intensity (0: none, 1: the preset, up to 2)."""
+
+    emotion: Emotion = "neutral"
+    intensity: float = 1.0
+
+
+class PhonemeSpan(msgspec.Struct, frozen=True, array_like=True):
+    """``segment.text[start:end]`` is to be read as the IPA ``phonemes`` (SSML ``phoneme``)."""
+
+    start: int
+    end: int
+    phonemes: str
 
 
 class SpeechSegment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A stretch of text spoken with one prosody, then ``pause_ms`` of silence."""
+    """Marks, then a stretch of text spoken with one prosody and style, then a pause.
+
+    ``marks`` fire when playout reaches the segment's first sample (after the previous
+    segment's pause). ``voice`` and ``lang`` name a catalog voice and a BCP 47 language for the
+    segment (``None``: the request's); ``phonemes`` override how parts of ``text`` are read.
+    """
 
     text: str
     prosody: Prosody = Prosody()
     pause_ms: int = 0
+    style: Style | None = None
+    marks: tuple[str, ...] = ()
+    voice: str | None = None
+    lang: str | None = None
+    phonemes: tuple[PhonemeSpan, ...] = ()
 
 
 class SpeechPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -101,6 +156,8 @@ class SpeechChunk(msgspec.Struct, frozen=True):
     text_start: int
     text_end: int
     words: tuple[WordTiming, ...] = ()
+    #: plan marks reached when playout reaches this chunk's first sample (may be an empty chunk)
+    marks: tuple[str, ...] = ()
 
     @property
     def num_samples(self) -> int:

@@ -39,13 +39,16 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import msgspec
+
 from pipeline.errors import ClientError, ExecutorClosed, ModelError, Overloaded, VoxlineError
-from voices.engine import Prosody, SpeechChunk, SpeechPlan, as_plan
+from voices.emotion import Expression
+from voices.engine import Emotion, Prosody, SpeechChunk, SpeechPlan, as_plan
 from voices.worker_protocol import (
     Cancel,
     Chunk,
@@ -137,7 +140,8 @@ class PiperEngine:
     ``model`` is a voice ``.onnx`` file (with ``.onnx.json`` beside it, or ``config``); by
     default the embedded ``en_US-joe-medium`` voice. ``threads`` is the worker's onnxruntime
     thread count. ``alignment=False`` skips the model patch that reports phoneme durations
-    (word timings are then estimated).
+    (word timings are then estimated). ``presets`` replace the shared emotion presets
+    (:data:`voices.emotion.PRESETS`) for this voice.
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class PiperEngine:
         max_queue: int = 64,
         max_chars: int = 5000,
         startup_timeout: float = 120.0,
+        presets: Mapping[Emotion, Expression] | None = None,
     ) -> None:
         self.name = "piper"
         self.max_queue = max_queue
@@ -165,6 +170,8 @@ class PiperEngine:
             self._argv.append("--no-alignment")
         if use_cuda:
             self._argv.append("--cuda")
+        if presets is not None:
+            self._argv += ["--presets", msgspec.json.encode(dict(presets)).decode()]
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: deque[_Request] = deque()

@@ -15,6 +15,11 @@ What it does:
 - warms up with one sentence, then says :class:`~voices.worker_protocol.Ready`;
 - synthesizes requests one at a time, one chunk per sentence, each with its word timings
   (:mod:`voices.alignment`);
+- renders each segment's prosody and style: Piper's own knobs from
+  :func:`voices.emotion.piper_settings` (rate as ``length_scale``, variation as the noise
+  scales), then the output transforms of :mod:`voices.dsp` (pitch, whisper, volume); SSML
+  phonemes are read as raw phonemes; pauses are silence, with the voice's own silence trimmed
+  where segments meet; marks ride on the first chunk of their segment;
 - stops a request on ``Cancel`` between sentences and inside one (onnxruntime's
   ``RunOptions.terminate``);
 - exits when stdin closes. Anything that writes to stdout by accident (a C library) is sent to
@@ -33,18 +38,30 @@ import queue
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import msgspec
+import msgspec.structs
 import numpy as np
 import onnxruntime
 from piper import PiperVoice
 from piper.config import PiperConfig
 from piper.const import BOS, EOS, PAD
 
+from voices import dsp
 from voices.alignment import WordAligner, spread, word_spans
-from voices.engine import BYTES_PER_SAMPLE, Prosody, SpeechChunk, SpeechSegment
+from voices.emotion import PRESETS, Expression, PiperSettings, piper_settings
+from voices.engine import (
+    BYTES_PER_SAMPLE,
+    Emotion,
+    PhonemeSpan,
+    Prosody,
+    SpeechChunk,
+    SpeechSegment,
+)
 from voices.worker_protocol import (
     Cancel,
     Chunk,
@@ -62,6 +79,13 @@ _LOGGER = logging.getLogger("voices.piper_worker")
 _MAX_WAV_VALUE = 32767.0
 _WARM_UP_TEXT = "Hello, this warms the voice up."
 _WORD_CACHE_LIMIT = 20_000
+#: silence left at a segment's ends before an explicit pause (and after one)
+_PAUSE_EDGE_MS = 5
+#: silence left where two segments of one sentence meet
+_JOIN_GAP_MS = 30
+#: "silence" is below this fraction of the sentence's peak (-40 dB)
+_SILENCE = 0.01
+_SENTENCE_ENDS = (".", "!", "?", "…", '."', '!"', '?"')
 
 
 def default_model() -> Path:
@@ -135,6 +159,7 @@ class PiperSynthesizer:
     def __init__(
         self, model: Path, config: Path | None = None, *, threads: int = 1,
         alignment: bool = True, use_cuda: bool = False,
+        presets: Mapping[Emotion, Expression] = PRESETS,
     ) -> None:  # fmt: skip
         config = config or Path(f"{model}.json")
         with config.open(encoding="utf-8") as file:
@@ -149,6 +174,7 @@ class PiperSynthesizer:
         self.voice = PiperVoice(session=session, config=piper_config)
         self.name = model.name.removesuffix(".onnx")
         self.sample_rate = piper_config.sample_rate
+        self.presets = presets
         self.has_durations = len(session.get_outputs()) > 1
         self._words: dict[str, str] = {}
         id_map = piper_config.phoneme_id_map
@@ -169,16 +195,35 @@ class PiperSynthesizer:
         control: _Control,
         options: onnxruntime.RunOptions,
     ) -> Iterator[SpeechChunk]:
-        """Chunks for ``segments``, in utterance coordinates; raises :class:`_Stop` if cancelled."""
+        """Chunks for ``segments``, in utterance coordinates; raises :class:`_Stop` if cancelled.
+
+        Where segments meet, the synthesizer's own silence is trimmed: before an explicit pause
+        (so the pause is what separates the words) and inside a sentence (so a prosody change
+        does not stop the speech), but not after a sentence end. Marks ride on the first chunk
+        of their segment, or of the next one that sounds; marks at the very end get an empty
+        chunk of their own.
+        """
         text_offset = 0
         sample_offset = 0
         text_end = 0
-        for segment in segments:
-            pieces = self._segment(segment, text_offset, sample_offset, text_end, control, options)
+        marks: list[str] = []
+        for index, segment in enumerate(segments):
+            marks.extend(segment.marks)
+            speech_follows = any(later.text.strip() for later in segments[index + 1 :])
+            tail: int | None = None
+            if segment.pause_ms > 0:
+                tail = _ms(_PAUSE_EDGE_MS, self.sample_rate)
+            elif speech_follows and not segment.text.rstrip().endswith(_SENTENCE_ENDS):
+                tail = _ms(_JOIN_GAP_MS, self.sample_rate)
+            head = _ms(_PAUSE_EDGE_MS, self.sample_rate) if sample_offset > 0 else None
+            pieces = self._segment(
+                segment, text_offset, sample_offset, text_end, control, options, head, tail
+            )
             for chunk in pieces:
                 sample_offset = chunk.end_offset
                 text_end = chunk.text_end
-                yield chunk
+                yield _with_marks(chunk, marks)
+                marks = []
             text_offset += len(segment.text)
             if segment.pause_ms > 0:
                 control.check()
@@ -188,7 +233,12 @@ class PiperSynthesizer:
                     text_end, text_end,
                 )  # fmt: skip
                 sample_offset = pause.end_offset
-                yield pause
+                yield _with_marks(pause, marks)
+                marks = []
+        if marks:
+            yield SpeechChunk(
+                self.sample_rate, b"", sample_offset, text_end, text_end, (), tuple(marks)
+            )
 
     def _segment(
         self,
@@ -198,46 +248,74 @@ class PiperSynthesizer:
         text_end: int,
         control: _Control,
         options: onnxruntime.RunOptions,
+        head: int | None = None,
+        tail: int | None = None,
     ) -> Iterator[SpeechChunk]:
+        """The chunks of one segment; ``head``/``tail``: trim silence at its ends to that many
+        samples."""
         text = segment.text
         control.check()
+        config = self.voice.config
+        settings = piper_settings(
+            segment.prosody, segment.style, length_scale=config.length_scale,
+            noise_scale=config.noise_scale, noise_w_scale=config.noise_w_scale,
+            presets=self.presets,
+        )  # fmt: skip
         sentences = [
-            [unit for unit in units if unit in self._id_map] for units in self.voice.phonemize(text)
+            [unit for unit in units if unit in self._id_map]
+            for units in self.voice.phonemize(_with_phonemes(text, segment.phonemes))
         ]
         sentences = [units for units in sentences if units]
         spans = word_spans(text)
         aligner = WordAligner(
             [(start + text_offset, end + text_offset) for start, end in spans],
-            [self._word_phonemes(text[start:end]) for start, end in spans],
+            self._expected(text, spans, segment.phonemes),
             [[BOS, *units, EOS] for units in sentences],
         )
         for index, units in enumerate(sentences):
             control.check()
-            audio, id_samples = self._infer(units, segment.prosody, options, control)
+            audio, id_samples = self._infer(units, settings, segment.prosody, options, control)
             durations = self._durations(units, id_samples, len(audio))
+            first, last = index == 0, index == len(sentences) - 1
+            audio, durations = _trim(
+                audio, durations, head if first else None, tail if last else None
+            )
             start, end, words = aligner.sentence(index, durations, sample_offset)
             if not words:
                 start = end = text_end
-            chunk = SpeechChunk(self.sample_rate, audio.tobytes(), sample_offset, start, end, words)
+            pcm = np.clip(audio * _MAX_WAV_VALUE, -_MAX_WAV_VALUE, _MAX_WAV_VALUE).astype("<i2")
+            chunk = SpeechChunk(self.sample_rate, pcm.tobytes(), sample_offset, start, end, words)
             sample_offset = chunk.end_offset
             text_end = end
             yield chunk
 
+    def _expected(
+        self, text: str, spans: list[tuple[int, int]], phonemes: tuple[PhonemeSpan, ...]
+    ) -> list[str]:
+        """The phonemes each word should have: its own, or the IPA an SSML phoneme gave it."""
+        expected = []
+        for start, end in spans:
+            given = next((p for p in phonemes if p.start <= start and end <= p.end), None)
+            if given is None:
+                expected.append(self._word_phonemes(text[start:end]))
+            else:  # the first word of the span carries all of its phonemes
+                first = next(s for s in spans if given.start <= s[0])
+                expected.append(given.phonemes if first == (start, end) else "")
+        return expected
+
     def _infer(
         self,
         units: list[str],
+        settings: PiperSettings,
         prosody: Prosody,
         options: onnxruntime.RunOptions,
         control: _Control,
-    ) -> tuple[np.ndarray[Any, np.dtype[np.int16]], np.ndarray[Any, Any] | None]:
-        """One sentence: PCM16 samples and, if the model says, samples per phoneme id."""
+    ) -> tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, Any] | None]:
+        """One sentence: samples in [-1, 1] after the output transforms (pitch, whisper,
+        volume) and, if the model says, samples per phoneme id."""
         config = self.voice.config
         ids = self.voice.phonemes_to_ids(units)
-        scales = [
-            config.noise_scale if prosody.noise_scale is None else prosody.noise_scale,
-            config.length_scale if prosody.length_scale is None else prosody.length_scale,
-            config.noise_w_scale if prosody.noise_w_scale is None else prosody.noise_w_scale,
-        ]
+        scales = [settings.noise_scale, settings.length_scale, settings.noise_w_scale]
         inputs: dict[str, Any] = {
             "input": np.array([ids], dtype=np.int64),
             "input_lengths": np.array([len(ids)], dtype=np.int64),
@@ -253,15 +331,19 @@ class PiperSynthesizer:
         except Exception:
             control.check()  # terminated by a cancel: say so rather than fail
             raise
-        audio = np.asarray(outputs[0], dtype=np.float32).squeeze()
+        audio = np.asarray(outputs[0], dtype=np.float64).squeeze()
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
         audio = audio / peak if peak >= 1e-8 else np.zeros_like(audio)  # Piper's normalize_audio
-        audio = np.clip(audio * prosody.volume, -1.0, 1.0)
-        pcm = np.clip(audio * _MAX_WAV_VALUE, -_MAX_WAV_VALUE, _MAX_WAV_VALUE).astype("<i2")
+        if settings.pitch != 1.0:
+            audio = dsp.pitch_shift(audio, settings.pitch, self.sample_rate)
+        if settings.whisper > 0.0:
+            whispered = dsp.whisper(audio, self.sample_rate)
+            audio = (1.0 - settings.whisper) * audio + settings.whisper * whispered
+        audio = dsp.apply_gain(audio, settings.volume, self.sample_rate, ceiling=1.0)
         id_samples = None
         if len(outputs) > 1:
             id_samples = (np.asarray(outputs[1]).squeeze() * config.hop_length).astype(np.int64)
-        return pcm, id_samples
+        return audio, id_samples
 
     def _durations(
         self, units: list[str], id_samples: np.ndarray[Any, Any] | None, total: int
@@ -286,6 +368,61 @@ class PiperSynthesizer:
             cached = "".join("".join(units) for units in self.voice.phonemize(word))
             self._words[word] = cached
         return cached
+
+
+def _ms(milliseconds: int, sample_rate: int) -> int:
+    return milliseconds * sample_rate // 1000
+
+
+def _with_marks(chunk: SpeechChunk, marks: list[str]) -> SpeechChunk:
+    return msgspec.structs.replace(chunk, marks=tuple(marks)) if marks else chunk
+
+
+def _with_phonemes(text: str, phonemes: tuple[PhonemeSpan, ...]) -> str:
+    """The text Piper phonemizes: SSML phonemes as ``[[ raw phoneme ]]`` blocks."""
+    escaped = text.replace("[[", "[ [").replace("]]", "] ]")
+    if not phonemes:
+        return escaped
+    pieces = []
+    at = 0
+    for span in sorted(phonemes, key=lambda p: p.start):
+        if span.start < at or span.end > len(text):
+            continue  # overlapping or out of range: read the text instead
+        ipa = unicodedata.normalize("NFD", span.phonemes).replace("]", "")
+        pieces += [text[at : span.start].replace("[[", "[ [").replace("]]", "] ]"), f"[[{ipa}]]"]
+        at = span.end
+    pieces.append(text[at:].replace("[[", "[ [").replace("]]", "] ]"))
+    return "".join(pieces)
+
+
+def _trim(
+    audio: np.ndarray[Any, np.dtype[np.float64]],
+    durations: list[int],
+    head: int | None,
+    tail: int | None,
+) -> tuple[np.ndarray[Any, np.dtype[np.float64]], list[int]]:
+    """Silence at the ends cut down to ``head`` and ``tail`` samples (``None``: kept); the unit
+    durations lose the same samples from the ends."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if (head is None and tail is None) or peak <= 0.0:
+        return audio, durations
+    first, last = dsp.speech_bounds(audio, _SILENCE * peak)
+    cut_head = max(0, first - head) if head is not None else 0
+    cut_tail = max(0, len(audio) - last - tail) if tail is not None else 0
+    if not cut_head and not cut_tail:
+        return audio, durations
+    durations = list(durations)
+    for cut, order in (
+        (cut_head, range(len(durations))),
+        (cut_tail, reversed(range(len(durations)))),
+    ):
+        for i in order:
+            taken = min(cut, durations[i])
+            durations[i] -= taken
+            cut -= taken
+            if not cut:
+                break
+    return audio[cut_head : len(audio) - cut_tail], durations
 
 
 def _with_alignment_output(model: Path) -> bytes | None:
@@ -357,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     parser.add_argument("--no-alignment", action="store_true", help="estimate word timings")
     parser.add_argument("--cuda", action="store_true", help="run the voice on CUDA")
+    parser.add_argument("--presets", help="emotion presets of this voice, as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop (stdin EOF)
@@ -373,9 +511,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model = args.model or default_model()
+        presets = PRESETS
+        if args.presets:
+            presets = msgspec.json.decode(args.presets, type=dict[Emotion, Expression])
         synthesizer = PiperSynthesizer(
             model, args.config, threads=args.threads, alignment=not args.no_alignment,
-            use_cuda=args.cuda,
+            use_cuda=args.cuda, presets=presets,
         )  # fmt: skip
         synthesizer.warm_up()
     except Exception as error:

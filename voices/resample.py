@@ -9,8 +9,8 @@ behind the input at 22.05 -> 16 kHz, HQ), and ``flush`` returns the rest.
 :class:`ChunkResampler` does the same for :class:`~voices.engine.SpeechChunk` sequences and
 carries the alignment along: word timings are converted to the new rate (exact in time), then
 clamped to the chunk's new sample range, so the words still tile each chunk; a boundary between
-chunks moves by at most the lag. Its :meth:`~ChunkResampler.flush` returns the tail as a chunk
-with no words.
+chunks (and the marks it carries) moves by at most the lag. Its :meth:`~ChunkResampler.flush`
+returns the tail as a chunk with no words.
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ class ChunkResampler:
             )
             for n, w in enumerate(chunk.words)
         )
-        return SpeechChunk(self.out_rate, pcm, start, chunk.text_start, chunk.text_end, words)
+        return SpeechChunk(
+            self.out_rate, pcm, start, chunk.text_start, chunk.text_end, words, chunk.marks
+        )
 
     def flush(self) -> SpeechChunk | None:
         """The last samples of the utterance, as a chunk with no words (``None`` if none)."""

@@ -1,0 +1,82 @@
+"""Reading agent files: YAML or TOML, decoded strictly, then cross-checked.
+
+An unknown or mistyped key fails with a :class:`~pipeline.errors.ConfigError` naming its path
+(``$.server.port``) and the reason; so does a name that refers to nothing
+(``$.dialogue.flows[0].slots[2]: unknown slot 'tiem'``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml  # type: ignore[import-untyped]  # no stubs installed: used as Any
+
+from agent.config.references import check_references
+from agent.config.schema import AgentConfig
+from pipeline.errors import ConfigError
+
+_PATH = re.compile(r"at `(\$[^`]*)`$")
+_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and validate an agent file (``.yaml``, ``.yml`` or ``.toml``)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError("$", f"cannot read {path}: {error.strerror}") from error
+    return parse_config(raw, path.suffix.lower())
+
+
+def parse_config(raw: bytes, suffix: str) -> AgentConfig:
+    """Decode an agent file's bytes (``suffix`` picks the format) and check its references."""
+    try:
+        if suffix in (".yaml", ".yml"):
+            data: Any = _load_yaml(raw)
+        elif suffix == ".toml":
+            data = msgspec.toml.decode(raw)
+        else:
+            raise ConfigError("$", f"unknown config format {suffix!r} (use .yaml or .toml)")
+    except (msgspec.DecodeError, yaml.YAMLError) as error:
+        raise ConfigError("$", f"not valid {suffix.lstrip('.').upper()}: {error}") from error
+    try:
+        config = msgspec.convert(data, AgentConfig, strict=True)
+    except msgspec.ValidationError as error:
+        message = str(error)
+        match = _PATH.search(message)
+        where = match.group(1) if match else "$"
+        reason = _PATH.sub("", message).strip().rstrip("-").strip()
+        field = _FIELD.search(reason)
+        if field:
+            where = f"{where}.{field.group(1)}"
+        raise ConfigError(where, reason) from error
+    check_references(config)
+    return config
+
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_Loader):  # type: ignore[misc]
+    """YAML's safe loader, except that a key given twice is an error (YAML keeps the last)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (line {mark.line + 1})", mark
+                )
+            seen.add(key)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
+def _load_yaml(raw: bytes) -> Any:
+    return yaml.load(raw, Loader=_StrictLoader)  # a safe loader

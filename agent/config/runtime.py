@@ -1,0 +1,104 @@
+"""From the agent file to the structs the running parts take.
+
+The file's sections are the user's vocabulary (documented in docs/config.md); the turn-taking
+machine (:class:`agent.turns.TurnConfig`) and the LLM engine
+(:class:`agent.dialogue.llm.LLMConfig`) have their own structs. These functions build them,
+so the mapping lives in one place. Not imported by :mod:`agent.config` (``voxline check`` does
+not load the runtime).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from agent.config.schema import AgentConfig
+from agent.dialogue.llm import LLMConfig
+from agent.dialogue.llm_tools import ToolConfig
+from agent.dialogue.llm_tools import WebhookConfig as ToolWebhook
+from agent.turns import TurnConfig
+
+__all__ = ["BUILTIN_TOOLS", "llm_config", "tool_configs", "turn_config"]
+
+#: what the LLM is told about each built-in tool (the session registers the functions)
+BUILTIN_TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
+    "end_call": (
+        "End the call once the caller has said goodbye or asked to hang up.",
+        {"type": "object", "properties": {}},
+    ),
+    "transfer": (
+        "Transfer the call to a person or another department.",
+        {
+            "type": "object",
+            "properties": {"target": {"type": "string", "description": "who to transfer to"}},
+            "required": ["target"],
+        },
+    ),
+    "current_datetime": (
+        "The current local date and time.",
+        {"type": "object", "properties": {}},
+    ),
+}
+
+
+def turn_config(config: AgentConfig) -> TurnConfig:
+    """The ``turns`` section as :class:`~agent.turns.TurnConfig` (``idle_prompt`` aside)."""
+    known = {field.name for field in msgspec.structs.fields(TurnConfig)}
+    values = msgspec.structs.asdict(config.turns)
+    return TurnConfig(**{name: value for name, value in values.items() if name in known})
+
+
+def tool_configs(config: AgentConfig, names: tuple[str, ...] | None = None) -> list[ToolConfig]:
+    """The tools of ``names`` (default: every webhook and built-in) for the LLM engine."""
+    webhooks = {hook.name: hook for hook in config.tools.webhooks}
+    wanted = names if names is not None else (*webhooks, *config.tools.builtins)
+    tools: list[ToolConfig] = []
+    for name in wanted:
+        hook = webhooks.get(name)
+        if hook is not None:
+            webhook = ToolWebhook(
+                url=hook.url, headers=dict(hook.headers), timeout_s=hook.timeout_s
+            )
+            tools.append(
+                ToolConfig(
+                    name=name,
+                    description=hook.description,
+                    parameters=hook.parameters,
+                    webhook=webhook,
+                )
+            )
+        else:
+            description, parameters = BUILTIN_TOOLS[name]
+            tools.append(
+                ToolConfig(name=name, description=description, parameters=parameters, builtin=name)
+            )
+    return tools
+
+
+def llm_config(config: AgentConfig) -> LLMConfig:
+    """``profile.llm`` and ``dialogue.llm`` as one :class:`~agent.dialogue.llm.LLMConfig`."""
+    where = config.profile.llm
+    if where is None:
+        raise ValueError("the agent has no `profile.llm`")
+    how = config.dialogue.llm
+    return LLMConfig(
+        backend=where.backend,
+        base_url=where.base_url,
+        model=where.model,
+        api_key_env=where.api_key_env,
+        device=where.device,
+        gpu_memory_utilization=where.gpu_memory_utilization,
+        connect_timeout_s=where.connect_timeout_s,
+        first_token_timeout_s=where.first_token_timeout_s,
+        stall_timeout_s=where.stall_timeout_s,
+        system_prompt=how.system_prompt,
+        temperature=how.temperature,
+        top_p=how.top_p,
+        max_tokens=how.max_tokens,
+        seed=how.seed,
+        fallback_text=how.fallback_text,
+        tools=tuple(tool_configs(config, how.tools)),
+        max_tool_rounds=how.max_tool_rounds,
+        max_history_messages=how.max_history_messages,
+    )

@@ -1,0 +1,116 @@
+"""What the dialogue decides for one user turn: replies, call events, state changes.
+
+A :class:`DialogueDecision` is what the session acts on: speak ``replies`` in order, then carry
+out ``events`` (end the call, transfer it, hand the turn to the LLM). ``changes`` lists the
+slots and variables set this turn (as JSON values), ``webhooks`` the calls made.
+
+:class:`WebhookCall` and :class:`WebhookResult` pass between the sans-I/O conversation and
+the adapter that does the HTTP request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "DialogueDecision",
+    "EndCall",
+    "Event",
+    "HandOff",
+    "Say",
+    "Transfer",
+    "WebhookCall",
+    "WebhookResult",
+]
+
+
+class Say(msgspec.Struct, frozen=True, kw_only=True):
+    """A reply to speak. ``ssml``: ``text`` is an SSML document (``<speak>...``)."""
+
+    text: str
+    ssml: bool = False
+    #: None: the voice's default emotion
+    emotion: str | None = None
+
+
+class EndCall(msgspec.Struct, frozen=True, kw_only=True, tag="end_call"):
+    """Hang up once the replies before it have been spoken."""
+
+    reason: str
+
+
+class Transfer(msgspec.Struct, frozen=True, kw_only=True, tag="transfer"):
+    """Hand the call to someone else (the transport turns this into a SIP REFER, a Twilio
+    ``<Dial>``, or an event to a WebSocket client)."""
+
+    target: str
+
+
+class HandOff(msgspec.Struct, frozen=True, kw_only=True, tag="handoff"):
+    """Let the LLM write the reply to ``utterance``."""
+
+    utterance: str
+    note: str = ""
+    #: the conversation's slots and variables, as JSON values, for the LLM's context
+    values: dict[str, Any] = {}
+    #: the question a flow was waiting on, to ask again after the LLM's answer
+    pending: Say | None = None
+
+
+Event = EndCall | Transfer | HandOff
+
+
+class WebhookCall(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST {"tool": tool, "arguments": arguments, "call_id": call_id}`` to ``url``."""
+
+    id: int
+    tool: str
+    url: str
+    arguments: dict[str, Any]
+    headers: dict[str, str] = {}
+    timeout_s: float = 5.0
+
+    @property
+    def call_id(self) -> str:
+        return f"intent-{self.id}"
+
+
+class WebhookResult(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    tool: str
+    ok: bool
+    #: HTTP status (None: no response)
+    status: int | None = None
+    #: the decoded JSON body (``{"text": ...}`` for another body)
+    data: Any = None
+    #: why it failed: ``timeout``, ``unreachable``, ``HTTP 500``, ``too large``
+    error: str | None = None
+
+
+class DialogueDecision(msgspec.Struct, frozen=True, kw_only=True):
+    replies: tuple[Say, ...] = ()
+    events: tuple[Event, ...] = ()
+    #: slots and variables set this turn (JSON values; None: forgotten)
+    changes: dict[str, Any] = {}
+    webhooks: tuple[WebhookResult, ...] = ()
+    #: the intent matched this turn and its score (None: none matched)
+    intent: str | None = None
+    score: float = 0.0
+    #: the flow running after this turn and where it stands
+    flow: str | None = None
+    stage: str = "idle"
+    #: False when nothing in the utterance was understood (a fallback reply)
+    understood: bool = True
+    #: decided on a partial transcript: a preview, nothing was committed
+    early: bool = False
+
+    @property
+    def text(self) -> str:
+        """All replies as one string (for logs and tests)."""
+        return " ".join(reply.text for reply in self.replies)
+
+    @property
+    def ended(self) -> bool:
+        return any(isinstance(event, EndCall | Transfer) for event in self.events)

@@ -1,0 +1,118 @@
+"""The models a server process loads once and every session shares.
+
+Each model sits behind one executor per device (VAD batched across sessions, one Whisper, the
+Piper worker process, the sentence embedder). :func:`load_models` builds them from the agent's
+``profile`` on a worker thread; the server reports ready only when they are loaded and warm.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import anyio
+import numpy as np
+
+from agent.config import AgentConfig
+from agent.config.runtime import turn_config
+from agent.dialogue.embeddings import SentenceEmbedder
+from agent.session import Models, SessionSettings
+from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest
+from pipeline.asr.model import EMBEDDED, AsrModelConfig
+from pipeline.asr.stage import asr_executor
+from pipeline.executor import ModelExecutor
+from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
+from pipeline.vad.detector import DetectorConfig
+from voices.piper_engine import PiperEngine
+
+log = logging.getLogger("voxline.models")
+
+
+@dataclass
+class LoadedModels:
+    """Everything loaded for one agent; :meth:`close` releases it all."""
+
+    vad: ModelExecutor[VadRequest, VadResult]
+    asr: ModelExecutor[DecodeRequest, Decoded]
+    tts: PiperEngine
+    embedder: SentenceEmbedder | None
+    asr_options: DecodeOptions
+    _stack: ExitStack = field(repr=False)
+
+    def session_models(self) -> Models:
+        return Models(self.vad, self.asr, self.tts)
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def asr_model_config(config: AgentConfig) -> AsrModelConfig:
+    asr = config.profile.asr
+    # "base" on the CPU is the Whisper base the embedded packages ship
+    model = EMBEDDED if asr.model in ("base", EMBEDDED) and asr.device == "cpu" else asr.model
+    return AsrModelConfig(
+        model=model,
+        device=asr.device,
+        compute_type=asr.compute_type,
+        cpu_threads=asr.threads,
+    )
+
+
+def asr_options(config: AgentConfig) -> DecodeOptions:
+    asr = config.profile.asr
+    return DecodeOptions(
+        language=asr.language,
+        beam_size=asr.beam_size,
+        hotwords=" ".join(asr.hotwords) or None,
+        initial_prompt=asr.initial_prompt,
+    )
+
+
+def session_settings(config: AgentConfig) -> SessionSettings:
+    """How each call runs: turn-taking, VAD and ASR options from the agent file."""
+    vad = config.profile.vad
+    return SessionSettings(
+        asr=asr_options(config),
+        turns=turn_config(config),
+        vad=DetectorConfig.from_seconds(
+            activation=vad.threshold,
+            deactivation=min(vad.release_threshold, vad.threshold),
+            min_speech=vad.min_speech_ms / 1000,
+            min_silence=vad.min_silence_ms / 1000,
+            pre_roll=vad.pre_roll_ms / 1000,
+        ),
+    )
+
+
+def load_models(config: AgentConfig) -> LoadedModels:
+    """Load and warm every model of ``config``'s profile (blocking: run it on a thread)."""
+    stack = ExitStack()
+    try:
+        vad = stack.enter_context(vad_executor(SileroVad()))
+        asr = stack.enter_context(asr_executor(asr_model_config(config)))
+        tts = stack.enter_context(PiperEngine(threads=1))
+        embedder = None
+        if config.dialogue.intents:
+            embedder = stack.enter_context(
+                SentenceEmbedder(
+                    config.profile.embeddings.model, threads=config.profile.embeddings.threads
+                )
+            )
+        models = LoadedModels(vad, asr, tts, embedder, asr_options(config), stack)
+        anyio.run(_warm, models)
+    except BaseException:
+        stack.close()
+        raise
+    return models
+
+
+async def _warm(models: LoadedModels) -> None:
+    """One call through each model, so the first caller does not pay for lazy set-up."""
+    silence = np.zeros(16000, dtype=np.float32)
+    await models.asr.run(DecodeRequest(audio=silence, final=True, options=models.asr_options))
+    async for _ in models.tts.synthesize("Ready."):
+        pass
+    if models.embedder is not None:
+        await models.embedder.embed("hello")
+    log.info("models warm")

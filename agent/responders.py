@@ -1,0 +1,158 @@
+"""Dialogue engines as the session sees them (:class:`~agent.reply.Responder`).
+
+:class:`IntentResponder` runs one call's :class:`~agent.dialogue.engine.IntentSession`: its
+decisions become spoken replies and call actions. A hand-off to the LLM is spoken through the
+configured LLM responder when there is one, else the fallback reply. :class:`LLMResponder`
+streams an LLM's reply delta by delta, so speech starts on its first clause.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from typing import Any, Literal
+
+from agent.config import AgentConfig
+from agent.config.base import Reply, ReplyConfig
+from agent.dialogue import decision as d
+from agent.dialogue.engine import IntentEngine, IntentSession
+from agent.dialogue.llm import LLMDone, LLMEngine, LLMFallback, LLMText, LLMToolResult
+from agent.dialogue.llm_history import History
+from agent.dialogue.llm_tools import BuiltinTool, ToolResult
+from agent.reply import EndCall, ReplyPart, Responder, Say, Transfer
+
+log = logging.getLogger("voxline.dialogue")
+
+
+class IntentResponder:
+    """One call's intent dialogue."""
+
+    def __init__(
+        self, engine: IntentEngine, config: AgentConfig, llm: Responder | None = None
+    ) -> None:
+        self.session: IntentSession = engine.conversation()
+        self.config = config
+        self.llm = llm
+
+    async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
+        decision = await self.session.handle(text, final=True)
+        async for part in self._speak(decision, generation):
+            yield part
+
+    async def prompt(
+        self, kind: Literal["greeting", "idle"], count: int = 0
+    ) -> AsyncGenerator[ReplyPart, None]:
+        if kind == "greeting":
+            async for part in self._speak(self.session.opening(), 0):
+                yield part
+        else:
+            yield _say(self.config.turns.idle_prompt)
+
+    def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
+        if self.llm is not None:
+            self.llm.heard(generation, text, interrupted=interrupted)
+
+    async def _speak(
+        self, decision: d.DialogueDecision, generation: int
+    ) -> AsyncGenerator[ReplyPart, None]:
+        for reply in decision.replies:
+            yield Say(reply.text, emotion=reply.emotion, ssml=reply.ssml)
+        for event in decision.events:
+            match event:
+                case d.EndCall(reason=reason):
+                    yield EndCall(reason)
+                case d.Transfer(target=target):
+                    yield Transfer(target)
+                case d.HandOff(utterance=utterance, pending=pending):
+                    if self.llm is not None:
+                        async for part in self.llm.respond(utterance, generation=generation):
+                            yield part
+                    else:
+                        yield _say(self.config.dialogue.fallback.reply)
+                    if pending is not None:
+                        yield Say(pending.text, emotion=pending.emotion, ssml=pending.ssml)
+
+
+def _say(reply: Reply) -> Say:
+    """A configured reply, as written (templates are the engine's business, not used here)."""
+    if isinstance(reply, str):
+        return Say(reply)
+    return Say(reply.text, emotion=reply.emotion, ssml=bool(reply.ssml))
+
+
+class LLMResponder:
+    """One call's LLM dialogue: its history, streamed replies, tools and barge-in truncation.
+
+    The built-in tools ``end_call`` and ``transfer`` become call actions once the reply before
+    them has been spoken; ``current_datetime`` answers the model directly.
+    """
+
+    def __init__(self, engine: LLMEngine, config: AgentConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.history: History = engine.config.new_history()
+
+    async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
+        self.history.add_user(text)
+        async with aclosing(self.engine.respond(self.history, generation=generation)) as events:
+            async for event in events:
+                match event:
+                    case LLMText(text=delta):
+                        yield Say(delta, final=False)
+                    case LLMFallback(text=fallback, reason=reason):
+                        log.warning("LLM fallback spoken: %s", reason)
+                        yield Say(fallback)
+                    case LLMToolResult(call=call) if call.name == "end_call":
+                        yield EndCall("agent")
+                    case LLMToolResult(call=call) if call.name == "transfer":
+                        target = _argument(call.arguments, "target") or "operator"
+                        yield Transfer(target)
+                    case LLMDone():
+                        yield Say("", final=True)
+
+    async def prompt(
+        self, kind: Literal["greeting", "idle"], count: int = 0
+    ) -> AsyncGenerator[ReplyPart, None]:
+        reply: Reply | None = None
+        if kind == "greeting" and self.config.greeting.text:
+            reply = ReplyConfig(
+                text=self.config.greeting.text,
+                ssml=self.config.greeting.ssml,
+                emotion=self.config.greeting.emotion,
+            )
+        elif kind == "idle":
+            reply = self.config.turns.idle_prompt
+        if reply is not None:
+            said = _say(reply)
+            self.history.add_assistant(said.text)
+            yield said
+
+    def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
+        if interrupted:
+            self.history.truncate_last_assistant(text)
+
+
+async def _builtin_datetime(arguments: Mapping[str, Any]) -> str:
+    return dt.datetime.now().astimezone().strftime("%A %d %B %Y, %H:%M %Z")
+
+
+async def _builtin_action(arguments: Mapping[str, Any]) -> ToolResult:
+    return ToolResult(content="done", final=True)
+
+
+BUILTINS: dict[str, BuiltinTool] = {
+    "current_datetime": _builtin_datetime,
+    "end_call": _builtin_action,
+    "transfer": _builtin_action,
+}
+
+
+def _argument(arguments: str, name: str) -> str | None:
+    try:
+        value = json.loads(arguments).get(name)
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None

