@@ -5,6 +5,12 @@ deltas one by one) and call actions. Text goes through a :class:`~voices.chunkin
 so synthesis starts on the first complete clause; each clause is synthesised, resampled to the
 transport's rate, and written to the playout (which bounds how far synthesis runs ahead).
 
+How it sounds: a reply's ``emotion`` (or the voice's default) styles its clauses; inline tags
+an LLM writes (``[happy]``, ``[/]``) change the style from where they stand and are removed from
+the text and the transcript; an SSML reply is parsed into one speech plan (invalid SSML is
+spoken without its markup, and ``on_warning`` says why). Plain text is normalised (numbers,
+dates, currency...) on its way to the voice.
+
 :class:`SpokenText` records what the reply said, with word timings in the generation's sample
 coordinates at the playout rate, so a barge-in can be turned into the text actually heard.
 """
@@ -21,8 +27,10 @@ import msgspec
 
 from pipeline.playout import Playout, Word
 from voices.chunking import ClauseChunker
-from voices.engine import SpeechChunk, TTSEngine
+from voices.emotion import InlineTags, StyleChange, parse_style
+from voices.engine import SpeechChunk, SpeechPlan, Style, TTSEngine
 from voices.resample import ChunkResampler
+from voices.ssml import parse_ssml_lenient, plan_from_text
 
 
 class Say(msgspec.Struct, frozen=True):
@@ -100,15 +108,21 @@ class Speaker:
         *,
         on_text: Callable[[str], None] | None = None,
         on_action: Callable[[EndCall | Transfer], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
+        style: Style | None = None,
     ) -> None:
         self.generation = generation
         self.tts = tts
         self.playout = playout
         self.on_text = on_text
         self.on_action = on_action
+        self.on_warning = on_warning
         self.spoken = SpokenText()
         self.times = ReplyTimes()
         self._chunker = ClauseChunker()
+        self._tags = InlineTags()
+        self._default_style = style
+        self._style = style
 
     async def speak(self, parts: AsyncGenerator[ReplyPart, None]) -> SpokenText:
         """Say everything ``parts`` yields; returns what was said (all of it, if not cancelled)."""
@@ -117,34 +131,62 @@ class Speaker:
                 if isinstance(part, Say):
                     if part.text and self.times.first_text is None:
                         self.times.first_text = time.perf_counter()
-                    if self.on_text is not None and part.text:
-                        self.on_text(part.text)
-                    for clause in self._chunker.feed(part.text):
-                        await self._synthesize(clause.text)
+                    if part.ssml:
+                        await self._flush()
+                        await self._speak_ssml(part.text)
+                        continue
+                    if part.emotion is not None:
+                        self._style = _style(part.emotion) or self._default_style
+                    await self._feed(self._tags.feed(part.text))
                     if part.final:
-                        for clause in self._chunker.flush():
-                            await self._synthesize(clause.text)
-                elif self.on_action is not None:
-                    for clause in self._chunker.flush():
-                        await self._synthesize(clause.text)
-                    self.on_action(part)
-        for clause in self._chunker.flush():
-            await self._synthesize(clause.text)
+                        await self._feed(self._tags.flush())
+                        await self._flush()
+                else:
+                    await self._flush()
+                    if self.on_action is not None:
+                        self.on_action(part)
+        await self._feed(self._tags.flush())
+        await self._flush()
         self.playout.finish(self.generation)
         return self.spoken
 
-    async def _synthesize(self, clause: str) -> None:
-        clause = clause.strip()
-        if not clause:
+    async def _feed(self, pieces: list[str | StyleChange]) -> None:
+        for piece in pieces:
+            if isinstance(piece, StyleChange):
+                await self._flush()  # what came before speaks in the style it was written in
+                self._style = piece.style or self._default_style
+                continue
+            if self.on_text is not None:
+                self.on_text(piece)
+            for clause in self._chunker.feed(piece):
+                await self._synthesize(plan_from_text(clause.text.strip(), style=self._style))
+
+    async def _flush(self) -> None:
+        clauses = self._chunker.flush()
+        self._chunker = ClauseChunker()  # a chunker ends at its flush; more text may follow
+        for clause in clauses:
+            await self._synthesize(plan_from_text(clause.text.strip(), style=self._style))
+
+    async def _speak_ssml(self, document: str) -> None:
+        plan, error = parse_ssml_lenient(document, style=self._style)
+        if error is not None and self.on_warning is not None:
+            self.on_warning(f"invalid SSML, spoken without markup: {error}")
+        if self.on_text is not None:
+            self.on_text(plan.text)
+        await self._synthesize(plan)
+
+    async def _synthesize(self, plan: SpeechPlan) -> None:
+        text = plan.text
+        if not text.strip():
             return
         spoken = self.spoken
         if spoken.text:
             spoken.text += " "
         text_base = len(spoken.text)
-        spoken.text += clause
+        spoken.text += text
         resampler = ChunkResampler(self.playout.buffer.sample_rate)
         sample_base = spoken.samples
-        async with aclosing(self.tts.synthesize(clause)) as chunks:
+        async with aclosing(self.tts.synthesize(plan)) as chunks:
             async for raw in chunks:
                 await self._write(resampler.process(raw), text_base, sample_base)
         tail = resampler.flush()
@@ -168,3 +210,10 @@ class Speaker:
         await self.playout.write(self.generation, chunk.pcm, words)
         self.spoken.words.extend(words)
         self.spoken.samples = sample_base + chunk.end_offset
+
+
+def _style(emotion: str) -> Style | None:
+    try:
+        return parse_style(emotion)
+    except ValueError:
+        return None

@@ -1,0 +1,66 @@
+"""A reply's text on its way to the voice: inline emotion tags, SSML, what the caller sees."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import anyio
+import pytest
+
+from agent.reply import ReplyPart, Say, Speaker
+from pipeline.clock import FakeClock
+from pipeline.playout import Playout
+from voices.piper_engine import PiperEngine
+
+pytestmark = pytest.mark.anyio
+
+
+def speaker(engine: PiperEngine, shown: list[str], warnings: list[str]) -> Speaker:
+    playout = Playout("s", 16000, FakeClock(), max_ahead=600)  # nothing drains it here
+    return Speaker(1, engine, playout, on_text=shown.append, on_warning=warnings.append)
+
+
+async def test_inline_tags_change_the_style_and_are_never_shown_or_spoken(
+    tts_engine: PiperEngine,
+) -> None:
+    async def llm() -> AsyncGenerator[ReplyPart, None]:
+        for delta in ["[hap", "py] Great", " news, your table is booked! [/]See you ", "at 8."]:
+            yield Say(delta, final=False)
+        yield Say("", final=True)
+
+    shown: list[str] = []
+    with anyio.fail_after(60):
+        spoken = await speaker(tts_engine, shown, []).speak(llm())
+    assert "[" not in "".join(shown)
+    assert "".join(shown).startswith("Great news, your table is booked!")
+    assert "[" not in spoken.text
+    assert "eight" in spoken.text  # normalised for the voice
+    assert spoken.samples > 16000  # it was spoken
+    assert spoken.words[-1].text_end <= len(spoken.text)
+
+
+async def test_invalid_ssml_is_spoken_without_its_markup_and_warned_about(
+    tts_engine: PiperEngine,
+) -> None:
+    async def reply() -> AsyncGenerator[ReplyPart, None]:
+        yield Say("<speak>Hello <break time='300ms'>there</speak>", ssml=True)
+
+    shown: list[str] = []
+    warnings: list[str] = []
+    with anyio.fail_after(60):
+        spoken = await speaker(tts_engine, shown, warnings).speak(reply())
+    assert "Hello" in spoken.text
+    assert "<" not in spoken.text
+    assert len(warnings) == 1
+    assert "invalid SSML" in warnings[0]
+
+
+async def test_valid_ssml_becomes_one_plan_with_its_pause(tts_engine: PiperEngine) -> None:
+    async def reply() -> AsyncGenerator[ReplyPart, None]:
+        yield Say('<speak>One. <break time="800ms"/> Two.</speak>', ssml=True)
+
+    warnings: list[str] = []
+    with anyio.fail_after(60):
+        spoken = await speaker(tts_engine, [], warnings).speak(reply())
+    assert warnings == []
+    assert spoken.samples > 16000 * 0.8  # the break alone is 0.8 s
