@@ -1,0 +1,185 @@
+"""Process-wide metrics, exposed at ``GET /metrics`` in the Prometheus text format.
+
+One :data:`METRICS` object per process, with its own registry (nothing from other libraries'
+default registry leaks in). What is counted as it happens:
+
+- ``voxline_turn_stage_seconds{stage}``: a histogram per stage of each answered turn, from the
+  session's :class:`~agent.session.TurnLatency` report (``speech_end->asr_final``, ...,
+  ``total``): the session calls :meth:`Metrics.observe_turn`;
+- ``voxline_interruptions_total``: replies cut off by a barge-in (:meth:`Metrics.interrupted`);
+- ``voxline_errors_total{where,kind}``: errors by place (``rest``, ``session``) and kind;
+- ``voxline_http_requests_total{endpoint,status}``: REST requests by outcome.
+
+What is read when scraped (from the callables given to :meth:`Metrics.watch`):
+
+- ``voxline_sessions`` and ``voxline_max_sessions``: calls open now, and the limit;
+- per executor (``executor`` label: VAD, Whisper, Piper, embeddings): ``queue_depth``,
+  ``max_queue``, ``in_flight``, ``busy_fraction`` (share of time inside the model since it
+  started, where the executor measures it) and the ``requests``, ``failed`` and ``rejected``
+  totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from agent.models import LoadedModels
+
+__all__ = ["CONTENT_TYPE", "METRICS", "ExecutorStats", "Metrics", "executor_statistics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: seconds; turn stages run from a few milliseconds (end of turn) to seconds (the LLM)
+STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class ExecutorStats(Protocol):
+    """What every executor's ``statistics()`` reports (``busy_fraction`` where measured)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def queue_depth(self) -> int: ...
+    @property
+    def max_queue(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def requests_done(self) -> int: ...
+    @property
+    def requests_failed(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
+
+
+class Metrics:
+    """The metrics of one process; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._stages = Histogram(
+            "voxline_turn_stage_seconds",
+            "Latency of each stage of an answered turn, from the end of the caller's speech.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self._interruptions = Counter(
+            "voxline_interruptions", "Replies cut off by the caller (barge-in).",
+            registry=self.registry,
+        )  # fmt: skip
+        self._errors = Counter(
+            "voxline_errors", "Errors, by where they happened and their kind.",
+            ["where", "kind"], registry=self.registry,
+        )  # fmt: skip
+        self._requests = Counter(
+            "voxline_http_requests", "REST requests, by endpoint and status code.",
+            ["endpoint", "status"], registry=self.registry,
+        )  # fmt: skip
+        self._sessions: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        self._executors: Callable[[], Iterable[ExecutorStats]] = list
+        self.registry.register(_Live(self))
+
+    # -- what the session and the server report --------------------------------------------
+
+    def observe_turn(self, stages: Mapping[str, float]) -> None:
+        """One turn's :class:`~agent.session.TurnLatency` stages, in milliseconds."""
+        for stage, ms in stages.items():
+            self._stages.labels(stage).observe(max(0.0, ms) / 1000)
+
+    def interrupted(self) -> None:
+        self._interruptions.inc()
+
+    def error(self, where: str, kind: str) -> None:
+        self._errors.labels(where, kind).inc()
+
+    def request(self, endpoint: str, status: int) -> None:
+        self._requests.labels(endpoint, str(status)).inc()
+
+    def watch(
+        self,
+        *,
+        sessions: Callable[[], tuple[int, int]],
+        executors: Callable[[], Iterable[ExecutorStats]],
+    ) -> None:
+        """Read ``sessions()`` (open, limit) and ``executors()`` at every scrape (replaces
+        what an earlier call gave)."""
+        self._sessions = sessions
+        self._executors = executors
+
+    def exposition(self) -> bytes:
+        """Every metric, in the Prometheus text format (:data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)
+
+
+class _Live:
+    """A collector for what is read at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        open_sessions, limit = self._metrics._sessions()
+        yield GaugeMetricFamily("voxline_sessions", "Calls open now.", value=open_sessions)
+        yield GaugeMetricFamily(
+            "voxline_max_sessions", "The most calls this process accepts.", value=limit
+        )
+        gauges = {
+            name: GaugeMetricFamily(f"voxline_executor_{name}", doc, labels=["executor"])
+            for name, doc in (
+                ("queue_depth", "Requests waiting for the model (not counting those running)."),
+                ("max_queue", "Requests that may wait before new ones are refused."),
+                ("in_flight", "Requests the model is running now."),
+                ("busy_fraction", "Share of the time since start spent inside the model."),
+            )
+        }
+        counters = {
+            name: CounterMetricFamily(f"voxline_executor_{name}", doc, labels=["executor"])
+            for name, doc in (
+                ("requests", "Requests the model completed."),
+                ("failed", "Requests that failed inside the model."),
+                ("rejected", "Requests refused because the queue was full."),
+            )
+        }
+        for stats in self._metrics._executors():
+            label = [stats.name]
+            gauges["queue_depth"].add_metric(label, stats.queue_depth)
+            gauges["max_queue"].add_metric(label, stats.max_queue)
+            gauges["in_flight"].add_metric(label, stats.in_flight)
+            busy = getattr(stats, "busy_fraction", None)
+            if busy is not None:
+                gauges["busy_fraction"].add_metric(label, float(busy))
+            counters["requests"].add_metric(label, stats.requests_done)
+            counters["failed"].add_metric(label, stats.requests_failed)
+            counters["rejected"].add_metric(label, stats.rejected)
+        yield from gauges.values()
+        yield from counters.values()
+
+
+def executor_statistics(models: LoadedModels) -> list[ExecutorStats]:
+    """The statistics of every executor in ``models``."""
+    stats: list[ExecutorStats] = [
+        models.vad.statistics(),
+        models.asr.statistics(),
+        models.tts.statistics(),
+    ]
+    if models.embedder is not None:
+        stats.append(models.embedder.executor.statistics())
+    return stats
+
+
+# `*_created` timestamps per series double the output and nothing here reads them
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+#: the metrics of this process
+METRICS = Metrics()
