@@ -1,0 +1,340 @@
+"""``/v1/realtime``: the OpenAI-Realtime-compatible protocol, wired to a :class:`Session`.
+
+The thin I/O adapter over :class:`~transports.realtime.RealtimeProtocol` (which holds the
+protocol logic), built like :mod:`agent.native_call`: a reader feeds the protocol what the
+socket receives, a writer sends what it queues through a bounded queue.
+
+How the API maps onto a call:
+
+- The session starts with the connection and does not greet (the API's assistant speaks when
+  asked, or after a turn); ``response.create`` with nothing to answer says the greeting.
+- ``turn_detection`` maps to :class:`~agent.turns.TurnConfig` (:func:`turn_config`);
+  ``create_response: false`` (or no turn detection) ends turns without answering them, and
+  ``response.create`` then answers the turn.
+- A turn's end commits the user item (``committed``, then the transcription events); a reply is
+  a response, created when its first text or audio comes (or at once for ``response.create``)
+  and done when its audio is; a barge-in cancels it (``turn_detected``).
+- ``response.cancel`` / ``output_audio_buffer.clear`` stop the reply; ``conversation.item.truncate``
+  tells the dialogue the text heard up to ``audio_end_ms`` (from the synthesizer's word timings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable
+
+import anyio
+import msgspec
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from agent.reply import Responder
+from agent.session import (
+    AgentText,
+    CallEnded,
+    CallSink,
+    Interrupted,
+    Models,
+    Notice,
+    Session,
+    SessionEvent,
+    SessionSettings,
+    TransferRequested,
+    UserSpeech,
+    UserTranscript,
+    UserTurn,
+)
+from agent.turns import TurnConfig
+from transports.audio import PIPELINE_RATE, AudioIn
+from transports.realtime import (
+    CancelRequested,
+    CommitRequested,
+    InputCleared,
+    ItemCreated,
+    RealtimeEvent,
+    RealtimeProtocol,
+    ResponseRequested,
+    SessionUpdated,
+    TruncateRequested,
+)
+from transports.realtime_events import (
+    EAGERNESS_SILENCE_MS,
+    RealtimeSessionConfig,
+    ResponseParams,
+    ServerVad,
+    TurnDetection,
+)
+
+log = logging.getLogger("voxline.realtime")
+
+#: the rate replies are played out at (the API's PCM rate; G.711 is resampled from it)
+OUTPUT_RATE = 24000
+#: idle prompts before hanging up: the API never hangs up on an idle caller
+_NO_IDLE_HANGUP = 1 << 30
+
+
+def turn_config(base: TurnConfig, detection: TurnDetection | None) -> tuple[TurnConfig, bool]:
+    """``detection`` over the agent's turn-taking; and whether turns are answered."""
+    if detection is None:
+        config = msgspec.structs.replace(base, end_of_turn=False, barge_in=False, idle_timeout_ms=0)
+        return config, False
+    if isinstance(detection, ServerVad):
+        silence = detection.silence_duration_ms
+        idle = detection.idle_timeout_ms or 0
+    else:
+        silence = EAGERNESS_SILENCE_MS[detection.eagerness or "auto"]
+        idle = 0
+    silence = base.end_of_turn_silence_ms if silence is None else silence
+    interrupt = detection.interrupt_response
+    config = msgspec.structs.replace(
+        base,
+        end_of_turn=True,
+        end_of_turn_silence_ms=silence,
+        early_end_of_turn_silence_ms=min(base.early_end_of_turn_silence_ms, silence),
+        barge_in=True if interrupt is None else interrupt,
+        idle_timeout_ms=idle,
+        idle_prompts=_NO_IDLE_HANGUP,
+    )
+    return config, detection.create_response is not False
+
+
+def initial_config(settings: SessionSettings) -> RealtimeSessionConfig:
+    """What ``session.created`` shows: the API's defaults, with the agent's end-of-turn
+    silence and barge-in."""
+    turns = settings.turns
+    detection = ServerVad(
+        threshold=0.5,
+        prefix_padding_ms=300,
+        silence_duration_ms=turns.end_of_turn_silence_ms,
+        create_response=True,
+        interrupt_response=turns.barge_in,
+    )
+    return RealtimeSessionConfig(turn_detection=detection)
+
+
+class RealtimeSink(CallSink):
+    """What the session says, as Realtime server events; and the client's requests, applied."""
+
+    def __init__(
+        self, protocol: RealtimeProtocol, outgoing: ObjectSendStream[str], base: TurnConfig
+    ) -> None:
+        self.protocol = protocol
+        self.outgoing = outgoing
+        self.base = base
+        self.session: Session | None = None
+        self._lock = anyio.Lock()
+        self._detecting = protocol.config.turn_detection is not None
+        self._turns = turn_config(base, protocol.config.turn_detection)
+        #: generations with a response, and those still open
+        self._responses: set[int] = set()
+        self._open: set[int] = set()
+        #: the user item a client commit made, waiting for its transcript
+        self._committed: str | None = None
+        #: a response.create waiting for a committed turn's transcript
+        self._queued: ResponseParams | None = None
+        #: the user item of the speech in progress, and its transcript deltas sent so far
+        self._item: str | None = None
+        self._sent: dict[int, str] = {}
+        #: user text added as items, answered by the next response.create
+        self._typed: list[str] = []
+
+    @property
+    def output_rate(self) -> int:
+        return OUTPUT_RATE
+
+    @property
+    def turns(self) -> tuple[TurnConfig, bool]:
+        """The turn-taking config and ``answer_turns`` the session settings should start with."""
+        return self._turns
+
+    # -- the session's side -------------------------------------------------------------------
+
+    async def send_audio(self, generation: int, pcm: bytes) -> None:
+        self._ensure_response(generation)
+        self.protocol.send_audio(generation, pcm, OUTPUT_RATE)
+        await self.flush()
+
+    async def end_audio(self, generation: int) -> None:
+        self._open.discard(generation)
+        self.protocol.end_response(generation)
+        await self.flush()
+
+    async def clear_audio(self, generation: int) -> None:
+        pass  # the client stops on speech_started; it says what it played with a truncate
+
+    async def send_event(self, event: SessionEvent) -> None:
+        p = self.protocol
+        match event:
+            case UserSpeech(started=True, sample=sample) if self._detecting:
+                self._item = p.speech_started(sample)
+            case UserSpeech(started=False, sample=sample) if self._detecting:
+                self._item = p.speech_stopped(sample)
+            case UserTranscript():
+                self._transcript_delta(event)
+            case UserTurn(text=text, start=start, end=end):
+                item = self._committed or p.commit_input()
+                self._committed = self._item = None
+                self._sent.clear()
+                p.input_transcript_completed(item, text, seconds=(end - start) / PIPELINE_RATE)
+                queued, self._queued = self._queued, None
+                if queued is not None and not self._turns[1]:
+                    self._respond(queued, text)
+            case AgentText(generation=generation, delta=delta):
+                self._ensure_response(generation)
+                p.send_text(generation, delta)
+            case Interrupted(generation=generation):
+                self._open.discard(generation)
+                p.cancel_response(generation, "turn_detected")
+            case CallEnded(reason=reason):
+                log.info("realtime call ended: %s", reason)
+                p.close()
+            case TransferRequested(target=target):
+                p.send_error(f"this transport cannot transfer to {target}", code="transfer")
+            case Notice(code=code, message=message) if not code.startswith("ignored."):
+                p.send_error(message, code=code)
+            case _:
+                pass
+        await self.flush()
+
+    def _transcript_delta(self, event: UserTranscript) -> None:
+        """The stable part of a partial (or a final) as it grows: transcription deltas."""
+        if self._item is None:
+            return
+        text = (event.text if event.final else event.stable).strip()
+        sent = self._sent.get(event.utterance, "")
+        if not text.startswith(sent) or len(text) == len(sent):
+            return  # revised, or nothing new: the completed event will have it right
+        delta = text[len(sent) :]
+        if not sent and any(self._sent.values()):
+            delta = " " + delta
+        self._sent[event.utterance] = text
+        self.protocol.input_transcript_delta(self._item, delta)
+
+    def _ensure_response(self, generation: int, params: ResponseParams | None = None) -> None:
+        if generation in self._responses:
+            return
+        for stale in self._open:  # a reply that never played (it failed, or said nothing)
+            self.protocol.end_response(stale)
+        self._open.clear()
+        self.protocol.start_response(generation, params)
+        self._responses.add(generation)
+        self._open.add(generation)
+
+    def _respond(self, params: ResponseParams, text: str | None) -> None:
+        assert self.session is not None
+        generation = self.session.respond_now(text)
+        if generation is None:
+            self.protocol.send_error("the session has ended")
+        else:
+            self._ensure_response(generation, params)
+
+    # -- the client's side --------------------------------------------------------------------
+
+    async def handle(self, event: RealtimeEvent) -> None:
+        session = self.session
+        assert session is not None
+        match event:
+            case AudioIn(pcm=pcm):
+                await session.push_audio(pcm)
+            case SessionUpdated(config=config):
+                self._detecting = config.turn_detection is not None
+                turns = turn_config(self.base, config.turn_detection)
+                if turns != self._turns:
+                    self._turns = turns
+                    session.answer_turns = turns[1]
+                    session.set_turns(turns[0])
+            case CommitRequested(item_id=item_id):
+                self._committed = item_id
+                session.commit_turn()
+            case InputCleared():
+                self._committed = self._item = None
+                self._sent.clear()
+                session.discard_turn()
+            case ItemCreated(item=item) if item.type == "message" and item.role == "user":
+                self._typed.append(item.text)
+            case ResponseRequested(params=params):
+                if self._committed is not None:
+                    self._queued = params  # answer the turn once its transcript is in
+                else:
+                    typed = " ".join(t for t in self._typed if t.strip()) or None
+                    self._typed.clear()
+                    self._respond(params, typed)
+            case CancelRequested(generation=generation):
+                self._open.discard(generation)
+                session.interrupt(generation)
+            case TruncateRequested(generation=generation, samples=samples):
+                session.truncate(generation, samples)
+            case _:
+                pass  # peer errors (answered already), items Voxline keeps no history of
+
+    async def flush(self) -> None:
+        async with self._lock:
+            while batch := self.protocol.data_to_send():
+                for message in batch:
+                    await self.outgoing.send(message)
+
+
+async def realtime_call(
+    ws: WebSocket,
+    models: Models,
+    responder: Callable[[], Responder],
+    settings: SessionSettings,
+    *,
+    send_timeout: float = 10.0,
+) -> None:
+    """Serve one ``/v1/realtime`` connection until either side ends it."""
+    offered = ws.scope.get("subprotocols") or []
+    await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
+    session_id = uuid.uuid4().hex
+    protocol = RealtimeProtocol(initial_config(settings), id_seed=session_id[:12])
+    outgoing, pending = anyio.create_memory_object_stream[str](256)
+    sink = RealtimeSink(protocol, outgoing, settings.turns)
+    turns, answer = sink.turns
+    settings = dataclasses.replace(settings, turns=turns, answer_turns=answer, greeting=False)
+    session = sink.session = Session(models, responder(), sink, settings, session_id=session_id)
+
+    async def write(messages: ObjectReceiveStream[str]) -> None:
+        async with messages:
+            async for message in messages:
+                with anyio.fail_after(send_timeout):
+                    await ws.send_text(message)
+
+    async def run_session(reading: anyio.CancelScope) -> None:
+        try:
+            await session.run()
+        finally:
+            protocol.close()
+            reading.cancel()
+
+    left = False
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, pending)
+            async with anyio.create_task_group() as call:
+                call.start_soon(run_session, call.cancel_scope)
+                await session.started.wait()
+                await sink.flush()  # session.created
+                while True:
+                    message = await ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        left = True
+                        break
+                    if (text := message.get("text")) is not None:
+                        events = protocol.receive_text(text)
+                    else:
+                        events = protocol.receive_bytes(message.get("bytes") or b"")
+                    for event in events:
+                        await sink.handle(event)
+                    await sink.flush()
+                session.end_input()
+            if left:
+                tg.cancel_scope.cancel()
+            outgoing.close()  # the writer sends what is left, then ends
+        if not left:
+            await ws.close(1000, session.ended or "ended")
+    except* (WebSocketDisconnect, TimeoutError, anyio.BrokenResourceError):
+        pass  # the client left, or stopped reading: the session is over either way
+    finally:
+        outgoing.close()

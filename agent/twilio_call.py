@@ -1,0 +1,157 @@
+"""``/v1/telephony/twilio``: Twilio Media Streams, wired to a :class:`~agent.session.Session`.
+
+The thin I/O adapter over :class:`~transports.twilio.TwilioProtocol` (which holds the protocol
+logic), built like :mod:`agent.native_call`. The call starts with Twilio's ``start`` message and
+ends with ``stop`` (or the socket closing); replies go out as 8 kHz μ-law ``media`` with
+``mark`` messages, and a barge-in sends ``clear``. What the caller heard of an interrupted reply
+is the last mark Twilio echoed for it (at most one mark interval early), never more than was
+sent. Twilio has no error message: bad input is logged and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from agent.reply import Responder
+from agent.session import (
+    CallEnded,
+    CallSink,
+    Models,
+    Notice,
+    Session,
+    SessionEvent,
+    SessionSettings,
+    TransferRequested,
+)
+from transports.audio import AudioIn
+from transports.twilio import (
+    TWILIO_FORMAT,
+    Dtmf,
+    PeerError,
+    StreamStarted,
+    StreamStopped,
+    TwilioProtocol,
+)
+
+log = logging.getLogger("voxline.twilio")
+
+
+class TwilioSink(CallSink):
+    """What the session says, as Twilio media, marks and clears."""
+
+    def __init__(self, protocol: TwilioProtocol, outgoing: ObjectSendStream[str]) -> None:
+        self.protocol = protocol
+        self.outgoing = outgoing
+        self._lock = anyio.Lock()
+
+    @property
+    def output_rate(self) -> int:
+        return TWILIO_FORMAT.sample_rate
+
+    async def send_audio(self, generation: int, pcm: bytes) -> None:
+        self.protocol.send_audio(generation, pcm, self.output_rate)
+        await self.flush()
+
+    async def end_audio(self, generation: int) -> None:
+        self.protocol.end_audio(generation)
+        await self.flush()
+
+    async def clear_audio(self, generation: int) -> int:
+        played = self.protocol.interrupt(generation)
+        await self.flush()
+        return played
+
+    async def send_event(self, event: SessionEvent) -> None:
+        match event:
+            case CallEnded(reason=reason):
+                log.info("twilio call %s ended: %s", self.protocol.stream_sid, reason)
+            case TransferRequested(target=target):
+                log.warning("twilio media streams cannot transfer (to %s)", target)
+            case Notice(code=code, message=message) if not code.startswith("ignored."):
+                log.warning("twilio call %s: %s: %s", self.protocol.stream_sid, code, message)
+            case _:
+                pass  # the caller hears the call; there is no one to tell the rest
+
+    async def flush(self) -> None:
+        async with self._lock:
+            while batch := self.protocol.data_to_send():
+                for message in batch:
+                    await self.outgoing.send(message)
+
+
+async def twilio_call(
+    ws: WebSocket,
+    models: Models,
+    responder: Callable[[], Responder],
+    settings: SessionSettings,
+    *,
+    send_timeout: float = 10.0,
+) -> None:
+    """Serve one Twilio media stream until either side ends it."""
+    await ws.accept()
+    protocol = TwilioProtocol()
+    outgoing, pending = anyio.create_memory_object_stream[str](256)
+    sink = TwilioSink(protocol, outgoing)
+    session: Session | None = None
+
+    async def write(messages: ObjectReceiveStream[str]) -> None:
+        async with messages:
+            async for message in messages:
+                with anyio.fail_after(send_timeout):
+                    await ws.send_text(message)
+
+    async def run_session(call: Session, reading: anyio.CancelScope) -> None:
+        try:
+            await call.run()
+        finally:
+            reading.cancel()
+
+    left = False
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, pending)
+            async with anyio.create_task_group() as calls:
+                stopped = False
+                while not stopped:
+                    message = await ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        left = True
+                        break
+                    if (text := message.get("text")) is not None:
+                        events = protocol.receive_text(text)
+                    else:
+                        events = protocol.receive_bytes(message.get("bytes") or b"")
+                    for event in events:
+                        match event:
+                            case AudioIn(pcm=pcm) if session is not None:
+                                await session.push_audio(pcm)
+                            case StreamStarted(stream_sid=sid, call_sid=call_sid):
+                                log.info("twilio stream %s (call %s) started", sid, call_sid)
+                                session = Session(models, responder(), sink, settings)
+                                calls.start_soon(run_session, session, calls.cancel_scope)
+                            case StreamStopped():
+                                stopped = True
+                            case Dtmf(digit=digit):
+                                log.info("twilio stream %s: DTMF %s", protocol.stream_sid, digit)
+                            case PeerError(code=code, message=text):
+                                log.warning("twilio stream: %s: %s", code, text)
+                            case _:
+                                pass  # connected, played (the marks are the protocol's)
+                if session is not None:
+                    session.end_input()
+                else:
+                    calls.cancel_scope.cancel()
+            if left:
+                tg.cancel_scope.cancel()
+            outgoing.close()  # the writer sends what is left, then ends
+        if not left:
+            await ws.close(1000, session.ended if session and session.ended else "ended")
+    except* (WebSocketDisconnect, TimeoutError, anyio.BrokenResourceError):
+        pass  # Twilio left, or stopped reading: the call is over either way
+    finally:
+        outgoing.close()
