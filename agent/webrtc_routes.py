@@ -1,0 +1,153 @@
+"""HTTP for browser calls: signalling, the hang-up resource, and the demo page.
+
+=========================================  ==================================================
+``GET /``                                  the demo page (``agent/static/``: plain HTML, CSS
+                                           and JavaScript, no build step)
+``GET /static/…``                          its script and style sheet
+``GET /v1/webrtc/config``                  the agents and voices to pick from, and the ICE
+                                           servers the browser should use
+``POST /v1/webrtc/offer``                  JSON ``{"type": "offer", "sdp", "agent"?,
+                                           "voice"?}`` -> ``200 {"type": "answer", "sdp",
+                                           "session_id"}``; or WHIP style: an
+                                           ``application/sdp`` body -> ``201`` with the answer
+                                           SDP and ``Location: /v1/webrtc/sessions/{id}``
+``DELETE /v1/webrtc/sessions/{id}``        hang up (``204``; ``404`` if no such call)
+=========================================  ==================================================
+
+Errors have the REST API's shape, ``{"error": {"message", "type", "param", "code"}}``, with
+codes ``bad_offer`` (400: the message says what the offer lacks), ``unknown_agent`` and
+``unknown_voice`` (404), ``offer_too_large`` (413), ``not_ready`` (503: models still loading)
+and ``at_capacity`` (503: ``server.max_sessions``).
+Offers are not trickled: the browser gathers its candidates first (no STUN by default, so that
+is quick) and the answer holds the server's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from agent.config import AgentConfig
+from agent.models import session_settings
+from agent.session import CallSink, Session
+from agent.webrtc_call import WebRtcCalls
+from pipeline.errors import ConfigError, ProtocolError
+from transports.webrtc import MAX_OFFER_BYTES, parse_offer
+from voices.catalog import load_catalog
+
+if TYPE_CHECKING:
+    from agent.server import ServerState
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    """An error in the REST API's shape (OpenAI's)."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
+    """The routes of browser calls; ``calls`` must be running (:meth:`WebRtcCalls.run`)."""
+    config = server.config
+    options: dict[str, Any] = {}
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def client_config(request: Request) -> JSONResponse:
+        if not options:
+            options.update(_options(config))
+        return JSONResponse(options)
+
+    async def offer(request: Request) -> Response:
+        if not server.ready.is_set():
+            return error(503, "not_ready", "the server is still loading its models; try again")
+        if server.sessions >= config.server.max_sessions:
+            return error(503, "at_capacity", "the server is at its call limit; try again later")
+        body = bytearray()
+        async for piece in request.stream():
+            body += piece
+            if len(body) > MAX_OFFER_BYTES:
+                return error(413, "offer_too_large", f"offers are limited to {MAX_OFFER_BYTES} B")
+        try:
+            parsed = parse_offer(request.headers.get("content-type", ""), bytes(body))
+        except ProtocolError as problem:
+            return error(400, "bad_offer", str(problem))
+        if parsed.agent not in (None, config.name):
+            return error(404, "unknown_agent", f"this server answers as {config.name!r} only")
+        if parsed.voice not in (None, config.voice.name):
+            return error(404, "unknown_voice", f"this agent speaks as {config.voice.name!r} only")
+        models = server.models
+        assert models is not None
+
+        def new_session(session_id: str, sink: CallSink) -> Session:
+            return Session(
+                models.session_models(),
+                server.responder(),
+                sink,
+                session_settings(config),
+                session_id=session_id,
+            )
+
+        def ended() -> None:
+            server.sessions -= 1
+
+        server.sessions += 1
+        try:
+            session_id, sdp = await calls.answer(parsed, new_session, ended)
+        except ProtocolError as problem:
+            server.sessions -= 1
+            return error(400, "bad_offer", str(problem))
+        except BaseException:
+            server.sessions -= 1
+            raise
+        if parsed.whip:
+            location = f"/v1/webrtc/sessions/{session_id}"
+            headers = {"Location": location}
+            return Response(sdp, status_code=201, media_type="application/sdp", headers=headers)
+        return JSONResponse({"type": "answer", "sdp": sdp, "session_id": session_id})
+
+    async def hang_up(request: Request) -> Response:
+        if calls.hang_up(request.path_params["session_id"]):
+            return Response(status_code=204)
+        return error(404, "unknown_session", "no such call (it may have ended already)")
+
+    return [
+        Route("/", page),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+        Route("/v1/webrtc/config", client_config),
+        Route("/v1/webrtc/offer", offer, methods=["POST"]),
+        Route("/v1/webrtc/sessions/{session_id}", hang_up, methods=["DELETE"]),
+    ]
+
+
+def _options(config: AgentConfig) -> dict[str, Any]:
+    """The pickers' choices: the agent this server runs and the voice it speaks with."""
+    voice: dict[str, Any] = {"name": config.voice.name, "language": "", "description": ""}
+    try:
+        info = load_catalog().get(config.voice.name).info()
+    except ConfigError:
+        pass  # the config check already refused unknown voices; show the name alone
+    else:
+        voice.update(language=info.language, description=info.description)
+    servers = []
+    for server in config.server.webrtc.ice_servers:
+        entry: dict[str, Any] = {"urls": list(server.urls)}
+        if server.username is not None:
+            entry["username"] = server.username
+        if server.credential is not None:
+            entry["credential"] = server.credential
+        servers.append(entry)
+    return {
+        "agents": [{"name": config.name, "description": config.description}],
+        "voices": [voice],
+        "ice_servers": servers,
+    }
