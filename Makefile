@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 CONFIG ?= configs/default.yaml
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Debian packages the tests use: espeak-ng makes test speech, sox measures audio.
-APT_PACKAGES := espeak-ng sox
+# Debian packages the tests use: espeak-ng makes test speech, sox measures audio, chromium is
+# the real browser of the WebRTC tests; g++/cmake build llama-cpp-python once (LLM tests).
+APT_PACKAGES := espeak-ng sox chromium g++ cmake
 
 .PHONY: run test setup setup-test apt lint typecheck pytest bench clean
 

@@ -180,7 +180,7 @@ async def native_call(
             if session is not None:
                 session.end_input()
             tg.cancel_scope.cancel()
-    except (WebSocketDisconnect, TimeoutError, anyio.BrokenResourceError):
+    except* (WebSocketDisconnect, TimeoutError, anyio.BrokenResourceError):
         pass  # the client left, or stopped reading: the session is over either way
     finally:
         outgoing.close()

@@ -1,11 +1,19 @@
-"""The HTTP/WebSocket server: health checks and calls, on Starlette + uvicorn (uvloop)."""
+"""The HTTP/WebSocket server: one process, uvicorn on uvloop, Starlette routes.
+
+Models load in the background at start-up; ``/health/ready`` turns 200 (and the log says
+``voxline ready``) only once they are loaded and warm, and calls are refused until then.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
+import anyio
+import anyio.to_thread
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -13,53 +21,141 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from agent.config import AgentConfig
-from agent.tone_call import tone_call
+from agent.config.runtime import llm_config
+from agent.dialogue.engine import IntentEngine
+from agent.dialogue.llm import LLMEngine, make_backend
+from agent.dialogue.llm_tools import Tools
+from agent.models import LoadedModels, load_models, session_settings
+from agent.native_call import native_call
+from agent.realtime_call import realtime_call
+from agent.reply import Responder
+from agent.responders import BUILTINS, IntentResponder, LLMResponder
+from agent.rest import rest_routes
+from agent.session import Models, SessionSettings
+from agent.twilio_call import twilio_call
+from agent.webrtc_call import WebRtcCalls
+from agent.webrtc_routes import webrtc_routes
 from pipeline.errors import StageFailed
 
 log = logging.getLogger("voxline.server")
 
+#: a transport adapter: serves one WebSocket call (``native_call``, ``realtime_call``, ...)
+CallAdapter = Callable[
+    [WebSocket, Models, Callable[[], Responder], SessionSettings], Awaitable[None]
+]
 
+
+@dataclass
 class ServerState:
-    def __init__(self, config: AgentConfig) -> None:
-        self.config = config
-        self.ready = False
-        self.sessions = 0
+    config: AgentConfig
+    models: LoadedModels | None = None
+    intents: IntentEngine | None = None
+    sessions: int = 0
+    failed: str | None = None
+    ready: anyio.Event = field(default_factory=anyio.Event)
+
+    llm: LLMEngine | None = None
+    http: httpx.AsyncClient | None = None
+
+    def responder(self) -> Responder:
+        """A new call's dialogue, as the agent file's ``dialogue.engine`` says."""
+        engine = self.config.dialogue.engine
+        llm = LLMResponder(self.llm, self.config) if self.llm is not None else None
+        if engine == "llm" and llm is not None:
+            return llm
+        assert self.intents is not None
+        return IntentResponder(self.intents, self.config, llm=llm)
+
+
+async def _load(state: ServerState) -> None:
+    config = state.config
+    try:
+        state.models = await anyio.to_thread.run_sync(load_models, config)
+        state.http = httpx.AsyncClient()
+        state.intents = await IntentEngine.load(
+            config, embedder=state.models.embedder, http=state.http
+        )
+        if config.dialogue.engine != "intents" and config.profile.llm is not None:
+            settings = llm_config(config)
+            backend = make_backend(settings)
+            await backend.start()
+            tools = Tools(settings.tools, builtins=BUILTINS, http=state.http)
+            state.llm = LLMEngine(settings, backend, tools=tools if settings.tools else None)
+    except Exception as error:
+        state.failed = f"{type(error).__name__}: {error}"
+        log.exception("loading the models failed")
+        return
+    state.ready.set()
+    log.info("voxline ready: agent %r", state.config.name)
 
 
 def create_app(config: AgentConfig) -> Starlette:
     state = ServerState(config)
+    webrtc = WebRtcCalls(config.server.webrtc)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.ready = True
-        log.info("voxline ready: agent %r", config.name)
-        yield
-        state.ready = False
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_load, state)
+            await tg.start(webrtc.run)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+        if state.llm is not None:
+            await state.llm.backend.aclose()
+        if state.intents is not None:
+            await state.intents.aclose()
+        if state.http is not None:
+            await state.http.aclose()
+        if state.models is not None:
+            await anyio.to_thread.run_sync(state.models.close)
 
     async def live(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def ready(request: Request) -> JSONResponse:
-        body = {"ready": state.ready, "agent": config.name, "sessions": state.sessions}
-        return JSONResponse(body, status_code=200 if state.ready else 503)
+        body: dict[str, object] = {
+            "ready": state.ready.is_set(),
+            "agent": config.name,
+            "sessions": state.sessions,
+        }
+        if state.failed:
+            body["error"] = state.failed
+        return JSONResponse(body, status_code=200 if state.ready.is_set() else 503)
 
-    async def stream(ws: WebSocket) -> None:
-        if state.sessions >= config.server.max_sessions:
-            await ws.close(code=1013, reason="server is at its session limit")
-            return
-        state.sessions += 1
-        try:
-            await tone_call(ws, config.tone)
-        except StageFailed:
-            log.exception("session failed")
-        finally:
-            state.sessions -= 1
+    def call(adapter: CallAdapter) -> Callable[[WebSocket], Awaitable[None]]:
+        """A WebSocket endpoint serving calls with ``adapter``, once ready, within the limit."""
+
+        async def endpoint(ws: WebSocket) -> None:
+            if not state.ready.is_set():
+                await ws.close(code=1013, reason="models are still loading")
+                return
+            if state.sessions >= config.server.max_sessions:
+                await ws.close(code=1013, reason="server is at its session limit")
+                return
+            assert state.models is not None
+            state.sessions += 1
+            try:
+                await adapter(
+                    ws, state.models.session_models(), state.responder, session_settings(config)
+                )
+            except* StageFailed:
+                log.exception("session failed")
+            finally:
+                state.sessions -= 1
+
+        return endpoint
 
     return Starlette(
         routes=[
             Route("/health/live", live),
             Route("/health/ready", ready),
-            WebSocketRoute("/v1/stream", stream),
+            WebSocketRoute("/v1/stream", call(native_call)),
+            WebSocketRoute("/v1/realtime", call(realtime_call)),
+            WebSocketRoute("/v1/telephony/twilio", call(twilio_call)),
+            *rest_routes(state),
+            *webrtc_routes(state, webrtc),
         ],
         lifespan=lifespan,
     )

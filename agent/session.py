@@ -18,20 +18,24 @@ VAD -> ASR and ASR -> control BLOCK (paced by the models); playout is bounded in
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
 import msgspec
 
-from agent.reply import EndCall, ReplyPart, Responder, Say, Speaker, Transfer
+from agent.metrics import METRICS
+from agent.reply import EndCall, ReplyPart, Responder, Say, Speaker, SpokenText, Transfer
 from agent.turns import (
+    CommitTurn,
+    DiscardTurn,
     EndOfTurn,
     HangUp,
     IdlePrompt,
@@ -50,13 +54,14 @@ from agent.turns import (
     TurnTaking,
     UtteranceIgnored,
 )
+from pipeline.asr.decoder import DecodeOptions
 from pipeline.asr.events import Transcript, TranscriptDropped
 from pipeline.asr.stage import AsrRunner, AsrStage
 from pipeline.channels import Channel, Policy
 from pipeline.clock import MediaClock, MonotonicClock, WallClock
 from pipeline.errors import ClientError, ServerError
 from pipeline.events import AudioFrame, Event
-from pipeline.playout import Heard, Playout
+from pipeline.playout import Heard, Playout, Word
 from pipeline.runtime import SessionRuntime
 from pipeline.vad.detector import DetectorConfig
 from pipeline.vad.events import SpeechStarted, SpeechStopped
@@ -81,6 +86,15 @@ class UserTranscript(msgspec.Struct, frozen=True, tag="transcript"):
     utterance: int
     stable: str = ""
     unstable: str = ""
+
+
+class UserTurn(msgspec.Struct, frozen=True, tag="user_turn"):
+    """The caller's turn ended (samples ``start``-``end``, 16 kHz); it is answered next
+    unless the session was told not to (:attr:`SessionSettings.answer_turns`)."""
+
+    text: str
+    start: int
+    end: int
 
 
 class AgentText(msgspec.Struct, frozen=True, tag="agent_text"):
@@ -119,6 +133,7 @@ class Notice(msgspec.Struct, frozen=True, tag="notice"):
 SessionEvent = (
     UserSpeech
     | UserTranscript
+    | UserTurn
     | AgentText
     | Interrupted
     | TurnLatency
@@ -138,8 +153,12 @@ class CallSink(Protocol):
 
     async def end_audio(self, generation: int) -> None: ...
 
-    async def clear_audio(self, generation: int) -> None:
-        """Barge-in: drop what the far side still buffers of ``generation``."""
+    async def clear_audio(self, generation: int) -> int | None:
+        """Barge-in: drop what the far side still buffers of ``generation``.
+
+        Returns how many samples of it (at :attr:`output_rate`) the far side says it played,
+        when it knows (Twilio marks); ``None``: what was sent counts as played.
+        """
         ...
 
     async def send_event(self, event: SessionEvent) -> None: ...
@@ -147,6 +166,19 @@ class CallSink(Protocol):
 
 class TypedTurn(msgspec.Struct, frozen=True):
     text: str
+
+
+class CancelReply(msgspec.Struct, frozen=True):
+    generation: int
+
+
+class TruncateReply(msgspec.Struct, frozen=True):
+    generation: int
+    played: int
+
+
+class NewTurnConfig(msgspec.Struct, frozen=True):
+    config: TurnConfig
 
 
 class Signal(Event, frozen=True, kw_only=True, tag="signal"):
@@ -170,10 +202,16 @@ class SessionSettings:
     vad: DetectorConfig = field(
         default_factory=lambda: DetectorConfig.from_seconds(min_silence=0.3)
     )
+    asr: DecodeOptions = field(default_factory=DecodeOptions)
     #: seconds of reply audio synthesised ahead of playout
     max_ahead: float = 1.5
     #: reply audio sent ahead of real time (the far side's jitter buffer)
     lead: float = 0.06
+    #: say the greeting when the call starts
+    greeting: bool = True
+    #: answer each turn (off: turns end with :class:`UserTurn` and wait for
+    #: :meth:`Session.respond_now`)
+    answer_turns: bool = True
 
 
 class InputClock:
@@ -243,6 +281,13 @@ class Session:
         self._runtime: SessionRuntime | None = None
         self._control: Channel | None = None
         self._speakers: dict[int, Speaker] = {}
+        #: what recent replies said, for :meth:`truncate`
+        self._spoken: dict[int, SpokenText] = {}
+        self.answer_turns = self.settings.answer_turns
+        #: the last turn left unanswered (``answer_turns`` off), for :meth:`respond_now`
+        self._unanswered: str | None = None
+        #: set once :meth:`run` has started the call (the methods below work from then on)
+        self.started = anyio.Event()
         self._answer_marks: dict[int, dict[str, float]] = {}
         self._sent_frames: dict[int, int] = {}
         self._hangup_after: int | None = None
@@ -274,10 +319,48 @@ class Session:
         if self._control is not None:
             self._signal(TypedTurn(text))
 
-    def interrupt(self) -> None:
-        """The client asked to stop the current reply (a button, a DTMF key...)."""
+    def interrupt(self, generation: int | None = None) -> None:
+        """The client asked to stop the current reply, or ``generation`` (a button, a DTMF
+        key, a cancelled response...)."""
         if self._control is not None:
-            self._signal("interrupt")
+            self._signal("interrupt" if generation is None else CancelReply(generation))
+
+    def commit_turn(self) -> None:
+        """The client ends the caller's turn now (as soon as its transcript is in)."""
+        if self._control is not None:
+            self._signal(CommitTurn())
+
+    def discard_turn(self) -> None:
+        """The client dropped the caller's open turn."""
+        if self._control is not None:
+            self._signal(DiscardTurn())
+
+    def respond_now(self, text: str | None = None) -> int | None:
+        """Start a reply now (a client's request) to ``text``, else to the last turn left
+        unanswered, else the greeting. Returns its generation (``None`` before :attr:`started`).
+        """
+        if self._runtime is None:
+            return None
+        if text is None:
+            text = self._unanswered
+        self._unanswered = None
+        if text is None:
+            return self._start_reply("greeting", lambda g: self.responder.prompt("greeting"))
+        typed = text
+        return self._start_reply("answer", lambda g: self.responder.respond(typed, generation=g))
+
+    def truncate(self, generation: int, played: int) -> None:
+        """The client played ``generation`` up to sample ``played`` (at the output rate) and no
+        further: the responder hears of the text up to there."""
+        if self._control is not None:
+            self._signal(TruncateReply(generation, played))
+
+    def set_turns(self, config: TurnConfig) -> None:
+        """New turn-taking settings mid-call (an open user turn is dropped)."""
+        if self._control is None:
+            self.turns = TurnTaking(config)
+        else:
+            self._signal(NewTurnConfig(config))
 
     def _signal(self, value: object) -> None:
         """Queue a turn-taking input for the control loop (in order with transcripts)."""
@@ -298,10 +381,14 @@ class Session:
             runtime.start_stage(
                 "vad", VadStage(self.models.vad, self.settings.vad), self.inbound, speech
             )
-            runtime.start_stage("asr", AsrStage(self.models.asr), speech, control)
+            runtime.start_stage(
+                "asr", AsrStage(self.models.asr, self.settings.asr), speech, control
+            )
             runtime.start_task("playout", lambda: self.playout.run(self._send_frame))
             runtime.start_task("control", lambda: self._control_loop(control))
-            self._start_reply("greeting", lambda gen: self.responder.prompt("greeting"))
+            if self.settings.greeting:
+                self._start_reply("greeting", lambda gen: self.responder.prompt("greeting"))
+            self.started.set()
         self._runtime = None
 
     async def _control_loop(self, control: Channel) -> None:
@@ -332,6 +419,13 @@ class Session:
         if isinstance(event, Signal):
             if event.value == "interrupt":
                 return await self._interrupt_now(now)
+            if isinstance(event.value, CancelReply):
+                return await self._interrupt_now(now, event.value.generation)
+            if isinstance(event.value, TruncateReply):
+                self._truncate(event.value.generation, event.value.played)
+                return []
+            if isinstance(event.value, NewTurnConfig):
+                return self._new_turns(event.value.config, now)
             if isinstance(event.value, TypedTurn):
                 actions = await self._interrupt_now(now)
                 typed = event.value.text
@@ -364,8 +458,9 @@ class Session:
             return []
         return self.turns.feed(turn_input, now)
 
-    async def _interrupt_now(self, now: int) -> list[TurnAction]:
-        generation = self.playout.buffer.playing
+    async def _interrupt_now(self, now: int, generation: int | None = None) -> list[TurnAction]:
+        if generation is None:
+            generation = self.playout.buffer.playing
         if generation is None:
             return []
         played = self.playout.buffer.played_samples(generation)
@@ -379,12 +474,17 @@ class Session:
         reports = self.playout.clear(generation)
         if self._audio_open == generation:
             self._audio_open = None
-        await self.sink.clear_audio(generation)
+        far = await self.sink.clear_audio(generation)
+        if far is not None:
+            reports = [
+                self._played_to(r, far) if r.generation == generation else r for r in reports
+            ]
         self._finish_interrupted(reports)
         for report in reports:
             speaker = self._speakers.pop(report.generation, None)
             self._sent_frames.pop(report.generation, None)
             heard = speaker.spoken.heard(report.text_end) if speaker else ""
+            METRICS.interrupted()
             await self.sink.send_event(
                 Interrupted(
                     generation=report.generation,
@@ -393,9 +493,42 @@ class Session:
                 )
             )
 
+    def _played_to(self, report: Heard, played: int) -> Heard:
+        """``report`` with the far side's count of samples played, when that is fewer."""
+        speaker = self._speakers.get(report.generation)
+        if speaker is None or played >= report.samples_played:
+            return report
+        text_end = _text_end(speaker.spoken.words, played)
+        return dataclasses.replace(report, samples_played=played, text_end=text_end)
+
+    def _truncate(self, generation: int, played: int) -> None:
+        spoken = self._spoken.get(generation)
+        if spoken is not None:
+            heard = spoken.heard(_text_end(spoken.words, played))
+            self.responder.heard(generation, heard, interrupted=True)
+
+    def _new_turns(self, config: TurnConfig, now: int) -> list[TurnAction]:
+        """A new turn machine (its timers count from the call's start, so transcripts of
+        audio already sent still count), told about the reply in progress (if any)."""
+        self.turns = TurnTaking(config)
+        actions = self.turns.advance(now)
+        live = [g for g in self._speakers if self.playout.buffer.active(g)]
+        if not live:
+            return actions
+        generation = max(live)
+        actions += self.turns.feed(ReplyStarted(generation), now)
+        if self._sent_frames.get(generation):
+            actions += self.turns.feed(PlayoutStarted(generation), now)
+        return actions
+
     async def _act(self, action: TurnAction) -> None:
         match action:
-            case EndOfTurn(text=text):
+            case EndOfTurn(text=text, start=start, end=end):
+                if not self.answer_turns:
+                    self._unanswered = text
+                await self.sink.send_event(UserTurn(text=text, start=start, end=end))
+                if not self.answer_turns:
+                    return
                 marks = {"turn": time.perf_counter()}
                 if self._speech_end_wall is not None:
                     marks["speech_end"] = self._speech_end_wall
@@ -447,8 +580,14 @@ class Session:
                 self.playout,
                 on_text=lambda delta: self._agent_text(gen, delta),
                 on_action=lambda action: self._on_action(gen, action),
+                on_warning=lambda text: self._runtime_task(
+                    self.sink.send_event(Notice(code="ssml_warning", message=text))
+                ),
             )
             self._speakers[gen] = speaker
+            self._spoken[gen] = speaker.spoken
+            while len(self._spoken) > 8:
+                del self._spoken[min(self._spoken)]
             try:
                 await speaker.speak(parts(gen))
             except (ServerError, ClientError) as error:
@@ -534,6 +673,7 @@ class Session:
         }
         if known:
             stages["total"] = round(1000 * (out - known[0][1]), 1)
+        METRICS.observe_turn(stages)
         self._runtime_task(self.sink.send_event(TurnLatency(generation=generation, stages=stages)))
 
     async def _end(self, reason: str) -> None:
@@ -546,6 +686,16 @@ class Session:
 
 async def _say(text: str) -> AsyncGenerator[ReplyPart, None]:
     yield Say(text)
+
+
+def _text_end(words: Sequence[Word], played: int) -> int:
+    """Where the text heard ends when ``played`` samples have played (whole words only)."""
+    end = 0
+    for word in words:
+        if word.sample_end > played:
+            break
+        end = word.text_end
+    return end
 
 
 def _public(error: Exception) -> str:

@@ -41,7 +41,7 @@ class RunningServer:
 def running_server(
     config: str = "configs/default.yaml", timeout: float = 120
 ) -> Iterator[RunningServer]:
-    """Run ``voxline serve`` until the ``with`` ends; wait for uvicorn's startup line."""
+    """Run ``voxline serve`` until the ``with`` ends; wait until it says its models are ready."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "serve", "--config", config, "--port", str(port)],
@@ -58,7 +58,7 @@ def running_server(
         assert process.stdout is not None
         for line in process.stdout:
             log.append(line)
-            if "Uvicorn running on" in line:
+            if "voxline ready" in line:
                 started.set()
         started.set()  # the process ended: let the waiter see it
 

@@ -1,16 +1,28 @@
-"""The real server process: health checks and the placeholder call over a real WebSocket."""
+"""The real server process and a real `websockets` client: a spoken call over /v1/stream.
+
+The client streams espeak-ng speech in 20 ms frames at real-time pace, as a phone or a browser
+would, and records everything the server sends. The reply audio is checked by transcribing it.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import httpx
+import numpy as np
 import pytest
 import websockets
 
+from pipeline.asr.decoder import DecodeRequest, WhisperDecoder
+from tests.audio import espeak, silence
 from tests.server import RunningServer, running_server
+
+RATE = 16000
+FRAME = RATE // 50  # 20 ms
 
 
 @pytest.fixture(scope="module")
@@ -26,31 +38,86 @@ def test_health_endpoints_answer(server: RunningServer) -> None:
     assert ready.json()["ready"] is True
 
 
+class Call:
+    """A client: everything received, split into events and audio per generation."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self.audio: dict[int, bytearray] = {}
+        self._generation = 0
+
+    async def receive_until(self, done: Any) -> dict[str, Any]:
+        while True:
+            message = await self.ws.recv()
+            if isinstance(message, bytes):
+                self.audio.setdefault(self._generation, bytearray()).extend(message)
+                continue
+            event: dict[str, Any] = json.loads(message)
+            self.events.append(event)
+            if event["type"] == "audio.start":
+                self._generation = event["generation"]
+            if done(event):
+                return event
+
+    async def stream(self, pcm: np.ndarray[Any, Any]) -> None:
+        """Send audio in 20 ms frames at real-time pace."""
+        data = pcm.astype("<i2").tobytes()
+        start = time.perf_counter()
+        for index, offset in enumerate(range(0, len(data), FRAME * 2)):
+            await self.ws.send(data[offset : offset + FRAME * 2])
+            await anyio.sleep(max(0.0, start + (index + 1) * 0.02 - time.perf_counter()))
+
+
+def heard(decoder: WhisperDecoder, pcm: bytes) -> str:
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(32768)
+    return decoder.decode(DecodeRequest(audio=audio, final=True)).text.lower()
+
+
 @pytest.mark.anyio
-async def test_a_call_hears_a_tone_at_its_own_rate(server: RunningServer) -> None:
-    with anyio.fail_after(20):
+async def test_a_spoken_call_gets_transcripts_and_a_spoken_answer(
+    server: RunningServer, whisper_decoder: WhisperDecoder
+) -> None:
+    with anyio.fail_after(90):
         async with websockets.connect(f"{server.ws}/v1/stream") as ws:
-            await ws.send(json.dumps({"type": "hello", "sample_rate": 8000}))
-            started = json.loads(await ws.recv())
-            assert started["type"] == "session.started"
-            await ws.send(b"\x00\x01" * 160)
-            audio = [await ws.recv() for _ in range(5)]
-    assert all(isinstance(a, bytes) and len(a) == 320 for a in audio)  # 20 ms at 8 kHz
+            call = Call(ws)
+            await ws.send(json.dumps({"type": "hello", "sample_rate": RATE}))
+            started = await call.receive_until(lambda e: e["type"] == "session.started")
+            assert started["session_id"]
+            await call.receive_until(lambda e: e["type"] == "audio.end")  # the greeting
+            async with anyio.create_task_group() as tg:
+                speech = np.concatenate([espeak("What can you do?"), silence(1.5)])
+                tg.start_soon(call.stream, speech)
+                latency = await call.receive_until(lambda e: e["type"] == "turn.latency")
+                end = await call.receive_until(lambda e: e["type"] == "audio.end")
+            await ws.send(json.dumps({"type": "bye"}))
+    types = [e["type"] for e in call.events]
+    assert "speech.started" in types
+    finals = [e["text"].lower() for e in call.events if e["type"] == "transcript.final"]
+    assert any("what can you do" in text for text in finals)
+    agent = "".join(e["delta"] for e in call.events if e["type"] == "agent.text")
+    assert "take a message" in agent  # the default agent's `help` reply
+    assert latency["latency_ms"]["total"] > 0
+    reply = heard(whisper_decoder, bytes(call.audio[end["generation"]]))
+    assert "message" in reply
 
 
 @pytest.mark.anyio
 async def test_bad_messages_get_errors_and_the_call_goes_on(server: RunningServer) -> None:
-    with anyio.fail_after(20):
+    with anyio.fail_after(30):
         async with websockets.connect(f"{server.ws}/v1/stream") as ws:
+            call = Call(ws)
             await ws.send(b"\x00\x00")
-            assert json.loads(await ws.recv())["code"] == "audio_before_hello"
+            assert (await call.receive_until(lambda e: True))["code"] == "hello_required"
             await ws.send("{not json")
-            assert json.loads(await ws.recv())["code"] == "bad_hello"
+            assert (await call.receive_until(lambda e: True))["type"] == "error"
             await ws.send(json.dumps({"type": "hello", "sample_rate": 1000}))
-            assert json.loads(await ws.recv())["code"] == "bad_hello"
-            await ws.send(json.dumps({"type": "hello", "sample_rate": 16000}))
-            assert json.loads(await ws.recv())["type"] == "session.started"
+            assert (await call.receive_until(lambda e: True))["code"] == "bad_hello"
+            await ws.send(json.dumps({"type": "hello", "sample_rate": RATE}))
+            await call.receive_until(lambda e: e["type"] == "session.started")
             await ws.send(b"\x00")  # odd byte count
-            while isinstance(message := await ws.recv(), bytes):
-                pass
-            assert json.loads(message)["code"] == "bad_audio"
+            await call.receive_until(lambda e: e["type"] == "error")
+            await ws.send(json.dumps({"type": "no.such.thing"}))
+            error = await call.receive_until(lambda e: e["type"] == "error")
+            assert error["code"] == "unknown_type"
+            await ws.send(json.dumps({"type": "bye"}))

@@ -203,13 +203,6 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     webrtc: WebRtcConfig = WebRtcConfig()
 
 
-class ToneConfig(Section, frozen=True, kw_only=True):
-    """The placeholder agent: answers every call with a tone (until the speech stack lands)."""
-
-    frequency_hz: float = 440.0
-    amplitude: float = 0.2
-
-
 class AgentConfig(Section, frozen=True, kw_only=True):
     name: Annotated[str, msgspec.Meta(min_length=1)]
     description: str = ""
@@ -221,4 +214,3 @@ class AgentConfig(Section, frozen=True, kw_only=True):
     tools: ToolsConfig = ToolsConfig()
     limits: LimitsConfig = LimitsConfig()
     server: ServerConfig = ServerConfig()
-    tone: ToneConfig = ToneConfig()
