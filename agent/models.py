@@ -24,6 +24,7 @@ from pipeline.asr.stage import asr_executor
 from pipeline.executor import ModelExecutor
 from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
 from pipeline.vad.detector import DetectorConfig
+from voices.catalog import create_engine, load_catalog
 from voices.piper_engine import PiperEngine
 
 log = logging.getLogger("voxline.models")
@@ -91,7 +92,8 @@ def load_models(config: AgentConfig) -> LoadedModels:
     try:
         vad = stack.enter_context(vad_executor(SileroVad()))
         asr = stack.enter_context(asr_executor(asr_model_config(config)))
-        tts = stack.enter_context(PiperEngine(threads=1))
+        voice = load_catalog().get(config.voice.name)
+        tts = stack.enter_context(create_engine(voice, threads=1))
         embedder = None
         if config.dialogue.intents:
             embedder = stack.enter_context(

@@ -24,6 +24,7 @@ def test_every_shipped_config_passes_check(path: Path) -> None:
     ("text", "suffix", "where", "reason"),
     [
         (b"name: x\nserver: {prot: 1}", ".yaml", "$.server.prot", "unknown field"),
+        (b"name: x\nvoice: {name: nobody}", ".yaml", "$.voice.name", "unknown voice 'nobody'"),
         (b"name: x\nserver: {port: eighty}", ".yaml", "$.server.port", "Expected `int`"),
         (b"description: no name", ".yaml", "$.name", "missing required field"),
         (b'name = "x"\n[server]\nport = "eighty"', ".toml", "$.server.port", "Expected"),

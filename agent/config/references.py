@@ -34,6 +34,7 @@ from agent.config.dialogue import (
 )
 from agent.dialogue.templates import TemplateError, placeholders
 from pipeline.errors import ConfigError
+from voices.catalog import load_catalog
 
 if TYPE_CHECKING:
     from agent.config.schema import AgentConfig
@@ -44,6 +45,10 @@ BUILTIN_VALUES = frozenset({"today"})
 
 def check_references(config: AgentConfig) -> None:
     _Checker(config).run()
+    if config.profile.tts.engine == "piper":
+        # configs name voices of the catalog (voices/catalog/*.yaml); StyleTTS2 voices are
+        # checkpoints named in profile.tts.voice, found when the engine loads them
+        load_catalog().get(config.voice.name, where="$.voice.name")
 
 
 class _Checker:
