@@ -15,6 +15,8 @@ from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import Any, Literal
 
+import anyio
+
 from agent.config import AgentConfig
 from agent.config.base import Reply, ReplyConfig
 from agent.dialogue import decision as d
@@ -94,9 +96,31 @@ class LLMResponder:
         self.engine = engine
         self.config = config
         self.history: History = engine.config.new_history()
+        #: replies still streaming, and what was heard of those already interrupted: the
+        #: engine writes a cancelled reply into the history as it unwinds, so the cut to what
+        #: was heard waits until then
+        self._streaming: dict[int, anyio.Event] = {}
+        self._heard: dict[int, str] = {}
 
     async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
+        # A barge-in cancels the previous reply, which writes itself into the history as it
+        # unwinds: let it finish, so this turn comes after it.
+        while self._streaming:
+            await next(iter(self._streaming.values())).wait()
         self.history.add_user(text)
+        done = self._streaming[generation] = anyio.Event()
+        try:
+            async with aclosing(self._stream(generation)) as parts:  # closed now, not by the GC
+                async for part in parts:
+                    yield part
+        finally:
+            del self._streaming[generation]
+            heard = self._heard.pop(generation, None)
+            if heard is not None:
+                self.history.truncate_last_assistant(heard)
+            done.set()
+
+    async def _stream(self, generation: int) -> AsyncGenerator[ReplyPart, None]:
         async with aclosing(self.engine.respond(self.history, generation=generation)) as events:
             async for event in events:
                 match event:
@@ -131,7 +155,11 @@ class LLMResponder:
             yield said
 
     def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
-        if interrupted:
+        if not interrupted:
+            return
+        if generation in self._streaming:
+            self._heard[generation] = text  # applied once the engine has written the reply
+        else:
             self.history.truncate_last_assistant(text)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -35,7 +35,6 @@ from agent.dialogue.llm import (
 from agent.dialogue.llm_history import History
 from agent.dialogue.llm_local import LlamaServer
 from agent.dialogue.llm_tools import ToolConfig, Tools
-from tests.llm_server import llama_server
 
 RECEPTIONIST = (
     "You are the receptionist of Luigi's restaurant, speaking with a caller on the phone. "
@@ -56,13 +55,6 @@ BOOK = ToolConfig(
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, Any]]:
     return ("asyncio", {"use_uvloop": True})
-
-
-@pytest.fixture(scope="session")
-def llama() -> Iterator[LlamaServer]:
-    server = llama_server()
-    yield server
-    server.stop()
 
 
 @asynccontextmanager
