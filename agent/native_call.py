@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agent.reply import Responder
@@ -33,13 +32,13 @@ from agent.session import (
     UserSpeech,
     UserTranscript,
 )
+from agent.ws_io import Message, Outbox, Sender, write_messages
 from transports.audio import AudioIn
 from transports.native import (
     Bye,
     Hello,
     InterruptRequest,
     NativeProtocol,
-    Outbound,
     PeerError,
     Playback,
     UserText,
@@ -51,18 +50,18 @@ log = logging.getLogger("voxline.native")
 class NativeSink(CallSink):
     """What the session says, in the native protocol."""
 
-    def __init__(self, protocol: NativeProtocol, outgoing: ObjectSendStream[Outbound]) -> None:
+    def __init__(self, protocol: NativeProtocol, outgoing: Sender) -> None:
         self.protocol = protocol
-        self.outgoing = outgoing
-        assert protocol.format is not None
-        self._rate = protocol.format.sample_rate
+        self._outbox = Outbox(protocol, outgoing)
 
     @property
     def output_rate(self) -> int:
-        return self._rate
+        """The client's rate (known once its hello has arrived)."""
+        assert self.protocol.format is not None
+        return self.protocol.format.sample_rate
 
     async def send_audio(self, generation: int, pcm: bytes) -> None:
-        self.protocol.send_audio(generation, pcm, self._rate)
+        self.protocol.send_audio(generation, pcm, self.output_rate)
         await self.flush()
 
     async def end_audio(self, generation: int) -> None:
@@ -92,7 +91,7 @@ class NativeSink(CallSink):
             case Interrupted(generation=generation, heard_text=heard, played_ms=played_ms):
                 p.send_interrupted(
                     generation,
-                    played_samples=round(played_ms * self._rate / 1000),
+                    played_samples=round(played_ms * self.output_rate / 1000),
                     heard_text=heard,
                 )
             case TurnLatency(generation=generation, stages=stages):
@@ -106,8 +105,7 @@ class NativeSink(CallSink):
         await self.flush()
 
     async def flush(self) -> None:
-        for message in self.protocol.data_to_send():
-            await self.outgoing.send(message)
+        await self._outbox.flush()
 
 
 async def native_call(
@@ -122,21 +120,10 @@ async def native_call(
     await ws.accept()
     session_id = uuid.uuid4().hex
     protocol = NativeProtocol(session_id)
-    outgoing, pending = anyio.create_memory_object_stream[Outbound](256)
+    outgoing, pending = anyio.create_memory_object_stream[Message](256)
+    sink = NativeSink(protocol, outgoing)
+    flush = sink.flush
     session: Session | None = None
-
-    async def write(messages: ObjectReceiveStream[Outbound]) -> None:
-        async with messages:
-            async for message in messages:
-                with anyio.fail_after(send_timeout):
-                    if isinstance(message, str):
-                        await ws.send_text(message)
-                    else:
-                        await ws.send_bytes(message)
-
-    async def flush() -> None:
-        for message in protocol.data_to_send():
-            await outgoing.send(message)
 
     async def run_session(call: Session) -> None:
         try:
@@ -148,7 +135,7 @@ async def native_call(
 
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(write, pending)
+            tg.start_soon(write_messages, ws, pending, send_timeout)
             done = False
             while not done:
                 message = await ws.receive()
@@ -163,7 +150,6 @@ async def native_call(
                         case AudioIn(pcm=pcm) if session is not None:
                             await session.push_audio(pcm)
                         case Hello():
-                            sink = NativeSink(protocol, outgoing)
                             session = Session(
                                 models, responder(), sink, settings, session_id=session_id
                             )

@@ -27,7 +27,6 @@ from collections.abc import Callable
 
 import anyio
 import msgspec
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agent.reply import Responder
@@ -47,6 +46,7 @@ from agent.session import (
     UserTurn,
 )
 from agent.turns import TurnConfig
+from agent.ws_io import Message, Outbox, Sender, write_messages
 from transports.audio import PIPELINE_RATE, AudioIn
 from transports.realtime import (
     CancelRequested,
@@ -117,14 +117,11 @@ def initial_config(settings: SessionSettings) -> RealtimeSessionConfig:
 class RealtimeSink(CallSink):
     """What the session says, as Realtime server events; and the client's requests, applied."""
 
-    def __init__(
-        self, protocol: RealtimeProtocol, outgoing: ObjectSendStream[str], base: TurnConfig
-    ) -> None:
+    def __init__(self, protocol: RealtimeProtocol, outgoing: Sender, base: TurnConfig) -> None:
         self.protocol = protocol
-        self.outgoing = outgoing
+        self._outbox = Outbox(protocol, outgoing)
         self.base = base
         self.session: Session | None = None
-        self._lock = anyio.Lock()
         self._detecting = protocol.config.turn_detection is not None
         self._turns = turn_config(base, protocol.config.turn_detection)
         #: generations with a response, and those still open
@@ -270,10 +267,7 @@ class RealtimeSink(CallSink):
                 pass  # peer errors (answered already), items Voxline keeps no history of
 
     async def flush(self) -> None:
-        async with self._lock:
-            while batch := self.protocol.data_to_send():
-                for message in batch:
-                    await self.outgoing.send(message)
+        await self._outbox.flush()
 
 
 async def realtime_call(
@@ -289,17 +283,11 @@ async def realtime_call(
     await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
     session_id = uuid.uuid4().hex
     protocol = RealtimeProtocol(initial_config(settings), id_seed=session_id[:12])
-    outgoing, pending = anyio.create_memory_object_stream[str](256)
+    outgoing, pending = anyio.create_memory_object_stream[Message](256)
     sink = RealtimeSink(protocol, outgoing, settings.turns)
     turns, answer = sink.turns
     settings = dataclasses.replace(settings, turns=turns, answer_turns=answer, greeting=False)
     session = sink.session = Session(models, responder(), sink, settings, session_id=session_id)
-
-    async def write(messages: ObjectReceiveStream[str]) -> None:
-        async with messages:
-            async for message in messages:
-                with anyio.fail_after(send_timeout):
-                    await ws.send_text(message)
 
     async def run_session(reading: anyio.CancelScope) -> None:
         try:
@@ -311,7 +299,7 @@ async def realtime_call(
     left = False
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(write, pending)
+            tg.start_soon(write_messages, ws, pending, send_timeout)
             async with anyio.create_task_group() as call:
                 call.start_soon(run_session, call.cancel_scope)
                 await session.started.wait()

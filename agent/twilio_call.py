@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agent.reply import Responder
@@ -28,6 +27,7 @@ from agent.session import (
     SessionSettings,
     TransferRequested,
 )
+from agent.ws_io import Message, Outbox, Sender, write_messages
 from transports.audio import AudioIn
 from transports.twilio import (
     TWILIO_FORMAT,
@@ -44,10 +44,9 @@ log = logging.getLogger("voxline.twilio")
 class TwilioSink(CallSink):
     """What the session says, as Twilio media, marks and clears."""
 
-    def __init__(self, protocol: TwilioProtocol, outgoing: ObjectSendStream[str]) -> None:
+    def __init__(self, protocol: TwilioProtocol, outgoing: Sender) -> None:
         self.protocol = protocol
-        self.outgoing = outgoing
-        self._lock = anyio.Lock()
+        self._outbox = Outbox(protocol, outgoing)
 
     @property
     def output_rate(self) -> int:
@@ -78,10 +77,7 @@ class TwilioSink(CallSink):
                 pass  # the caller hears the call; there is no one to tell the rest
 
     async def flush(self) -> None:
-        async with self._lock:
-            while batch := self.protocol.data_to_send():
-                for message in batch:
-                    await self.outgoing.send(message)
+        await self._outbox.flush()
 
 
 async def twilio_call(
@@ -95,15 +91,9 @@ async def twilio_call(
     """Serve one Twilio media stream until either side ends it."""
     await ws.accept()
     protocol = TwilioProtocol()
-    outgoing, pending = anyio.create_memory_object_stream[str](256)
+    outgoing, pending = anyio.create_memory_object_stream[Message](256)
     sink = TwilioSink(protocol, outgoing)
     session: Session | None = None
-
-    async def write(messages: ObjectReceiveStream[str]) -> None:
-        async with messages:
-            async for message in messages:
-                with anyio.fail_after(send_timeout):
-                    await ws.send_text(message)
 
     async def run_session(call: Session, reading: anyio.CancelScope) -> None:
         try:
@@ -114,7 +104,7 @@ async def twilio_call(
     left = False
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(write, pending)
+            tg.start_soon(write_messages, ws, pending, send_timeout)
             async with anyio.create_task_group() as calls:
                 stopped = False
                 while not stopped:

@@ -79,14 +79,22 @@ def resolve_model_dir(model: str) -> Path:
 
 
 def _hub_cache_dir(name: str) -> Path | None:
+    """The snapshot of hub model ``name`` already in the local Hugging Face cache, if any.
+
+    Read straight from the cache's layout (``models--org--name/refs/main`` names the
+    snapshot): looking a model up never goes near the network.
+    """
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub.constants import HF_HUB_CACHE
     except ImportError:  # pragma: no cover - huggingface_hub comes with faster-whisper
         return None
+    folder = Path(HF_HUB_CACHE) / ("models--" + name.replace("/", "--"))
     try:
-        return Path(snapshot_download(name, local_files_only=True))
-    except Exception:  # not in the cache (the library raises several kinds)
+        revision = (folder / "refs" / "main").read_text().strip()
+    except OSError:
         return None
+    snapshot = folder / "snapshots" / revision
+    return snapshot if snapshot.is_dir() else None
 
 
 def _checked(path: Path, model: str) -> Path:
