@@ -121,3 +121,32 @@ async def test_bad_messages_get_errors_and_the_call_goes_on(server: RunningServe
             error = await call.receive_until(lambda e: e["type"] == "error")
             assert error["code"] == "unknown_type"
             await ws.send(json.dumps({"type": "bye"}))
+
+
+async def wait_for_no_sessions(server: RunningServer) -> None:
+    """Poll readiness until the server has closed every session (bounded by the caller)."""
+    async with httpx.AsyncClient() as client:
+        # another process's state: nothing to wait on but its answers
+        while (await client.get(f"{server.http}/health/ready")).json()["sessions"]:  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_a_client_that_vanishes_mid_reply_leaves_nothing_behind(
+    server: RunningServer,
+) -> None:
+    with anyio.fail_after(60):
+        ws = await websockets.connect(f"{server.ws}/v1/stream")
+        call = Call(ws)
+        await ws.send(json.dumps({"type": "hello", "sample_rate": RATE}))
+        await call.receive_until(lambda e: e["type"] == "audio.start")  # the greeting plays
+        ws.transport.abort()  # no close frame: the connection just drops
+        await wait_for_no_sessions(server)
+        # the server goes on serving calls
+        async with websockets.connect(f"{server.ws}/v1/stream") as again:
+            second = Call(again)
+            await again.send(json.dumps({"type": "hello", "sample_rate": RATE}))
+            await second.receive_until(lambda e: e["type"] == "audio.end")
+            await again.send(json.dumps({"type": "bye"}))
+        await wait_for_no_sessions(server)
+    assert server.process.poll() is None
