@@ -23,16 +23,28 @@ import itertools
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import msgspec
 
 from agent.metrics import METRICS
 from agent.reply import EndCall, ReplyPart, Responder, Say, Speaker, SpokenText, Transfer
+from agent.session_events import (
+    AgentText,
+    CallEnded,
+    CallSink,
+    Interrupted,
+    Notice,
+    SessionEvent,
+    TransferRequested,
+    TurnLatency,
+    UserSpeech,
+    UserTranscript,
+    UserTurn,
+)
 from agent.turns import (
     CommitTurn,
     DiscardTurn,
@@ -58,7 +70,7 @@ from pipeline.asr.decoder import DecodeOptions
 from pipeline.asr.events import Transcript, TranscriptDropped
 from pipeline.asr.stage import AsrRunner, AsrStage
 from pipeline.channels import Channel, Policy
-from pipeline.clock import MediaClock, MonotonicClock, WallClock
+from pipeline.clock import InputClock, MonotonicClock, WallClock
 from pipeline.errors import ClientError, ServerError
 from pipeline.events import AudioFrame, Event
 from pipeline.playout import Heard, Playout, Word
@@ -68,100 +80,27 @@ from pipeline.vad.events import SpeechStarted, SpeechStopped
 from pipeline.vad.stage import VadRunner, VadStage
 from voices.engine import TTSEngine
 
+__all__ = [
+    "AgentText",
+    "CallEnded",
+    "CallSink",
+    "InputClock",
+    "Interrupted",
+    "Models",
+    "Notice",
+    "Session",
+    "SessionEvent",
+    "SessionSettings",
+    "Signal",
+    "TransferRequested",
+    "TurnLatency",
+    "UserSpeech",
+    "UserTranscript",
+    "UserTurn",
+]
+
 log = logging.getLogger("voxline.session")
 RATE = 16000
-
-
-# -- what the session tells the transport ---------------------------------------------------
-
-
-class UserSpeech(msgspec.Struct, frozen=True, tag="speech"):
-    started: bool
-    sample: int
-
-
-class UserTranscript(msgspec.Struct, frozen=True, tag="transcript"):
-    text: str
-    final: bool
-    utterance: int
-    stable: str = ""
-    unstable: str = ""
-
-
-class UserTurn(msgspec.Struct, frozen=True, tag="user_turn"):
-    """The caller's turn ended (samples ``start``-``end``, 16 kHz); it is answered next
-    unless the session was told not to (:attr:`SessionSettings.answer_turns`)."""
-
-    text: str
-    start: int
-    end: int
-
-
-class AgentText(msgspec.Struct, frozen=True, tag="agent_text"):
-    generation: int
-    delta: str
-
-
-class Interrupted(msgspec.Struct, frozen=True, tag="interrupted"):
-    generation: int
-    heard_text: str
-    played_ms: float
-
-
-class TurnLatency(msgspec.Struct, frozen=True, tag="latency"):
-    """Milliseconds per stage of one answer, from the end of the caller's speech."""
-
-    generation: int
-    stages: dict[str, float]
-
-
-class CallEnded(msgspec.Struct, frozen=True, tag="call_ended"):
-    reason: str
-
-
-class TransferRequested(msgspec.Struct, frozen=True, tag="transfer"):
-    target: str
-
-
-class Notice(msgspec.Struct, frozen=True, tag="notice"):
-    """Something the client should know that does not end the call."""
-
-    code: str
-    message: str
-
-
-SessionEvent = (
-    UserSpeech
-    | UserTranscript
-    | UserTurn
-    | AgentText
-    | Interrupted
-    | TurnLatency
-    | CallEnded
-    | TransferRequested
-    | Notice
-)
-
-
-class CallSink(Protocol):
-    """The transport side of a session."""
-
-    @property
-    def output_rate(self) -> int: ...
-
-    async def send_audio(self, generation: int, pcm: bytes) -> None: ...
-
-    async def end_audio(self, generation: int) -> None: ...
-
-    async def clear_audio(self, generation: int) -> int | None:
-        """Barge-in: drop what the far side still buffers of ``generation``.
-
-        Returns how many samples of it (at :attr:`output_rate`) the far side says it played,
-        when it knows (Twilio marks); ``None``: what was sent counts as played.
-        """
-        ...
-
-    async def send_event(self, event: SessionEvent) -> None: ...
 
 
 class TypedTurn(msgspec.Struct, frozen=True):
@@ -212,39 +151,6 @@ class SessionSettings:
     #: answer each turn (off: turns end with :class:`UserTurn` and wait for
     #: :meth:`Session.respond_now`)
     answer_turns: bool = True
-
-
-class InputClock:
-    """Caller-audio position in samples, extrapolated by the wall clock between frames.
-
-    Turn-taking counts time in input samples; a client may send in bursts or stall, so ``now``
-    is the last position plus the wall time since it arrived, never going back.
-    """
-
-    def __init__(self, clock: WallClock) -> None:
-        self.clock = clock
-        self.media = MediaClock(RATE)
-        self._at = clock.now()
-        self._now = 0
-        self._arrivals: deque[tuple[int, float]] = deque(maxlen=1024)
-
-    def advance(self, samples: int) -> int:
-        pts = self.media.advance(samples)
-        self._at = self.clock.now()
-        self._arrivals.append((self.media.samples, self._at))
-        return pts
-
-    def now(self) -> int:
-        elapsed = max(0.0, self.clock.now() - self._at)
-        self._now = max(self._now, self.media.samples + int(elapsed * RATE))
-        return self._now
-
-    def wall_time_of(self, sample: int) -> float:
-        """When the frame holding ``sample`` arrived (the latest known time if older)."""
-        for end, at in self._arrivals:
-            if end >= sample:
-                return at
-        return self._at
 
 
 class Session:

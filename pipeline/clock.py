@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections import deque
 from typing import Protocol
 
 import anyio
@@ -98,3 +99,37 @@ class FakeClock:
     @property
     def sleepers(self) -> int:
         return len(self._sleepers)
+
+
+class InputClock:
+    """Caller-audio position in samples, extrapolated by the wall clock between frames.
+
+    Turn-taking counts time in input samples; a client may send in bursts or stall, so ``now``
+    is the last position plus the wall time since it arrived, never going back.
+    """
+
+    def __init__(self, clock: WallClock, rate: int = 16000) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.media = MediaClock(rate)
+        self._at = clock.now()
+        self._now = 0
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=1024)
+
+    def advance(self, samples: int) -> int:
+        pts = self.media.advance(samples)
+        self._at = self.clock.now()
+        self._arrivals.append((self.media.samples, self._at))
+        return pts
+
+    def now(self) -> int:
+        elapsed = max(0.0, self.clock.now() - self._at)
+        self._now = max(self._now, self.media.samples + int(elapsed * self.rate))
+        return self._now
+
+    def wall_time_of(self, sample: int) -> float:
+        """When the frame holding ``sample`` arrived (the latest known time if older)."""
+        for end, at in self._arrivals:
+            if end >= sample:
+                return at
+        return self._at

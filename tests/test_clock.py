@@ -6,7 +6,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from pipeline.clock import FakeClock, MediaClock, MonotonicClock
+from pipeline.clock import FakeClock, InputClock, MediaClock, MonotonicClock
 
 
 def test_the_media_clock_counts_samples_and_returns_chunk_timestamps() -> None:
@@ -49,3 +49,15 @@ async def test_the_monotonic_clock_returns_at_once_for_a_past_deadline() -> None
     clock = MonotonicClock()
     with anyio.fail_after(5):
         await clock.sleep_until(clock.now() - 1)
+
+
+def test_the_input_clock_extrapolates_between_frames_and_never_goes_back() -> None:
+    wall = FakeClock()
+    clock = InputClock(wall, rate=1000)
+    assert clock.advance(100) == 0
+    assert clock.now() == 100
+    wall.advance(0.05)  # 50 ms with no audio: time goes on
+    assert clock.now() == 150
+    assert clock.advance(20) == 100  # a late frame does not move time back
+    assert clock.now() == 150
+    assert clock.wall_time_of(110) == 0.05

@@ -1,0 +1,100 @@
+"""What a session tells its transport: the events, and the sink protocol that receives them.
+
+Each transport adapter implements :class:`CallSink` in its own protocol's words (the native
+JSON events, Realtime server events, Twilio media/mark/clear, a WebRTC track and data channel).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+
+class UserSpeech(msgspec.Struct, frozen=True, tag="speech"):
+    started: bool
+    sample: int
+
+
+class UserTranscript(msgspec.Struct, frozen=True, tag="transcript"):
+    text: str
+    final: bool
+    utterance: int
+    stable: str = ""
+    unstable: str = ""
+
+
+class UserTurn(msgspec.Struct, frozen=True, tag="user_turn"):
+    """The caller's turn ended (samples ``start``-``end``, 16 kHz); it is answered next
+    unless the session was told not to (:attr:`SessionSettings.answer_turns`)."""
+
+    text: str
+    start: int
+    end: int
+
+
+class AgentText(msgspec.Struct, frozen=True, tag="agent_text"):
+    generation: int
+    delta: str
+
+
+class Interrupted(msgspec.Struct, frozen=True, tag="interrupted"):
+    generation: int
+    heard_text: str
+    played_ms: float
+
+
+class TurnLatency(msgspec.Struct, frozen=True, tag="latency"):
+    """Milliseconds per stage of one answer, from the end of the caller's speech."""
+
+    generation: int
+    stages: dict[str, float]
+
+
+class CallEnded(msgspec.Struct, frozen=True, tag="call_ended"):
+    reason: str
+
+
+class TransferRequested(msgspec.Struct, frozen=True, tag="transfer"):
+    target: str
+
+
+class Notice(msgspec.Struct, frozen=True, tag="notice"):
+    """Something the client should know that does not end the call."""
+
+    code: str
+    message: str
+
+
+SessionEvent = (
+    UserSpeech
+    | UserTranscript
+    | UserTurn
+    | AgentText
+    | Interrupted
+    | TurnLatency
+    | CallEnded
+    | TransferRequested
+    | Notice
+)
+
+
+class CallSink(Protocol):
+    """The transport side of a session."""
+
+    @property
+    def output_rate(self) -> int: ...
+
+    async def send_audio(self, generation: int, pcm: bytes) -> None: ...
+
+    async def end_audio(self, generation: int) -> None: ...
+
+    async def clear_audio(self, generation: int) -> int | None:
+        """Barge-in: drop what the far side still buffers of ``generation``.
+
+        Returns how many samples of it (at :attr:`output_rate`) the far side says it played,
+        when it knows (Twilio marks); ``None``: what was sent counts as played.
+        """
+        ...
+
+    async def send_event(self, event: SessionEvent) -> None: ...
