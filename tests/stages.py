@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.channels import Channel
+import anyio
+
+from pipeline.channels import Channel, Policy
 from pipeline.events import AudioFrame, Event
+from pipeline.runtime import Stage, run_pipeline
 
 
 async def passthrough(inbox: Channel, outbox: Channel) -> None:
@@ -29,3 +32,25 @@ def frames(count: int, samples: int = 320, session: str = "s", generation: int =
 
 def joined_pcm(events: Sequence[Event]) -> bytes:
     return b"".join(e.pcm for e in events if isinstance(e, AudioFrame))
+
+
+async def run_stage(stage: Stage, events: Sequence[Event], capacity: int = 4) -> list[Event]:
+    """Push ``events`` through ``stage`` between two small real channels; collect the output."""
+    source = Channel("test->stage", capacity, Policy.BLOCK)
+    sink = Channel("stage->test", capacity, Policy.BLOCK)
+    received: list[Event] = []
+
+    async def produce() -> None:
+        for event in events:
+            await source.send(event)
+        source.close()
+
+    async def consume() -> None:
+        async for event in sink:
+            received.append(event)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(produce)
+        group.start_soon(consume)
+        await run_pipeline("test", [stage], source, sink)
+    return received

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
 import anyio
 import numpy as np
@@ -22,6 +21,7 @@ from pipeline.vad import SileroVad, SpeechStarted, SpeechStopped, VadStage, vad_
 from tests.asr.support import BECKETT, RATE
 from tests.asr.wer import wer
 from tests.audio import Pcm, espeak, noise, read_speech, silence
+from tests.stages import run_stage
 
 Executor = ModelExecutor[DecodeRequest, Decoded]
 SENTENCE = "I would like to book a table for two people on Friday evening."
@@ -49,30 +49,6 @@ def utterance(audio: Pcm, *, lead: int, start: int = 0) -> list[Event]:
     began = SpeechStarted(session_id="s", sample=start + lead, audio_start=start, probability=0.9)
     stopped = SpeechStopped(session_id="s", sample=end, speech_start=start + lead)
     return [began, *frames(audio, start), stopped]
-
-
-async def run_stage(stage: AsrStage, events: Sequence[Event]) -> list[Event]:
-    inbox = Channel("test->asr", 8, Policy.BLOCK)
-    outbox = Channel("asr->test", 8, Policy.BLOCK)
-    received: list[Event] = []
-
-    async def produce() -> None:
-        for event in events:
-            await inbox.send(event)
-        inbox.close()
-
-    async def run() -> None:
-        try:
-            await stage(inbox, outbox)
-        finally:
-            outbox.close()
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(produce)
-        group.start_soon(run)
-        async for event in outbox:
-            received.append(event)
-    return received
 
 
 class Paced:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 
-import anyio
 import numpy as np
 
-from pipeline.channels import Channel, Policy
-from pipeline.events import AudioFrame, Event
+from pipeline.events import AudioFrame
 from pipeline.vad import (
     FRAME_SAMPLES,
     DetectorConfig,
@@ -18,7 +16,6 @@ from pipeline.vad import (
     Transition,
     VadRequest,
 )
-from pipeline.vad.stage import VadStage
 from tests.audio import Pcm, espeak, read_speech, silence
 
 RATE = 16000
@@ -92,31 +89,3 @@ def audio_frames(
         begin += size
         index += 1
     return frames
-
-
-async def run_stage(stage: VadStage, events: Sequence[Event]) -> list[Event]:
-    """Push ``events`` through ``stage`` between two small real channels; collect the output."""
-    inbox = Channel("test->vad", 4, Policy.BLOCK)
-    outbox = Channel("vad->test", 4, Policy.BLOCK)
-    received: list[Event] = []
-
-    async def produce() -> None:
-        for event in events:
-            await inbox.send(event)
-        inbox.close()
-
-    async def run() -> None:
-        try:
-            await stage(inbox, outbox)
-        finally:
-            outbox.close()
-
-    async def consume() -> None:
-        async for event in outbox:
-            received.append(event)
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(produce)
-        group.start_soon(run)
-        group.start_soon(consume)
-    return received

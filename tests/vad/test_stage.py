@@ -25,13 +25,13 @@ from pipeline.vad import (
     VadStage,
 )
 from tests.audio import Pcm
+from tests.stages import run_stage
 from tests.vad.support import (
     audio_frames,
     detect,
     espeak_case,
     loud_regions,
     probabilities,
-    run_stage,
 )
 
 Executor = ModelExecutor[VadRequest, VadResult]
