@@ -79,6 +79,17 @@ class TextChunk(Event, frozen=True, kw_only=True, tag="text"):
     text: str
 
 
+class Flush(Event, frozen=True, kw_only=True, tag="flush"):
+    """End the caller's open utterance here (a client's commit): finish it with the audio sent
+    before this event, without waiting for more audio.
+
+    A *data* event, on purpose: it keeps its place behind the audio queued before it (a
+    control event would overtake that audio and cut the utterance short). The VAD stage closes
+    open speech and passes it on; the ASR stage finalises the utterance and passes it on after
+    that final, so whoever reads it downstream has every transcript of the audio before it.
+    """
+
+
 class Interrupt(Event, frozen=True, kw_only=True, tag="interrupt"):
     """Stop the reply whose id is ``generation``: drop its queued events, cancel its work."""
 

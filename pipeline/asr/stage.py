@@ -26,6 +26,11 @@ Every other event, control or data, passes on unchanged and at once (the speech 
 included, so turn-taking downstream sees them before the final that follows). Audio is passed
 on only with ``forward_audio=True``. When the inbox ends, an open utterance is finalised (its
 audio may stop mid-word: the guards decide) and the stage returns once every job is done.
+
+:class:`~pipeline.events.Flush` (a client's commit) is the one exception to "at once": it
+finalises the open utterance at that point (the VAD stage has usually closed it already) and is
+passed on after that final, in the job queue's order, so downstream it follows every transcript
+of the audio sent before it.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from pipeline.asr.events import Transcript, TranscriptDropped
 from pipeline.asr.model import AsrModelConfig
 from pipeline.asr.utterance import RATE, Decode, TrackerConfig, UtteranceTracker
 from pipeline.errors import InvalidAudio, Overloaded
-from pipeline.events import BYTES_PER_SAMPLE, USER_GENERATION, AudioFrame
+from pipeline.events import BYTES_PER_SAMPLE, USER_GENERATION, AudioFrame, Flush
 from pipeline.executor import ModelExecutor
 from pipeline.vad.events import SpeechStarted, SpeechStopped
 
@@ -92,15 +97,18 @@ def asr_executor(
 
 
 class _Jobs:
-    """The stage's decode queue: in order, newest partial only, closed at the end of input."""
+    """The stage's decode queue: in order, newest partial only, closed at the end of input.
+
+    A :class:`Flush` waits in the queue like a final (it is sent on when its turn comes).
+    """
 
     def __init__(self) -> None:
-        self._queue: deque[Decode] = deque()
+        self._queue: deque[Decode | Flush] = deque()
         self._wakeup = anyio.Event()
         self._closed = False
 
-    def put(self, job: Decode) -> None:
-        self._queue = deque(j for j in self._queue if j.final)
+    def put(self, job: Decode | Flush) -> None:
+        self._queue = deque(j for j in self._queue if isinstance(j, Flush) or j.final)
         self._queue.append(job)
         self._wakeup.set()
 
@@ -108,7 +116,7 @@ class _Jobs:
         self._closed = True
         self._wakeup.set()
 
-    async def get(self) -> Decode | None:
+    async def get(self) -> Decode | Flush | None:
         """The next job, or ``None`` once closed and drained."""
         while not self._queue:
             if self._closed:
@@ -176,6 +184,11 @@ class AsrStage:
                 actions = tracker.speech_started(event.audio_start, event.sample)
             elif isinstance(event, SpeechStopped):
                 actions = tracker.speech_stopped(event.sample)
+            elif isinstance(event, Flush):
+                for job in tracker.end_of_stream():  # the commit point ends the utterance
+                    jobs.put(job)
+                jobs.put(event)  # sent on after that final
+                continue
             else:
                 actions = []
             for job in actions:
@@ -189,6 +202,9 @@ class AsrStage:
         last_partial: tuple[int, str] | None = None
         history: deque[str] = deque()  # words of earlier finals, newest last
         while (job := await jobs.get()) is not None:
+            if isinstance(job, Flush):
+                await outbox.send(job)
+                continue
             audio = job.audio.astype(np.float32) / 32768.0
             context = " ".join(history) if self.options.condition_on_previous_text else ""
             request = DecodeRequest(

@@ -22,6 +22,11 @@ continue the stream (a gap in ``pts``, another generation) ends it: open speech 
 :class:`SpeechStopped`, and the model state and detector start afresh. The same happens when
 the inbox ends; the last partial frame (under 512 samples) is forwarded but not scored.
 ``EndOfInput`` is passed on and changes nothing: it is a control event and may overtake audio.
+
+:class:`~pipeline.events.Flush` (a client's commit) ends the stream where it stands, as if the
+inbox ended there: open speech is forwarded up to the last sample received (the partial frame
+included) and closed with :class:`SpeechStopped`, then the ``Flush`` is passed on. It is a data
+event, so it comes after every frame sent before it; audio after it starts a new stream.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 
 from pipeline.errors import InvalidAudio
-from pipeline.events import BYTES_PER_SAMPLE, AudioFrame
+from pipeline.events import BYTES_PER_SAMPLE, AudioFrame, Flush
 from pipeline.vad.detector import DetectorConfig, SpeechDetector, SpeechEnd, SpeechStart
 from pipeline.vad.events import SpeechStarted, SpeechStopped
 from pipeline.vad.silero import FRAME_SAMPLES, SAMPLE_RATE, SileroState, VadRequest, VadResult
@@ -70,6 +75,9 @@ class VadStage:
         stream: _Stream | None = None
         async for event in inbox:
             if not isinstance(event, AudioFrame):
+                if isinstance(event, Flush) and stream is not None:
+                    await stream.finish()  # the commit point ends the utterance
+                    stream = None
                 await outbox.send(event)
                 continue
             if event.sample_rate != SAMPLE_RATE:

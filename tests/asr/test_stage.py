@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import anyio
 import numpy as np
@@ -15,10 +16,11 @@ from pipeline.asr.stage import OVERLOADED, AsrStage
 from pipeline.asr.utterance import TrackerConfig
 from pipeline.channels import Channel, Policy
 from pipeline.errors import InvalidAudio, Overloaded
-from pipeline.events import AudioFrame, EndOfInput, Event, Interrupt, TextChunk
+from pipeline.events import AudioFrame, EndOfInput, Event, Flush, Interrupt, TextChunk
 from pipeline.executor import ModelExecutor
+from pipeline.runtime import run_pipeline
 from pipeline.vad import SileroVad, SpeechStarted, SpeechStopped, VadStage, vad_executor
-from tests.asr.support import BECKETT, RATE
+from tests.asr.support import BECKETT, RATE, TWO_CITIES_OPENING, two_cities_opening
 from tests.asr.wer import wer
 from tests.audio import Pcm, espeak, noise, read_speech, silence
 from tests.stages import run_stage
@@ -237,3 +239,62 @@ async def test_read_speech_through_the_real_vad(executor: Executor) -> None:
     assert len(finals) == 6
     assert wer(BECKETT, " ".join(f.text for f in finals)) <= 0.1
     assert [f.utterance for f in finals] == list(range(6))
+
+
+async def until_flush(stages: list[Any], events: list[Event]) -> tuple[list[Event], list[Event]]:
+    """Push ``events`` (ending with a flush) through ``stages`` with the inbox left open, as a
+    push-to-talk client that commits and sends nothing more; returns what came out up to the
+    flush, then what came once the inbox was closed."""
+    feed = Channel("transport->vad", 16, Policy.COALESCE)
+    out = Channel("asr->test", 16, Policy.BLOCK)
+    head: list[Event] = []
+    tail: list[Event] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(run_pipeline, "s", stages, feed, out)
+        for event in events:
+            await feed.send(event)
+        async for event in out:
+            head.append(event)
+            if isinstance(event, Flush):
+                break
+        feed.close()  # only now: the final above did not wait for the end of input
+        async for event in out:
+            tail.append(event)
+    return head, tail
+
+
+@pytest.mark.anyio
+async def test_a_flush_finalises_the_open_utterance_at_once(executor: Executor) -> None:
+    """The VAD never saw the speech end (no SpeechStopped): the flush finalises it, and is sent
+    on after that final."""
+    with anyio.fail_after(60):
+        speech = two_cities_opening()
+        began = SpeechStarted(session_id="s", sample=0, audio_start=0, probability=0.9)
+        flush = Flush(session_id="s")
+        head, tail = await until_flush([AsrStage(executor)], [began, *frames(speech), flush])
+    assert head[0] == began
+    assert head[-1] == flush
+    (final,) = [e for e in head if isinstance(e, Transcript) and e.is_final]
+    assert final.end == len(speech)
+    assert wer(TWO_CITIES_OPENING, final.text) <= 0.15, final.text
+    assert tail == []  # nothing was left open for the end of input
+
+
+@pytest.mark.anyio
+async def test_a_commit_right_after_speech_is_transcribed_through_the_real_vad(
+    executor: Executor,
+) -> None:
+    """Push-to-talk through VAD and ASR: speech, no trailing silence, a flush; the final
+    comes (before the flush) without any more audio."""
+    with anyio.fail_after(90), vad_executor(SileroVad()) as vad:
+        speech = np.concatenate([silence(1.0), two_cities_opening()])
+        flush = Flush(session_id="s")
+        head, tail = await until_flush(
+            [VadStage(vad), AsrStage(executor)], [*frames(speech), flush]
+        )
+    assert head[-1] == flush
+    kinds = [type(e) for e in head if not isinstance(e, Transcript) or e.is_final]
+    assert kinds == [SpeechStarted, SpeechStopped, Transcript, Flush]
+    (final,) = [e for e in head if isinstance(e, Transcript) and e.is_final]
+    assert wer(TWO_CITIES_OPENING, final.text) <= 0.15, final.text
+    assert tail == []

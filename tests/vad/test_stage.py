@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.channels import Channel, Policy
 from pipeline.errors import InvalidAudio
-from pipeline.events import AudioFrame, EndOfInput, Event, Interrupt, TextChunk
+from pipeline.events import AudioFrame, EndOfInput, Event, Flush, Interrupt, TextChunk
 from pipeline.executor import ModelExecutor
 from pipeline.vad import (
     FRAME_SAMPLES,
@@ -24,9 +24,10 @@ from pipeline.vad import (
     VadResult,
     VadStage,
 )
-from tests.audio import Pcm
+from tests.audio import Pcm, espeak, silence
 from tests.stages import run_stage
 from tests.vad.support import (
+    SENTENCE,
     audio_frames,
     detect,
     espeak_case,
@@ -227,3 +228,46 @@ async def test_sessions_sharing_the_executor_do_not_disturb_each_other(
     starts = [others(alone[name])[0] for name in inputs]
     assert all(isinstance(s, SpeechStarted) for s in starts)
     assert len({s.sample for s in starts if isinstance(s, SpeechStarted)}) == 6
+
+
+@pytest.mark.anyio
+async def test_a_flush_ends_open_speech_at_once_with_all_audio_before_it(
+    shared_executor: Executor,
+) -> None:
+    """Push-to-talk: speech with no trailing silence, then a commit. The utterance ends at the
+    flush with every sample sent before it (the partial frame too), the stop comes before the
+    flush, and audio after the flush is a new stream."""
+    with anyio.fail_after(30):
+        speech = np.concatenate([silence(1.0), espeak(SENTENCE)])
+        before = audio_frames(speech, [320, 1000])
+        flush = Flush(session_id="s")
+        after = audio_frames(
+            np.concatenate([silence(0.5), espeak(SENTENCE)]), [320], start=len(speech)
+        )
+        out = await run_stage(VadStage(shared_executor), [*before, flush, *after])
+
+    cut = out.index(flush)
+    head, tail = out[:cut], out[cut + 1 :]
+    started, stopped = others(head)
+    assert isinstance(started, SpeechStarted)
+    assert isinstance(stopped, SpeechStopped)
+    assert isinstance(head[-1], SpeechStopped)  # the stop is the last thing before the flush
+    assert stopped.sample <= len(speech)
+    forwarded = audio_of(head)
+    assert forwarded[-1].end_pts == len(speech)  # nothing held back for a silence to confirm
+    np.testing.assert_array_equal(joined(forwarded), speech[started.audio_start :])
+    # after the flush: a new stream, with its own speech (closed when the inbox ends)
+    again_started, again_stopped = others(tail)
+    assert isinstance(again_started, SpeechStarted)
+    assert isinstance(again_stopped, SpeechStopped)
+    assert again_started.audio_start >= len(speech)
+
+
+@pytest.mark.anyio
+async def test_a_flush_with_no_speech_open_is_passed_on_alone(shared_executor: Executor) -> None:
+    with anyio.fail_after(30):
+        flush = Flush(session_id="s")
+        out = await run_stage(
+            VadStage(shared_executor), [*audio_frames(silence(1.0), [320]), flush]
+        )
+    assert out == [flush]
