@@ -9,11 +9,16 @@ worker never holds it while a model runs.
 
 Rules:
 
+- **Priorities.** ``run(request, priority=p)``: the worker takes waiting requests highest
+  priority first, in arrival order within a priority (the ASR gives an utterance's final a higher
+  priority than partials, so one call's final never waits behind other calls' partials).
 - **Admission control.** A request that finds ``max_queue`` requests already waiting is refused
-  at once with :class:`~pipeline.errors.Overloaded`; nothing waits for room.
+  at once with :class:`~pipeline.errors.Overloaded`; nothing waits for room. One exception: a
+  request of higher priority than the lowest waiting one takes the place of the newest of those
+  (which is refused with :class:`~pipeline.errors.Overloaded`, counted in ``preempted``).
 - **Micro-batching.** With ``batch_fn`` the worker, whenever it becomes free, takes up to
-  ``max_batch`` of the requests waiting then (natural batching: no timers) and expects one result
-  per request, in order.
+  ``max_batch`` of the requests waiting then (natural batching: no timers; by priority, as
+  above) and expects one result per request, in order.
 - **Cancellation.** A caller cancelled while its request waits removes the request: it never
   runs. A caller cancelled while its request runs gets nothing and the result is discarded.
   Both are counted; no other caller is affected.
@@ -62,8 +67,10 @@ class ExecutorStatistics:
     requests_done: int
     #: requests whose batch raised (or returned the wrong number of results)
     requests_failed: int
-    #: requests refused with :class:`~pipeline.errors.Overloaded`
+    #: requests refused with :class:`~pipeline.errors.Overloaded` (``preempted`` included)
     rejected: int
+    #: of ``rejected``, waiting requests whose place a request of higher priority took
+    preempted: int
     #: callers cancelled before their result reached them
     cancelled: int
     #: of ``cancelled``, requests the worker had already taken: run, then the result thrown away
@@ -86,6 +93,7 @@ class ExecutorStatistics:
 class _Item(Generic[Req, Res]):
     request: Req
     loop: asyncio.AbstractEventLoop
+    priority: int = 0
     future: asyncio.Future[Res] = field(init=False)
     #: set (under the lock) when the worker takes the request off the queue
     taken: bool = False
@@ -150,6 +158,7 @@ class ModelExecutor(Generic[Req, Res]):
         self._done = 0
         self._failed = 0
         self._rejected = 0
+        self._preempted = 0
         self._cancelled = 0
         self._discarded = 0
         self._batch_sizes = [0] * max_batch
@@ -201,31 +210,67 @@ class ModelExecutor(Generic[Req, Res]):
 
     # -- the async side ------------------------------------------------------------------------
 
-    async def run(self, request: Req) -> Res:
-        """Queue ``request`` and wait for its result.
+    async def run(self, request: Req, *, priority: int = 0) -> Res:
+        """Queue ``request`` and wait for its result; higher ``priority`` runs first.
 
-        Raises :class:`Overloaded` at once when ``max_queue`` requests are waiting,
+        Raises :class:`Overloaded` at once when ``max_queue`` requests of this priority or
+        higher are waiting (or later, if a request of higher priority takes this one's place),
         :class:`ExecutorClosed` once the executor is closed, :class:`ModelError` when the model
         fails. Cancel-safe: a cancelled caller's request is removed, or its result discarded.
         """
         if self._thread is None:
             raise RuntimeError(f"executor {self.name!r} was not started")
-        item: _Item[Req, Res] = _Item(request, asyncio.get_running_loop())
+        item: _Item[Req, Res] = _Item(request, asyncio.get_running_loop(), priority)
+        evicted: _Item[Req, Res] | None = None
         with self._cond:
             if self._closing:
                 raise ExecutorClosed(f"executor {self.name!r} on {self.device} is closed")
             if len(self._queue) >= self.max_queue:
+                evicted = self._evictable(priority)
+                if evicted is None:
+                    self._rejected += 1
+                    raise Overloaded(
+                        f"executor {self.name!r} on {self.device}",
+                        len(self._queue),
+                        self.max_queue,
+                    )
+                self._queue.remove(evicted)
                 self._rejected += 1
-                raise Overloaded(
-                    f"executor {self.name!r} on {self.device}", len(self._queue), self.max_queue
-                )
+                self._preempted += 1
             self._queue.append(item)
             self._cond.notify()
+        if evicted is not None:
+            error = Overloaded(
+                f"executor {self.name!r} on {self.device} (preempted)",
+                self.max_queue,
+                self.max_queue,
+            )
+            if evicted.loop is item.loop:
+                _settle(evicted.future, None, error)
+            else:
+                self._deliver(evicted, None, error)
         try:
             return await item.future
         except asyncio.CancelledError:
             self._abandon(item)
             raise
+
+    def _evictable(self, priority: int) -> _Item[Req, Res] | None:
+        """The newest waiting request of the lowest priority, if that is below ``priority``."""
+        lowest = min(item.priority for item in self._queue)
+        if lowest >= priority:
+            return None
+        return next(item for item in reversed(self._queue) if item.priority == lowest)
+
+    def _take(self, count: int) -> list[_Item[Req, Res]]:
+        """Remove and return ``count`` waiting requests: highest priority first, then oldest."""
+        first = self._queue[0].priority
+        if all(item.priority == first for item in self._queue):
+            return [self._queue.popleft() for _ in range(count)]
+        chosen = sorted(self._queue, key=lambda item: -item.priority)[:count]
+        for item in chosen:
+            self._queue.remove(item)
+        return chosen
 
     def _abandon(self, item: _Item[Req, Res]) -> None:
         with self._cond:
@@ -258,7 +303,7 @@ class ModelExecutor(Generic[Req, Res]):
                 if self._closing:
                     return
                 count = min(self.max_batch, len(self._queue))
-                batch = [self._queue.popleft() for _ in range(count)]
+                batch = self._take(count)
                 for item in batch:
                     item.taken = True
                 self._in_flight = count
@@ -329,6 +374,7 @@ class ModelExecutor(Generic[Req, Res]):
                 requests_done=self._done,
                 requests_failed=self._failed,
                 rejected=self._rejected,
+                preempted=self._preempted,
                 cancelled=self._cancelled,
                 discarded=self._discarded,
                 batches=sum(self._batch_sizes),

@@ -20,7 +20,9 @@ often with it (``condition_on_previous_text=False`` turns it off).
 
 Jobs are queued in order with one rule: a new job replaces the partials still waiting (only the
 newest partial is worth decoding; the final covers them all). So a slow executor gets fewer
-partials, never a late final behind stale ones.
+partials, never a late final behind stale ones. In the shared executor a final has a higher
+priority than partials (:data:`FINAL_PRIORITY`): it goes ahead of other calls' partials, and
+takes a partial's place when the executor's queue is full.
 
 Every other event, control or data, passes on unchanged and at once (the speech events
 included, so turn-taking downstream sees them before the final that follows). Audio is passed
@@ -61,7 +63,13 @@ OVERLOADED = "overloaded"
 class AsrRunner(Protocol):
     """What the stage needs from the executor (a ``ModelExecutor[DecodeRequest, Decoded]``)."""
 
-    async def run(self, request: DecodeRequest, /) -> Decoded: ...
+    async def run(self, request: DecodeRequest, /, *, priority: int = 0) -> Decoded: ...
+
+
+#: executor priorities: an utterance's final goes ahead of every call's waiting partials (a
+#: caller who stopped speaking is waiting for it; a partial only refreshes a caption)
+FINAL_PRIORITY = 1
+PARTIAL_PRIORITY = 0
 
 
 def asr_executor(
@@ -212,7 +220,8 @@ class AsrStage:
             )
             session_id = session[0] if session else ""
             try:
-                decoded = await self.executor.run(request)
+                priority = FINAL_PRIORITY if job.final else PARTIAL_PRIORITY
+                decoded = await self.executor.run(request, priority=priority)
             except Overloaded:
                 if not job.final:
                     self.partials_refused += 1

@@ -12,7 +12,7 @@ import pytest
 from pipeline.asr import guards
 from pipeline.asr.decoder import Decoded, DecodeRequest
 from pipeline.asr.events import Transcript, TranscriptDropped
-from pipeline.asr.stage import OVERLOADED, AsrStage
+from pipeline.asr.stage import FINAL_PRIORITY, OVERLOADED, PARTIAL_PRIORITY, AsrStage
 from pipeline.asr.utterance import TrackerConfig
 from pipeline.channels import Channel, Policy
 from pipeline.errors import InvalidAudio, Overloaded
@@ -60,11 +60,14 @@ class Paced:
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
         self.done = 0
+        #: (final?, priority) of every request, in order
+        self.priorities: list[tuple[bool, int]] = []
         self._changed = anyio.Event()
 
-    async def run(self, request: DecodeRequest) -> Decoded:
+    async def run(self, request: DecodeRequest, *, priority: int = 0) -> Decoded:
+        self.priorities.append((request.final, priority))
         try:
-            return await self.executor.run(request)
+            return await self.executor.run(request, priority=priority)
         finally:
             self.done += 1
             self._changed.set()
@@ -114,6 +117,10 @@ async def test_partials_grow_a_stable_prefix_and_converge_to_the_final(executor:
     assert not any(p.is_final for p in partials)
     assert len(partials) >= 4
     assert {t.utterance for t in transcripts} == {0}
+    # in the shared executor the final goes ahead of other calls' partials
+    assert paced.priorities[-1] == (True, FINAL_PRIORITY)
+    assert {p for _, p in paced.priorities[:-1]} == {PARTIAL_PRIORITY}
+    assert PARTIAL_PRIORITY < FINAL_PRIORITY
     for earlier, later in itertools.pairwise(partials):
         assert later.stable.startswith(earlier.stable)
         assert later.text == " ".join(w for w in (later.stable, later.unstable) if w)
@@ -188,7 +195,7 @@ class Refusing:
     """An executor whose queue is always full (a fake: admission control is tested with the
     real executor in tests/test_executor.py)."""
 
-    async def run(self, request: DecodeRequest) -> Decoded:
+    async def run(self, request: DecodeRequest, *, priority: int = 0) -> Decoded:
         raise Overloaded("whisper", 32, 32)
 
 
