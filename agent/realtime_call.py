@@ -16,20 +16,36 @@ How the API maps onto a call:
   and done when its audio is; a barge-in cancels it (``turn_detected``).
 - ``response.cancel`` / ``output_audio_buffer.clear`` stop the reply; ``conversation.item.truncate``
   tells the dialogue the text heard up to ``audio_end_ms`` (from the synthesizer's word timings).
+- ``input_audio_buffer.commit`` flushes the pipeline (:meth:`Session.commit_turn`): the turn
+  ends with the audio sent before it, without waiting for silence or more audio.
+- ``instructions`` become the system prompt of the call's LLM dialogue (the LLM engine, or the
+  intent engine's LLM hand-off), replacing the agent's own; ``""`` restores the agent's. A
+  ``response.create`` with ``instructions`` uses them for that response only. The intent engine
+  without an LLM has no prompt: they are kept and shown, not used.
+- ``voice`` (:func:`session_voices`): the agent's voice, a catalog voice its TTS engine speaks
+  (the same model: another speaker, prosody or style), or one of OpenAI's names (spoken with the
+  agent's voice). Any other name is refused with an ``error``; the voice stays as it was.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
+import anyio.to_thread
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agent.reply import Responder
+from agent.config import AgentConfig
+from agent.dialogue.llm_history import History
+from agent.reply import ReplyVoice, Responder
+from agent.responders import IntentResponder, LLMResponder
+from agent.rest import OPENAI_VOICES
 from agent.session import (
     AgentText,
     CallEnded,
@@ -47,6 +63,7 @@ from agent.session import (
 )
 from agent.turns import TurnConfig
 from agent.ws_io import Message, Outbox, Sender, write_messages
+from pipeline.errors import ConfigError
 from transports.audio import PIPELINE_RATE, AudioIn
 from transports.realtime import (
     CancelRequested,
@@ -66,6 +83,7 @@ from transports.realtime_events import (
     ServerVad,
     TurnDetection,
 )
+from voices.catalog import Catalog, load_catalog
 
 log = logging.getLogger("voxline.realtime")
 
@@ -100,9 +118,51 @@ def turn_config(base: TurnConfig, detection: TurnDetection | None) -> tuple[Turn
     return config, detection.create_response is not False
 
 
-def initial_config(settings: SessionSettings) -> RealtimeSessionConfig:
+@dataclass(frozen=True)
+class SessionVoices:
+    """The voices a session may take: each name, and what it speaks as (``None``: the TTS
+    engine's own voice, the agent's)."""
+
+    default: str
+    choices: dict[str, ReplyVoice | None]
+
+
+def session_voices(catalog: Catalog | None, agent_voice: str) -> SessionVoices:
+    """The agent's voice; the catalog voices its engine speaks (same model and config: they
+    differ by speaker, prosody or style); OpenAI's names, spoken with the agent's voice. A
+    catalog voice of another model is not loaded in this server, so it is not offered."""
+    choices: dict[str, ReplyVoice | None] = dict.fromkeys(
+        [*sorted(OPENAI_VOICES), "default", agent_voice]
+    )
+    loaded = catalog.get(agent_voice) if catalog is not None and agent_voice in catalog else None
+    if catalog is not None and loaded is not None:
+        for name in catalog.names:
+            voice = catalog.get(name)
+            if name != agent_voice and (voice.model, voice.config) == (loaded.model, loaded.config):
+                choices[name] = ReplyVoice(name, voice.prosody, voice.style, voice.pitch_hz)
+    return SessionVoices(agent_voice, choices)
+
+
+@functools.cache
+def _catalog() -> Catalog | None:
+    try:
+        return load_catalog()
+    except ConfigError as error:
+        log.error("the voice catalog does not load: %s", error)
+        return None
+
+
+def _llm_history(responder: Responder) -> tuple[History, str] | None:
+    """The call's LLM history and the agent's own system prompt (``None``: no LLM)."""
+    llm = responder.llm if isinstance(responder, IntentResponder) else responder
+    if isinstance(llm, LLMResponder):
+        return llm.history, llm.engine.config.system_prompt
+    return None
+
+
+def initial_config(settings: SessionSettings, voice: str = "default") -> RealtimeSessionConfig:
     """What ``session.created`` shows: the API's defaults, with the agent's end-of-turn
-    silence and barge-in."""
+    silence, barge-in and voice."""
     turns = settings.turns
     detection = ServerVad(
         threshold=0.5,
@@ -111,13 +171,21 @@ def initial_config(settings: SessionSettings) -> RealtimeSessionConfig:
         create_response=True,
         interrupt_response=turns.barge_in,
     )
-    return RealtimeSessionConfig(turn_detection=detection)
+    return RealtimeSessionConfig(turn_detection=detection, voice=voice)
 
 
 class RealtimeSink(CallSink):
     """What the session says, as Realtime server events; and the client's requests, applied."""
 
-    def __init__(self, protocol: RealtimeProtocol, outgoing: Sender, base: TurnConfig) -> None:
+    def __init__(
+        self,
+        protocol: RealtimeProtocol,
+        outgoing: Sender,
+        base: TurnConfig,
+        *,
+        voices: SessionVoices | None = None,
+        llm: tuple[History, str] | None = None,
+    ) -> None:
         self.protocol = protocol
         self._outbox = Outbox(protocol, outgoing)
         self.base = base
@@ -136,6 +204,12 @@ class RealtimeSink(CallSink):
         self._sent: dict[int, str] = {}
         #: user text added as items, answered by the next response.create
         self._typed: list[str] = []
+        self.voices = voices
+        #: the LLM history whose system prompt ``instructions`` set, and the agent's own prompt
+        self._llm = llm
+        self._instructions = ""
+        #: the response whose own ``instructions`` are in the prompt until it ends
+        self._instructed: int | None = None
 
     @property
     def output_rate(self) -> int:
@@ -155,6 +229,7 @@ class RealtimeSink(CallSink):
 
     async def end_audio(self, generation: int) -> None:
         self._open.discard(generation)
+        self._response_over(generation)
         self.protocol.end_response(generation)
         await self.flush()
 
@@ -171,18 +246,17 @@ class RealtimeSink(CallSink):
             case UserTranscript():
                 self._transcript_delta(event)
             case UserTurn(text=text, start=start, end=end):
-                item = self._committed or p.commit_input()
-                self._committed = self._item = None
-                self._sent.clear()
-                p.input_transcript_completed(item, text, seconds=(end - start) / PIPELINE_RATE)
-                queued, self._queued = self._queued, None
-                if queued is not None and not self._turns[1]:
-                    self._respond(queued, text)
+                self._turn_done(text, (end - start) / PIPELINE_RATE)
+            case Notice(code=code, message=text) if (
+                code.startswith("ignored.") and self._committed is not None
+            ):
+                self._turn_done(text, 0.0)  # a commit with no turn in it still completes
             case AgentText(generation=generation, delta=delta):
                 self._ensure_response(generation)
                 p.send_text(generation, delta)
             case Interrupted(generation=generation):
                 self._open.discard(generation)
+                self._response_over(generation)
                 p.cancel_response(generation, "turn_detected")
             case CallEnded(reason=reason):
                 log.info("realtime call ended: %s", reason)
@@ -194,6 +268,16 @@ class RealtimeSink(CallSink):
             case _:
                 pass
         await self.flush()
+
+    def _turn_done(self, text: str, seconds: float) -> None:
+        """The user's turn ended: its item completes with ``text``; a queued response starts."""
+        item = self._committed or self.protocol.commit_input()
+        self._committed = self._item = None
+        self._sent.clear()
+        self.protocol.input_transcript_completed(item, text, seconds=seconds)
+        queued, self._queued = self._queued, None
+        if queued is not None and not self._turns[1]:
+            self._respond(queued, text)
 
     def _transcript_delta(self, event: UserTranscript) -> None:
         """The stable part of a partial (or a final) as it grows: transcription deltas."""
@@ -214,6 +298,7 @@ class RealtimeSink(CallSink):
             return
         for stale in self._open:  # a reply that never played (it failed, or said nothing)
             self.protocol.end_response(stale)
+            self._response_over(stale)
         self._open.clear()
         self.protocol.start_response(generation, params)
         self._responses.add(generation)
@@ -221,11 +306,39 @@ class RealtimeSink(CallSink):
 
     def _respond(self, params: ResponseParams, text: str | None) -> None:
         assert self.session is not None
+        once = params.instructions is not None and self._llm is not None
+        if once:
+            self._prompt(params.instructions or "")
         generation = self.session.respond_now(text)
         if generation is None:
             self.protocol.send_error("the session has ended")
+            if once:
+                self._prompt(self._instructions)
         else:
+            if once:
+                self._instructed = generation
             self._ensure_response(generation, params)
+
+    def _prompt(self, instructions: str) -> None:
+        """Make ``instructions`` the LLM's system prompt (``""``: the agent's own)."""
+        if self._llm is not None:
+            history, own = self._llm
+            history.system = instructions or own
+
+    def _response_over(self, generation: int) -> None:
+        if self._instructed == generation:  # its own instructions give way to the session's
+            self._instructed = None
+            self._prompt(self._instructions)
+
+    def _apply_session(self, session: Session, config: RealtimeSessionConfig) -> None:
+        if config.instructions != self._instructions:
+            self._instructions = config.instructions
+            if self._llm is None:
+                log.info("instructions kept but not used: the intent engine has no prompt")
+            elif self._instructed is None:
+                self._prompt(config.instructions)
+        if self.voices is not None:
+            session.set_voice(self.voices.choices.get(config.voice))
 
     # -- the client's side --------------------------------------------------------------------
 
@@ -236,6 +349,7 @@ class RealtimeSink(CallSink):
             case AudioIn(pcm=pcm):
                 await session.push_audio(pcm)
             case SessionUpdated(config=config):
+                self._apply_session(session, config)
                 self._detecting = config.turn_detection is not None
                 turns = turn_config(self.base, config.turn_detection)
                 if turns != self._turns:
@@ -244,7 +358,7 @@ class RealtimeSink(CallSink):
                     session.set_turns(turns[0])
             case CommitRequested(item_id=item_id):
                 self._committed = item_id
-                session.commit_turn()
+                await session.commit_turn()
             case InputCleared():
                 self._committed = self._item = None
                 self._sent.clear()
@@ -260,6 +374,7 @@ class RealtimeSink(CallSink):
                     self._respond(params, typed)
             case CancelRequested(generation=generation):
                 self._open.discard(generation)
+                self._response_over(generation)
                 session.interrupt(generation)
             case TruncateRequested(generation=generation, samples=samples):
                 session.truncate(generation, samples)
@@ -282,12 +397,23 @@ async def realtime_call(
     offered = ws.scope.get("subprotocols") or []
     await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
     session_id = uuid.uuid4().hex
-    protocol = RealtimeProtocol(initial_config(settings), id_seed=session_id[:12])
+    dialogue = responder()
+    agent = getattr(dialogue, "config", None)  # the agent file of the dialogue engines
+    voices: SessionVoices | None = None
+    if isinstance(agent, AgentConfig):
+        voices = session_voices(await anyio.to_thread.run_sync(_catalog), agent.voice.name)
+    protocol = RealtimeProtocol(
+        initial_config(settings, voices.default if voices else "default"),
+        id_seed=session_id[:12],
+        voices=None if voices is None else frozenset(voices.choices),
+    )
     outgoing, pending = anyio.create_memory_object_stream[Message](256)
-    sink = RealtimeSink(protocol, outgoing, settings.turns)
+    sink = RealtimeSink(
+        protocol, outgoing, settings.turns, voices=voices, llm=_llm_history(dialogue)
+    )
     turns, answer = sink.turns
     settings = dataclasses.replace(settings, turns=turns, answer_turns=answer, greeting=False)
-    session = sink.session = Session(models, responder(), sink, settings, session_id=session_id)
+    session = sink.session = Session(models, dialogue, sink, settings, session_id=session_id)
 
     async def run_session(reading: anyio.CancelScope) -> None:
         try:

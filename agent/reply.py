@@ -28,7 +28,7 @@ import msgspec
 from pipeline.playout import Playout, Word
 from voices.chunking import ClauseChunker
 from voices.emotion import InlineTags, StyleChange, parse_style
-from voices.engine import SpeechChunk, SpeechPlan, Style, TTSEngine
+from voices.engine import Prosody, SpeechChunk, SpeechPlan, Style, TTSEngine
 from voices.resample import ChunkResampler
 from voices.ssml import parse_ssml_lenient, plan_from_text
 
@@ -56,6 +56,17 @@ class Transfer(msgspec.Struct, frozen=True):
 
 
 ReplyPart = Say | EndCall | Transfer
+
+
+class ReplyVoice(msgspec.Struct, frozen=True):
+    """The catalog voice a reply speaks with: its name goes into every segment of the speech
+    plan (for an engine that routes voices), its prosody (a speaker of a multi-speaker model,
+    rate, pitch) and style are the reply's defaults."""
+
+    name: str
+    prosody: Prosody = Prosody()
+    style: Style | None = None
+    pitch_hz: float = 120.0
 
 
 class Responder(Protocol):
@@ -110,6 +121,7 @@ class Speaker:
         on_action: Callable[[EndCall | Transfer], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
         style: Style | None = None,
+        voice: ReplyVoice | None = None,
     ) -> None:
         self.generation = generation
         self.tts = tts
@@ -121,6 +133,9 @@ class Speaker:
         self.times = ReplyTimes()
         self._chunker = ClauseChunker()
         self._tags = InlineTags()
+        self.voice = voice
+        if style is None and voice is not None:
+            style = voice.style
         self._default_style = style
         self._style = style
 
@@ -159,21 +174,37 @@ class Speaker:
             if self.on_text is not None:
                 self.on_text(piece)
             for clause in self._chunker.feed(piece):
-                await self._synthesize(plan_from_text(clause.text.strip(), style=self._style))
+                await self._synthesize(self._plan(clause.text.strip()))
 
     async def _flush(self) -> None:
         clauses = self._chunker.flush()
         self._chunker = ClauseChunker()  # a chunker ends at its flush; more text may follow
         for clause in clauses:
-            await self._synthesize(plan_from_text(clause.text.strip(), style=self._style))
+            await self._synthesize(self._plan(clause.text.strip()))
 
     async def _speak_ssml(self, document: str) -> None:
-        plan, error = parse_ssml_lenient(document, style=self._style)
+        voice = self.voice
+        if voice is None:
+            plan, error = parse_ssml_lenient(document, style=self._style)
+        else:
+            plan, error = parse_ssml_lenient(
+                document,
+                style=self._style,
+                prosody=voice.prosody,
+                voice=voice.name,
+                base_pitch_hz=voice.pitch_hz,
+            )
         if error is not None and self.on_warning is not None:
             self.on_warning(f"invalid SSML, spoken without markup: {error}")
         if self.on_text is not None:
             self.on_text(plan.text)
         await self._synthesize(plan)
+
+    def _plan(self, text: str) -> SpeechPlan:
+        voice = self.voice
+        if voice is None:
+            return plan_from_text(text, style=self._style)
+        return plan_from_text(text, style=self._style, prosody=voice.prosody, voice=voice.name)
 
     async def _synthesize(self, plan: SpeechPlan) -> None:
         text = plan.text

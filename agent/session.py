@@ -31,7 +31,16 @@ import anyio
 import msgspec
 
 from agent.metrics import METRICS
-from agent.reply import EndCall, ReplyPart, Responder, Say, Speaker, SpokenText, Transfer
+from agent.reply import (
+    EndCall,
+    ReplyPart,
+    ReplyVoice,
+    Responder,
+    Say,
+    Speaker,
+    SpokenText,
+    Transfer,
+)
 from agent.session_events import (
     AgentText,
     CallEnded,
@@ -64,6 +73,7 @@ from agent.turns import (
     TurnConfig,
     TurnInput,
     TurnTaking,
+    UserState,
     UtteranceIgnored,
 )
 from pipeline.asr.decoder import DecodeOptions
@@ -72,7 +82,7 @@ from pipeline.asr.stage import AsrRunner, AsrStage
 from pipeline.channels import Channel, Policy
 from pipeline.clock import InputClock, MonotonicClock, WallClock
 from pipeline.errors import ClientError, ServerError
-from pipeline.events import AudioFrame, Event
+from pipeline.events import AudioFrame, Event, Flush
 from pipeline.playout import Heard, Playout, Word
 from pipeline.runtime import SessionRuntime
 from pipeline.vad.detector import DetectorConfig
@@ -204,6 +214,8 @@ class Session:
         self._speech_end_wall: float | None = None
         self._final_wall: float | None = None
         self.ended: str | None = None
+        #: the voice replies speak with (``None``: the engine's own); see :meth:`set_voice`
+        self.voice: ReplyVoice | None = None
 
     # -- transport side -----------------------------------------------------------------------
 
@@ -231,10 +243,17 @@ class Session:
         if self._control is not None:
             self._signal("interrupt" if generation is None else CancelReply(generation))
 
-    def commit_turn(self) -> None:
-        """The client ends the caller's turn now (as soon as its transcript is in)."""
-        if self._control is not None:
-            self._signal(CommitTurn())
+    async def commit_turn(self) -> None:
+        """The client ends the caller's turn at this point of its audio (push-to-talk).
+
+        A :class:`~pipeline.events.Flush` goes into the inbound audio, behind what was pushed
+        before it: the VAD closes the open speech there and the ASR finalises it at once, so
+        the turn ends with the audio sent so far, without waiting for silence or more audio.
+        When the flush reaches the control loop (after that final) the turn is committed; with
+        no speech in it, the sink hears of an empty turn (``Notice("ignored.no_words")``).
+        """
+        if self._control is not None and not self.inbound.closed:
+            await self.inbound.send(Flush(session_id=self.id))
 
     def discard_turn(self) -> None:
         """The client dropped the caller's open turn."""
@@ -260,6 +279,10 @@ class Session:
         further: the responder hears of the text up to there."""
         if self._control is not None:
             self._signal(TruncateReply(generation, played))
+
+    def set_voice(self, voice: ReplyVoice | None) -> None:
+        """Replies started from now on speak with ``voice`` (one in progress keeps its own)."""
+        self.voice = voice
 
     def set_turns(self, config: TurnConfig) -> None:
         """New turn-taking settings mid-call (an open user turn is dropped)."""
@@ -360,9 +383,18 @@ class Session:
             turn_input = event
         elif isinstance(event, TranscriptDropped):
             turn_input = event
+        elif isinstance(event, Flush):
+            return await self._commit(now)
         if turn_input is None:
             return []
         return self.turns.feed(turn_input, now)
+
+    async def _commit(self, now: int) -> list[TurnAction]:
+        """A client's commit, after every transcript of the audio before it: end the turn."""
+        if self.turns.user is UserState.SILENT:  # nothing was said: an empty turn
+            await self.sink.send_event(Notice(code="ignored.no_words", message=""))
+            return []
+        return self.turns.feed(CommitTurn(), now)
 
     async def _interrupt_now(self, now: int, generation: int | None = None) -> list[TurnAction]:
         if generation is None:
@@ -478,12 +510,14 @@ class Session:
         assert self._runtime is not None
         generation = self._runtime.generations.latest + 1  # the id start_generation allocates
         self._signal(ReplyStarted(generation, kind))
+        voice = self.voice  # the voice when the reply was asked for
 
         async def reply(gen: int) -> None:
             speaker = Speaker(
                 gen,
                 self.models.tts,
                 self.playout,
+                voice=voice,
                 on_text=lambda delta: self._agent_text(gen, delta),
                 on_action=lambda action: self._on_action(gen, action),
                 on_warning=lambda text: self._runtime_task(

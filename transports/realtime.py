@@ -45,6 +45,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+from collections.abc import Collection
 from typing import Any, Literal
 
 import msgspec
@@ -187,8 +188,11 @@ class RealtimeProtocol:
         *,
         id_seed: str | None = None,
         max_message_chars: int = 4 * 1024 * 1024,
+        voices: Collection[str] | None = None,
     ) -> None:
         self._ids = Ids(id_seed)
+        #: the voice names ``session.update`` may set (``None``: any); others are refused
+        self.voices = voices
         self.config = msgspec.structs.replace(
             config or RealtimeSessionConfig(), id=self._ids.next("sess")
         )
@@ -276,7 +280,9 @@ class RealtimeProtocol:
     def _session_update(self, event: SessionUpdate) -> list[RealtimeEvent]:
         try:
             locked = self.conversation.voice_locked
-            config = apply_update(self.config, event.session, voice_locked=locked)
+            config = apply_update(
+                self.config, event.session, voice_locked=locked, voices=self.voices
+            )
         except UpdateRejected as rejected:
             return self._error(
                 "invalid_value", rejected.message, param=rejected.param, event_id=event.event_id

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Collection
 from typing import Any, Literal
 
 import msgspec
@@ -169,6 +170,8 @@ class SessionSpec(msgspec.Struct, frozen=True):
     type: str = "realtime"
     model: str | UnsetType = UNSET
     instructions: str | UnsetType = UNSET
+    #: the beta API's place for the voice (the GA one is ``audio.output.voice``)
+    voice: str | VoiceId | UnsetType = UNSET
     output_modalities: list[Modality] | UnsetType = UNSET
     audio: AudioSpec | UnsetType = UNSET
     tools: list[dict[str, Any]] | UnsetType = UNSET
@@ -375,9 +378,16 @@ class UpdateRejected(Exception):
 
 
 def apply_update(
-    config: RealtimeSessionConfig, spec: SessionSpec, *, voice_locked: bool
+    config: RealtimeSessionConfig,
+    spec: SessionSpec,
+    *,
+    voice_locked: bool,
+    voices: Collection[str] | None = None,
 ) -> RealtimeSessionConfig:
-    """``config`` with ``spec``'s fields applied; raises :class:`UpdateRejected`."""
+    """``config`` with ``spec``'s fields applied; raises :class:`UpdateRejected`.
+
+    ``voices``: the voice names the session may take (``None``: any name).
+    """
     if spec.type != "realtime":
         raise UpdateRejected("session.type", "Voxline serves 'realtime' sessions only")
     changes: dict[str, Any] = {}
@@ -404,7 +414,9 @@ def apply_update(
         if not isinstance(spec.audio.input, UnsetType):
             changes.update(_input_changes(spec.audio.input))
         if not isinstance(spec.audio.output, UnsetType):
-            changes.update(_output_changes(spec.audio.output, config, voice_locked))
+            changes.update(_output_changes(spec.audio.output, config, voice_locked, voices))
+    if not isinstance(spec.voice, UnsetType):
+        changes["voice"] = _voice(spec.voice, "session.voice", config, voice_locked, voices)
     return msgspec.structs.replace(config, **changes)
 
 
@@ -441,25 +453,41 @@ def _input_changes(spec: AudioInputSpec) -> dict[str, Any]:
 
 
 def _output_changes(
-    spec: AudioOutputSpec, config: RealtimeSessionConfig, voice_locked: bool
+    spec: AudioOutputSpec,
+    config: RealtimeSessionConfig,
+    voice_locked: bool,
+    voices: Collection[str] | None,
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if not isinstance(spec.format, UnsetType):
         _check_format(spec.format, "session.audio.output.format")
         changes["output_format"] = spec.format
     if not isinstance(spec.voice, UnsetType):
-        voice = spec.voice.id if isinstance(spec.voice, VoiceId) else spec.voice
-        if voice != config.voice and voice_locked:
-            raise UpdateRejected(
-                "session.audio.output.voice",
-                "the voice cannot change once the assistant has spoken",
-            )
-        changes["voice"] = voice
+        param = "session.audio.output.voice"
+        changes["voice"] = _voice(spec.voice, param, config, voice_locked, voices)
     if not isinstance(spec.speed, UnsetType):
         if not 0.25 <= spec.speed <= 1.5:
             raise UpdateRejected("session.audio.output.speed", "speed must be 0.25-1.5")
         changes["speed"] = spec.speed
     return changes
+
+
+def _voice(
+    spec: str | VoiceId,
+    param: str,
+    config: RealtimeSessionConfig,
+    voice_locked: bool,
+    voices: Collection[str] | None,
+) -> str:
+    voice = spec.id if isinstance(spec, VoiceId) else spec
+    if voice == config.voice:
+        return voice
+    if voices is not None and voice not in voices:
+        known = ", ".join(sorted(voices)) or "none"
+        raise UpdateRejected(param, f"unknown voice {voice!r} (this server speaks: {known})")
+    if voice_locked:
+        raise UpdateRejected(param, "the voice cannot change once the assistant has spoken")
+    return voice
 
 
 class Ids:

@@ -191,6 +191,56 @@ def test_the_voice_is_fixed_once_the_assistant_has_spoken() -> None:
     assert server(protocol)[0]["error"]["param"] == "session.audio.output.voice"
 
 
+def voice_update(voice: str, *, beta: bool = False) -> dict[str, Any]:
+    if beta:  # the beta API's place for it (the SDK's GA models do not have it)
+        return {"type": "session.update", "session": {"type": "realtime", "voice": voice}}
+    session = {"type": "realtime", "audio": {"output": {"voice": voice}}}
+    return {"type": "session.update", "event_id": "ev1", "session": session}
+
+
+@pytest.mark.parametrize(
+    ("beta", "param"), [(False, "session.audio.output.voice"), (True, "session.voice")]
+)
+def test_a_voice_the_server_does_not_speak_is_refused_and_the_voice_stays(
+    beta: bool, param: str
+) -> None:
+    protocol = RealtimeProtocol(voices={"joe", "joe-bright", "alloy"})
+    server(protocol)
+    [event] = (client if not beta else _raw)(protocol, voice_update("joe-bright", beta=beta))
+    assert isinstance(event, SessionUpdated)
+    assert server(protocol)[0]["session"]["audio"]["output"]["voice"] == "joe-bright"
+    before = protocol.config
+    [event] = (client if not beta else _raw)(protocol, voice_update("nobody", beta=beta))
+    assert isinstance(event, PeerError)
+    [error] = server(protocol)
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["param"] == param
+    assert "unknown voice 'nobody'" in error["error"]["message"]
+    assert "joe-bright" in error["error"]["message"]  # it says which voices there are
+    assert protocol.config == before  # refused whole: the previous voice stays
+    # the connection goes on
+    [event] = client(protocol, voice_update("alloy"))
+    assert isinstance(event, SessionUpdated)
+    assert protocol.config.voice == "alloy"
+
+
+def _raw(protocol: RealtimeProtocol, event: dict[str, Any]) -> list[Any]:
+    return protocol.receive_text(json.dumps(event))
+
+
+def test_an_unchanged_voice_is_accepted_after_the_assistant_has_spoken() -> None:
+    protocol = RealtimeProtocol(voices={"joe", "cedar"})
+    client(protocol, voice_update("joe"))
+    protocol.start_response(1)
+    protocol.send_audio(1, tone(0.1, 24000), 24000)
+    protocol.end_response(1)
+    server(protocol)
+    assert isinstance(client(protocol, voice_update("joe"))[0], SessionUpdated)
+    [event] = client(protocol, voice_update("cedar"))
+    assert isinstance(event, PeerError)
+    assert "once the assistant has spoken" in server(protocol)[-1]["error"]["message"]
+
+
 # -- input audio ------------------------------------------------------------------------------
 
 
