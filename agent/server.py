@@ -7,9 +7,11 @@ Models load in the background at start-up; ``/health/ready`` turns 200 (and the 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
@@ -39,10 +41,18 @@ from pipeline.errors import StageFailed
 
 log = logging.getLogger("voxline.server")
 
+
 #: a transport adapter: serves one WebSocket call (``native_call``, ``realtime_call``, ...)
-CallAdapter = Callable[
-    [WebSocket, Models, Callable[[], Responder], SessionSettings], Awaitable[None]
-]
+class CallAdapter(Protocol):
+    async def __call__(
+        self,
+        ws: WebSocket,
+        models: Models,
+        responder: Callable[[], Responder],
+        settings: SessionSettings,
+        *,
+        send_timeout: float = ...,
+    ) -> None: ...
 
 
 @dataclass
@@ -138,7 +148,11 @@ def create_app(config: AgentConfig) -> Starlette:
             state.sessions += 1
             try:
                 await adapter(
-                    ws, state.models.session_models(), state.responder, session_settings(config)
+                    ws,
+                    state.models.session_models(),
+                    state.responder,
+                    session_settings(config),
+                    send_timeout=config.server.send_timeout_s,
                 )
             except* StageFailed:
                 log.exception("session failed")
@@ -170,7 +184,7 @@ def serve(config: AgentConfig, host: str | None = None, port: int | None = None)
         loop = "uvloop"
     except ImportError:  # pragma: no cover - uvloop is installed on Linux
         loop = "asyncio"
-    uvicorn.run(
+    settings = uvicorn.Config(
         create_app(config),
         host=host or config.server.host,
         port=port if port is not None else config.server.port,
@@ -178,3 +192,10 @@ def serve(config: AgentConfig, host: str | None = None, port: int | None = None)
         ws="websockets-sansio",  # the `websockets` library, through its sans-I/O core
         log_level="info",
     )
+    listening = settings.bind_socket()
+    if config.server.send_buffer_kib:
+        # Accepted connections inherit it: a fixed kernel send buffer per connection instead of
+        # autotuning up to megabytes, so a client that stops reading is noticed in seconds.
+        size = config.server.send_buffer_kib * 1024
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    uvicorn.Server(settings).run(sockets=[listening])

@@ -8,11 +8,16 @@ read for ``send_timeout`` seconds.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import anyio
 from anyio.abc import ObjectReceiveStream
 from starlette.websockets import WebSocket
+
+from agent.metrics import METRICS
+
+log = logging.getLogger("voxline.server")
 
 Message = str | bytes
 
@@ -43,11 +48,22 @@ class Outbox:
 async def write_messages(
     ws: WebSocket, messages: ObjectReceiveStream[Message], send_timeout: float
 ) -> None:
-    """Send every message (text or binary); ``TimeoutError`` if the client stops reading."""
+    """Send every message (text or binary); ``TimeoutError`` if the client stops reading.
+
+    The client has stopped reading when one message cannot be handed to the connection for
+    ``send_timeout`` seconds (the socket's buffers are full): that is counted
+    (``voxline_errors{where="websocket",kind="client_not_reading"}``) and logged, and the error
+    ends the call.
+    """
     async with messages:
         async for message in messages:
-            with anyio.fail_after(send_timeout):
-                if isinstance(message, str):
-                    await ws.send_text(message)
-                else:
-                    await ws.send_bytes(message)
+            try:
+                with anyio.fail_after(send_timeout):
+                    if isinstance(message, str):
+                        await ws.send_text(message)
+                    else:
+                        await ws.send_bytes(message)
+            except TimeoutError:
+                METRICS.error("websocket", "client_not_reading")
+                log.warning("a client read nothing for %.1f s: its call is dropped", send_timeout)
+                raise

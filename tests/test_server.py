@@ -45,18 +45,19 @@ class Call:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
         self.audio: dict[int, bytearray] = {}
-        self._generation = 0
+        #: the generation whose audio is arriving
+        self.generation = 0
 
     async def receive_until(self, done: Any) -> dict[str, Any]:
         while True:
             message = await self.ws.recv()
             if isinstance(message, bytes):
-                self.audio.setdefault(self._generation, bytearray()).extend(message)
+                self.audio.setdefault(self.generation, bytearray()).extend(message)
                 continue
             event: dict[str, Any] = json.loads(message)
             self.events.append(event)
             if event["type"] == "audio.start":
-                self._generation = event["generation"]
+                self.generation = event["generation"]
             if done(event):
                 return event
 

@@ -200,6 +200,14 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 8000
     #: the most concurrent sessions this process accepts
     max_sessions: Positive = 100
+    #: a WebSocket client that accepts nothing this long while the server has a message for it
+    #: is dropped (its outgoing queue is bounded: a client that never reads holds up only its
+    #: own call, then loses it)
+    send_timeout_s: Seconds = 10.0
+    #: each connection's kernel send buffer, in KiB (the kernel doubles it for bookkeeping; 0:
+    #: the kernel's autotuning, up to megabytes per connection). Paced audio needs little: this
+    #: bounds what a stalled client costs and how soon it is noticed.
+    send_buffer_kib: Annotated[int, msgspec.Meta(ge=0, le=65_536)] = 256
     webrtc: WebRtcConfig = WebRtcConfig()
 
 
