@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import msgspec
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -35,6 +37,7 @@ from voices.styletts2.checkpoint import load_model, save_checkpoint  # noqa: E40
 from voices.styletts2.config import (  # noqa: E402
     DecoderParams,
     DiffusionParams,
+    DistParams,
     ModelParams,
     PLBertParams,
     PreprocessParams,
@@ -47,28 +50,48 @@ from voices.styletts2.config import (  # noqa: E402
 from voices.styletts2.engine import Reference, StyleTTS2Engine  # noqa: E402
 from voices.styletts2.model import StyleTTS2Model  # noqa: E402
 from voices.styletts2.phonemes import N_SYMBOLS, Phonemizer  # noqa: E402
-from voices.styletts2.styles import rendering  # noqa: E402
+from voices.styletts2.styles import Knobs, rendering  # noqa: E402
 
 RATE = 8000
 HOP = 40
+FRAME = 2 * HOP  # samples per predicted duration frame
+TINY_PLBERT = PLBertParams(
+    vocab_size=N_SYMBOLS, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+    max_position_embeddings=128, num_hidden_layers=2, embedding_size=16,
+)  # fmt: skip
+TINY_DIFFUSION = DiffusionParams(
+    transformer=TransformerParams(num_layers=1, num_heads=2, head_features=8),
+    dist=DistParams(sigma_data=0.25),
+)
+TINY_SPECT = PreprocessParams(
+    sr=RATE, spect_params=SpectParams(n_fft=128, win_length=100, hop_length=HOP)
+)
+#: LibriTTS-like: multispeaker, HiFi-GAN
 TINY = StyleTTS2Config(
     model_params=ModelParams(
-        dim_in=8, hidden_dim=32, max_conv_dim=32, n_layer=1, n_mels=16, n_token=N_SYMBOLS,
-        max_dur=10, style_dim=16,
+        multispeaker=True, dim_in=4, hidden_dim=16, max_conv_dim=16, n_layer=1, n_mels=80,
+        n_token=N_SYMBOLS, max_dur=10, style_dim=8,
         decoder=DecoderParams(
-            resblock_kernel_sizes=(3,), upsample_rates=(5, 4, 2), upsample_initial_channel=32,
+            resblock_kernel_sizes=(3,), upsample_rates=(5, 4, 2), upsample_initial_channel=16,
             resblock_dilation_sizes=((1, 3),), upsample_kernel_sizes=(10, 8, 4),
+            decode_channels=16, residual_channels=4,
         ),
-        diffusion=DiffusionParams(
-            transformer=TransformerParams(num_layers=1, num_heads=2, head_features=8)
-        ),
-        plbert=PLBertParams(
-            hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
-            max_position_embeddings=128,
-        ),
+        diffusion=TINY_DIFFUSION, plbert=TINY_PLBERT,
     ),
-    preprocess_params=PreprocessParams(
-        sr=RATE, spect_params=SpectParams(n_fft=128, win_length=100, hop_length=HOP)
+    preprocess_params=TINY_SPECT,
+)  # fmt: skip
+#: LJSpeech-like: single speaker, iSTFTNet
+TINY_ISTFT = msgspec.structs.replace(
+    TINY,
+    model_params=msgspec.structs.replace(
+        TINY.model_params,
+        multispeaker=False,
+        decoder=DecoderParams(
+            type="istftnet", resblock_kernel_sizes=(3,), upsample_rates=(4, 2),
+            upsample_initial_channel=16, resblock_dilation_sizes=((1, 3),),
+            upsample_kernel_sizes=(8, 4), gen_istft_n_fft=10, gen_istft_hop_size=5,
+            decode_channels=16, residual_channels=4,
+        ),
     ),
 )  # fmt: skip
 
@@ -167,8 +190,8 @@ async def test_a_two_clause_plan_streams_one_chunk_per_clause(engine: StyleTTS2E
     last = chunks[1]
     pause = 250 * RATE // 1000
     assert last.pcm[-2 * pause :] == bytes(2 * pause)
-    assert (last.num_samples - pause) % HOP == 0
-    assert chunks[0].num_samples % HOP == 0
+    assert (last.num_samples - pause) % FRAME == 0
+    assert chunks[0].num_samples % FRAME == 0
 
 
 async def test_a_plan_with_only_a_pause_gives_silence_with_its_marks(
@@ -268,12 +291,129 @@ def test_phoneme_spans_replace_espeak() -> None:
     assert spoken.units[-1].token_end == len(spoken.tokens)
 
 
+@pytest.mark.parametrize("config", [TINY, TINY_ISTFT], ids=["hifigan", "istftnet"])
+def test_the_audio_lasts_as_long_as_the_predicted_durations(
+    config: StyleTTS2Config, files: Files
+) -> None:
+    torch.manual_seed(1)
+    model = StyleTTS2Model(config).eval()
+    tokens = torch.tensor([Phonemizer().tokenize("Hello there, friend.").tokens])
+    reference = None
+    if config.model_params.multispeaker:
+        audio = espeak("A calm voice.", RATE)
+        reference = model.reference_style(torch.from_numpy(audio.astype(np.float32) / 32768))
+    with torch.inference_mode():
+        out = model.synthesize(tokens, Knobs(), torch.Generator().manual_seed(0), reference)
+        slow = model.synthesize(
+            tokens, Knobs(speed=0.5), torch.Generator().manual_seed(0), reference
+        )
+    assert out.durations.shape == (tokens.shape[1],)
+    assert out.durations.min() >= 1
+    assert out.audio.shape == (int(out.durations.sum()) * FRAME,)
+    assert np.isfinite(out.audio).all()
+    assert np.abs(out.audio).max() > 0
+    assert out.audio[-1] == 0.0  # the end is faded out
+    assert slow.audio.shape == (int(slow.durations.sum()) * FRAME,)
+    assert slow.durations.sum() > out.durations.sum()
+
+
+def test_a_data_parallel_checkpoint_with_training_groups_loads(
+    files: Files, tmp_path: Path
+) -> None:
+    saved = torch.load(files.checkpoint, weights_only=True)
+    net = {
+        group: {f"module.{key}": value for key, value in state.items()}
+        for group, state in saved["net"].items()
+    }
+    net["bert"]["module.embeddings.position_ids"] = torch.arange(128)[None]
+    for group in ("text_aligner", "pitch_extractor", "mpd", "msd", "wd"):
+        net[group] = {"module.layer.weight": torch.zeros(2, 2)}
+    torch.save({"net": net, "epoch": 20, "iters": 1, "optimizer": {}}, tmp_path / "dp.pth")
+    loaded = load_model(tmp_path / "dp.pth", files.config).state_dict()
+    original = load_model(files.checkpoint, files.config).state_dict()
+    assert loaded.keys() == original.keys()
+    assert all(torch.equal(loaded[key], original[key]) for key in original)
+
+
+PUBLISHED_LAYOUT = """\
+log_dir: "Models/LJSpeech"
+epochs_2nd: 100
+PLBERT_dir: 'Utils/PLBERT/'
+preprocess_params:
+  sr: 24000
+  spect_params: {n_fft: 2048, win_length: 1200, hop_length: 300}
+model_params:
+  multispeaker: false
+  dim_in: 64
+  hidden_dim: 512
+  max_conv_dim: 512
+  n_layer: 3
+  n_mels: 80
+  n_token: 178
+  max_dur: 50
+  style_dim: 128
+  dropout: 0.2
+  decoder:
+      type: 'istftnet'
+      resblock_kernel_sizes: [3,7,11]
+      upsample_rates :  [10, 6]
+      upsample_initial_channel: 512
+      resblock_dilation_sizes: [[1,3,5], [1,3,5], [1,3,5]]
+      upsample_kernel_sizes: [20, 12]
+      gen_istft_n_fft: 20
+      gen_istft_hop_size: 5
+  slm: {model: 'microsoft/wavlm-base-plus', sr: 16000, hidden: 768, nlayers: 13}
+  diffusion:
+    embedding_mask_proba: 0.1
+    transformer: {num_layers: 3, num_heads: 8, head_features: 64, multiplier: 2}
+    dist: {sigma_data: 0.19926, estimate_sigma_data: true, mean: -3.0, std: 1.0}
+loss_params: {lambda_mel: 5.}
+"""
+
+
+def test_the_published_config_layout_is_read(tmp_path: Path) -> None:
+    folder = tmp_path / "Models" / "LJSpeech"
+    folder.mkdir(parents=True)
+    (folder / "config.yml").write_text(PUBLISHED_LAYOUT)
+    # without PL-BERT's own config.yml: the published PL-BERT's size
+    config = load_config(folder / "config.yml")
+    assert config.model_params.decoder.type == "istftnet"
+    assert config.model_params.decoder.gen_istft_hop_size == 5
+    assert config.model_params.diffusion.dist.sigma_data == 0.19926
+    assert config.frame_samples == 600
+    assert config.plbert == PLBertParams()
+    # Utils/PLBERT/config.yml of the StyleTTS2 repository, found from the config's folder
+    plbert = tmp_path / "Utils" / "PLBERT"
+    plbert.mkdir(parents=True)
+    (plbert / "config.yml").write_text(
+        "log_dir: Checkpoint\nmodel_params:\n  vocab_size: 178\n  hidden_size: 384\n"
+        "  num_attention_heads: 6\n  intermediate_size: 1024\n"
+        "  max_position_embeddings: 512\n  num_hidden_layers: 6\n  dropout: 0.1\n"
+    )
+    config = load_config(folder / "config.yml")
+    assert (config.plbert.hidden_size, config.plbert.num_hidden_layers) == (384, 6)
+    assert config.model_params.plbert == config.plbert
+    (plbert / "config.yml").write_text("model_params: {hidden_size: wide}\n")
+    with pytest.raises(ModelError, match=r"PL-BERT config .*config\.yml is not usable"):
+        load_config(folder / "config.yml")
+    with pytest.raises(ModelError, match=r"cannot read the PL-BERT config .*absent\.yml"):
+        load_config(folder / "config.yml", plbert=tmp_path / "absent.yml")
+    (plbert / "config.yml").unlink()
+    (folder / "config.yml").write_text(PUBLISHED_LAYOUT.replace("'istftnet'", "'melgan'"))
+    with pytest.raises(ModelError, match=r"model_params\.decoder\.type 'melgan'"):
+        load_config(folder / "config.yml")
+
+
 def test_a_missing_checkpoint_is_a_clear_model_error(files: Files, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"no StyleTTS2 checkpoint at .*absent\.pth"):
         load_model(tmp_path / "absent.pth", files.config)
-    engine = StyleTTS2Engine(tmp_path / "absent.pth", files.config, device="cpu")
+    neutral: dict[Emotion, Reference] = {"neutral": files.neutral}
+    engine = StyleTTS2Engine(tmp_path / "absent.pth", files.config, device="cpu",
+                             references=neutral)  # fmt: skip
     with pytest.raises(ModelError, match="no StyleTTS2 checkpoint"):
         engine.start()
+    with pytest.raises(ModelError, match="multispeaker: it needs a neutral reference"):
+        StyleTTS2Engine(files.checkpoint, files.config, device="cpu")
     with pytest.raises(ModelError, match="cannot read the StyleTTS2 config"):
         StyleTTS2Engine(files.checkpoint, tmp_path / "absent.yml", device="cpu")
 
@@ -283,9 +423,11 @@ def test_a_checkpoint_that_does_not_fit_is_a_clear_model_error(
 ) -> None:
     saved = torch.load(files.checkpoint, weights_only=True)
     net = saved["net"]
-    del net["predictor"]["duration_proj.weight"]
+    del net["predictor"]["duration_proj.linear_layer.weight"]
     torch.save(saved, tmp_path / "missing.pth")
-    with pytest.raises(ModelError, match=r"in 'predictor': missing keys duration_proj\.weight"):
+    with pytest.raises(
+        ModelError, match=r"in 'predictor': missing keys duration_proj\.linear_layer\.weight"
+    ):
         load_model(tmp_path / "missing.pth", files.config)
     del net["decoder"]
     torch.save(saved, tmp_path / "no-decoder.pth")
@@ -308,7 +450,7 @@ def test_a_checkpoint_that_does_not_fit_is_a_clear_model_error(
 def test_a_config_that_cannot_work_is_a_clear_model_error(tmp_path: Path) -> None:
     path = tmp_path / "config.yml"
     path.write_text("preprocess_params: {sr: 24000, spect_params: {hop_length: 256}}\n")
-    with pytest.raises(ModelError, match="multiply to 300, not hop_length 256"):
+    with pytest.raises(ModelError, match="give 300 samples a frame, not hop_length 256"):
         load_config(path)
     path.write_text("model_params: {hidden_dim: many}\n")
     with pytest.raises(ModelError, match="hidden_dim"):

@@ -1,12 +1,15 @@
 """Load a StyleTTS2 model from a local ``config.yml`` and ``.pth`` checkpoint; never download.
 
-The checkpoint is a ``torch.save`` of ``{"net": {group: state_dict}}`` (the outer layout of
-StyleTTS2's checkpoints; other top-level keys such as ``optimizer`` or ``epoch`` are ignored,
-and ``module.`` prefixes left by ``DataParallel`` are removed). It is read with
-``weights_only=True`` (no pickled code runs). Each group in :data:`~voices.styletts2.model.GROUPS`
-must be there and match the model the config sizes, key for key and shape for shape; anything
-else is a :class:`~pipeline.errors.ModelError` that names the file, the group and the keys.
-See :mod:`voices.styletts2.model` for why the published checkpoints do not load.
+The published StyleTTS2 checkpoints load as they are (e.g. LibriTTS ``epochs_2nd_00020.pth``
+with its ``config.yml``, LJSpeech ``epoch_2nd_00100.pth``). A checkpoint is a ``torch.save``
+of ``{"net": {group: state_dict}}``: other top-level keys (``optimizer``, ``epoch``...) and
+the groups inference does not need (``text_aligner``, ``pitch_extractor``, ``mpd``, ``msd``,
+``wd``) are ignored, and the ``module.`` prefixes that ``DataParallel`` leaves are removed.
+It is read with ``weights_only=True`` (no pickled code runs). Each group in
+:data:`~voices.styletts2.model.GROUPS` must be there and match the model the config sizes,
+key for key and shape for shape (the only keys tolerated beyond are the position and token
+type id buffers that older ``transformers`` saved with PL-BERT); anything else is a
+:class:`~pipeline.errors.ModelError` that names the file, the group and the keys.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from voices.styletts2.model import GROUPS, StyleTTS2Model
 __all__ = ["load_model", "save_checkpoint"]
 
 _SHOWN = 5
+#: buffers some checkpoints hold that the model recomputes
+_TOLERATED = {"bert": frozenset({"embeddings.position_ids", "embeddings.token_type_ids"})}
 
 
 def _listing(keys: list[str]) -> str:
@@ -56,7 +61,10 @@ def load_model(
     model = StyleTTS2Model(settings)
     for group in GROUPS:
         module = getattr(model, group)
-        state = _strip(net[group])
+        if not isinstance(net[group], Mapping):
+            raise ModelError(f"the StyleTTS2 checkpoint {path} has no state dict for {group!r}")
+        tolerated = _TOLERATED.get(group, frozenset())
+        state = {k: v for k, v in _strip(net[group]).items() if k not in tolerated}
         expected = module.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))

@@ -16,7 +16,8 @@ Styles: see :mod:`voices.styletts2.styles`. ``references`` give reference audio 
 files, or float arrays at the model's rate) per emotion; the neutral one is the voice's
 default reference, and an emotion with its own reference moves the reference style towards
 it by the intensity. Without references the style comes from the text alone (diffusion),
-as StyleTTS2 does for single-speaker models.
+as StyleTTS2 does for single-speaker models; a multispeaker model needs a neutral reference
+(its diffusion is conditioned on the reference style), checked when the engine is made.
 
 Cancellation: closing the generator (or cancelling the scope that reads it) stops before the
 next clause; a clause being synthesized is finished by the worker and thrown away.
@@ -88,7 +89,8 @@ class _Spoken:
 class StyleTTS2Engine:
     """StyleTTS2 on one device; see the module docstring.
 
-    ``checkpoint`` and ``config`` are local files. ``device`` is a torch device (``cuda``,
+    ``checkpoint`` and ``config`` are local files (``plbert``: PL-BERT's ``config.yml``, see
+    :func:`~voices.styletts2.config.load_config`). ``device`` is a torch device (``cuda``,
     ``cuda:1``, ``cpu``); ``threads`` sets torch's CPU threads (``None``: torch's default).
     ``defaults`` are the neutral knobs, ``presets`` the emotion presets, ``style`` the voice's
     default style. ``seed`` makes the diffusion noise repeatable (one seed per clause text).
@@ -100,6 +102,7 @@ class StyleTTS2Engine:
         config: str | Path,
         *,
         device: str = "cuda",
+        plbert: str | Path | None = None,
         references: Mapping[Emotion, Reference] | None = None,
         language: str = "en-us",
         defaults: StyleDefaults = NEUTRAL_DEFAULTS,
@@ -115,11 +118,15 @@ class StyleTTS2Engine:
         except ImportError as error:
             raise ModelError("the StyleTTS2 engine needs torch (the 'gpu' extra)") from error
         self._torch = torch
-        self.config: StyleTTS2Config = load_config(config)
+        self.config: StyleTTS2Config = load_config(config, plbert)
         if self.config.model_params.n_token < N_SYMBOLS:
             raise ModelError(
                 f"the StyleTTS2 config {config} has n_token "
                 f"{self.config.model_params.n_token}; the phoneme table needs {N_SYMBOLS}"
+            )
+        if self.config.model_params.multispeaker and "neutral" not in (references or {}):
+            raise ModelError(
+                f"the StyleTTS2 model of {config} is multispeaker: it needs a neutral reference"
             )
         self.checkpoint = Path(checkpoint)
         self.device = device
@@ -242,10 +249,11 @@ class StyleTTS2Engine:
         with torch.inference_mode():
             for emotion, source in self._references.items():
                 audio = _reference_audio(source, self.sample_rate)
-                if len(audio) <= self.config.preprocess_params.spect_params.n_fft:
-                    raise ModelError(f"the {emotion} reference audio is too short")
                 tensor = torch.from_numpy(audio).to(self.device)
-                self._styles[emotion] = model.reference_style(tensor)
+                try:
+                    self._styles[emotion] = model.reference_style(tensor)
+                except ModelError as error:
+                    raise ModelError(f"the {emotion} reference: {error}") from error
         self._model = model
 
     def reference_style(self, style: Style | None) -> torch.Tensor | None:
@@ -279,7 +287,7 @@ class StyleTTS2Engine:
         audio = dsp.apply_gain(audio, clause.rendering.volume, self.sample_rate, ceiling=1.0)
         pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype("<i2").tobytes()
         pcm += bytes(2 * clause.pause_samples)
-        hop = self.config.hop_length
+        hop = self.config.frame_samples
         bounds = np.concatenate([[0], np.cumsum(result.durations)]) * hop
         words = [
             (u.text_start, u.text_end, int(bounds[u.token_start]), int(bounds[u.token_end]))

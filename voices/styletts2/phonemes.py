@@ -7,9 +7,11 @@ separate words, and a pad token opens the sequence, as in StyleTTS2's inference.
 :class:`~voices.engine.PhonemeSpan` replaces espeak-ng for its characters. No downloads, no
 nltk.
 
-The symbol table is Voxline's own (pad, punctuation, ASCII letters, IPA letters and marks); it
-has :data:`N_SYMBOLS` entries and a model's ``n_token`` must be at least that. Characters it
-does not know are skipped.
+The symbol table is the published StyleTTS2 one (pad, punctuation, ASCII letters, IPA
+letters and marks, in its order: a checkpoint's embedding rows index into it); it has
+:data:`N_SYMBOLS` (178) entries and a model's ``n_token`` must be at least that. Characters
+it does not know are skipped. As in the published inference (which word-tokenizes the
+phonemes), punctuation around a word is set off from its phonemes by a space.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ __all__ = ["N_SYMBOLS", "SYMBOLS", "Phonemizer", "TokenizedClause", "Unit"]
 PAD = "$"
 _PUNCTUATION = ';:,.!?¡¿—…"«»“” '
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# the published order, including the apostrophe listed twice around U+0329 (the later wins)
 _IPA = (
-    "ɐɑɒæβɓʙçɕðɗɖəɘɚɛɜɝɞɟʄɡɠɢʛħɦɧʜɥɨɪʝɬɫɭɮʟɯɰɱŋɲɳɴœøɵɶɸʘθɹɺɻɽɾʀʁʂʃʈʧʤʉʊʋⱱʌɣɤʍχʎʏʐʑʒʔʕʡʢ"
-    "ǀǁǂǃˈˌːˑʼʴʰʱʲʷˠˤ˞↓↑→↗↘ᵻ\u0329\u0303"
+    "ɑɐɒæɓʙβɔɕçɗɖðʤəɘɚɛɜɝɞɟʄɡɠɢʛɦɧħɥʜɨɪʝɭɬɫɮʟɱɯɰŋɳɲɴøɵɸθœɶʘɹɺɾɻʀʁɽʂʃʈʧʉʊʋⱱʌɣɤʍχʎʏʑʐʒʔʡʕʢ"
+    "ǀǁǂǃˈˌːˑʼʴʰʱʲʷˠˤ˞↓↑→↗↘'\u0329'ᵻ"
 )
 SYMBOLS: tuple[str, ...] = (PAD, *_PUNCTUATION, *_LETTERS, *_IPA)
 N_SYMBOLS = len(SYMBOLS)
@@ -130,5 +133,6 @@ class Phonemizer:
             assert edge is not None
             before, core, after = edge.groups()
             spoken = self.word(core) if core else ""
-            out.append((match.start(), match.end(), before + spoken + after))
+            parts = (before, spoken, after)
+            out.append((match.start(), match.end(), " ".join(part for part in parts if part)))
         return out
