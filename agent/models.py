@@ -1,8 +1,9 @@
 """The models a server process loads once and every session shares.
 
 Each model sits behind one executor per device (VAD batched across sessions, one Whisper, the
-Piper worker process, the sentence embedder). :func:`load_models` builds them from the agent's
-``profile`` on a worker thread; the server reports ready only when they are loaded and warm.
+Piper worker process or the StyleTTS2 worker thread, the sentence embedder). :func:`load_models`
+builds them from the agent's ``profile`` on a worker thread; the server reports ready only when
+they are loaded and warm.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
 from pipeline.vad.detector import DetectorConfig
 from voices.catalog import create_engine, load_catalog
 from voices.piper_engine import PiperEngine
+from voices.styletts2.engine import StyleTTS2Engine
 
 log = logging.getLogger("voxline.models")
 
@@ -36,7 +38,7 @@ class LoadedModels:
 
     vad: ModelExecutor[VadRequest, VadResult]
     asr: ModelExecutor[DecodeRequest, Decoded]
-    tts: PiperEngine
+    tts: PiperEngine | StyleTTS2Engine
     embedder: SentenceEmbedder | None
     asr_options: DecodeOptions
     _stack: ExitStack = field(repr=False)
@@ -86,14 +88,33 @@ def session_settings(config: AgentConfig) -> SessionSettings:
     )
 
 
+def tts_engine(config: AgentConfig) -> PiperEngine | StyleTTS2Engine:
+    """The speech engine of ``config`` (not started): a catalog voice, or StyleTTS2.
+
+    StyleTTS2 speaks ``profile.tts.voice``, a local checkpoint directory or a hub name in the
+    local cache (:func:`voices.styletts2.files.locate`); files that are not there are a
+    :class:`~pipeline.errors.ModelError` here, at start-up.
+    """
+    tts = config.profile.tts
+    if tts.engine == "styletts2":
+        from voices.styletts2.files import locate
+
+        files = locate(tts.voice)
+        references = dict(files.references)
+        return StyleTTS2Engine(
+            files.checkpoint, files.config, device=tts.device, references=references
+        )
+    return create_engine(load_catalog().get(config.voice.name), threads=1)
+
+
 def load_models(config: AgentConfig) -> LoadedModels:
     """Load and warm every model of ``config``'s profile (blocking: run it on a thread)."""
     stack = ExitStack()
     try:
         vad = stack.enter_context(vad_executor(SileroVad()))
         asr = stack.enter_context(asr_executor(asr_model_config(config)))
-        voice = load_catalog().get(config.voice.name)
-        tts = stack.enter_context(create_engine(voice, threads=1))
+        tts = tts_engine(config)
+        stack.enter_context(tts)
         embedder = None
         if config.dialogue.intents:
             embedder = stack.enter_context(

@@ -463,3 +463,41 @@ def test_the_engine_modules_do_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+def test_a_voice_directory_or_cached_hub_name_gives_its_files(
+    files: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voices.styletts2.files import locate
+
+    snapshot = tmp_path / "hub" / "models--someone--tiny-tts" / "snapshots" / "abc123"
+    model = snapshot / "Models" / "Tiny"
+    (model / "references").mkdir(parents=True)
+    for name in ("epoch_2nd_00001.pth", "epoch_2nd_00002.pth"):
+        (model / name).write_bytes(files.checkpoint.read_bytes())
+    (model / "config.yml").write_bytes(files.config.read_bytes())
+    (model / "references" / "neutral.wav").write_bytes(files.neutral.read_bytes())
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123\n")
+    found = locate(str(snapshot))
+    assert found.checkpoint == model / "epoch_2nd_00002.pth"  # the latest epoch
+    assert found.config == model / "config.yml"
+    assert found.references == {"neutral": model / "references" / "neutral.wav"}
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert locate("someone/tiny-tts") == found
+    with pytest.raises(ModelError, match=r"'someone/absent' not found.*nothing is downloaded"):
+        locate("someone/absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match=r"no config\.yml beside a \.pth checkpoint"):
+        locate(str(tmp_path / "empty"))
+
+
+def test_a_styletts2_profile_whose_files_are_absent_fails_at_start_up(tmp_path: Path) -> None:
+    from agent.config.loading import load_config as load_agent
+    from agent.models import tts_engine
+
+    config = load_agent(Path(__file__).parents[2] / "configs" / "gpu.yaml")
+    tts = msgspec.structs.replace(config.profile.tts, voice=str(tmp_path / "absent"))
+    profile = msgspec.structs.replace(config.profile, tts=tts)
+    with pytest.raises(ModelError, match=r"StyleTTS2 voice .*absent' not found"):
+        tts_engine(msgspec.structs.replace(config, profile=profile))
