@@ -3,6 +3,6 @@
 :mod:`.engine` (the :class:`~voices.engine.TTSEngine`), :mod:`.checkpoint` (local loading),
 :mod:`.model` (the inference graph) with its modules :mod:`.plbert`, :mod:`.text`,
 :mod:`.prosody`, :mod:`.style`, :mod:`.diffusion`, :mod:`.decoder` and :mod:`.layers`;
-:mod:`.config`, :mod:`.styles` and :mod:`.phonemes` (torch-free). Importing this package
-imports no torch.
+:mod:`.config`, :mod:`.files` (finding a voice's files), :mod:`.styles` and :mod:`.phonemes`
+(torch-free). Importing this package imports no torch.
 """
