@@ -12,6 +12,11 @@ implements :class:`CallSink` for what goes back. Everything the turn machine mus
 one control channel (transcripts and VAD events from the ASR stage, and the session's own
 :class:`Signal` events about replies and playout), so turn-taking runs in one task, in order.
 
+Echo: every frame sent is also the echo detector's reference (:mod:`pipeline.echo`), stamped
+with the input position when it went out; every caller frame is compared with it as it arrives
+(before the VAD, which lags), and a changed verdict goes to turn-taking as an
+:class:`~agent.turns.EchoEstimate` signal, so it is in before the VAD events of the same audio.
+
 Channel policies: caller audio COALESCE (the network reader never blocks, nothing is lost);
 VAD -> ASR and ASR -> control BLOCK (paced by the models); playout is bounded in seconds ahead.
 """
@@ -57,6 +62,7 @@ from agent.session_events import (
 from agent.turns import (
     CommitTurn,
     DiscardTurn,
+    EchoEstimate,
     EndOfTurn,
     HangUp,
     IdlePrompt,
@@ -81,6 +87,7 @@ from pipeline.asr.events import Transcript, TranscriptDropped
 from pipeline.asr.stage import AsrRunner, AsrStage
 from pipeline.channels import Channel, Policy
 from pipeline.clock import InputClock, MonotonicClock, WallClock
+from pipeline.echo import EchoConfig, EchoDetector
 from pipeline.errors import ClientError, ServerError
 from pipeline.events import AudioFrame, Event, Flush
 from pipeline.playout import Heard, Playout, Word
@@ -186,6 +193,7 @@ class Session:
         # Real-time audio from the network never blocks: coalesce when the VAD lags.
         self.inbound = Channel("transport->vad", 32, Policy.COALESCE)
         self.turns = TurnTaking(self.settings.turns)
+        self.echo = _echo_detector(self.settings.turns)
         self.playout = Playout(
             self.id,
             sink.output_rate,
@@ -224,6 +232,10 @@ class Session:
         if not pcm:
             return
         pts = self.input.advance(len(pcm) // 2)
+        if self.echo is not None:
+            for verdict in self.echo.push_input(pcm, pts):
+                if self._control is not None:
+                    self._signal(EchoEstimate(verdict.likely, verdict.sample))
         await self.inbound.send(AudioFrame(session_id=self.id, sample_rate=RATE, pcm=pcm, pts=pts))
 
     def end_input(self) -> None:
@@ -450,6 +462,13 @@ class Session:
         audio already sent still count), told about the reply in progress (if any)."""
         self.turns = TurnTaking(config)
         actions = self.turns.advance(now)
+        echo = self.echo
+        if echo is None or echo.config.max_delay_ms != config.echo_max_delay_ms:
+            self.echo = _echo_detector(config)
+        elif not config.echo_detection:
+            self.echo = None
+        elif echo.likely:
+            actions += self.turns.feed(EchoEstimate(True, echo.verdict.sample), now)
         live = [g for g in self._speakers if self.playout.buffer.active(g)]
         if not live:
             return actions
@@ -563,6 +582,8 @@ class Session:
         self._audio_open = generation
         sent = self._sent_frames.get(generation, 0)
         self._sent_frames[generation] = sent + 1
+        if self.echo is not None:
+            self.echo.push_reference(frame.pcm, frame.sample_rate, self.input.now())
         await self.sink.send_audio(generation, frame.pcm)
         if sent == 0:
             self._signal(PlayoutStarted(generation))
@@ -622,6 +643,13 @@ class Session:
             await self.sink.send_event(CallEnded(reason=reason))
             if self._runtime is not None:
                 self._runtime.cancel()
+
+
+def _echo_detector(config: TurnConfig) -> EchoDetector | None:
+    """The call's echo detector (none when the guard does not depend on it)."""
+    if not config.echo_detection:
+        return None
+    return EchoDetector(EchoConfig(max_delay_ms=config.echo_max_delay_ms), sample_rate=RATE)
 
 
 async def _say(text: str) -> AsyncGenerator[ReplyPart, None]:

@@ -11,6 +11,7 @@ Inputs: VAD :class:`~pipeline.vad.events.SpeechStarted` / ``SpeechStopped``; ASR
 :class:`~pipeline.asr.events.Transcript` (partials, finals) and ``TranscriptDropped``; the
 session's :class:`ReplyStarted`, :class:`PlayoutStarted`, :class:`PlayoutProgress`,
 :class:`PlayoutFinished` (``played`` in samples of that generation's audio, at its own rate);
+:class:`EchoEstimate`, the echo detector's verdict (:mod:`pipeline.echo`) whenever it changes;
 and :class:`CommitTurn` / :class:`DiscardTurn` for clients that end or drop turns themselves.
 
 Outputs: :class:`StartOfTurn`, :class:`EndOfTurn`, :class:`Interrupt`, :class:`ResumeBot`,
@@ -44,8 +45,11 @@ T5    TURN (paused)     due, final in (or C.final_wait   EndOfTurn(text) -> SILE
                                                          the bot's audio that only repeats it:
                                                          UtteranceIgnored(echo)
 T6    TURN (paused)     due while a reply plays (held)   held; EndOfTurn when the reply finishes
-B1    OVERLAP           speech lasts C.min_speech        barge-in (below). While the bot is
-                        (+ C.echo_guard if audible)      audible the extra guard applies.
+B1    OVERLAP           speech lasts C.min_speech        barge-in (below). The extra guard
+                        (+ C.echo_guard if audible and   applies while the bot is audible and
+                        echo is likely)                  the last EchoEstimate says echo is
+                                                         likely (always, with C.echo_detection
+                                                         off)
 B2    OVERLAP           >= C.min_words words             barge-in (mode ``speech_or_words``; with
                                                          ``speech_and_words`` B1 and B2 together;
                                                          with ``words`` B2 only)
@@ -69,14 +73,19 @@ I2    IGNORED           speech stops                     -> SILENT (its late tra
 Q1    SILENT, bot IDLE  C.idle_timeout passes            IdlePrompt(n) for n <= C.idle_prompts,
                                                          then HangUp(idle)
 Q2    any               C.max_call passes                HangUp(max_duration); then nothing
+E1    any               EchoEstimate(likely)             remembered; B1's deadline follows it
 ====  ================  ===============================  ==========================================
 
 Echo guard policy: without echo cancellation the bot's voice comes back through the caller's
-microphone. While the bot is audible (PlayoutStarted until PlayoutFinished) a barge-in by
-speech alone needs ``min_speech + echo_guard`` of it, and ASR words count only if most of them
-(``echo_overlap``) are not words the bot has just said (``PlayoutProgress.text``). On lines
-that echo badly, use ``barge_in_mode="speech_and_words"`` or ``"words"``: echo then never
-interrupts, because echo is never words of the caller's own.
+microphone. The session's echo detector (:mod:`pipeline.echo`) compares the caller's audio with
+what the bot just played and sends :class:`EchoEstimate` when its verdict changes (none yet:
+not likely). While the bot is audible (PlayoutStarted until PlayoutFinished) **and echo is
+likely**, a barge-in by speech alone needs ``min_speech + echo_guard`` of it; with no echo the
+barge-in is decided at ``min_speech``. With ``echo_detection`` off the guard applies whenever
+the bot is audible (the detector's verdicts are ignored). Whatever the detector says, ASR words
+count only if most of them (``echo_overlap``) are not words the bot has just said
+(``PlayoutProgress.text``). On lines that echo badly, use ``barge_in_mode="speech_and_words"``
+or ``"words"``: echo then never interrupts, because echo is never words of the caller's own.
 
 Transcripts belong to a turn by position: a final "covers" a pause when its audio ends at or
 after the speech stop; transcripts of audio before the end of the last closed turn are stale
@@ -99,6 +108,7 @@ __all__ = [
     "BotState",
     "CommitTurn",
     "DiscardTurn",
+    "EchoEstimate",
     "EndOfTurn",
     "HangUp",
     "IdlePrompt",
@@ -141,8 +151,13 @@ class TurnConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     barge_in_min_speech_ms: int = 300
     #: words over the bot that make a barge-in (0: the words rule is off)
     barge_in_min_words: int = 2
-    #: extra speech needed while the bot is audible (its echo may be what VAD hears)
+    #: extra speech needed while the bot is audible and echo is likely (its echo may be what
+    #: VAD hears)
     echo_guard_ms: int = 200
+    #: apply the guard only while the echo detector finds echo (off: whenever audible)
+    echo_detection: bool = True
+    #: the longest echo delay the detector searches (network round trip + client buffering)
+    echo_max_delay_ms: int = 500
     #: share of an utterance's words found in the bot's recent text that makes it echo
     echo_overlap: float = 0.8
     #: an interruption that brings no word within this is false
@@ -163,6 +178,7 @@ class TurnConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             self.final_wait_ms,
             self.barge_in_min_speech_ms,
             self.echo_guard_ms,
+            self.echo_max_delay_ms,
             self.false_interruption_ms,
             self.idle_timeout_ms,
             self.max_call_ms,
@@ -213,6 +229,14 @@ class PlayoutFinished(msgspec.Struct, frozen=True):
     played: int = 0
 
 
+class EchoEstimate(msgspec.Struct, frozen=True):
+    """The echo detector's verdict from input sample ``sample`` on: is the caller's audio the
+    bot's own voice coming back (``likely``)? Sent when it changes."""
+
+    likely: bool
+    sample: int = 0
+
+
 class CommitTurn(msgspec.Struct, frozen=True):
     """End the open user turn as soon as its final transcript is in."""
 
@@ -230,6 +254,7 @@ TurnInput = (
     | PlayoutStarted
     | PlayoutProgress
     | PlayoutFinished
+    | EchoEstimate
     | CommitTurn
     | DiscardTurn
 )
@@ -434,6 +459,7 @@ class TurnTaking:
         self._closed_until = start  # transcripts of audio before this are stale
         self._idle_at: int | None = None
         self._idle_count = 0
+        self.echo_likely = False  # the echo detector's last verdict
         self._sync_idle()
 
     def _ms(self, ms: int) -> int:
@@ -497,7 +523,7 @@ class TurnTaking:
                 return turn.stop + self._final_wait
             if turn.time_ok or self.config.barge_in_mode == "words":
                 return None
-            guard = self._echo_guard if self._reply is not None and self._reply.playing else 0
+            guard = self._echo_guard if self._guarded() else 0
             return turn.segment_start + self._min_speech + guard
         if self.user is UserState.CHECKING:
             due = turn.interrupt_at + self._false_wait
@@ -505,6 +531,12 @@ class TurnTaking:
                 due = max(due, turn.stop + self._final_wait)
             return due
         return None
+
+    def _guarded(self) -> bool:
+        """Whether B1 needs the echo guard now: the bot is audible and its echo may be heard."""
+        if self._reply is None or not self._reply.playing:
+            return False
+        return self.echo_likely or not self.config.echo_detection
 
     def _fire(self, due: int) -> list[TurnAction]:
         """Run the timer due at ``due`` (the earliest; the call ends first on a tie)."""
@@ -580,6 +612,9 @@ class TurnTaking:
             case PlayoutFinished(generation=generation):
                 if self._reply is not None and self._reply.generation == generation:
                     return self._reply_ended()
+                return []
+            case EchoEstimate(likely=likely):
+                self.echo_likely = likely
                 return []
             case CommitTurn():
                 return self._commit()

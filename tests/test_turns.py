@@ -15,6 +15,7 @@ from agent.turns import (
     BotState,
     CommitTurn,
     DiscardTurn,
+    EchoEstimate,
     EndOfTurn,
     HangUp,
     IdlePrompt,
@@ -92,8 +93,11 @@ def run(machine: TurnTaking, script: list[Step]) -> list[TurnAction]:
 
 
 def quiet(**changes: object) -> TurnConfig:
-    """The defaults without the idle and call-length timers (most tests are not about them)."""
-    return msgspec.structs.replace(TurnConfig(idle_timeout_ms=0, max_call_ms=0), **changes)
+    """The defaults without the idle and call-length timers (most tests are not about them),
+    and with the echo guard whenever the bot is audible (``echo_detection`` off: the barge-in
+    goldens below were written for it; the detector's verdicts have their own tests)."""
+    config = TurnConfig(idle_timeout_ms=0, max_call_ms=0, echo_detection=False)
+    return msgspec.structs.replace(config, **changes)
 
 
 def bot_speaking(generation: int = 7, at: int = 0, kind: str = "answer") -> list[Step]:
@@ -317,6 +321,75 @@ def test_speech_over_the_bot_interrupts_after_the_echo_guarded_minimum() -> None
         ],
     )
     assert actions == [EndOfTurn("What about Sunday?", ms(1000), ms(2500), ms(2750), True)]
+
+
+def test_with_no_echo_speech_over_the_bot_interrupts_at_the_minimum_speech() -> None:
+    """The detector finds no echo (its verdict so far, and the default): B1 at onset + 300."""
+    machine = TurnTaking(quiet(echo_detection=True))
+    actions = run(
+        machine,
+        [
+            *bot_speaking(7),
+            (500, EchoEstimate(False, ms(500))),
+            (900, PlayoutProgress(7, 16000, "Our opening hours are")),
+            (1250, started(1000)),
+            (1299, None),
+            (1400, None),
+        ],
+    )
+    assert actions == [StartOfTurn(ms(1000), ms(1300)), Interrupt(7, 16000, ms(1300), "speech")]
+    assert user_of(machine) is UserState.CHECKING
+
+
+def test_while_echo_is_likely_the_guard_applies() -> None:
+    machine = TurnTaking(quiet(echo_detection=True))
+    actions = run(
+        machine,
+        [
+            *bot_speaking(7),
+            (500, EchoEstimate(True, ms(500))),
+            (1250, started(1000)),
+            (1499, None),
+            (1600, None),
+        ],
+    )
+    assert machine.echo_likely
+    assert actions == [StartOfTurn(ms(1000), ms(1500)), Interrupt(7, 0, ms(1500), "speech")]
+
+
+def test_the_guard_follows_the_verdict_while_the_caller_speaks() -> None:
+    """Echo likely at the onset, then the detector sees the caller above the echo: the
+    deadline falls back to onset + min_speech (already past: the barge-in is at once)."""
+    machine = TurnTaking(quiet(echo_detection=True))
+    actions = run(
+        machine,
+        [
+            *bot_speaking(7),
+            (500, EchoEstimate(True, ms(500))),
+            (1250, started(1000)),
+            (1350, None),
+            (1380, EchoEstimate(False, ms(1200))),
+        ],
+    )
+    assert actions == [StartOfTurn(ms(1000), ms(1380)), Interrupt(7, 0, ms(1380), "speech")]
+
+
+def test_echo_likely_before_the_bot_is_audible_adds_no_guard() -> None:
+    machine = TurnTaking(quiet(echo_detection=True))
+    actions = run(
+        machine,
+        [(0, ReplyStarted(3)), (0, EchoEstimate(True)), (1250, started(1000)), (2000, None)],
+    )
+    assert actions == [StartOfTurn(ms(1000), ms(1300)), Interrupt(3, 0, ms(1300), "speech")]
+
+
+def test_with_echo_detection_off_the_guard_ignores_the_verdict() -> None:
+    machine = TurnTaking(quiet(echo_detection=False))
+    actions = run(
+        machine,
+        [*bot_speaking(7), (500, EchoEstimate(False)), (1250, started(1000)), (2000, None)],
+    )
+    assert actions == [StartOfTurn(ms(1000), ms(1500)), Interrupt(7, 0, ms(1500), "speech")]
 
 
 def test_before_the_bot_is_audible_the_echo_guard_does_not_apply() -> None:

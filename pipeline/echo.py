@@ -1,0 +1,269 @@
+"""Echo detection: is what the caller's microphone sends the bot's own voice coming back?
+
+A sans-I/O detector (no clock, no awaits; positions are samples of the 16 kHz input timeline).
+Feed it the **reference**, the bot's audio as it goes to the transport, with
+:meth:`EchoDetector.push_reference` (any rate, stamped with the input position at which it was
+sent), and the **input**, the caller's 16 kHz PCM16 with its pts, with
+:meth:`EchoDetector.push_input`, which returns the verdicts that changed.
+
+How: both signals are band-passed to the telephone band (300-3400 Hz, what any line carries)
+and become energy envelopes on one grid of ``frame_ms`` frames of the input timeline (the
+reference's energy is binned by position, so its rate does not matter and no resampling is
+needed). After every input frame, the last ``window_ms`` of the input envelope is correlated
+(Pearson) with the reference envelope at every lag from 0 to ``max_delay_ms`` (echo comes back
+later, never earlier: network round trip, client buffering, acoustics). What is correlated is
+the frame-to-frame change of a loudness-like envelope (power ** 0.25): attenuation and the
+noise floor barely change its shape, and its changes (onsets, pauses) are sharp, so unrelated
+speech rarely lines up with it. Each lag's correlation is smoothed over frames (``smoothing``):
+echo keeps one delay, chance matches jump between lags. Echo is **likely** when
+
+- the reference was audible (``min_reference_db``) at the best lag, and
+- that lag's smoothed correlation is at least ``min_correlation``, and
+- the input is not far above what the reference explains: the echo path's gain (input minus
+  reference energy, dB, median at the best lag) is learned while echo is likely, and the
+  input's newest ``recent_ms`` may exceed the reference plus that gain (or the noise floor) by
+  at most ``max_excess_db`` on average. A caller talking over echo is louder than the echo can
+  be: not echo, within a frame or two of their onset.
+
+Thresholds, measured on espeak-ng speech as the reference and echo delayed 40 / 150 / 400 ms,
+attenuated -6 / -12 / -20 dB, band-passed 300-3400 Hz, with noise at -60 dBFS, against another
+espeak voice and real read speech (the moonshine-voice recordings) as callers, alone and over
+that echo (tests/test_echo.py): the smoothed correlation of echo alone is >= 0.86 in 90 % of
+its frames (median 0.94-0.98) while a caller alone never passes 0.60, so ``min_correlation``
+is 0.75, between the two; the excess of echo alone is <= 1.8 dB in 90 % of its frames while a
+caller over echo exceeds it by 9-40 dB within 100-300 ms of their onset, so ``max_excess_db``
+is 6.
+
+Cost: one small matrix product per frame (lags x window frames), a few tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["EchoConfig", "EchoDetector", "EchoVerdict"]
+
+FloatArray = npt.NDArray[np.float64]
+
+#: energies are in dB relative to full scale; silence reads as this floor
+FLOOR_DB = -90.0
+
+
+class EchoConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the detector frames, searches and decides (durations in milliseconds)."""
+
+    frame_ms: int = 10
+    #: the input envelope correlated with the reference
+    window_ms: int = 400
+    #: the longest echo delay searched (round trip + client buffering)
+    max_delay_ms: int = 500
+    #: how fast each lag's correlation follows new frames (0..1 per frame)
+    smoothing: float = 0.05
+    #: the smoothed correlation that makes echo likely
+    min_correlation: float = 0.75
+    #: reference frames quieter than this (dBFS, in the band) are silence
+    min_reference_db: float = -60.0
+    #: the newest input this long is checked against the echo the reference explains ...
+    recent_ms: int = 100
+    #: ... and may exceed it by this much (mean dB) and still be echo
+    max_excess_db: float = 6.0
+    #: how fast the learned echo-path gain follows new evidence (0..1 per frame)
+    gain_rate: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.frame_ms <= 0 or self.window_ms < 4 * self.frame_ms:
+            raise ValueError("frame_ms must be positive and window_ms at least 4 frames")
+        if self.max_delay_ms < 0 or not 0 < self.recent_ms <= self.window_ms:
+            raise ValueError("max_delay_ms must not be negative; recent_ms in (0, window_ms]")
+        if not -1.0 < self.min_correlation <= 1.0:
+            raise ValueError("min_correlation must be in (-1, 1]")
+        if not (0.0 < self.smoothing <= 1.0 and 0.0 < self.gain_rate <= 1.0):
+            raise ValueError("smoothing and gain_rate must be in (0, 1]")
+
+
+class EchoVerdict(msgspec.Struct, frozen=True):
+    """From input sample ``sample`` on, echo is (or is not) ``likely``.
+
+    ``correlation`` is the best smoothed one, ``delay`` its lag in samples, ``excess`` the dB
+    by which the newest input exceeds the echo the reference explains.
+    """
+
+    sample: int
+    likely: bool
+    correlation: float = 0.0
+    delay: int = 0
+    excess: float = 0.0
+
+
+class _Band:
+    """The 300-3400 Hz band of one stream (a windowed-sinc FIR; state kept across chunks)."""
+
+    def __init__(self, rate: int, taps: int = 63) -> None:
+        n = np.arange(taps) - (taps - 1) / 2
+        high = min(3400.0, 0.45 * rate)
+
+        def lowpass(cutoff: float) -> FloatArray:
+            h: FloatArray = np.sinc(2 * cutoff / rate * n) * 2 * cutoff / rate
+            return h
+
+        self.taps = (lowpass(high) - lowpass(300.0)) * np.hamming(taps)
+        self.tail = np.zeros(taps - 1)
+
+    def __call__(self, samples: FloatArray) -> FloatArray:
+        data = np.concatenate([self.tail, samples])
+        self.tail = data[len(data) - len(self.tail) :]
+        out: FloatArray = np.convolve(data, self.taps, mode="valid")
+        return out
+
+
+class EchoDetector:
+    """One call's echo detector (input and reference on the ``sample_rate`` timeline)."""
+
+    def __init__(self, config: EchoConfig | None = None, *, sample_rate: int = 16000) -> None:
+        self.config = c = config or EchoConfig()
+        self.sample_rate = sample_rate
+        self.frame = sample_rate * c.frame_ms // 1000
+        self.window = c.window_ms // c.frame_ms
+        self.lags = c.max_delay_ms // c.frame_ms + 1
+        self.recent = max(1, c.recent_ms // c.frame_ms)
+        # reference ring: 20 s of frames, far more than the span searched
+        self._size = max(2048, 4 * (self.window + self.lags))
+        self._ref_sum = np.zeros(self._size)
+        self._ref_count = np.zeros(self._size)
+        self._ref_tag = np.full(self._size, -1, dtype=np.int64)
+        self._ref_band: dict[int, _Band] = {}
+        self._in_band = _Band(sample_rate)
+        self._input = np.full(self.window, FLOOR_DB)  # the input envelope (dB), oldest first
+        self._frames = 0  # input frames complete
+        self._pending = np.zeros(0)  # input samples of an incomplete frame
+        self._next_pts = 0
+        self._scores = np.zeros(self.lags)  # smoothed correlation per lag (lag 0 first)
+        self._gain: float | None = None  # the learned echo-path gain, dB
+        self.verdict = EchoVerdict(0, False)
+
+    @property
+    def likely(self) -> bool:
+        return self.verdict.likely
+
+    # -- feeding ------------------------------------------------------------------------------
+
+    def push_reference(self, pcm: bytes | npt.NDArray[np.int16], rate: int, at: int) -> None:
+        """The bot's audio (mono PCM16 at ``rate``) sent when the input was at sample ``at``."""
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        samples = _as_float(pcm)
+        if not len(samples):
+            return
+        band = self._ref_band.get(rate)
+        if band is None:
+            band = self._ref_band[rate] = _Band(rate)
+        samples = band(samples)
+        frames = (at + (np.arange(len(samples)) * self.sample_rate) // rate) // self.frame
+        first = int(frames[0])
+        offsets = frames - first
+        sums = np.bincount(offsets, weights=samples * samples)
+        counts = np.bincount(offsets).astype(np.float64)
+        index = np.arange(first, first + len(sums))
+        slots = index % self._size
+        stale = self._ref_tag[slots] != index
+        self._ref_sum[slots[stale]] = 0.0
+        self._ref_count[slots[stale]] = 0.0
+        self._ref_tag[slots] = index
+        self._ref_sum[slots] += sums
+        self._ref_count[slots] += counts
+
+    def push_input(self, pcm: bytes | npt.NDArray[np.int16], pts: int) -> list[EchoVerdict]:
+        """Caller audio (PCM16 at ``sample_rate``) from input sample ``pts``; returns the
+        verdicts that changed, in order. A gap before ``pts`` counts as silence (at most a
+        window of it); audio before the position already fed is dropped."""
+        samples = _as_float(pcm)
+        end = pts + len(samples)
+        if end <= self._next_pts:
+            return []
+        if pts < self._next_pts:
+            samples = samples[self._next_pts - pts :]
+        elif pts > self._next_pts:
+            gap = pts - self._next_pts
+            if gap > (self.window + 1) * self.frame:  # a long gap: resume on its last frames
+                self._pending = np.zeros(0)
+                self._frames = pts // self.frame - self.window - 1
+                gap = pts - self._frames * self.frame
+            samples = np.concatenate([np.zeros(gap), samples])
+        self._next_pts = end
+        samples = self._in_band(samples)
+        data = np.concatenate([self._pending, samples])
+        whole = len(data) // self.frame
+        self._pending = data[whole * self.frame :]
+        if not whole:
+            return []
+        power = np.mean(data[: whole * self.frame].reshape(whole, self.frame) ** 2, axis=1)
+        changes = []
+        for energy in _db(power):
+            self._input[:-1] = self._input[1:]
+            self._input[-1] = energy
+            self._frames += 1
+            verdict = self._judge()
+            if verdict.likely != self.verdict.likely:
+                changes.append(verdict)
+            self.verdict = verdict
+        return changes
+
+    # -- deciding -----------------------------------------------------------------------------
+
+    def _reference(self, first: int, count: int) -> FloatArray:
+        """The reference envelope (dB) of frames ``first .. first + count - 1``."""
+        index = np.arange(first, first + count)
+        slots = index % self._size
+        known = self._ref_tag[slots] == index
+        count_ = np.where(known, self._ref_count[slots], 0.0)
+        power = np.where(count_ > 0, self._ref_sum[slots] / np.maximum(count_, 1.0), 0.0)
+        return _db(power)
+
+    def _judge(self) -> EchoVerdict:
+        c = self.config
+        sample = self._frames * self.frame
+        last = self._frames - 1  # the newest input frame
+        span = self._reference(last - self.window + 2 - self.lags, self.window + self.lags - 1)
+        # rows[j]: the reference under the input window at lag (lags - 1 - j)
+        rows = np.lib.stride_tricks.sliding_window_view(span, self.window)[::-1]
+        x = self._input
+        # loudness-like envelopes (power ** 0.25), their frame-to-frame changes, correlated
+        xf = np.diff(10.0 ** (x / 40.0))
+        yf = np.diff(10.0 ** (rows / 40.0), axis=1)
+        xc = xf - xf.mean()
+        yc = yf - yf.mean(axis=1, keepdims=True)
+        norms = np.sqrt(np.einsum("ij,ij->i", yc, yc) * float(xc @ xc))
+        audible = rows.max(axis=1) >= c.min_reference_db
+        ok = audible & (norms > 0)
+        corr = np.where(ok, (yc @ xc) / np.where(ok, norms, 1.0), 0.0)
+        self._scores += c.smoothing * (corr - self._scores)
+        lag = int(np.argmax(self._scores))
+        score = float(self._scores[lag])
+        if self._frames < self.window or not audible[lag]:
+            return EchoVerdict(sample, False, score, lag * self.frame)
+        y = rows[lag]
+        heard = y >= c.min_reference_db
+        gain = float(np.median((x - y)[heard]))
+        known = gain if self._gain is None else self._gain
+        predicted = np.maximum(y + known, x.min())
+        excess = float(np.mean(np.maximum(0.0, x - predicted)[-self.recent :]))
+        likely = score >= c.min_correlation and excess <= c.max_excess_db
+        if likely:
+            self._gain = known + c.gain_rate * (gain - known)
+        return EchoVerdict(sample, likely, score, lag * self.frame, excess)
+
+
+def _as_float(pcm: bytes | npt.NDArray[np.int16]) -> FloatArray:
+    if isinstance(pcm, bytes | bytearray | memoryview):
+        if len(pcm) % 2:
+            raise ValueError("PCM16 needs an even number of bytes")
+        return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    return np.asarray(pcm, dtype=np.float64)
+
+
+def _db(power: FloatArray) -> FloatArray:
+    """Mean square of int16 samples as dB relative to full scale (floored)."""
+    out: FloatArray = 10.0 * np.log10(power / (32768.0 * 32768.0) + 10 ** (FLOOR_DB / 10))
+    return out
