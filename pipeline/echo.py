@@ -34,7 +34,8 @@ is 0.75, between the two; the excess of echo alone is <= 1.8 dB in 90 % of its f
 caller over echo exceeds it by 9-40 dB within 100-300 ms of their onset, so ``max_excess_db``
 is 6.
 
-Cost: one small matrix product per frame (lags x window frames), a few tens of microseconds.
+Cost: running sums and one correlation per 10 ms frame; about 0.35 ms of numpy calls per
+frame (0.7 ms per 20 ms of audio, ~3.5 % of one core, measured on the shared 2-core box).
 """
 
 from __future__ import annotations
@@ -229,15 +230,22 @@ class EchoDetector:
         # rows[j]: the reference under the input window at lag (lags - 1 - j)
         rows = np.lib.stride_tricks.sliding_window_view(span, self.window)[::-1]
         x = self._input
-        # loudness-like envelopes (power ** 0.25), their frame-to-frame changes, correlated
+        # loudness-like envelopes (power ** 0.25), their frame-to-frame changes, correlated;
+        # the reference's sums come from running sums over the span (no per-lag copies)
         xf = np.diff(10.0 ** (x / 40.0))
-        yf = np.diff(10.0 ** (rows / 40.0), axis=1)
         xc = xf - xf.mean()
-        yc = yf - yf.mean(axis=1, keepdims=True)
-        norms = np.sqrt(np.einsum("ij,ij->i", yc, yc) * float(xc @ xc))
-        audible = rows.max(axis=1) >= c.min_reference_db
-        ok = audible & (norms > 0)
-        corr = np.where(ok, (yc @ xc) / np.where(ok, norms, 1.0), 0.0)
+        yf = np.diff(10.0 ** (span / 40.0))
+        m = len(xf)
+        sums = np.concatenate([[0.0], np.cumsum(yf)])
+        squares = np.concatenate([[0.0], np.cumsum(yf * yf)])
+        total = (sums[m:] - sums[:-m])[::-1]
+        spread = np.maximum((squares[m:] - squares[:-m])[::-1] - total * total / m, 0.0)
+        cov = np.correlate(yf, xc, mode="valid")[::-1]
+        norms = np.sqrt(spread * float(xc @ xc))
+        loud = np.concatenate([[0], np.cumsum(span >= c.min_reference_db)])
+        audible = (loud[self.window :] - loud[: -self.window])[::-1] > 0
+        ok = audible & (norms > 1e-12)
+        corr = np.where(ok, cov / np.where(ok, norms, 1.0), 0.0)
         self._scores += c.smoothing * (corr - self._scores)
         lag = int(np.argmax(self._scores))
         score = float(self._scores[lag])
