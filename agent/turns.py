@@ -89,7 +89,9 @@ or ``"words"``: echo then never interrupts, because echo is never words of the c
 
 Transcripts belong to a turn by position: a final "covers" a pause when its audio ends at or
 after the speech stop; transcripts of audio before the end of the last closed turn are stale
-and dropped.
+and dropped. ``C.final_wait`` counts from when the stop reached turn-taking, not from its
+sample: a lagging pipeline (a loaded machine) hands over the stop and its final late, and the
+wait is for the final, so lag alone never turns speech into an empty turn.
 """
 
 from __future__ import annotations
@@ -411,6 +413,8 @@ class _Turn:
     speaking: bool = True
     segment_start: int = 0
     stop: int = 0
+    #: ``now`` when the stop was heard of (later than ``stop`` when the pipeline lags)
+    stop_seen: int = 0
     covered: bool = False
     finals: dict[int, str] = field(default_factory=dict)
     partial: tuple[int, str] | None = None
@@ -514,13 +518,13 @@ class TurnTaking:
             if turn.speaking or turn.held_ready or not (self.config.end_of_turn or turn.committed):
                 return None
             if not turn.covered:
-                return turn.stop + self._silence + self._final_wait
+                return max(turn.stop + self._silence, turn.stop_seen) + self._final_wait
             if turn.committed:
                 return self.now
             return turn.stop + (self._early_silence if turn.early else self._silence)
         if self.user is UserState.OVERLAP:
             if not turn.speaking:
-                return turn.stop + self._final_wait
+                return max(turn.stop, turn.stop_seen) + self._final_wait
             if turn.time_ok or self.config.barge_in_mode == "words":
                 return None
             guard = self._echo_guard if self._guarded() else 0
@@ -528,7 +532,7 @@ class TurnTaking:
         if self.user is UserState.CHECKING:
             due = turn.interrupt_at + self._false_wait
             if not turn.speaking and not turn.covered:
-                due = max(due, turn.stop + self._final_wait)
+                due = max(due, max(turn.stop, turn.stop_seen) + self._final_wait)
             return due
         return None
 
@@ -650,6 +654,7 @@ class TurnTaking:
             return []
         turn.speaking = False
         turn.stop = sample
+        turn.stop_seen = self.now
         turn.covered = False
         return []
 
@@ -745,7 +750,7 @@ class TurnTaking:
         turn.committed = True
         if turn.speaking:
             turn.speaking = False
-            turn.stop = self.now
+            turn.stop = turn.stop_seen = self.now
         return []
 
     def _discard(self) -> list[TurnAction]:

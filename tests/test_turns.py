@@ -193,6 +193,23 @@ def test_a_final_that_never_comes_ends_the_turn_with_the_partial() -> None:
     assert machine.feed(final("Hello there you", 0, 800, 3200), ms(10_100)) == []
 
 
+def test_a_lagging_pipeline_waits_for_the_final_from_when_the_stop_arrives() -> None:
+    machine = TurnTaking(quiet())
+    actions = run(
+        machine,
+        [
+            (1250, started(1000)),
+            # the stop reaches turn-taking 3 s late (a loaded machine): long past stop +
+            # silence + final wait, but the final is still on its way
+            (6000, stopped(3000, 1000)),
+            (6000, None),
+            (7000, final("Hello there", 0, 800, 3200)),
+            (7000, None),
+        ],
+    )
+    assert actions[1:] == [EndOfTurn("Hello there", ms(1000), ms(3000), ms(7000))]
+
+
 def test_a_short_pause_keeps_one_turn_and_joins_its_utterances() -> None:
     machine = TurnTaking(quiet())
     actions = run(
