@@ -36,6 +36,7 @@ from agent.ws_io import Message, Outbox, Sender, write_messages
 from transports.audio import AudioIn
 from transports.native import (
     Bye,
+    CommitRequest,
     Hello,
     InterruptRequest,
     NativeProtocol,
@@ -125,47 +126,65 @@ async def native_call(
     flush = sink.flush
     session: Session | None = None
 
-    async def run_session(call: Session) -> None:
+    async def run_session(call: Session, scope: anyio.CancelScope) -> None:
         try:
             await call.run()
         finally:
             protocol.close(call.ended or "ended")
-            await flush()
-            tg.cancel_scope.cancel()
+            with anyio.move_on_after(send_timeout, shield=True):
+                await flush()  # session.ended, queued behind what is left
+            scope.cancel()  # stop reading: the call is over
 
+    left = False
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(write_messages, ws, pending, send_timeout)
-            done = False
-            while not done:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                if (text := message.get("text")) is not None:
-                    events = protocol.receive_text(text)
-                else:
-                    events = protocol.receive_bytes(message.get("bytes") or b"")
-                for event in events:
-                    match event:
-                        case AudioIn(pcm=pcm) if session is not None:
-                            await session.push_audio(pcm)
-                        case Hello():
-                            session = Session(
-                                models, responder(), sink, settings, session_id=session_id
-                            )
-                            tg.start_soon(run_session, session)
-                        case UserText(text=typed) if session is not None:
-                            session.user_text(typed)
-                        case InterruptRequest() if session is not None:
-                            session.interrupt()
-                        case Bye():
-                            done = True
-                        case Playback() | PeerError() | AudioIn() | UserText() | InterruptRequest():
-                            pass
-                await flush()
-            if session is not None:
-                session.end_input()
-            tg.cancel_scope.cancel()
+            async with anyio.create_task_group() as call:
+                done = False
+                while not done:
+                    message = await ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        left = True
+                        break
+                    if (text := message.get("text")) is not None:
+                        events = protocol.receive_text(text)
+                    else:
+                        events = protocol.receive_bytes(message.get("bytes") or b"")
+                    for event in events:
+                        match event:
+                            case AudioIn(pcm=pcm) if session is not None:
+                                await session.push_audio(pcm)
+                            case Hello():
+                                session = Session(
+                                    models, responder(), sink, settings, session_id=session_id
+                                )
+                                call.start_soon(run_session, session, call.cancel_scope)
+                            case UserText(text=typed) if session is not None:
+                                session.user_text(typed)
+                            case InterruptRequest() if session is not None:
+                                session.interrupt()
+                            case CommitRequest() if session is not None:
+                                await session.commit_turn()
+                            case Bye():
+                                done = True
+                            case (
+                                Playback()
+                                | PeerError()
+                                | AudioIn()
+                                | UserText()
+                                | InterruptRequest()
+                                | CommitRequest()
+                            ):
+                                pass
+                    await flush()
+                if session is not None:
+                    session.end_input()
+            if left:
+                tg.cancel_scope.cancel()
+            outgoing.close()  # the writer sends what is left, then ends
+        if not left:
+            ended = session.ended if session is not None else None
+            await ws.close(1000, ended or "ended")
     except* (WebSocketDisconnect, TimeoutError, anyio.BrokenResourceError):
         pass  # the client left, or stopped reading: the session is over either way
     finally:
