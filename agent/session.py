@@ -222,6 +222,8 @@ class Session:
         self._speech_end_wall: float | None = None
         self._final_wall: float | None = None
         self.ended: str | None = None
+        #: the caller has spoken since the last commit (a commit then is not an empty turn)
+        self._spoke_since_commit = False
         #: the voice replies speak with (``None``: the engine's own); see :meth:`set_voice`
         self.voice: ReplyVoice | None = None
 
@@ -374,6 +376,7 @@ class Session:
                 return actions
             turn_input = event.value
         elif isinstance(event, SpeechStarted):
+            self._spoke_since_commit = True
             await self.sink.send_event(UserSpeech(started=True, sample=event.sample))
             turn_input = event
         elif isinstance(event, SpeechStopped):
@@ -403,8 +406,10 @@ class Session:
 
     async def _commit(self, now: int) -> list[TurnAction]:
         """A client's commit, after every transcript of the audio before it: end the turn."""
-        if self.turns.user is UserState.SILENT:  # nothing was said: an empty turn
-            await self.sink.send_event(Notice(code="ignored.no_words", message=""))
+        spoke, self._spoke_since_commit = self._spoke_since_commit, False
+        if self.turns.user is UserState.SILENT:
+            if not spoke:  # nothing was said: an empty turn (else it has ended already)
+                await self.sink.send_event(Notice(code="ignored.no_words", message=""))
             return []
         return self.turns.feed(CommitTurn(), now)
 

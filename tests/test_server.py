@@ -104,6 +104,25 @@ async def test_a_spoken_call_gets_transcripts_and_a_spoken_answer(
 
 
 @pytest.mark.anyio
+async def test_a_commit_ends_the_turn_without_trailing_silence(
+    server: RunningServer, whisper_decoder: WhisperDecoder
+) -> None:
+    """Push-to-talk: speech, then ``commit`` and no more audio at all."""
+    with anyio.fail_after(90):
+        async with websockets.connect(f"{server.ws}/v1/stream") as ws:
+            call = Call(ws)
+            await ws.send(json.dumps({"type": "hello", "sample_rate": RATE}))
+            await call.receive_until(lambda e: e["type"] == "audio.end")  # the greeting
+            await call.stream(espeak("What can you do?"))
+            await ws.send(json.dumps({"type": "commit"}))
+            final = await call.receive_until(lambda e: e["type"] == "transcript.final")
+            end = await call.receive_until(lambda e: e["type"] == "audio.end")
+            await ws.send(json.dumps({"type": "bye"}))
+    assert "what can you do" in final["text"].lower()
+    assert "message" in heard(whisper_decoder, bytes(call.audio[end["generation"]]))
+
+
+@pytest.mark.anyio
 async def test_bad_messages_get_errors_and_the_call_goes_on(server: RunningServer) -> None:
     with anyio.fail_after(30):
         async with websockets.connect(f"{server.ws}/v1/stream") as ws:

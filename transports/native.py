@@ -45,6 +45,7 @@ from transports.audio import (
 __all__ = [
     "PROTOCOL_VERSION",
     "Bye",
+    "CommitRequest",
     "Hello",
     "InterruptRequest",
     "NativeEvent",
@@ -88,6 +89,11 @@ class InterruptRequest(msgspec.Struct, frozen=True):
     """The client asks the bot to stop talking (a button, push-to-talk)."""
 
 
+class CommitRequest(msgspec.Struct, frozen=True):
+    """The client ends the caller's turn now (push-to-talk released), without waiting for
+    the silence that ends a turn."""
+
+
 class Playback(msgspec.Struct, frozen=True):
     """The client has played ``samples`` (at its rate) of ``generation``'s audio.
 
@@ -113,7 +119,9 @@ class PeerError(msgspec.Struct, frozen=True):
     message: str
 
 
-NativeEvent = Hello | AudioIn | UserText | InterruptRequest | Playback | Bye | PeerError
+NativeEvent = (
+    Hello | AudioIn | UserText | InterruptRequest | CommitRequest | Playback | Bye | PeerError
+)
 
 
 # -- wire messages from the client ------------------------------------------------------------
@@ -133,6 +141,10 @@ class _InterruptMessage(msgspec.Struct, frozen=True, tag="interrupt"):
     pass
 
 
+class _CommitMessage(msgspec.Struct, frozen=True, tag="commit"):
+    pass
+
+
 class _PlaybackMessage(msgspec.Struct, frozen=True, tag="playback"):
     generation: int
     samples: int
@@ -142,8 +154,15 @@ class _ByeMessage(msgspec.Struct, frozen=True, tag="bye"):
     reason: str = ""
 
 
-_ClientMessage = _HelloMessage | _TextMessage | _InterruptMessage | _PlaybackMessage | _ByeMessage
-_TYPES = ("hello", "text", "interrupt", "playback", "bye")
+_ClientMessage = (
+    _HelloMessage
+    | _TextMessage
+    | _InterruptMessage
+    | _CommitMessage
+    | _PlaybackMessage
+    | _ByeMessage
+)
+_TYPES = ("hello", "text", "interrupt", "commit", "playback", "bye")
 _decoder = msgspec.json.Decoder(_ClientMessage)
 _encoder = msgspec.json.Encoder()
 #: generations whose rates are remembered for playback reports
@@ -197,6 +216,8 @@ class NativeProtocol:
                 return [UserText(typed)]
             case _InterruptMessage():
                 return [InterruptRequest()]
+            case _CommitMessage():
+                return [CommitRequest()]
             case _PlaybackMessage(generation=generation, samples=samples):
                 if samples < 0:
                     return self._error("bad_message", "playback samples must not be negative")

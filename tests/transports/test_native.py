@@ -14,6 +14,7 @@ from transports.audio import AudioFormat, AudioIn
 from transports.g711 import pcm16_to_ulaw
 from transports.native import (
     Bye,
+    CommitRequest,
     Hello,
     InterruptRequest,
     NativeProtocol,
@@ -181,6 +182,7 @@ def test_client_messages_become_events() -> None:
         UserText("book a table")
     ]
     assert protocol.receive_text('{"type": "interrupt"}') == [InterruptRequest()]
+    assert protocol.receive_text('{"type": "commit"}') == [CommitRequest()]
     assert protocol.receive_text('{"type": "playback", "generation": 9, "samples": 80}') == [
         Playback(9, 80, None)  # a generation this protocol never streamed
     ]
