@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
 
 
 def free_port() -> int:
@@ -78,3 +79,6 @@ def running_server(
         reader.join(timeout=5)
         if process.stdout is not None:
             process.stdout.close()
+        # what the server said, for a failed test (CI keeps artifacts/)
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"server-{Path(config).stem}-{port}.log").write_text("".join(log))
