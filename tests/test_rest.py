@@ -88,9 +88,10 @@ def padded(text: str) -> Pcm:
         ("wav", 16000, 1, SENTENCES[0]),
         ("wav", 44100, 2, SENTENCES[1]),
         ("flac", 8000, 1, SENTENCES[2]),
-        ("mp3", 22050, 1, SENTENCES[0]),
+        ("mp3", 22050, 1, SENTENCES[2]),
         ("ogg", 48000, 1, SENTENCES[1]),
-        ("webm", 24000, 1, SENTENCES[2]),
+        # greedy Whisper base hears Opus-coded espeak "back later" as "MacLader" (int8, 2 threads)
+        ("webm", 24000, 1, SENTENCES[0]),
     ],
 )
 def test_speech_in_any_container_rate_and_layout_is_transcribed(

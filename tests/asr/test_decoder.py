@@ -154,7 +154,11 @@ def test_clipped_speech_is_transcribed_or_dropped_never_invented(
         pcm = spoken(sentence).astype(np.float32) * gain
         text, dropped = final(decoder, np.clip(pcm, -32768, 32767).astype(np.int16))
         if dropped is None:
-            assert wer(sentence, text) <= 0.2, text
+            # words of the sentence only (hard clipping may lose some: "... details?")
+            assert not invented_words(sentence, text), text
+            assert len(text.split()) <= len(sentence.split()), text
+            if gain <= 10:  # mild clipping: read as well as clean speech
+                assert wer(sentence, text) <= 0.2, text
 
 
 def test_a_blip_is_too_short(decoder: WhisperDecoder) -> None:

@@ -161,7 +161,8 @@ async def test_the_end_of_input_finalises_an_open_utterance(executor: Executor) 
         started = SpeechStarted(session_id="s", sample=4800, audio_start=0, probability=0.9)
         out = await run_stage(AsrStage(executor), [started, *frames(speech)])
     finals = [e for e in out if isinstance(e, Transcript) and e.is_final]
-    assert [f.text for f in finals] == ["Please call me back later."]
+    # the audio stops with the last word: whether Whisper ends it with a full stop varies
+    assert [f.text.rstrip(".") for f in finals] == ["Please call me back later"]
     assert finals[0].end == len(speech)
 
 
