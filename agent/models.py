@@ -89,22 +89,16 @@ def session_settings(config: AgentConfig) -> SessionSettings:
 
 
 def tts_engine(config: AgentConfig) -> PiperEngine | StyleTTS2Engine:
-    """The speech engine of ``config`` (not started): a catalog voice, or StyleTTS2.
+    """The speech engine of ``config`` (not started): its catalog voice (``voice.name``), with
+    the model ``profile.tts.voice`` names instead, if it names one.
 
-    StyleTTS2 speaks ``profile.tts.voice``, a local checkpoint directory or a hub name in the
-    local cache (:func:`voices.styletts2.files.locate`); files that are not there are a
+    A StyleTTS2 voice is a local checkpoint directory or a hub name in the local cache
+    (:func:`voices.styletts2.files.locate`); files that are not there are a
     :class:`~pipeline.errors.ModelError` here, at start-up.
     """
     tts = config.profile.tts
-    if tts.engine == "styletts2":
-        from voices.styletts2.files import locate
-
-        files = locate(tts.voice)
-        references = dict(files.references)
-        return StyleTTS2Engine(
-            files.checkpoint, files.config, device=tts.device, references=references
-        )
-    return create_engine(load_catalog().get(config.voice.name), threads=1)
+    voice = load_catalog().get(config.voice.name)
+    return create_engine(voice, threads=1, use_cuda=tts.device == "cuda", model=tts.voice)
 
 
 def load_models(config: AgentConfig) -> LoadedModels:

@@ -155,6 +155,10 @@ def test_the_sample_agent_is_valid() -> None:
          "early_end_of_turn_silence_ms must not exceed"),
         ("profile:", "profile: {llm: {model: m}, asr: {device: tpu}}", "$.profile.asr.device",
          "Invalid enum value 'tpu'"),
+        ("profile:", "profile: {llm: {model: m}, tts: {engine: styletts2}}", "$.voice.name",
+         "'joe' is a piper voice, but profile.tts.engine is 'styletts2'"),
+        ("name: x", "name: x\nvoice: {name: styletts2-libritts}", "$.voice.name",
+         "'styletts2-libritts' is a styletts2 voice, but profile.tts.engine is 'piper'"),
     ],
 )  # fmt: skip
 def test_a_broken_agent_names_the_key_and_the_reason(

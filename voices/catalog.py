@@ -15,9 +15,14 @@ per-voice overrides of the emotion presets::
     presets:
       happy: {pitch: 1.15}
 
-``model`` (and ``config``) is either ``package:<module>/<path inside it>`` (an installed
-package that ships the weights, found without importing it) or a file path, relative to the
-voice file or absolute. Nothing is ever downloaded.
+For Piper, ``model`` (and ``config``) is either ``package:<module>/<path inside it>`` (an
+installed package that ships the weights, found without importing it) or a file path, relative
+to the voice file or absolute, and must be there when the catalog loads. A StyleTTS2 voice
+(``engine: styletts2``, the GPU profile) names a checkpoint directory (relative to the voice
+file or absolute) or a hub repository name already in the local Hugging Face cache (see
+:mod:`voices.styletts2.files`); its files are large and not shipped, so the catalog lists it
+whether or not they are on this machine, and the engine looks for them when it is built (at
+start-up). Nothing is ever downloaded.
 
 Files are decoded strictly (:mod:`msgspec`): an unknown key, a wrong type, a missing model or an
 unknown speaker is a :class:`~pipeline.errors.ConfigError` naming the file and the key, and so
@@ -32,7 +37,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
@@ -42,6 +47,9 @@ from voices.engine import EMOTIONS, Emotion, Prosody, Style
 from voices.piper_engine import PiperEngine
 from voices.ssml.values import PITCH_RANGE, RATE_RANGE, VOLUME_RANGE
 
+if TYPE_CHECKING:
+    from voices.styletts2.engine import StyleTTS2Engine
+
 __all__ = ["CATALOG_DIR", "Catalog", "Voice", "VoiceInfo", "create_engine", "load_catalog"]
 
 #: the catalog shipped with Voxline
@@ -49,6 +57,8 @@ CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 _SUFFIXES = (".yaml", ".yml", ".toml")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PATH = re.compile(r"at `(?:key` in `)?(\$[^`]*)`$")
+#: ``owner/repository`` on a model hub (a directory is written with ./ or an absolute path)
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class PresetOverride(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -65,7 +75,7 @@ class PresetOverride(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class VoiceFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a voice file holds."""
 
-    engine: Literal["piper"]
+    engine: Literal["piper", "styletts2"]
     model: str
     config: str | None = None
     #: a speaker of a multi-speaker model: its id, or its name in the model's config
@@ -94,9 +104,12 @@ class Voice:
     """A catalog voice with its files found and its presets merged."""
 
     name: str
-    engine: Literal["piper"]
-    model: Path
-    config: Path
+    engine: Literal["piper", "styletts2"]
+    #: Piper: the ``.onnx`` file; StyleTTS2: a checkpoint directory or a hub name (looked up
+    #: when the engine is built)
+    model: Path | str
+    #: Piper: the model's ``.onnx.json``; StyleTTS2: ``None`` (the checkpoint's folder has it)
+    config: Path | None
     language: str
     description: str
     #: the voice's median F0 in Hz (absolute SSML pitches are relative to it)
@@ -179,16 +192,29 @@ def load_voice(path: Path) -> Voice:
     except msgspec.DecodeError as error:
         raise ConfigError(f"{where} $", f"not valid {path.suffix[1:].upper()}: {error}") from error
     _check_prosody(where, spec.prosody)
-    model = _locate(spec.model, path.parent, f"{where} $.model")
-    config = (
-        _locate(spec.config, path.parent, f"{where} $.config")
-        if spec.config is not None
-        else _locate(f"{model}.json", path.parent, f"{where} $.model")
-    )
     prosody = spec.prosody
-    if spec.speaker is not None:
-        speaker_id = _speaker_id(config, spec.speaker, f"{where} $.speaker")
-        prosody = msgspec.structs.replace(prosody, speaker_id=speaker_id)
+    model: Path | str
+    config: Path | None
+    if spec.engine == "styletts2":
+        for key, value in (("config", spec.config), ("speaker", spec.speaker)):
+            if value is not None:
+                raise ConfigError(
+                    f"{where} $.{key}",
+                    "a StyleTTS2 voice has no such key (its config.yml lies beside the "
+                    "checkpoint; speakers are reference recordings)",
+                )
+        model = _styletts2_source(spec.model, path.parent)
+        config = None
+    else:
+        model = _locate(spec.model, path.parent, f"{where} $.model")
+        config = (
+            _locate(spec.config, path.parent, f"{where} $.config")
+            if spec.config is not None
+            else _locate(f"{model}.json", path.parent, f"{where} $.model")
+        )
+        if spec.speaker is not None:
+            speaker_id = _speaker_id(config, spec.speaker, f"{where} $.speaker")
+            prosody = msgspec.structs.replace(prosody, speaker_id=speaker_id)
     presets = dict(PRESETS)
     for emotion, override in spec.presets.items():
         changes = {k: v for k, v in msgspec.structs.asdict(override).items() if v is not None}
@@ -199,12 +225,44 @@ def load_voice(path: Path) -> Voice:
     )  # fmt: skip
 
 
-def create_engine(voice: Voice, *, threads: int = 1, use_cuda: bool = False) -> PiperEngine:
-    """An engine that speaks ``voice`` with its presets (not started yet)."""
+def create_engine(
+    voice: Voice, *, threads: int = 1, use_cuda: bool = False, model: str | None = None
+) -> PiperEngine | StyleTTS2Engine:
+    """An engine that speaks ``voice`` with its presets (not started yet); ``model`` replaces
+    the voice's (a Piper ``.onnx`` file, or a StyleTTS2 checkpoint directory or hub name).
+
+    A StyleTTS2 voice whose files are not on this machine is a
+    :class:`~pipeline.errors.ModelError` (at start-up, where this is called).
+    """
+    if voice.engine == "styletts2":
+        from voices.styletts2.engine import StyleTTS2Engine
+        from voices.styletts2.files import locate
+
+        files = locate(model if model is not None else str(voice.model))
+        device = "cuda" if use_cuda else "cpu"
+        return StyleTTS2Engine(
+            files.checkpoint, files.config, device=device, references=dict(files.references)
+        )
+    onnx, config = voice.model, voice.config
+    if model is not None:
+        onnx = Path(model).expanduser()
+        config = Path(f"{onnx}.json")
     return PiperEngine(
-        voice.model, config=voice.config, threads=threads, use_cuda=use_cuda,
+        onnx, config=config, threads=threads, use_cuda=use_cuda,
         presets=None if voice.presets == PRESETS else voice.presets,
     )  # fmt: skip
+
+
+def _styletts2_source(source: str, base: Path) -> str:
+    """A directory (absolute, or relative to the voice file: made absolute, and it need not
+    exist yet) or, when no such directory exists, a hub name ``owner/repository`` as it is."""
+    path = Path(source).expanduser()
+    if path.is_absolute():
+        return str(path)
+    local = base / path
+    if local.exists() or not _HUB_NAME.match(source):
+        return str(local.resolve())
+    return source
 
 
 def _check_prosody(where: str, prosody: Prosody) -> None:

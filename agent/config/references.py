@@ -45,10 +45,14 @@ BUILTIN_VALUES = frozenset({"today"})
 
 def check_references(config: AgentConfig) -> None:
     _Checker(config).run()
-    if config.profile.tts.engine == "piper":
-        # configs name voices of the catalog (voices/catalog/*.yaml); StyleTTS2 voices are
-        # checkpoints named in profile.tts.voice, found when the engine loads them
-        load_catalog().get(config.voice.name, where="$.voice.name")
+    # configs name voices of the catalog (voices/catalog/*.yaml), spoken by profile.tts.engine
+    voice = load_catalog().get(config.voice.name, where="$.voice.name")
+    engine = config.profile.tts.engine
+    if voice.engine != engine:
+        raise ConfigError(
+            "$.voice.name",
+            f"{voice.name!r} is a {voice.engine} voice, but profile.tts.engine is {engine!r}",
+        )
 
 
 class _Checker:

@@ -56,9 +56,10 @@ class VadConfig(Section, frozen=True, kw_only=True):
 
 class TtsConfig(Section, frozen=True, kw_only=True):
     engine: Literal["piper", "styletts2"] = "piper"
-    #: a voice of the engine: a Piper voice name or ``.onnx`` path; a StyleTTS2 checkpoint
-    #: directory or hub name
-    voice: str = "en_US-joe-medium"
+    #: a model to speak ``voice.name`` with instead of its catalog entry's: a Piper ``.onnx``
+    #: file (its ``.onnx.json`` beside it); a StyleTTS2 checkpoint directory or hub name in
+    #: the local cache. Unset: the catalog voice's own model.
+    voice: str | None = None
     device: Literal["cpu", "cuda"] = "cpu"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ModelError
 from voices import dsp
 from voices.catalog import create_engine, load_catalog
 from voices.emotion import PRESETS
@@ -33,7 +33,9 @@ def write(folder: Path, name: str, text: str) -> Path:
 def test_the_shipped_catalog_has_the_embedded_voice() -> None:
     catalog = load_catalog()
     joe = catalog.get("joe")
+    assert isinstance(joe.model, Path)
     assert joe.model.is_file()
+    assert joe.config is not None
     assert joe.config.is_file()
     assert (joe.engine, joe.language, joe.pitch_hz) == ("piper", "en-US", 93.0)
     assert joe.presets == PRESETS
@@ -120,6 +122,44 @@ def test_a_voice_speaks_with_its_own_presets(tmp_path: Path, piper_engine: Piper
     voice = load_catalog(tmp_path).get("quiet")
     plan = plan_from_text("I am not amused by this at all.", style=Style("angry"))
     with create_engine(voice) as engine:
+        assert isinstance(engine, PiperEngine)
         quiet = render(engine, plan)
     shared = render(piper_engine, plan)  # the shared presets: angry is loud
     assert dsp.rms(quiet.samples) < 0.4 * dsp.rms(shared.samples)
+
+
+STYLETTS2 = """\
+engine: styletts2
+model: {model}
+language: en-US
+description: A StyleTTS2 voice.
+"""
+
+
+def test_a_styletts2_voice_is_listed_without_its_files_and_built_from_them_or_refused(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "hub.yaml", STYLETTS2.format(model="someone/StyleTTS2-Voice"))
+    write(tmp_path, "local.yaml", STYLETTS2.format(model="./checkpoints/voice"))
+    catalog = load_catalog(tmp_path)
+    hub, local = catalog.get("hub"), catalog.get("local")
+    assert (hub.engine, hub.model, hub.config) == ("styletts2", "someone/StyleTTS2-Voice", None)
+    assert local.model == str((tmp_path / "checkpoints" / "voice").resolve())
+    assert [i.name for i in catalog.listing()] == ["hub", "local"]
+    # the engine looks for the files when it is built (at start-up): here they are not there
+    with pytest.raises(ModelError, match="not found"):
+        create_engine(local)
+    with pytest.raises(ModelError, match="not found"):
+        create_engine(hub)
+
+
+def test_the_shipped_styletts2_voice_names_the_published_checkpoint() -> None:
+    voice = load_catalog().get("styletts2-libritts")
+    assert (voice.engine, voice.model) == ("styletts2", "yl4579/StyleTTS2-LibriTTS")
+
+
+@pytest.mark.parametrize("key", ["config: voice.yml", "speaker: 3"])
+def test_piper_keys_in_a_styletts2_voice_are_refused(tmp_path: Path, key: str) -> None:
+    write(tmp_path, "odd.yaml", STYLETTS2.format(model="a/b") + key + "\n")
+    with pytest.raises(ConfigError, match=r"odd.yaml \$\.(config|speaker): a StyleTTS2 voice"):
+        load_catalog(tmp_path)
