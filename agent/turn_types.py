@@ -1,0 +1,283 @@
+"""Turn-taking's vocabulary: its settings, the inputs it is fed and the actions it decides.
+
+Plain frozen structs (and the text rules the machine applies to transcripts), kept apart from
+the state machine in :mod:`agent.turns`, which re-exports every name here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import msgspec
+
+from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.vad.events import SpeechStarted, SpeechStopped
+
+__all__ = [
+    "FILLERS",
+    "CommitTurn",
+    "DiscardTurn",
+    "EchoEstimate",
+    "EndOfTurn",
+    "HangUp",
+    "IdlePrompt",
+    "Interrupt",
+    "PlayoutFinished",
+    "PlayoutProgress",
+    "PlayoutStarted",
+    "ReAnswer",
+    "ReplyKind",
+    "ReplyStarted",
+    "ResumeBot",
+    "StartOfTurn",
+    "TurnAction",
+    "TurnConfig",
+    "TurnInput",
+    "UtteranceIgnored",
+    "content_words",
+    "is_echo",
+    "looks_complete",
+]
+
+
+class TurnConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Turn-taking knobs; durations in milliseconds."""
+
+    #: end turns automatically (off: only ``CommitTurn`` ends one)
+    end_of_turn: bool = True
+    #: silence after speech that ends a turn
+    end_of_turn_silence_ms: int = 600
+    #: the silence that ends a turn whose final transcript looks complete
+    early_end_of_turn_silence_ms: int = 250
+    #: how long after the silence to wait for a late final before using the partial
+    final_wait_ms: int = 1500
+    #: let the caller interrupt the bot
+    barge_in: bool = True
+    barge_in_mode: Literal["speech_or_words", "speech_and_words", "words"] = "speech_or_words"
+    #: speech over the bot that makes a barge-in
+    barge_in_min_speech_ms: int = 300
+    #: words over the bot that make a barge-in (0: the words rule is off)
+    barge_in_min_words: int = 2
+    #: extra speech needed while the bot is audible and echo is likely (its echo may be what
+    #: VAD hears)
+    echo_guard_ms: int = 200
+    #: apply the guard only while the echo detector finds echo (off: whenever audible)
+    echo_detection: bool = True
+    #: the longest echo delay the detector searches (network round trip + client buffering)
+    echo_max_delay_ms: int = 500
+    #: share of an utterance's words found in the bot's recent text that makes it echo
+    echo_overlap: float = 0.8
+    #: an interruption that brings no word within this is false
+    false_interruption_ms: int = 1500
+    false_interruption: Literal["resume", "reanswer", "ignore"] = "resume"
+    greeting_interruptible: bool = True
+    #: silence (nobody speaking, no reply) before an idle prompt (0: never)
+    idle_timeout_ms: int = 8000
+    #: prompts before hanging up on an idle caller
+    idle_prompts: int = 1
+    #: the longest call (0: unlimited)
+    max_call_ms: int = 30 * 60 * 1000
+
+    def __post_init__(self) -> None:
+        durations = (
+            self.end_of_turn_silence_ms,
+            self.early_end_of_turn_silence_ms,
+            self.final_wait_ms,
+            self.barge_in_min_speech_ms,
+            self.echo_guard_ms,
+            self.echo_max_delay_ms,
+            self.false_interruption_ms,
+            self.idle_timeout_ms,
+            self.max_call_ms,
+        )
+        if min(durations) < 0 or self.barge_in_min_words < 0 or self.idle_prompts < 0:
+            raise ValueError("durations and counts must not be negative")
+        if self.early_end_of_turn_silence_ms > self.end_of_turn_silence_ms:
+            raise ValueError("early_end_of_turn_silence_ms must not exceed end_of_turn_silence_ms")
+        if not 0.0 < self.echo_overlap <= 1.0:
+            raise ValueError("echo_overlap must be in (0, 1]")
+        if self.barge_in_mode != "speech_or_words" and self.barge_in_min_words == 0:
+            raise ValueError(f"barge_in_mode {self.barge_in_mode!r} needs barge_in_min_words >= 1")
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+ReplyKind = Literal["answer", "greeting", "prompt", "resume"]
+
+
+class ReplyStarted(msgspec.Struct, frozen=True):
+    """The session started reply ``generation`` (an answer to the last turn, the greeting, an
+    idle prompt, or a resumed reply). Feed it as soon as the reply starts. Generation ids
+    only grow (:class:`~pipeline.generations.Generations`): an old id is ignored."""
+
+    generation: int
+    kind: ReplyKind = "answer"
+
+
+class PlayoutStarted(msgspec.Struct, frozen=True):
+    """The first audio of ``generation`` is playing: the bot is audible."""
+
+    generation: int
+
+
+class PlayoutProgress(msgspec.Struct, frozen=True):
+    """``played`` samples of ``generation`` have played; ``text`` is what they said, if known."""
+
+    generation: int
+    played: int
+    text: str = ""
+
+
+class PlayoutFinished(msgspec.Struct, frozen=True):
+    """``generation`` has stopped playing, all of it (or produced no audio at all)."""
+
+    generation: int
+    played: int = 0
+
+
+class EchoEstimate(msgspec.Struct, frozen=True):
+    """The echo detector's verdict from input sample ``sample`` on: is the caller's audio the
+    bot's own voice coming back (``likely``)? Sent when it changes."""
+
+    likely: bool
+    sample: int = 0
+
+
+class CommitTurn(msgspec.Struct, frozen=True):
+    """End the open user turn as soon as its final transcript is in."""
+
+
+class DiscardTurn(msgspec.Struct, frozen=True):
+    """Drop the open user turn (a client cleared its input)."""
+
+
+TurnInput = (
+    SpeechStarted
+    | SpeechStopped
+    | Transcript
+    | TranscriptDropped
+    | ReplyStarted
+    | PlayoutStarted
+    | PlayoutProgress
+    | PlayoutFinished
+    | EchoEstimate
+    | CommitTurn
+    | DiscardTurn
+)
+
+
+# -- actions ----------------------------------------------------------------------------------
+
+
+class StartOfTurn(msgspec.Struct, frozen=True):
+    """The caller has the floor; their speech began at ``start``."""
+
+    start: int
+    at: int
+
+
+class EndOfTurn(msgspec.Struct, frozen=True):
+    """The caller finished a turn: answer ``text``.
+
+    ``replaces_previous``: the previous turn's answer was cut before a sample of it played, so
+    ``text`` holds that turn's text too and replaces it in the dialogue.
+    """
+
+    text: str
+    start: int
+    end: int
+    at: int
+    early: bool = False
+    replaces_previous: bool = False
+
+
+class Interrupt(msgspec.Struct, frozen=True):
+    """Barge-in: cancel ``generation``, clear its playout; ``heard`` samples of it played."""
+
+    generation: int
+    heard: int
+    at: int
+    reason: Literal["speech", "words"]
+
+
+class ResumeBot(msgspec.Struct, frozen=True):
+    """A false interruption: say the rest of ``generation`` from sample ``heard`` again."""
+
+    generation: int
+    heard: int
+    at: int
+
+
+class ReAnswer(msgspec.Struct, frozen=True):
+    """A false interruption: answer ``text`` (the last user turn) afresh."""
+
+    generation: int
+    text: str
+    at: int
+
+
+class IdlePrompt(msgspec.Struct, frozen=True):
+    """The caller has been quiet: say prompt number ``count`` (1, 2, ...)."""
+
+    count: int
+    at: int
+
+
+class HangUp(msgspec.Struct, frozen=True):
+    reason: Literal["idle", "max_duration"]
+    at: int
+
+
+class UtteranceIgnored(msgspec.Struct, frozen=True):
+    """Caller speech that did not make a turn, and why."""
+
+    text: str
+    reason: Literal["no_words", "backchannel", "echo", "false_interruption", "discarded"]
+    at: int
+
+
+TurnAction = (
+    StartOfTurn
+    | EndOfTurn
+    | Interrupt
+    | ResumeBot
+    | ReAnswer
+    | IdlePrompt
+    | HangUp
+    | UtteranceIgnored
+)
+
+
+# -- text rules -------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[\w']+")
+FILLERS = frozenset({"um", "uh", "uhm", "umm", "er", "erm", "ah", "hm", "hmm", "mm", "mhm", "huh"})
+_DANGLING = frozenset(
+    {"and", "but", "or", "so", "because", "the", "a", "an", "to", "of", "for", "with", "if"}
+    | {"that", "my", "your", "is", "are", "was", "i", "um", "uh", "like"}
+)
+
+
+def content_words(text: str) -> list[str]:
+    """The words of ``text``, lower-cased, fillers left out."""
+    return [w for w in _WORD.findall(text.lower()) if w not in FILLERS]
+
+
+def looks_complete(text: str) -> bool:
+    """True when ``text`` ends like a finished sentence (``. ? !``, no trailing "and ...")."""
+    stripped = text.rstrip()
+    if not stripped or stripped.endswith(("...", "…")) or stripped[-1] not in ".?!":
+        return False
+    words = _WORD.findall(stripped.lower())
+    return bool(words) and words[-1] not in _DANGLING
+
+
+def is_echo(text: str, bot_text: str, overlap: float = 0.8) -> bool:
+    """True when at least ``overlap`` of ``text``'s words are words of ``bot_text``."""
+    words = content_words(text)
+    spoken = set(_WORD.findall(bot_text.lower()))
+    if not words or not spoken:
+        return False
+    return sum(w in spoken for w in words) >= overlap * len(words)
