@@ -59,10 +59,11 @@ class TurnConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     barge_in_min_speech_ms: int = 300
     #: words over the bot that make a barge-in (0: the words rule is off)
     barge_in_min_words: int = 2
-    #: extra speech needed while the bot is audible and echo is likely (its echo may be what
-    #: VAD hears)
+    #: with ``echo_detection`` off: extra speech needed whenever the bot is audible (its echo
+    #: may be what VAD hears)
     echo_guard_ms: int = 200
-    #: apply the guard only while the echo detector finds echo (off: whenever audible)
+    #: detect echo of the bot in the caller's audio: while it is likely, speech alone does not
+    #: barge in (words do); off: the fixed ``echo_guard_ms`` whenever the bot is audible
     echo_detection: bool = True
     #: the longest echo delay the detector searches (network round trip + client buffering)
     echo_max_delay_ms: int = 500

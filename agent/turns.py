@@ -47,11 +47,13 @@ T5    TURN (paused)     due, final in (or C.final_wait   EndOfTurn(text) -> SILE
                                                          the bot's audio that only repeats it:
                                                          UtteranceIgnored(echo)
 T6    TURN (paused)     due while a reply plays (held)   held; EndOfTurn when the reply finishes
-B1    OVERLAP           speech lasts C.min_speech        barge-in (below). The extra guard
-                        (+ C.echo_guard if audible and   applies while the bot is audible and
-                        echo is likely)                  the last EchoEstimate says echo is
-                                                         likely (always, with C.echo_detection
-                                                         off)
+B1    OVERLAP           speech lasts C.min_speech, and   barge-in (below). While the bot is
+                        the bot is not audible, or echo  audible and the last EchoEstimate says
+                        is not likely and the reply has  echo is likely, speech alone never
+                        played C.echo_max_delay +        barges in (words still do, B2); when the
+                        ECHO_JUDGE_MS (C.echo_detection  verdict turns, B1 applies at once if the
+                        off: C.min_speech + C.echo_guard speech has lasted long enough
+                        while audible)
 B2    OVERLAP           >= C.min_words words             barge-in (mode ``speech_or_words``; with
                                                          ``speech_and_words`` B1 and B2 together;
                                                          with ``words`` B2 only)
@@ -82,9 +84,16 @@ Echo guard policy: without echo cancellation the bot's voice comes back through 
 microphone. The session's echo detector (:mod:`pipeline.echo`) compares the caller's audio with
 what the bot just played and sends :class:`EchoEstimate` when its verdict changes (none yet:
 not likely). While the bot is audible (PlayoutStarted until PlayoutFinished) **and echo is
-likely**, a barge-in by speech alone needs ``min_speech + echo_guard`` of it; with no echo the
-barge-in is decided at ``min_speech``. With ``echo_detection`` off the guard applies whenever
-the bot is audible (the detector's verdicts are ignored). Whatever the detector says, ASR words
+likely**, speech alone does not barge in at all: what the VAD hears may be the bot itself. A
+caller talking over the echo is louder than the echo can be, so the verdict turns within a
+frame or two of their onset and the barge-in is decided then (at ``min_speech`` from the onset,
+or at once if that has passed); words of the caller's own (B2) barge in whatever the verdict.
+A reply that has just begun has had no time to echo: until it has played ``echo_max_delay``
+plus the detector's ``ECHO_JUDGE_MS``, a "not likely" means "not heard yet", so speech alone
+waits for that too (a caller who speaks in the first 0.8 s of a reply interrupts it 0.8 s in).
+With no echo the barge-in is decided at ``min_speech``. With ``echo_detection`` off the
+detector's verdicts are ignored and a fixed guard applies instead: speech alone needs
+``min_speech + echo_guard`` of it whenever the bot is audible. Whatever the detector says, ASR words
 count only if most of them (``echo_overlap``) are not words the bot has just said
 (``PlayoutProgress.text``). On lines that echo badly, use ``barge_in_mode="speech_and_words"``
 or ``"words"``: echo then never interrupts, because echo is never words of the caller's own.
@@ -93,7 +102,9 @@ Transcripts belong to a turn by position: a final "covers" a pause when its audi
 after the speech stop; transcripts of audio before the end of the last closed turn are stale
 and dropped. ``C.final_wait`` counts from when the stop reached turn-taking, not from its
 sample: a lagging pipeline (a loaded machine) hands over the stop and its final late, and the
-wait is for the final, so lag alone never turns speech into an empty turn.
+wait is for the final, so lag alone never turns speech into an empty turn. With no partial
+either (nothing to fall back on), T5 waits ``NO_TEXT_WAITS`` times as long: the ASR sends a
+final, or says why it dropped one, for every utterance, so only a lost one runs out the wait.
 """
 
 from __future__ import annotations
@@ -161,6 +172,13 @@ __all__ = [
 # -- the machine ------------------------------------------------------------------------------
 
 
+#: how many ``final_wait`` a paused turn with no text at all waits for its final
+NO_TEXT_WAITS = 4
+#: how long the echo detector needs to call echo likely once the echo arrives (measured with
+#: the bot's speech coming back 40, 150 and 400 ms later at -6 to -20 dB: 280-300 ms)
+ECHO_JUDGE_MS = 300
+
+
 class UserState(enum.Enum):
     SILENT = "silent"
     TURN = "turn"
@@ -182,6 +200,8 @@ class _Reply:
     interruptible: bool
     answer_to: str  # the user text an answer replies to
     playing: bool = False
+    #: ``now`` when its audio started playing
+    audible_at: int = 0
     played: int = 0
     text: str = ""
 
@@ -230,6 +250,7 @@ class TurnTaking:
         self._final_wait = self._ms(c.final_wait_ms)
         self._min_speech = self._ms(c.barge_in_min_speech_ms)
         self._echo_guard = self._ms(c.echo_guard_ms)
+        self._echo_settle = self._ms(c.echo_max_delay_ms + ECHO_JUDGE_MS)
         self._false_wait = self._ms(c.false_interruption_ms)
         self._idle = self._ms(c.idle_timeout_ms)
         self._hangup_at = start + self._ms(c.max_call_ms) if c.max_call_ms else None
@@ -299,7 +320,9 @@ class TurnTaking:
             if turn.speaking or turn.held_ready or not (self.config.end_of_turn or turn.committed):
                 return None
             if not turn.covered:
-                return max(turn.stop + self._silence, turn.stop_seen) + self._final_wait
+                # with no text to fall back on, the final is worth waiting longer for
+                wait = self._final_wait * (1 if turn.text(with_partial=True) else NO_TEXT_WAITS)
+                return max(turn.stop + self._silence, turn.stop_seen) + wait
             if turn.committed:
                 return self.now
             return turn.stop + (self._early_silence if turn.early else self._silence)
@@ -308,8 +331,16 @@ class TurnTaking:
                 return max(turn.stop, turn.stop_seen) + self._final_wait
             if turn.time_ok or self.config.barge_in_mode == "words":
                 return None
-            guard = self._echo_guard if self._guarded() else 0
-            return turn.segment_start + self._min_speech + guard
+            due = turn.segment_start + self._min_speech
+            if self._guarded():
+                if not self.config.echo_detection:
+                    return due + self._echo_guard
+                if self.echo_likely:
+                    return None  # echo likely: speech alone waits (for words, or the verdict)
+                assert self._reply is not None
+                # the detector cannot have heard the echo of a reply that just began
+                return max(due, self._reply.audible_at + self._echo_settle)
+            return due
         if self.user is UserState.CHECKING:
             due = turn.interrupt_at + self._false_wait
             if not turn.speaking and not turn.covered:
@@ -318,10 +349,8 @@ class TurnTaking:
         return None
 
     def _guarded(self) -> bool:
-        """Whether B1 needs the echo guard now: the bot is audible and its echo may be heard."""
-        if self._reply is None or not self._reply.playing:
-            return False
-        return self.echo_likely or not self.config.echo_detection
+        """Whether B1 depends on echo now: the bot is audible, so its echo may be heard."""
+        return self._reply is not None and self._reply.playing
 
     def _fire(self, due: int) -> list[TurnAction]:
         """Run the timer due at ``due`` (the earliest; the call ends first on a tie)."""
@@ -387,6 +416,8 @@ class TurnTaking:
                 if self._reply is None:
                     self._reply_started(generation, "answer")  # not announced: fine
                 if self._reply is not None and self._reply.generation == generation:
+                    if not self._reply.playing:
+                        self._reply.audible_at = self.now
                     self._reply.playing = True
                 return []
             case PlayoutProgress(generation=generation, played=played, text=text):

@@ -358,20 +358,45 @@ def test_with_no_echo_speech_over_the_bot_interrupts_at_the_minimum_speech() -> 
     assert user_of(machine) is UserState.CHECKING
 
 
-def test_while_echo_is_likely_the_guard_applies() -> None:
+def test_while_echo_is_likely_speech_alone_does_not_interrupt_but_words_do() -> None:
     machine = TurnTaking(quiet(echo_detection=True))
     actions = run(
         machine,
         [
             *bot_speaking(7),
             (500, EchoEstimate(True, ms(500))),
+            (900, PlayoutProgress(7, 16000, "Our opening hours are")),
             (1250, started(1000)),
-            (1499, None),
-            (1600, None),
+            (3000, None),  # two seconds of what may be the bot's own voice
+            (3100, partial("our opening hours", 0, 1000, 3000)),  # it is: the bot's words
+            (3200, None),
         ],
     )
     assert machine.echo_likely
-    assert actions == [StartOfTurn(ms(1000), ms(1500)), Interrupt(7, 0, ms(1500), "speech")]
+    assert actions == []
+    assert machine.next_deadline() is None
+    actions = run(machine, [(3300, partial("wait, I need a table", 0, 1000, 3200))])
+    assert actions == [
+        StartOfTurn(ms(1000), ms(3300)),
+        Interrupt(7, 16000, ms(3300), "words"),
+    ]
+
+
+def test_speech_at_the_start_of_a_reply_waits_until_the_detector_can_have_heard_its_echo() -> None:
+    """The bot became audible at 1000; the caller starts at 1050: the detector has heard no
+    echo yet (its verdict is 'not likely', but it cannot know), so B1 waits for
+    audible + echo_max_delay_ms + ECHO_JUDGE_MS = 1000 + 500 + 300."""
+    machine = TurnTaking(quiet(echo_detection=True))
+    actions = run(
+        machine,
+        [
+            *bot_speaking(7, at=1000),
+            (1300, started(1050)),
+            (1799, None),
+            (1900, None),
+        ],
+    )
+    assert actions == [StartOfTurn(ms(1050), ms(1800)), Interrupt(7, 0, ms(1800), "speech")]
 
 
 def test_the_guard_follows_the_verdict_while_the_caller_speaks() -> None:
@@ -761,7 +786,10 @@ def test_the_call_ends_at_its_maximum_length() -> None:
 def test_next_deadline_names_the_end_of_turn() -> None:
     machine = TurnTaking(quiet())
     run(machine, [(1250, started(1000)), (3100, stopped(3000))])
-    assert machine.next_deadline() == ms(3000 + 600 + 1500)  # no final yet
+    # no final yet, and no partial to fall back on: NO_TEXT_WAITS final waits
+    assert machine.next_deadline() == ms(3000 + 600 + 4 * 1500)
+    run(machine, [(3150, partial("So", 0, 800, 3000))])
+    assert machine.next_deadline() == ms(3000 + 600 + 1500)  # a partial: one final wait
     run(machine, [(3200, final("So", 0, 800, 3200))])
     assert machine.next_deadline() == ms(3600)
 

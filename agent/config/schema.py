@@ -137,11 +137,11 @@ class TurnsConfig(Section, frozen=True, kw_only=True):
     barge_in_min_speech_ms: Milliseconds = 300
     #: this many transcribed words over the agent interrupt it (0: the words rule is off)
     barge_in_min_words: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
-    #: echo guard: extra speech needed while the agent is audible and its echo is likely (the
-    #: echo may be what VAD hears) ...
+    #: with echo_detection off: extra speech needed whenever the agent is audible (its echo
+    #: may be what VAD hears)
     echo_guard_ms: Milliseconds = 200
-    #: ... where the echo detector finds the agent's voice in the caller's audio (off: the
-    #: guard applies whenever the agent is audible) ...
+    #: detect the agent's voice in the caller's audio: while it is there, speech alone does
+    #: not interrupt the agent (words do); off: the fixed echo_guard_ms instead ...
     echo_detection: bool = True
     #: ... searching echo delays up to this (network round trip + client buffering) ...
     echo_max_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=2000)] = 500
