@@ -6,6 +6,11 @@
 holding an utterance's first and last loud samples went out; the receiver records every
 event and, for each generation, when each audio frame arrived. Times are the client's
 ``time.perf_counter()``; "loud" is a sample above |300|.
+
+With ``echo=(delay_ms, gain_db)`` the caller is a line without echo cancellation: the reply
+audio it receives is "played" at real-time pace and comes back in what it sends, ``delay_ms``
+later and ``gain_db`` quieter, mixed with its own speech (cleared on ``interrupted``, as a
+client stops playing).
 """
 
 from __future__ import annotations
@@ -97,8 +102,12 @@ class Reply:
 class Caller:
     """One ``/v1/stream`` call: a real-time sender and a recording receiver."""
 
-    def __init__(self, ws: websockets.ClientConnection) -> None:
+    def __init__(
+        self, ws: websockets.ClientConnection, echo: tuple[float, float] | None = None
+    ) -> None:
         self.ws = ws
+        self.echo = echo
+        self._played = bytearray()  # reply audio waiting to be "played" (echo mode)
         self.replies: dict[int, Reply] = {}
         self.events: list[dict[str, Any]] = []
         self.started = False
@@ -150,6 +159,8 @@ class Caller:
                 chunk = bytes(self._queue[: FRAME * 2]) or silent
                 del self._queue[: FRAME * 2]
                 chunk += silent[len(chunk) :]
+                if self.echo is not None:
+                    chunk = self._with_echo(chunk)
                 await self.ws.send(chunk)
                 sent_at = time.perf_counter()
                 begin, self._sent = self._sent, self._sent + FRAME
@@ -163,6 +174,17 @@ class Caller:
                 self._marks = [s for s in self._marks if not s.done.is_set()]
                 index += 1
 
+    def _with_echo(self, chunk: bytes) -> bytes:
+        played = bytes(self._played[: FRAME * 2])
+        del self._played[: FRAME * 2]
+        if not played:
+            return chunk
+        assert self.echo is not None
+        echo = np.frombuffer(played, dtype="<i2").astype(np.float32) * 10 ** (self.echo[1] / 20)
+        mine = np.frombuffer(chunk, dtype="<i2").astype(np.float32)
+        mine[: len(echo)] += echo
+        return np.clip(mine, -32768, 32767).astype("<i2").tobytes()
+
     async def receive(self) -> None:
         try:
             async for message in self.ws:
@@ -174,6 +196,10 @@ class Caller:
                         reply.late_frames += 1
                     peak = int(np.abs(pcm.astype(np.int32)).max()) if len(pcm) else 0
                     reply.frames.append((now, len(pcm), peak))
+                    if self.echo is not None and reply.interrupted is None:
+                        if not self._played:  # playback starts: the echo path's delay first
+                            self._played += bytes(2 * round(RATE * self.echo[0] / 1000))
+                        self._played += message
                 else:
                     self._event(json.loads(message), now)
                 self._notify()
@@ -199,6 +225,7 @@ class Caller:
         elif kind == "interrupted":
             reply = self.reply(event["generation"])
             reply.interrupted, reply.interruption = now, event
+            self._played.clear()  # the client stops playing: no more echo of it
         elif kind == "turn.latency":
             self.reply(event["generation"]).latency = event["latency_ms"]
         elif kind == "session.ended":
@@ -206,9 +233,9 @@ class Caller:
 
 
 @asynccontextmanager
-async def call(url: str) -> AsyncIterator[Caller]:
+async def call(url: str, echo: tuple[float, float] | None = None) -> AsyncIterator[Caller]:
     async with websockets.connect(f"{url}/v1/stream", max_size=None) as ws:
-        caller = Caller(ws)
+        caller = Caller(ws, echo)
         async with anyio.create_task_group() as tg:
             tg.start_soon(caller.receive)
             await ws.send(json.dumps({"type": "hello", "sample_rate": RATE}))

@@ -16,7 +16,10 @@ barge-in
     audio "Hello, good morning." over it. From sending the frame holding the interruption's
     first loud sample to the arrival of the last frame of the interrupted generation (the
     server sends ``interrupted`` after it), and to ``interrupted`` itself. Repeated
-    (``--unguarded``) on a second server whose agent has ``turns.echo_guard_ms: 0``.
+    (``--unguarded``) on a second server whose agent has ``turns.echo_guard_ms: 0``, and
+    (``--echo-barge-ins``) by a caller on a line without echo cancellation (the reply comes
+    back in what it sends, 150 ms later, -12 dB), together with as many answers played out
+    over that line with the caller silent: none should be interrupted by its own echo.
 concurrency
     N calls at once (``--calls``, run in order until one does not hold; starts ``--stagger``
     apart), each: greeting, "Hello, good morning.", "What can you do?", bye. A reply frame is
@@ -204,10 +207,12 @@ async def barge_in(
     )
 
 
-async def barge_in_call(url: str, count: int) -> list[BargeIn]:
+async def barge_in_call(
+    url: str, count: int, echo: tuple[float, float] | None = None
+) -> list[BargeIn]:
     trigger, interruption = utterance(TRIGGER), utterance(INTERRUPTION)
     results = []
-    async with call(url) as caller:
+    async with call(url, echo) as caller:
         await greeting(caller)
         for index in range(count):
             delay = BARGE_DELAYS[index % len(BARGE_DELAYS)]
@@ -215,6 +220,20 @@ async def barge_in_call(url: str, count: int) -> list[BargeIn]:
             if result is not None:
                 results.append(result)
     return results
+
+
+async def echo_only_call(url: str, count: int, echo: tuple[float, float]) -> list[bool]:
+    """``count`` answers played to the end over a line that echoes them, the caller silent:
+    whether each was interrupted (by its own echo)."""
+    trigger = utterance(TRIGGER)
+    cut = []
+    async with call(url, echo) as caller:
+        await greeting(caller)
+        for _ in range(count):
+            turn = await answer_to(caller, trigger)
+            await finish(caller, turn)
+            cut.append(turn.reply is not None and turn.reply.interrupted is not None)
+    return cut
 
 
 @dataclass
@@ -431,7 +450,10 @@ def report_barge_ins(results: Sequence[BargeIn], config: AgentConfig, title: str
             f"{b.heard} | {b.frames_after} |"
         )
     cut = [b for b in results if b.to_last_frame is not None]
-    decided = turns.barge_in_min_speech_ms + turns.echo_guard_ms
+    # with echo detection the guard applies only while the detector hears the bot's voice in
+    # the caller's audio: the bench's callers send no echo of it
+    guard = 0 if turns.echo_detection else turns.echo_guard_ms
+    decided = turns.barge_in_min_speech_ms + guard
     summary = {
         "barge_ins": len(results),
         "interrupted": len(cut),
@@ -446,6 +468,7 @@ def report_barge_ins(results: Sequence[BargeIn], config: AgentConfig, title: str
         "frames_after_interrupted": sum(b.frames_after for b in results),
         "barge_in_min_speech_ms": turns.barge_in_min_speech_ms,
         "echo_guard_ms": turns.echo_guard_ms,
+        "echo_detection": turns.echo_detection,
         "vad_min_speech_ms": vad.min_speech_ms,
     }
     print(
@@ -456,7 +479,9 @@ def report_barge_ins(results: Sequence[BargeIn], config: AgentConfig, title: str
         f"{summary['vad_onset_error_p50_ms']:+.0f} ms. Configured: VAD min speech "
         f"{vad.min_speech_ms} ms (counted from the onset, inside the turn machine's), "
         f"barge_in_min_speech_ms {turns.barge_in_min_speech_ms} + echo_guard_ms "
-        f"{turns.echo_guard_ms} while the bot is audible = decision at onset + {decided} ms."
+        f"{turns.echo_guard_ms} while the bot is audible"
+        + (" and echo is likely (none here)" if turns.echo_detection else "")
+        + f" = decision at onset + {decided} ms."
     )
     return summary
 
@@ -512,6 +537,10 @@ def report_levels(levels: Sequence[dict[str, Any]]) -> None:
     print(f"\nheld in real time: N = {', '.join(held) or 'none'}")
 
 
+#: the echoing line of the echo parts: the reply comes back 150 ms later, 12 dB quieter
+ECHO = (150.0, -12.0)
+
+
 def without_echo_guard(path: str, folder: str) -> Path:
     """A copy of the agent file at ``path`` with ``turns.echo_guard_ms: 0``, in ``folder``."""
     data = yaml.safe_load(Path(path).read_text())
@@ -541,6 +570,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         tts = await first_chunk_times([t.reply.text if t.reply else "" for t in turns])
         loads["barge_in"] = load()
         barges = await barge_in_call(server.ws, args.barge_ins) if args.barge_ins else []
+        echoed: list[BargeIn] = []
+        echo_only: list[bool] = []
+        if args.echo_barge_ins:
+            loads["echo"] = load()
+            echoed = await barge_in_call(server.ws, args.echo_barge_ins, ECHO)
+            echo_only = await echo_only_call(server.ws, args.echo_barge_ins, ECHO)
         for n in args.calls:
             at, before = load(), await executor_counters(server.http)
             calls = await concurrent_calls(server.ws, n, args.stagger)
@@ -565,6 +600,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     report["call"] = report_call(turns, config.profile.vad.min_silence_ms / 1000, asr, tts)
     if barges:
         report["barge_in"] = report_barge_ins(barges, config, "default turns")
+    if echoed:
+        title = f"a line echoing the reply {ECHO[0]:.0f} ms later at {ECHO[1]:+.0f} dB"
+        report["barge_in_echo"] = report_barge_ins(echoed, config, title)
+        report["echo_only_interrupted"] = sum(echo_only)
+        print(
+            f"\nEcho alone (the caller silent, the same line): {sum(echo_only)} of "
+            f"{len(echo_only)} answers interrupted by their own echo."
+        )
     if unguarded:
         guardless = msgspec.structs.replace(config.turns, echo_guard_ms=0)
         report["barge_in_no_echo_guard"] = report_barge_ins(
@@ -592,6 +635,13 @@ def main() -> None:
         type=int,
         default=5,
         help="barge-ins repeated on a second server with turns.echo_guard_ms: 0 (0: none)",
+    )
+    parser.add_argument(
+        "--echo-barge-ins",
+        type=int,
+        default=5,
+        help="barge-ins (and as many echoed answers with a silent caller) on a line that "
+        "echoes the reply (0: none)",
     )
     parser.add_argument("--stagger", type=float, default=0.5, help="seconds between call starts")
     parser.add_argument("--json", help="write the numbers to this file")
