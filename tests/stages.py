@@ -34,8 +34,11 @@ def joined_pcm(events: Sequence[Event]) -> bytes:
     return b"".join(e.pcm for e in events if isinstance(e, AudioFrame))
 
 
-async def run_stage(stage: Stage, events: Sequence[Event], capacity: int = 4) -> list[Event]:
-    """Push ``events`` through ``stage`` between two small real channels; collect the output."""
+async def run_stage(
+    stage: Stage | Sequence[Stage], events: Sequence[Event], capacity: int = 4
+) -> list[Event]:
+    """Push ``events`` through ``stage`` (or a chain of stages) between two small real
+    channels; collect the output."""
     source = Channel("test->stage", capacity, Policy.BLOCK)
     sink = Channel("stage->test", capacity, Policy.BLOCK)
     received: list[Event] = []
@@ -52,5 +55,6 @@ async def run_stage(stage: Stage, events: Sequence[Event], capacity: int = 4) ->
     async with anyio.create_task_group() as group:
         group.start_soon(produce)
         group.start_soon(consume)
-        await run_pipeline("test", [stage], source, sink)
+        chain = list(stage) if isinstance(stage, Sequence) else [stage]
+        await run_pipeline("test", chain, source, sink)
     return received

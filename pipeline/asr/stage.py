@@ -24,6 +24,14 @@ partials, never a late final behind stale ones. In the shared executor a final h
 priority than partials (:data:`FINAL_PRIORITY`): it goes ahead of other calls' partials, and
 takes a partial's place when the executor's queue is full.
 
+**Speculative finals.** The VAD's :class:`~pipeline.vad.events.SpeechPaused` (100 ms of
+silence) queues a final-quality decode of the utterance so far, at the final's priority, while
+the VAD is still confirming the end (its ``min_silence``, 300 ms in the default agent). Until
+then its text reads as a partial; when :class:`~pipeline.vad.events.SpeechStopped` names the
+same sample, that decode *is* the final and no second decode runs, so the end of speech waits
+for what is left of one decode, not for a whole one after the silence. If the caller goes on,
+it was one more partial (counted: ``speculations``, ``speculations_used``).
+
 Every other event, control or data, passes on unchanged and at once (the speech events
 included, so turn-taking downstream sees them before the final that follows). Audio is passed
 on only with ``forward_audio=True``. When the inbox ends, an open utterance is finalised (its
@@ -52,7 +60,7 @@ from pipeline.asr.utterance import RATE, Decode, TrackerConfig, UtteranceTracker
 from pipeline.errors import InvalidAudio, Overloaded
 from pipeline.events import BYTES_PER_SAMPLE, USER_GENERATION, AudioFrame, Flush
 from pipeline.executor import ModelExecutor
-from pipeline.vad.events import SpeechStarted, SpeechStopped
+from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
 
 if TYPE_CHECKING:
     from pipeline.channels import Channel
@@ -107,7 +115,9 @@ def asr_executor(
 class _Jobs:
     """The stage's decode queue: in order, newest partial only, closed at the end of input.
 
-    A :class:`Flush` waits in the queue like a final (it is sent on when its turn comes).
+    A :class:`Flush` waits in the queue like a final (it is sent on when its turn comes). A
+    speculative final waits like a partial that a partial cannot replace: a real final, or the
+    next pause's, does.
     """
 
     def __init__(self) -> None:
@@ -116,7 +126,14 @@ class _Jobs:
         self._closed = False
 
     def put(self, job: Decode | Flush) -> None:
-        self._queue = deque(j for j in self._queue if isinstance(j, Flush) or j.final)
+        waiting = self._queue
+        speculating = any(isinstance(j, Decode) and j.speculative for j in waiting)
+        if speculating and isinstance(job, Decode) and not job.final:
+            return  # the speculative final waiting reads as a partial too, and better
+        # a new job supersedes the partials and speculative finals still waiting
+        self._queue = deque(
+            j for j in waiting if isinstance(j, Flush) or (j.final and not j.speculative)
+        )
         self._queue.append(job)
         self._wakeup.set()
 
@@ -155,6 +172,9 @@ class AsrStage:
         self.forward_audio = forward_audio
         #: partial jobs refused by a full executor queue (they are skipped)
         self.partials_refused = 0
+        #: speculative finals decoded, and of those, used as the final
+        self.speculations = 0
+        self.speculations_used = 0
 
     async def __call__(self, inbox: Channel, outbox: Channel) -> None:
         tracker = UtteranceTracker(self.tracker_config)
@@ -190,6 +210,8 @@ class AsrStage:
                 continue
             if isinstance(event, SpeechStarted):
                 actions = tracker.speech_started(event.audio_start, event.sample)
+            elif isinstance(event, SpeechPaused):
+                actions = tracker.speech_paused(event.sample)
             elif isinstance(event, SpeechStopped):
                 actions = tracker.speech_stopped(event.sample)
             elif isinstance(event, Flush):
@@ -209,10 +231,25 @@ class AsrStage:
         agreement = LocalAgreement(self.agreement)
         last_partial: tuple[int, str] | None = None
         history: deque[str] = deque()  # words of earlier finals, newest last
+        #: the last speculative final and what it decoded to
+        speculated: tuple[Decode, Decoded] | None = None
         while (job := await jobs.get()) is not None:
             if isinstance(job, Flush):
                 await outbox.send(job)
                 continue
+            if job.final and speculated is not None:
+                guess, decoded = speculated
+                speculated = None
+                same = (guess.utterance, guess.start, guess.stop)
+                if same == (job.utterance, job.start, job.stop):
+                    self.speculations_used += 1
+                    agreement.reset()
+                    if decoded.dropped is None:
+                        history.extend(decoded.text.split())
+                        while len(history) > self.options.context_words:
+                            history.popleft()
+                    await outbox.send(_final_event(session[0] if session else "", job, decoded))
+                    continue
             audio = job.audio.astype(np.float32) / 32768.0
             context = " ".join(history) if self.options.condition_on_previous_text else ""
             request = DecodeRequest(
@@ -223,11 +260,15 @@ class AsrStage:
                 priority = FINAL_PRIORITY if job.final else PARTIAL_PRIORITY
                 decoded = await self.executor.run(request, priority=priority)
             except Overloaded:
-                if not job.final:
+                if not job.final or job.speculative:
                     self.partials_refused += 1
                     continue
                 decoded = Decoded(text="", dropped=OVERLOADED)
-            if job.final:
+            if job.speculative:
+                self.speculations += 1
+                speculated = (job, decoded)
+                # until the speech is known to have ended here, it reads as a partial
+            elif job.final:
                 agreement.reset()
                 if decoded.dropped is None:
                     history.extend(decoded.text.split())

@@ -15,6 +15,10 @@ Rules (``C`` is a :class:`TrackerConfig`):
 * While the utterance is open, a partial ``Decode`` of everything so far is returned once it
   holds ``C.first_partial`` samples after the speech start, then again after every
   ``C.partial_interval`` new samples (``0`` turns partials off).
+* At a pause (the VAD's :class:`~pipeline.vad.events.SpeechPaused` at sample ``p``) a
+  *speculative* final ``Decode`` covers the utterance up to ``p + C.end_margin`` (as far as
+  the audio goes); the utterance stays open. If the speech then stops at ``p``, that decode is
+  its final (the stage reuses it); if the caller goes on, it was one more partial.
 * At speech stop (sample ``s``, the first silent one) the final ``Decode`` covers the
   utterance up to ``s + C.end_margin`` (no further than the audio received). The audio after
   the cut is kept as the next utterance's pre-roll.
@@ -84,8 +88,18 @@ class Decode:
     start: int
     audio: Pcm
     final: bool
-    #: ``"partial"``, ``"speech_stopped"``, ``"max_length"``, ``"gap"`` or ``"end_of_stream"``
+    #: ``"partial"``, ``"speculative"``, ``"speech_stopped"``, ``"max_length"``, ``"gap"`` or
+    #: ``"end_of_stream"``
     reason: str
+    #: the end of speech this decode assumes: the stop of a ``speech_stopped`` final, the pause
+    #: of a ``speculative`` one (``None`` for the others)
+    stop: int | None = None
+
+    @property
+    def speculative(self) -> bool:
+        """A final-quality decode at a pause, in case the speech ends there (the utterance
+        stays open): the final of a stop at the same sample is the same decode."""
+        return self.reason == "speculative"
 
     @property
     def end(self) -> int:
@@ -158,11 +172,20 @@ class UtteranceTracker:
             self._next_partial += max(speech_start - self._origin, 0)
         return actions
 
+    def speech_paused(self, sample: int) -> list[Decode]:
+        """The caller went silent at ``sample`` (the VAD's pause): the final the speech would
+        get if it ended there, as far as the audio goes (the utterance stays open)."""
+        if not self._in_speech:
+            return []
+        cut = max(min(sample + self.config.end_margin - self._origin, self._length), 0)
+        audio = self._joined()[:cut].copy()
+        return [Decode(self._utterance, self._origin, audio, True, "speculative", sample)]
+
     def speech_stopped(self, sample: int) -> list[Decode]:
         if not self._in_speech:
             return []
         cut = min(sample + self.config.end_margin - self._origin, self._length)
-        return [self._final(max(cut, 0), "speech_stopped")]
+        return [self._final(max(cut, 0), "speech_stopped", sample)]
 
     def end_of_stream(self) -> list[Decode]:
         if not self._in_speech:
@@ -180,10 +203,10 @@ class UtteranceTracker:
         self._utterance += 1
         self._next_partial = self.config.first_partial
 
-    def _final(self, cut: int, reason: str) -> Decode:
+    def _final(self, cut: int, reason: str, stop: int | None = None) -> Decode:
         """The utterance's audio up to ``cut`` (samples into the buffer); the rest stays."""
         audio = self._joined()
-        action = Decode(self._utterance, self._origin, audio[:cut].copy(), True, reason)
+        action = Decode(self._utterance, self._origin, audio[:cut].copy(), True, reason, stop)
         self._in_speech = False
         self._trim(cut)
         return action

@@ -5,7 +5,8 @@
 - :mod:`pipeline.vad.detector`: :class:`SpeechDetector`, probabilities in, speech start/end out,
   counted in samples.
 - :mod:`pipeline.vad.stage`: :class:`VadStage`, the async stage.
-- :mod:`pipeline.vad.events`: :class:`SpeechStarted` and :class:`SpeechStopped`.
+- :mod:`pipeline.vad.events`: :class:`SpeechStarted`, :class:`SpeechPaused`,
+  :class:`SpeechStopped`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pipeline.vad.detector import (
     SpeechStart,
     Transition,
 )
-from pipeline.vad.events import SpeechStarted, SpeechStopped
+from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
 from pipeline.vad.silero import (
     CONTEXT_SAMPLES,
     FRAME_SAMPLES,
@@ -41,6 +42,7 @@ __all__ = [
     "SileroVad",
     "SpeechDetector",
     "SpeechEnd",
+    "SpeechPaused",
     "SpeechStart",
     "SpeechStarted",
     "SpeechStopped",

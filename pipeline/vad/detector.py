@@ -119,6 +119,12 @@ class SpeechDetector:
     def speaking(self) -> bool:
         return self._speaking
 
+    @property
+    def pause(self) -> int | None:
+        """While speaking: the first sample of the silence run going on (it may still turn out
+        to be a pause inside the speech, or become its end); else ``None``."""
+        return self._run_start if self._speaking else None
+
     def feed(self, probability: float, num_samples: int) -> list[Transition]:
         """Take one frame's speech probability; return the transitions it completed."""
         if num_samples < 0:

@@ -18,6 +18,14 @@ class SpeechStarted(Event, frozen=True, kw_only=True, tag="speech_started"):
     probability: float
 
 
+class SpeechPaused(Event, frozen=True, kw_only=True, tag="speech_paused"):
+    """The caller has been silent since ``sample`` for ``PAUSE_SAMPLES``: the speech may have
+    ended there (:class:`SpeechStopped` with that ``sample`` will say so once the silence
+    lasts the configured minimum) or may go on. Sent once per silence run."""
+
+    sample: int
+
+
 class SpeechStopped(Event, frozen=True, kw_only=True, tag="speech_stopped"):
     """The speech that began at ``speech_start`` ended at ``sample`` (its first silent sample).
 

@@ -17,6 +17,11 @@ What audio goes on (``forward``):
 ``"all"``
     every frame, unchanged and at once; the speech events follow the audio they describe.
 
+While speech goes on, a silence of ``pause_samples`` (100 ms) sends
+:class:`~pipeline.vad.events.SpeechPaused` (once per silence run, after the audio up to that
+point): the speech may have ended where the silence began, and a recogniser can start its final
+decode then, while the end is still being confirmed.
+
 A *stream* is a run of contiguous frames (:meth:`AudioFrame.follows`). A frame that does not
 continue the stream (a gap in ``pts``, another generation) ends it: open speech is closed with
 :class:`SpeechStopped`, and the model state and detector start afresh. The same happens when
@@ -38,7 +43,7 @@ import numpy as np
 from pipeline.errors import InvalidAudio
 from pipeline.events import BYTES_PER_SAMPLE, AudioFrame, Flush
 from pipeline.vad.detector import DetectorConfig, SpeechDetector, SpeechEnd, SpeechStart
-from pipeline.vad.events import SpeechStarted, SpeechStopped
+from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
 from pipeline.vad.silero import FRAME_SAMPLES, SAMPLE_RATE, SileroState, VadRequest, VadResult
 
 if TYPE_CHECKING:
@@ -47,6 +52,9 @@ if TYPE_CHECKING:
 Forward = Literal["speech", "all"]
 
 _FRAME_BYTES = FRAME_SAMPLES * BYTES_PER_SAMPLE
+#: silence inside speech that is worth a :class:`SpeechPaused` (100 ms: longer than the dips
+#: between words, well short of the end of speech)
+PAUSE_SAMPLES = 1600
 
 
 class VadRunner(Protocol):
@@ -66,10 +74,13 @@ class VadStage:
         config: DetectorConfig | None = None,
         *,
         forward: Forward = "speech",
+        pause_samples: int = PAUSE_SAMPLES,
     ) -> None:
         self.executor = executor
         self.config = config if config is not None else DetectorConfig()
         self.forward = forward
+        #: silence this long inside speech sends :class:`SpeechPaused` (0: never)
+        self.pause_samples = pause_samples
 
     async def __call__(self, inbox: Channel, outbox: Channel) -> None:
         stream: _Stream | None = None
@@ -118,6 +129,9 @@ class _Stream:
         self._forwarded = first.pts
         self._out = bytearray()
         self._out_start = first.pts
+        pause = stage.pause_samples
+        self._pause_samples = pause if 0 < pause < stage.config.min_silence_samples else None
+        self._paused_at: int | None = None  # the silence run SpeechPaused was sent for
 
     def continued_by(self, frame: AudioFrame) -> bool:
         return self._last is not None and frame.follows(self._last)
@@ -158,6 +172,18 @@ class _Stream:
             await self._transition(transition)
         if self._gated and self._detector.speaking:
             self._forward_until(self._position)
+        pause = self._detector.pause
+        if (
+            pause is not None
+            and self._pause_samples is not None
+            and pause != self._paused_at
+            and self._position - pause >= self._pause_samples
+        ):
+            self._paused_at = pause
+            await self._flush_audio()  # the audio up to here comes first
+            await self._outbox.send(
+                SpeechPaused(session_id=self._session_id, generation=self._generation, sample=pause)
+            )
 
     async def _transition(self, transition: SpeechStart | SpeechEnd) -> None:
         if isinstance(transition, SpeechStart):

@@ -19,7 +19,14 @@ from pipeline.errors import InvalidAudio, Overloaded
 from pipeline.events import AudioFrame, EndOfInput, Event, Flush, Interrupt, TextChunk
 from pipeline.executor import ModelExecutor
 from pipeline.runtime import run_pipeline
-from pipeline.vad import SileroVad, SpeechStarted, SpeechStopped, VadStage, vad_executor
+from pipeline.vad import (
+    SileroVad,
+    SpeechPaused,
+    SpeechStarted,
+    SpeechStopped,
+    VadStage,
+    vad_executor,
+)
 from tests.asr.support import BECKETT, RATE, TWO_CITIES_OPENING, two_cities_opening
 from tests.asr.wer import wer
 from tests.audio import Pcm, espeak, noise, read_speech, silence
@@ -301,8 +308,56 @@ async def test_a_commit_right_after_speech_is_transcribed_through_the_real_vad(
             [VadStage(vad), AsrStage(executor)], [*frames(speech), flush]
         )
     assert head[-1] == flush
-    kinds = [type(e) for e in head if not isinstance(e, Transcript) or e.is_final]
+    kinds = [
+        type(e)
+        for e in head
+        if not isinstance(e, SpeechPaused) and (not isinstance(e, Transcript) or e.is_final)
+    ]
     assert kinds == [SpeechStarted, SpeechStopped, Transcript, Flush]
     (final,) = [e for e in head if isinstance(e, Transcript) and e.is_final]
     assert wer(TWO_CITIES_OPENING, final.text) <= 0.15, final.text
     assert tail == []
+
+
+@pytest.mark.anyio
+async def test_a_pause_starts_the_final_decode_and_a_stop_there_reuses_it(
+    executor: Executor,
+) -> None:
+    """The VAD's pause (100 ms of silence) starts a speculative final; the stop at the same
+    sample, 300 ms of audio later, takes that decode as its final instead of decoding again."""
+    with anyio.fail_after(60):
+        speech = np.concatenate([silence(0.3), espeak(SENTENCE)])
+        end = len(speech)
+        paced = Paced(executor)
+        asr = AsrStage(paced, tracker=TrackerConfig.from_seconds(partial_interval=0))
+        inbox = Channel("test->asr", 4, Policy.BLOCK)
+        outbox = Channel("asr->test", 64, Policy.BLOCK)
+        received: list[Event] = []
+
+        async def produce() -> None:
+            began = SpeechStarted(session_id="s", sample=4800, audio_start=0, probability=0.9)
+            for event in [began, *frames(np.concatenate([speech, silence(0.1)]))]:
+                await inbox.send(event)
+            await inbox.send(SpeechPaused(session_id="s", sample=end))
+            await paced.wait_for(1)  # the speculative decode is done
+            for event in frames(silence(0.3), start=end + 1600):
+                await inbox.send(event)
+            await inbox.send(SpeechStopped(session_id="s", sample=end, speech_start=4800))
+            inbox.close()
+
+        async def run() -> None:
+            try:
+                await asr(inbox, outbox)
+            finally:
+                outbox.close()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce)
+            group.start_soon(run)
+            async for event in outbox:
+                received.append(event)
+    (final,) = [e for e in received if isinstance(e, Transcript) and e.is_final]
+    assert wer(SENTENCE, final.text) <= 0.1, final.text
+    assert (final.start, final.end) == (0, end + 3200)  # the final's own audio
+    assert (asr.speculations, asr.speculations_used) == (1, 1)
+    assert paced.done == 1  # one decode in all

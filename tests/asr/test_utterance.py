@@ -56,6 +56,21 @@ def test_speech_mode_events_come_before_their_audio() -> None:
     assert not tracker.in_speech
 
 
+def test_a_pause_gets_a_speculative_final_and_the_utterance_stays_open() -> None:
+    tracker = UtteranceTracker(CONFIG)
+    tracker.speech_started(audio_start=8000, speech_start=8500)
+    feed(tracker, 8000, 12160, size=160)
+    (guess,) = tracker.speech_paused(12000)
+    assert (guess.final, guess.speculative, guess.stop, guess.utterance) == (True, True, 12000, 0)
+    assert_covers(guess, 8000, 12160)  # the margin, as far as the audio goes
+    assert tracker.in_speech  # the caller may go on
+    feed(tracker, 12160, 12600, size=160)
+    (final,) = tracker.speech_stopped(12000)
+    assert (final.reason, final.stop, final.speculative) == ("speech_stopped", 12000, False)
+    assert (final.utterance, final.start) == (guess.utterance, guess.start)
+    assert tracker.speech_paused(12500) == []  # no speech, no pause
+
+
 def test_all_mode_events_come_after_their_audio() -> None:
     tracker = UtteranceTracker(CONFIG)
     assert feed(tracker, 0, 6000) == []

@@ -17,6 +17,7 @@ from pipeline.vad import (
     DetectorConfig,
     SileroVad,
     SpeechEnd,
+    SpeechPaused,
     SpeechStart,
     SpeechStarted,
     SpeechStopped,
@@ -24,6 +25,7 @@ from pipeline.vad import (
     VadResult,
     VadStage,
 )
+from pipeline.vad.stage import PAUSE_SAMPLES
 from tests.audio import Pcm, espeak, silence
 from tests.stages import run_stage
 from tests.vad.support import (
@@ -38,6 +40,11 @@ from tests.vad.support import (
 Executor = ModelExecutor[VadRequest, VadResult]
 CONFIG = DetectorConfig()  # 0.5/0.35, 250 ms speech, 500 ms silence, 500 ms pre-roll
 TOLERANCE = 2 * FRAME_SAMPLES
+
+
+def no_pauses(executor: Executor, **options: object) -> VadStage:
+    """A stage that sends no :class:`SpeechPaused` (the tests using it are about the rest)."""
+    return VadStage(executor, pause_samples=0, **options)  # type: ignore[arg-type]
 
 
 def audio_of(events: list[Event]) -> list[AudioFrame]:
@@ -55,11 +62,34 @@ def joined(frames: list[AudioFrame]) -> Pcm:
 
 
 @pytest.mark.anyio
+async def test_a_pause_is_announced_once_after_its_audio_and_the_stop_names_the_same_sample(
+    shared_executor: Executor,
+) -> None:
+    with anyio.fail_after(30):
+        audio = espeak_case()
+        out = await run_stage(VadStage(shared_executor), audio_frames(audio, [320]))
+    pauses = [i for i, e in enumerate(out) if isinstance(e, SpeechPaused)]
+    (stop,) = [i for i, e in enumerate(out) if isinstance(e, SpeechStopped)]
+    stopped = out[stop]
+    assert isinstance(stopped, SpeechStopped)
+    assert pauses
+    assert pauses[-1] < stop
+    last = out[pauses[-1]]
+    assert isinstance(last, SpeechPaused)
+    assert last.sample == stopped.sample  # the pause that became the end of speech
+    samples = [e.sample for e in out if isinstance(e, SpeechPaused)]
+    assert len(set(samples)) == len(samples)  # once per silence run
+    for index in pauses:  # the audio up to the pause went first
+        before = [e for e in out[:index] if isinstance(e, AudioFrame)]
+        assert before[-1].end_pts >= out[index].sample + PAUSE_SAMPLES  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
 async def test_speech_mode_sends_one_utterance_with_its_pre_roll(shared_executor: Executor) -> None:
     with anyio.fail_after(30):
         audio = espeak_case()
         ((begin, end),) = loud_regions(audio, threshold=300)
-        out = await run_stage(VadStage(shared_executor), audio_frames(audio, [320]))
+        out = await run_stage(no_pauses(shared_executor), audio_frames(audio, [320]))
 
     started, *frames, stopped = out
     assert isinstance(started, SpeechStarted)
@@ -84,7 +114,7 @@ async def test_the_stage_reports_what_the_model_and_detector_say(
 ) -> None:
     with anyio.fail_after(30):
         audio = espeak_case()
-        out = await run_stage(VadStage(shared_executor), audio_frames(audio, [320]))
+        out = await run_stage(no_pauses(shared_executor), audio_frames(audio, [320]))
     expected = detect(probabilities(vad_model, audio), CONFIG)
     got = others(out)
     assert len(got) == len(expected) == 2
@@ -109,8 +139,8 @@ async def test_the_output_does_not_depend_on_how_the_input_is_cut(
 ) -> None:
     with anyio.fail_after(30):
         audio = espeak_case()
-        reference = await run_stage(VadStage(shared_executor), audio_frames(audio, [320]))
-        out = await run_stage(VadStage(shared_executor), audio_frames(audio, sizes))
+        reference = await run_stage(no_pauses(shared_executor), audio_frames(audio, [320]))
+        out = await run_stage(no_pauses(shared_executor), audio_frames(audio, sizes))
     assert others(out) == others(reference)
     assert audio_of(out)[0].pts == audio_of(reference)[0].pts
     np.testing.assert_array_equal(joined(audio_of(out)), joined(audio_of(reference)))
@@ -122,7 +152,7 @@ async def test_all_mode_forwards_every_frame_unchanged_and_events_after_their_au
 ) -> None:
     with anyio.fail_after(30):
         frames = audio_frames(espeak_case(), [320], start=48000)
-        out = await run_stage(VadStage(shared_executor, forward="all"), frames)
+        out = await run_stage(no_pauses(shared_executor, forward="all"), frames)
     assert audio_of(out) == frames
     started, stopped = others(out)
     assert isinstance(started, SpeechStarted)
@@ -145,7 +175,7 @@ async def test_other_events_pass_through(shared_executor: Executor) -> None:
         end = EndOfInput(session_id="s")
         frames[10:10] = [text, interrupt]
         frames.append(end)
-        out = await run_stage(VadStage(shared_executor), frames)
+        out = await run_stage(no_pauses(shared_executor), frames)
     kinds = [type(e) for e in others(out)]
     assert sorted(kinds, key=str) == sorted(
         [TextChunk, Interrupt, EndOfInput, SpeechStarted, SpeechStopped], key=str
@@ -164,7 +194,7 @@ async def test_a_gap_or_the_end_of_input_closes_open_speech(shared_executor: Exe
         cut = 40000  # in the middle of the sentence
         first = audio_frames(audio[:cut], [320])
         second = audio_frames(audio[:cut], [320], start=10**6)
-        out = await run_stage(VadStage(shared_executor), [*first, *second])
+        out = await run_stage(no_pauses(shared_executor), [*first, *second])
 
     events = others(out)
     assert [type(e) for e in events] == [SpeechStarted, SpeechStopped] * 2
@@ -196,7 +226,7 @@ async def test_audio_at_another_rate_is_refused(shared_executor: Executor) -> No
         inbox.send_nowait(AudioFrame(session_id="s", sample_rate=8000, pcm=bytes(320), pts=0))
         inbox.close()
         with pytest.raises(InvalidAudio, match="16000"):
-            await VadStage(shared_executor)(inbox, outbox)
+            await no_pauses(shared_executor)(inbox, outbox)
 
 
 @pytest.mark.anyio
@@ -210,13 +240,13 @@ async def test_sessions_sharing_the_executor_do_not_disturb_each_other(
     }
     with anyio.fail_after(60):
         alone = {
-            name: await run_stage(VadStage(shared_executor), frames)
+            name: await run_stage(no_pauses(shared_executor), frames)
             for name, frames in inputs.items()
         }
         together: dict[str, list[Event]] = {}
 
         async def one(name: str) -> None:
-            together[name] = await run_stage(VadStage(shared_executor), inputs[name])
+            together[name] = await run_stage(no_pauses(shared_executor), inputs[name])
 
         async with anyio.create_task_group() as group:
             for name in inputs:
@@ -244,7 +274,7 @@ async def test_a_flush_ends_open_speech_at_once_with_all_audio_before_it(
         after = audio_frames(
             np.concatenate([silence(0.5), espeak(SENTENCE)]), [320], start=len(speech)
         )
-        out = await run_stage(VadStage(shared_executor), [*before, flush, *after])
+        out = await run_stage(no_pauses(shared_executor), [*before, flush, *after])
 
     cut = out.index(flush)
     head, tail = out[:cut], out[cut + 1 :]
@@ -268,6 +298,6 @@ async def test_a_flush_with_no_speech_open_is_passed_on_alone(shared_executor: E
     with anyio.fail_after(30):
         flush = Flush(session_id="s")
         out = await run_stage(
-            VadStage(shared_executor), [*audio_frames(silence(1.0), [320]), flush]
+            no_pauses(shared_executor), [*audio_frames(silence(1.0), [320]), flush]
         )
     assert out == [flush]
