@@ -90,7 +90,7 @@ frame or two of their onset and the barge-in is decided then (at ``min_speech`` 
 or at once if that has passed); words of the caller's own (B2) barge in whatever the verdict.
 A reply that has just begun has had no time to echo: until it has played ``echo_max_delay``
 plus the detector's ``ECHO_JUDGE_MS``, a "not likely" means "not heard yet", so speech alone
-waits for that too (a caller who speaks in the first 0.8 s of a reply interrupts it 0.8 s in).
+waits for that too (a caller who speaks in the first 0.95 s of a reply interrupts it then).
 With no echo the barge-in is decided at ``min_speech``. With ``echo_detection`` off the
 detector's verdicts are ignored and a fixed guard applies instead: speech alone needs
 ``min_speech + echo_guard`` of it whenever the bot is audible. Whatever the detector says, ASR words
@@ -141,6 +141,8 @@ from pipeline.asr.events import Transcript, TranscriptDropped
 from pipeline.vad.events import SpeechStarted, SpeechStopped
 
 __all__ = [
+    "ECHO_JUDGE_MS",
+    "NO_TEXT_WAITS",
     "BotState",
     "CommitTurn",
     "DiscardTurn",
@@ -175,8 +177,8 @@ __all__ = [
 #: how many ``final_wait`` a paused turn with no text at all waits for its final
 NO_TEXT_WAITS = 4
 #: how long the echo detector needs to call echo likely once the echo arrives (measured with
-#: the bot's speech coming back 40, 150 and 400 ms later at -6 to -20 dB: 280-300 ms)
-ECHO_JUDGE_MS = 300
+#: the bot's speech coming back 40, 150 and 400 ms later at -6 to -20 dB: 390-460 ms)
+ECHO_JUDGE_MS = 450
 
 
 class UserState(enum.Enum):

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.turns import (
+    ECHO_JUDGE_MS,
     BotState,
     CommitTurn,
     DiscardTurn,
@@ -385,18 +386,20 @@ def test_while_echo_is_likely_speech_alone_does_not_interrupt_but_words_do() -> 
 def test_speech_at_the_start_of_a_reply_waits_until_the_detector_can_have_heard_its_echo() -> None:
     """The bot became audible at 1000; the caller starts at 1050: the detector has heard no
     echo yet (its verdict is 'not likely', but it cannot know), so B1 waits for
-    audible + echo_max_delay_ms + ECHO_JUDGE_MS = 1000 + 500 + 300."""
+    audible + echo_max_delay_ms + ECHO_JUDGE_MS."""
     machine = TurnTaking(quiet(echo_detection=True))
+    settled = 1000 + 500 + ECHO_JUDGE_MS
     actions = run(
         machine,
         [
             *bot_speaking(7, at=1000),
             (1300, started(1050)),
-            (1799, None),
-            (1900, None),
+            (settled - 1, None),
+            (settled + 100, None),
         ],
     )
-    assert actions == [StartOfTurn(ms(1050), ms(1800)), Interrupt(7, 0, ms(1800), "speech")]
+    at = ms(settled)
+    assert actions == [StartOfTurn(ms(1050), at), Interrupt(7, 0, at, "speech")]
 
 
 def test_the_guard_follows_the_verdict_while_the_caller_speaks() -> None:
