@@ -30,7 +30,6 @@ How the API maps onto a call:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import uuid
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from agent.config import AgentConfig
 from agent.dialogue.llm_history import History
 from agent.reply import ReplyVoice, Responder
 from agent.responders import IntentResponder, LLMResponder
-from agent.rest import OPENAI_VOICES
+from agent.rest import OPENAI_VOICES, served_catalog
 from agent.session import (
     AgentText,
     CallEnded,
@@ -63,7 +62,6 @@ from agent.session import (
 )
 from agent.turns import TurnConfig
 from agent.ws_io import Message, Outbox, Sender, write_messages
-from pipeline.errors import ConfigError
 from transports.audio import PIPELINE_RATE, AudioIn
 from transports.realtime import (
     CancelRequested,
@@ -83,7 +81,7 @@ from transports.realtime_events import (
     ServerVad,
     TurnDetection,
 )
-from voices.catalog import Catalog, load_catalog
+from voices.catalog import Catalog
 
 log = logging.getLogger("voxline.realtime")
 
@@ -141,15 +139,6 @@ def session_voices(catalog: Catalog | None, agent_voice: str) -> SessionVoices:
             if name != agent_voice and (voice.model, voice.config) == (loaded.model, loaded.config):
                 choices[name] = ReplyVoice(name, voice.prosody, voice.style, voice.pitch_hz)
     return SessionVoices(agent_voice, choices)
-
-
-@functools.cache
-def _catalog() -> Catalog | None:
-    try:
-        return load_catalog()
-    except ConfigError as error:
-        log.error("the voice catalog does not load: %s", error)
-        return None
 
 
 def _llm_history(responder: Responder) -> tuple[History, str] | None:
@@ -401,7 +390,7 @@ async def realtime_call(
     agent = getattr(dialogue, "config", None)  # the agent file of the dialogue engines
     voices: SessionVoices | None = None
     if isinstance(agent, AgentConfig):
-        voices = session_voices(await anyio.to_thread.run_sync(_catalog), agent.voice.name)
+        voices = session_voices(await anyio.to_thread.run_sync(served_catalog), agent.voice.name)
     protocol = RealtimeProtocol(
         initial_config(settings, voices.default if voices else "default"),
         id_seed=session_id[:12],

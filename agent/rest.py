@@ -186,7 +186,7 @@ def _validated(model: type[M], data: Mapping[str, Any]) -> M:
 def rest_routes(state: ServerState) -> list[Route]:
     """The REST routes of a server; ``state`` gives the models once they are loaded."""
     config = state.config
-    catalog = _catalog()
+    catalog = served_catalog()
     METRICS.watch(
         sessions=lambda: (state.sessions, config.server.max_sessions),
         executors=lambda: executor_statistics(state.models) if state.models is not None else [],
@@ -376,7 +376,9 @@ def _limited(request: Request, limit: int, too_large: Callable[[], ApiError]) ->
 # -- speech -------------------------------------------------------------------------------------
 
 
-def _catalog() -> Catalog | None:
+@functools.cache
+def served_catalog() -> Catalog | None:
+    """The voice catalog, read once (``None``, logged, when it does not load)."""
     try:
         return load_catalog()
     except ConfigError as error:
