@@ -229,6 +229,11 @@ class _Turn:
     words_ok: bool = False
     interrupt_at: int = 0
 
+    @property
+    def heard_stop(self) -> int:
+        """When the stop was known here: its sample, or later if it was heard of late."""
+        return max(self.stop, self.stop_seen)
+
     def text(self, *, with_partial: bool) -> str:
         parts = [self.finals[u] for u in sorted(self.finals)]
         if with_partial and self.partial is not None and self.partial[0] not in self.finals:
@@ -324,35 +329,31 @@ class TurnTaking:
             if not turn.covered:
                 # with no text to fall back on, the final is worth waiting longer for
                 wait = self._final_wait * (1 if turn.text(with_partial=True) else NO_TEXT_WAITS)
-                return max(turn.stop + self._silence, turn.stop_seen) + wait
+                return max(turn.stop + self._silence, turn.heard_stop) + wait
             if turn.committed:
                 return self.now
             return turn.stop + (self._early_silence if turn.early else self._silence)
         if self.user is UserState.OVERLAP:
             if not turn.speaking:
-                return max(turn.stop, turn.stop_seen) + self._final_wait
+                return turn.heard_stop + self._final_wait
             if turn.time_ok or self.config.barge_in_mode == "words":
                 return None
             due = turn.segment_start + self._min_speech
-            if self._guarded():
-                if not self.config.echo_detection:
-                    return due + self._echo_guard
-                if self.echo_likely:
-                    return None  # echo likely: speech alone waits (for words, or the verdict)
-                assert self._reply is not None
-                # the detector cannot have heard the echo of a reply that just began
-                return max(due, self._reply.audible_at + self._echo_settle)
-            return due
+            reply = self._reply
+            if reply is None or not reply.playing:  # the bot is not audible: no echo to fear
+                return due
+            if not self.config.echo_detection:
+                return due + self._echo_guard
+            if self.echo_likely:
+                return None  # echo likely: speech alone waits (for words, or the verdict)
+            # the detector cannot have heard the echo of a reply that just began
+            return max(due, reply.audible_at + self._echo_settle)
         if self.user is UserState.CHECKING:
             due = turn.interrupt_at + self._false_wait
             if not turn.speaking and not turn.covered:
-                due = max(due, max(turn.stop, turn.stop_seen) + self._final_wait)
+                due = max(due, turn.heard_stop + self._final_wait)
             return due
         return None
-
-    def _guarded(self) -> bool:
-        """Whether B1 depends on echo now: the bot is audible, so its echo may be heard."""
-        return self._reply is not None and self._reply.playing
 
     def _fire(self, due: int) -> list[TurnAction]:
         """Run the timer due at ``due`` (the earliest; the call ends first on a tie)."""

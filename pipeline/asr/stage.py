@@ -237,33 +237,27 @@ class AsrStage:
             if isinstance(job, Flush):
                 await outbox.send(job)
                 continue
-            if job.final and speculated is not None:
-                guess, decoded = speculated
-                speculated = None
-                same = (guess.utterance, guess.start, guess.stop)
-                if same == (job.utterance, job.start, job.stop):
-                    self.speculations_used += 1
-                    agreement.reset()
-                    if decoded.dropped is None:
-                        history.extend(decoded.text.split())
-                        while len(history) > self.options.context_words:
-                            history.popleft()
-                    await outbox.send(_final_event(session[0] if session else "", job, decoded))
-                    continue
-            audio = job.audio.astype(np.float32) / 32768.0
-            context = " ".join(history) if self.options.condition_on_previous_text else ""
-            request = DecodeRequest(
-                audio=audio, final=job.final, options=self.options, context=context
-            )
             session_id = session[0] if session else ""
-            try:
-                priority = FINAL_PRIORITY if job.final else PARTIAL_PRIORITY
-                decoded = await self.executor.run(request, priority=priority)
-            except Overloaded:
-                if not job.final or job.speculative:
-                    self.partials_refused += 1
-                    continue
-                decoded = Decoded(text="", dropped=OVERLOADED)
+            reused = _speculated_final(speculated, job)
+            if job.final:
+                speculated = None  # a final settles the last guess, used or not
+            if reused is not None:
+                self.speculations_used += 1
+                decoded = reused
+            else:
+                audio = job.audio.astype(np.float32) / 32768.0
+                context = " ".join(history) if self.options.condition_on_previous_text else ""
+                request = DecodeRequest(
+                    audio=audio, final=job.final, options=self.options, context=context
+                )
+                try:
+                    priority = FINAL_PRIORITY if job.final else PARTIAL_PRIORITY
+                    decoded = await self.executor.run(request, priority=priority)
+                except Overloaded:
+                    if not job.final or job.speculative:
+                        self.partials_refused += 1
+                        continue
+                    decoded = Decoded(text="", dropped=OVERLOADED)
             if job.speculative:
                 self.speculations += 1
                 speculated = (job, decoded)
@@ -300,6 +294,17 @@ class AsrStage:
                     notes=decoded.notes,
                 )
             )
+
+
+def _speculated_final(speculated: tuple[Decode, Decoded] | None, job: Decode) -> Decoded | None:
+    """What the last speculative final decoded to, if ``job`` is the final of that same
+    guess (same utterance, start and end of speech)."""
+    if speculated is None or not job.final or job.speculative:
+        return None
+    guess, decoded = speculated
+    if (guess.utterance, guess.start, guess.stop) != (job.utterance, job.start, job.stop):
+        return None
+    return decoded
 
 
 def _final_event(session_id: str, job: Decode, decoded: Decoded) -> Transcript | TranscriptDropped:
