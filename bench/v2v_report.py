@@ -1,0 +1,256 @@
+"""What bench.voice_to_voice records per turn, barge-in and call, and how it prints them.
+
+The tables of BENCHMARKS.md come from here: medians and percentiles, the scripted call with
+its floor, the barge-ins, the concurrency levels.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.config import AgentConfig
+from bench.caller import RATE, Reply
+
+
+@dataclass
+class Turn:
+    text: str
+    reply: Reply | None
+    latency: float | None  # seconds, end of speech -> first loud reply frame
+    heard: str = ""  # the server's final transcripts of it
+    vad_end_ms: float | None = None  # the VAD's end of speech minus the true end
+    lead_in_ms: float | None = None  # reply audio before its first loud sample
+
+
+@dataclass
+class BargeIn:
+    delay: float  # seconds into the reply's audio when the interruption began
+    to_last_frame: float | None  # onset -> last frame of the interrupted reply
+    to_interrupted: float | None  # onset -> `interrupted`
+    to_speech_started: float | None  # onset -> the server's `speech.started`
+    vad_onset_ms: float | None  # the VAD's speech start minus the true onset (input timeline)
+    played_ms: float
+    heard: str
+    frames_after: int  # frames of the interrupted reply after `interrupted` (should be 0)
+
+
+@dataclass
+class CallResult:
+    turns: list[Turn]
+    replies: list[Reply]
+    errors: list[dict[str, Any]]
+    send_lag: list[float]
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{1000 * value:.0f}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.0f}"
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def realtime(replies: Sequence[Reply]) -> tuple[float, int, int, float]:
+    """Worst lateness (s), late frames, frames, and the lowest audio/wall ratio of ``replies``
+    (interrupted ones left out)."""
+    worst, late, frames, ratio = -1.0, 0, 0, float("inf")
+    for reply in replies:
+        if reply.interrupted is not None or len(reply.frames) < 2:
+            continue
+        lateness = reply.lateness()
+        worst = max(worst, *lateness)
+        late += sum(x > 0 for x in lateness)
+        frames += len(lateness)
+        audio = sum(samples for _, samples, _ in reply.frames) / RATE
+        wall = reply.frames[-1][0] - reply.frames[0][0] + reply.frames[-1][1] / RATE
+        ratio = min(ratio, audio / wall)
+    return worst, late, frames, ratio
+
+
+def stage_medians(turns: Sequence[Turn]) -> dict[str, float]:
+    """The server's ``turn.latency`` breakdown, median ms per stage."""
+    stages: dict[str, list[float]] = {}
+    for turn in turns:
+        if turn.reply and turn.reply.latency:
+            for name, value in turn.reply.latency.items():
+                stages.setdefault(name, []).append(value)
+    return {name: statistics.median(values) for name, values in stages.items()}
+
+
+def report_call(
+    turns: Sequence[Turn], vad_silence: float, asr: Sequence[float], tts: Sequence[float]
+) -> dict[str, Any]:
+    print("\n### Voice to voice, one scripted call\n")
+    print(
+        "| # | caller said | ASR final | bot answered | v2v ms | server total ms | "
+        "VAD end error ms | reply lead-in ms | baseline decode + first chunk ms | floor ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    floors = [vad_silence + a + t for a, t in zip(asr, tts, strict=True)]
+    for index, turn in enumerate(turns):
+        reply = turn.reply
+        total = reply.latency.get("total") if reply and reply.latency else None
+        print(
+            f"| {index + 1} | {turn.text} | {turn.heard} | {reply.text if reply else '-'} | "
+            f"{ms(turn.latency)} | {'-' if total is None else f'{total:.0f}'} | "
+            f"{_num(turn.vad_end_ms)} | {_num(turn.lead_in_ms)} | "
+            f"{ms(asr[index])} + {ms(tts[index])} | {ms(floors[index])} |"
+        )
+    latencies = [t.latency for t in turns if t.latency is not None]
+    answered = [(t.latency, f) for t, f in zip(turns, floors, strict=True) if t.latency]
+    medians = stage_medians(turns)
+    summary: dict[str, Any] = {
+        "turns": len(turns),
+        "answered": len(latencies),
+        "v2v_p50_ms": 1000 * pct(latencies, 50),
+        "v2v_p95_ms": 1000 * pct(latencies, 95),
+        "asr_final_p50_ms": 1000 * pct(asr, 50),
+        "tts_first_chunk_p50_ms": 1000 * pct(tts, 50),
+        "models_p50_ms": 1000 * pct([a + t for a, t in zip(asr, tts, strict=True)], 50),
+        "floor_p50_ms": 1000 * pct(floors, 50),
+        "ratio_to_floor_p50": pct([v / f for v, f in answered], 50),
+        "over_floor_p50_ms": 1000 * pct([v - f for v, f in answered], 50),
+        "server_stage_median_ms": medians,
+        "vad_end_error_p50_ms": pct([t.vad_end_ms for t in turns if t.vad_end_ms is not None], 50),
+        "reply_lead_in_p50_ms": pct([t.lead_in_ms for t in turns if t.lead_in_ms is not None], 50),
+    }
+    rows = (
+        (f"voice to voice ({len(latencies)}/{len(turns)} answered)", latencies),
+        ("baseline: ASR final decode", asr),
+        ("baseline: Piper first chunk", tts),
+        ("baseline: decode + first chunk", [a + t for a, t in zip(asr, tts, strict=True)]),
+        (f"floor: VAD min silence {1000 * vad_silence:.0f} ms + decode + first chunk", floors),
+    )
+    print("\n| measure | p50 | p95 |\n|---|---|---|")
+    for name, values in rows:
+        print(f"| {name} | {1000 * pct(values, 50):.0f} ms | {1000 * pct(values, 95):.0f} ms |")
+    print(
+        f"\nvoice to voice / floor, median per turn: {summary['ratio_to_floor_p50']:.2f} "
+        f"({summary['over_floor_p50_ms']:+.0f} ms); "
+        f"/ models alone: {summary['v2v_p50_ms'] / summary['models_p50_ms']:.2f} (p50s)"
+    )
+    print(
+        f"\nmedian VAD end error {summary['vad_end_error_p50_ms']:+.0f} ms (the VAD's end of "
+        f"speech after the true one), reply lead-in {summary['reply_lead_in_p50_ms']:.0f} ms"
+    )
+    print("\nserver `turn.latency`, median ms per stage:")
+    print("\n| " + " | ".join(medians) + " |\n|" + "---|" * len(medians))
+    print("| " + " | ".join(f"{v:.0f}" for v in medians.values()) + " |")
+    return summary
+
+
+def report_barge_ins(results: Sequence[BargeIn], config: AgentConfig, title: str) -> dict[str, Any]:
+    turns, vad = config.turns, config.profile.vad
+    print(f"\n### Barge-in ({title})\n")
+    print(
+        "| # | into the reply | onset -> speech.started | VAD onset error | "
+        "onset -> last frame | onset -> interrupted | played ms | heard | frames after |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for index, b in enumerate(results, 1):
+        vad_error = "-" if b.vad_onset_ms is None else f"{b.vad_onset_ms:+.0f} ms"
+        print(
+            f"| {index} | {b.delay:.1f} s | {ms(b.to_speech_started)} | {vad_error} | "
+            f"{ms(b.to_last_frame)} | {ms(b.to_interrupted)} | {b.played_ms:.0f} | "
+            f"{b.heard} | {b.frames_after} |"
+        )
+    cut = [b for b in results if b.to_last_frame is not None]
+    # with echo detection the guard applies only while the detector hears the bot's voice in
+    # the caller's audio: the bench's callers send no echo of it
+    guard = 0 if turns.echo_detection else turns.echo_guard_ms
+    decided = turns.barge_in_min_speech_ms + guard
+    summary = {
+        "barge_ins": len(results),
+        "interrupted": len(cut),
+        "to_last_frame_p50_ms": 1000 * pct([b.to_last_frame for b in cut if b.to_last_frame], 50),
+        "to_interrupted_p50_ms": 1000
+        * pct([b.to_interrupted for b in cut if b.to_interrupted], 50),
+        "to_speech_started_p50_ms": 1000
+        * pct([b.to_speech_started for b in cut if b.to_speech_started], 50),
+        "vad_onset_error_p50_ms": pct(
+            [b.vad_onset_ms for b in cut if b.vad_onset_ms is not None], 50
+        ),
+        "frames_after_interrupted": sum(b.frames_after for b in results),
+        "barge_in_min_speech_ms": turns.barge_in_min_speech_ms,
+        "echo_guard_ms": turns.echo_guard_ms,
+        "echo_detection": turns.echo_detection,
+        "vad_min_speech_ms": vad.min_speech_ms,
+    }
+    print(
+        f"\n{len(cut)}/{len(results)} interrupted. p50: onset -> last frame "
+        f"{summary['to_last_frame_p50_ms']:.0f} ms, -> interrupted "
+        f"{summary['to_interrupted_p50_ms']:.0f} ms, -> speech.started "
+        f"{summary['to_speech_started_p50_ms']:.0f} ms; VAD onset error "
+        f"{summary['vad_onset_error_p50_ms']:+.0f} ms. Configured: VAD min speech "
+        f"{vad.min_speech_ms} ms (counted from the onset, inside the turn machine's), "
+        f"barge_in_min_speech_ms {turns.barge_in_min_speech_ms} + echo_guard_ms "
+        f"{turns.echo_guard_ms} while the bot is audible"
+        + (" and echo is likely (none here)" if turns.echo_detection else "")
+        + f" = decision at onset + {decided} ms."
+    )
+    return summary
+
+
+def level_summary(
+    n: int, calls: Sequence[CallResult], load_at_start: str, counters: dict[str, float]
+) -> dict[str, Any]:
+    turns = [t for c in calls for t in c.turns]
+    latencies = [t.latency for t in turns if t.latency is not None]
+    worst, late, frames, ratio = realtime([r for c in calls for r in c.replies])
+    lag = max((max(c.send_lag) for c in calls if c.send_lag), default=0.0)
+    errors = [f"{e.get('code')} {e.get('message', '')!r}" for c in calls for e in c.errors]
+    return {
+        "calls": n,
+        "load": load_at_start,
+        "turns": len(turns),
+        "answered": len(latencies),
+        "v2v_p50_ms": 1000 * pct(latencies, 50),
+        "v2v_p95_ms": 1000 * pct(latencies, 95),
+        "worst_lateness_ms": 1000 * worst,
+        "late_frames": late,
+        "frames": frames,
+        "lowest_audio_wall_ratio": ratio,
+        "client_send_lag_max_ms": 1000 * lag,
+        "errors": errors,
+        "executor_counts": counters,
+        "server_stage_median_ms": stage_medians(turns),
+        "holds": len(calls) == n and len(latencies) == len(turns) and late == 0 and not errors,
+    }
+
+
+def report_levels(levels: Sequence[dict[str, Any]]) -> None:
+    print("\n### Concurrent calls\n")
+    print(
+        "| N | load (1/5/15 min) | turns answered | v2v p50 | v2v p95 | worst frame lateness | "
+        "late frames | lowest audio/wall | client send lag max | errors | holds |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for level in levels:
+        print(
+            f"| {level['calls']} | {level['load']} | {level['answered']}/{level['turns']} | "
+            f"{level['v2v_p50_ms']:.0f} ms | {level['v2v_p95_ms']:.0f} ms | "
+            f"{level['worst_lateness_ms']:+.0f} ms | {level['late_frames']}/{level['frames']} | "
+            f"{level['lowest_audio_wall_ratio']:.3f} | {level['client_send_lag_max_ms']:.0f} ms | "
+            f"{', '.join(level['errors']) or 0} | {'yes' if level['holds'] else 'no'} |"
+        )
+    print("\n| N | server stages, median ms | model requests (rejected) |\n|---|---|---|")
+    for level in levels:
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in level["server_stage_median_ms"].items())
+        counts = ", ".join(f"{k} {v:.0f}" for k, v in level["executor_counts"].items() if v)
+        print(f"| {level['calls']} | {stages} | {counts} |")
+    held = [str(level["calls"]) for level in levels if level["holds"]]
+    print(f"\nheld in real time: N = {', '.join(held) or 'none'}")
