@@ -1,4 +1,5 @@
-"""ModelExecutor and ExecutorRegistry: results, batching, admission, cancellation, errors, close.
+"""ModelExecutor and ExecutorRegistry: results, batching, admission, cancellation, errors, close
+(priorities: tests/test_executor_priorities.py).
 
 The worker is steered with :class:`threading.Event` gates inside the fake model: the test holds
 the worker inside one request, queues callers (``wait_all_tasks_blocked`` says when they are all
@@ -8,7 +9,6 @@ waiting), acts, then releases it. Nothing sleeps.
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 
 import anyio
 import pytest
@@ -18,67 +18,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import ExecutorClosed, ModelError, Overloaded
 from pipeline.executor import ExecutorRegistry, ModelExecutor
-
-
-class Model:
-    """A fake model: multiplies by ten, records its batches and threads, holds on ``hold``."""
-
-    def __init__(self, hold: frozenset[int] = frozenset()) -> None:
-        self.hold = hold
-        self.batches: list[list[int]] = []
-        self.threads: set[int] = set()
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def batch(self, requests: list[int]) -> list[int]:
-        self.batches.append(list(requests))
-        self.threads.add(threading.get_ident())
-        if self.hold & set(requests):
-            self.entered.set()
-            self.release.wait()
-        return [r * 10 for r in requests]
-
-    def one(self, request: int) -> int:
-        return self.batch([request])[0]
-
-    @property
-    def ran(self) -> list[int]:
-        return [r for batch in self.batches for r in batch]
-
-    async def wait_entered(self) -> None:
-        """Wait until the worker is held inside the model."""
-        await anyio.to_thread.run_sync(self.entered.wait, abandon_on_cancel=True)
-
-    def __enter__(self) -> Model:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release.set()  # never leave the worker held, or close() would wait for ever
-
-
-async def collect(executor: ModelExecutor[int, int], request: int, into: dict[int, object]) -> None:
-    """Run ``request`` and record its result or its error under its own key."""
-    try:
-        into[request] = await executor.run(request)
-    except (ModelError, ExecutorClosed) as exc:
-        into[request] = exc
-
-
-async def collect_at(
-    executor: ModelExecutor[int, int], request: int, priority: int, into: dict[int, object]
-) -> None:
-    """Like :func:`collect`, at ``priority``, recording :class:`Overloaded` too."""
-    try:
-        into[request] = await executor.run(request, priority=priority)
-    except (ModelError, ExecutorClosed, Overloaded) as exc:
-        into[request] = exc
-
-
-def worker_threads(name: str) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == f"executor:{name}@cpu"]
-
+from tests.executor_support import Model, collect, worker_threads
 
 # -- results -----------------------------------------------------------------------------------
 
@@ -189,78 +129,6 @@ async def test_a_full_queue_refuses_new_work_with_overloaded() -> None:
         assert got == {0: 0, 1: 10, 2: 20}
         assert executor.statistics().rejected == 1
         assert 3 not in model.ran
-
-
-# -- priorities --------------------------------------------------------------------------------
-
-
-@pytest.mark.anyio
-async def test_waiting_requests_run_highest_priority_first_then_in_arrival_order() -> None:
-    model = Model(hold=frozenset({0}))
-    with anyio.fail_after(10), ModelExecutor("m", fn=model.one) as executor, model:
-        got: dict[int, object] = {}
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(collect, executor, 0, got)
-            await model.wait_entered()
-            for request, priority in [(1, 0), (2, 0), (3, 1), (4, 0), (5, 1), (6, -1), (7, 2)]:
-                tg.start_soon(collect_at, executor, request, priority, got)
-            await wait_all_tasks_blocked()
-            model.release.set()
-    assert model.ran == [0, 7, 3, 5, 1, 2, 4, 6]
-    assert got == {i: i * 10 for i in range(8)}
-
-
-@pytest.mark.anyio
-async def test_a_batch_takes_the_highest_priorities_waiting() -> None:
-    model = Model(hold=frozenset({0}))
-    with (
-        anyio.fail_after(10),
-        ModelExecutor("m", batch_fn=model.batch, max_batch=2) as executor,
-        model,
-    ):
-        got: dict[int, object] = {}
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(collect, executor, 0, got)
-            await model.wait_entered()
-            for request, priority in [(1, 0), (2, 0), (3, 1), (4, 0), (5, 1)]:
-                tg.start_soon(collect_at, executor, request, priority, got)
-            await wait_all_tasks_blocked()
-            model.release.set()
-    assert model.batches == [[0], [3, 5], [1, 2], [4]]
-    assert got == {i: i * 10 for i in range(6)}
-
-
-@pytest.mark.anyio
-async def test_a_higher_priority_takes_the_place_of_the_newest_lowest_when_the_queue_is_full() -> (
-    None
-):
-    model = Model(hold=frozenset({0}))
-    with anyio.fail_after(10), ModelExecutor("asr", fn=model.one, max_queue=3) as executor, model:
-        got: dict[int, object] = {}
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(collect, executor, 0, got)
-            await model.wait_entered()
-            for request, priority in [(1, 0), (2, 1), (3, 0)]:
-                tg.start_soon(collect_at, executor, request, priority, got)
-            await wait_all_tasks_blocked()
-            tg.start_soon(collect_at, executor, 4, 1, got)  # takes 3's place
-            await wait_all_tasks_blocked()
-            assert isinstance(got[3], Overloaded)
-            tg.start_soon(collect_at, executor, 5, 2, got)  # takes 1's place
-            await wait_all_tasks_blocked()
-            assert isinstance(got[1], Overloaded)
-            with pytest.raises(Overloaded):  # nothing waiting is below priority 1
-                await executor.run(6, priority=1)
-            model.release.set()
-        assert model.ran == [0, 5, 2, 4]
-        assert {k: v for k, v in got.items() if not isinstance(v, Overloaded)} == {
-            0: 0,
-            2: 20,
-            4: 40,
-            5: 50,
-        }
-        statistics = executor.statistics()
-        assert (statistics.rejected, statistics.preempted) == (3, 2)
 
 
 # -- cancellation ------------------------------------------------------------------------------
