@@ -13,7 +13,8 @@ one control channel (transcripts and VAD events from the ASR stage, and the sess
 :class:`Signal` events about replies and playout), so turn-taking runs in one task, in order.
 
 Echo: every frame sent is also the echo detector's reference (:mod:`pipeline.echo`), stamped
-with the input position when it went out; every caller frame is compared with it as it arrives
+with the input position when it went out (a reply's frames are placed back to back, as the client
+plays them, the first at its stamp); every caller frame is compared with it as it arrives
 (before the VAD, which lags), and a changed verdict goes to turn-taking as an
 :class:`~agent.turns.EchoEstimate` signal, so it is in before the VAD events of the same audio.
 
@@ -588,7 +589,8 @@ class Session:
         sent = self._sent_frames.get(generation, 0)
         self._sent_frames[generation] = sent + 1
         if self.echo is not None:
-            self.echo.push_reference(frame.pcm, frame.sample_rate, self.input.now())
+            at = self.input.now()
+            self.echo.push_reference(frame.pcm, frame.sample_rate, at, restart=sent == 0)
         await self.sink.send_audio(generation, frame.pcm)
         if sent == 0:
             self._signal(PlayoutStarted(generation))

@@ -51,8 +51,8 @@ B1    OVERLAP           speech lasts C.min_speech, and   barge-in (below). While
                         the bot is not audible, or echo  audible and the last EchoEstimate says
                         is not likely and the reply has  echo is likely, speech alone never
                         played C.echo_max_delay +        barges in (words still do, B2); when the
-                        ECHO_JUDGE_MS (C.echo_detection  verdict turns, B1 applies at once if the
-                        off: C.min_speech + C.echo_guard speech has lasted long enough
+                        ECHO_JUDGE_MS (C.echo_detection  verdict turns, the speech counts from
+                        off: C.min_speech + C.echo_guard the turn: B1 at C.min_speech after it
                         while audible)
 B2    OVERLAP           >= C.min_words words             barge-in (mode ``speech_or_words``; with
                                                          ``speech_and_words`` B1 and B2 together;
@@ -85,12 +85,13 @@ microphone. The session's echo detector (:mod:`pipeline.echo`) compares the call
 what the bot just played and sends :class:`EchoEstimate` when its verdict changes (none yet:
 not likely). While the bot is audible (PlayoutStarted until PlayoutFinished) **and echo is
 likely**, speech alone does not barge in at all: what the VAD hears may be the bot itself. A
-caller talking over the echo is louder than the echo can be, so the verdict turns within a
-frame or two of their onset and the barge-in is decided then (at ``min_speech`` from the onset,
-or at once if that has passed); words of the caller's own (B2) barge in whatever the verdict.
+caller talking over the echo is louder than the echo can be, so the verdict turns within
+about 100 ms of their onset; what the VAD heard before it was the echo, so the speech counts
+from the turn and the barge-in is decided ``min_speech`` after it (a cough over the echo is not
+a barge-in); words of the caller's own (B2) barge in whatever the verdict.
 A reply that has just begun has had no time to echo: until it has played ``echo_max_delay``
 plus the detector's ``ECHO_JUDGE_MS``, a "not likely" means "not heard yet", so speech alone
-waits for that too (a caller who speaks in the first 0.95 s of a reply interrupts it then).
+waits for that too (a caller who speaks in the first 0.85 s of a reply interrupts it then).
 With no echo the barge-in is decided at ``min_speech``. With ``echo_detection`` off the
 detector's verdicts are ignored and a fixed guard applies instead: speech alone needs
 ``min_speech + echo_guard`` of it whenever the bot is audible. Whatever the detector says, ASR words
@@ -177,8 +178,9 @@ __all__ = [
 #: how many ``final_wait`` a paused turn with no text at all waits for its final
 NO_TEXT_WAITS = 4
 #: how long the echo detector needs to call echo likely once the echo arrives (measured with
-#: the bot's speech coming back 40, 150 and 400 ms later at -6 to -20 dB: 390-460 ms)
-ECHO_JUDGE_MS = 450
+#: the bot's speech coming back 40, 150 and 400 ms later at -6 to -20 dB: median 220 ms, at
+#: most 340, also with the reply's frames sent up to 10 ms off schedule)
+ECHO_JUDGE_MS = 350
 
 
 class UserState(enum.Enum):
@@ -273,6 +275,7 @@ class TurnTaking:
         self._idle_at: int | None = None
         self._idle_count = 0
         self.echo_likely = False  # the echo detector's last verdict
+        self._echo_ended = 0  # the input sample at which echo last stopped being likely
         self._sync_idle()
 
     def _ms(self, ms: int) -> int:
@@ -346,8 +349,10 @@ class TurnTaking:
                 return due + self._echo_guard
             if self.echo_likely:
                 return None  # echo likely: speech alone waits (for words, or the verdict)
-            # the detector cannot have heard the echo of a reply that just began
-            return max(due, reply.audible_at + self._echo_settle)
+            # speech heard while it was echo counts from when it stopped being; the detector
+            # cannot have heard the echo of a reply that just began
+            echo_ended = self._echo_ended + self._min_speech
+            return max(due, echo_ended, reply.audible_at + self._echo_settle)
         if self.user is UserState.CHECKING:
             due = turn.interrupt_at + self._false_wait
             if not turn.speaking and not turn.covered:
@@ -432,7 +437,9 @@ class TurnTaking:
                 if self._reply is not None and self._reply.generation == generation:
                     return self._reply_ended()
                 return []
-            case EchoEstimate(likely=likely):
+            case EchoEstimate(likely=likely, sample=sample):
+                if self.echo_likely and not likely:
+                    self._echo_ended = sample
                 self.echo_likely = likely
                 return []
             case CommitTurn():

@@ -6,47 +6,53 @@ Feed it the **reference**, the bot's audio as it goes to the transport, with
 sent), and the **input**, the caller's 16 kHz PCM16 with its pts, with
 :meth:`EchoDetector.push_input`, which returns the verdicts that changed.
 
-How: both signals are band-passed to the telephone band (300-3400 Hz, what any line carries)
-and become energy envelopes on one grid of ``frame_ms`` frames of the input timeline (the
-reference's energy is binned by position, so its rate does not matter and no resampling is
-needed). After every input frame, the last ``window_ms`` of the input envelope is correlated
-(Pearson) with the reference envelope at every lag from 0 to ``max_delay_ms`` (echo comes back
-later, never earlier: network round trip, client buffering, acoustics). What is correlated is
-the change of a loudness-like envelope (power ** 0.25), smoothed over ``envelope_frames``
-(a 50 ms triangle) and taken over ``change_frames`` (30 ms): attenuation and the noise floor
-barely change its shape, and its changes (onsets, pauses) are sharp, so unrelated speech
-rarely lines up with it; the smoothing keeps a reference and its echo lined up when their
-frames are stamped a few ms apart (a live call's sender and player jitter: with the plain
-frame-to-frame change and +-10 ms of such jitter, simulated, echo was found in 1-4 % of its
-frames; with the smoothing, in 65-91 %). Each lag's correlation is smoothed over frames
-(``smoothing``): echo keeps one delay, chance matches jump between lags. Echo is **likely** when
+How: the reference is placed as the far side plays it: a reply's chunks back to back from the
+first one's stamp (a new stream after ``restart`` or after a gap), so the few ms by which the
+moments of sending jitter do not smear it. A reference at another rate is low-passed and
+resampled onto the input's 16 kHz timeline. Every ``frame_ms`` of either signal becomes the
+powers of ``bands`` log-spaced bands of 300-3400 Hz (the telephone band, what any line
+carries) over the last ``spectrum_ms`` (a Hann window: the long window makes a frame's powers
+barely depend on where inside a pitch period the frame starts, so an echo delay that is not a
+whole number of frames still lines up; with 10 ms rectangular frames, a delay of 14.5 frames
+found the echo in 54 % of its frames). After every input frame, the last ``window_ms`` of the
+input's band envelopes are correlated (Pearson, over bands and frames together) with the
+reference's at every lag from 0 to ``max_delay_ms`` (echo comes back later, never earlier:
+network round trip, client buffering, acoustics). What is correlated is the frame-to-frame
+change of loudness-like envelopes (power ** 0.25): attenuation and the noise floor barely
+change its shape, its changes (onsets, pauses, formant moves) are sharp, and another voice
+saying other words moves other bands at other times. Each lag's correlation is smoothed over
+frames (``smoothing``): echo keeps one delay, chance matches jump between lags. Echo is
+**likely** when
 
 - the reference was audible (``min_reference_db``) at the best lag, and
-- that lag's smoothed correlation is at least ``min_correlation``, and
-- the input is not far above what the reference explains: the echo path's gain (input minus
-  reference energy, dB, median at the best lag) is learned while echo is likely, and the
-  input's newest ``recent_ms`` may exceed the reference plus that gain (or the noise floor) by
-  at most ``max_excess_db`` on average. A caller talking over echo is louder than the echo can
-  be: not echo, within a frame or two of their onset.
+- that lag's smoothed correlation is at least ``min_correlation`` (once likely, at least
+  ``release_correlation``: a weaker stretch inside the bot's speech is not a caller), and
+- no caller has been heard over the echo for ``double_talk_ms``: the echo path's gain is a
+  low percentile of input minus reference (dB) at the best lag where the reference is loud,
+  and when the input's newest ``recent_ms`` exceed the reference plus that gain (or the noise
+  floor) by more than ``max_excess_db`` on average, someone louder than the echo can be is
+  talking. The hold is there because a caller's speech may be quieter than the echo for a
+  while after their first syllable.
 
-Thresholds, measured on espeak-ng speech as the reference and echo delayed 40 / 150 / 400 ms,
-attenuated -6 / -12 / -20 dB, band-passed 300-3400 Hz, with noise at -60 dBFS, against another
-espeak voice and real read speech (the moonshine-voice recordings) as callers, alone and over
-that echo (tests/test_echo.py): with ``min_correlation`` 0.85 echo alone is likely in at least
-89 % of its frames (all nine delay and attenuation cases), while a caller alone peaks at 0.85
-(espeak), 0.77 and 0.66 (read speech) and is never likely; its first verdict comes 390-460 ms
-after the echo begins (``agent.turns.ECHO_JUDGE_MS``). The margin over a caller's chance
-correlation is thin: the excess check and the words rule of turn-taking are the backstops. The
-excess of echo alone is <= 1.8 dB in 90 % of its frames while a caller over echo exceeds it by
-9-40 dB within 100-300 ms of their onset, so ``max_excess_db`` is 6.
+Thresholds, measured on espeak-ng speech as the reference and echo delayed 40 / 150 / 400 ms
+and 45 / 145 / 155 / 405 ms, attenuated -6 / -12 / -20 dB, band-passed 300-3400 Hz, with noise
+at -60 dBFS, against another espeak voice and real read speech (the moonshine-voice recordings)
+as callers, alone and over that echo (tests/test_echo.py): echo alone is likely in at least
+98.7 % of its frames in every case (also with the reference sent up to +-10 ms off its
+schedule), while a caller alone peaks at 0.56 (espeak), 0.44 and 0.49 (read speech) against
+``min_correlation`` 0.7 and is never likely; the first verdict comes 210-220 ms (median; at
+most 340) after the echo begins (``agent.turns.ECHO_JUDGE_MS``); a caller over the echo turns
+it within 80-100 ms of their onset.
 
-Cost: running sums and one correlation per 10 ms frame while the bot's audio is under the
-searched lags: about 0.35 ms of numpy calls per frame (0.7 ms per 20 ms of audio, ~3.5 % of
-one core, measured on the shared 2-core box). While the bot has been silent for longer than
-the window and the longest delay, a frame costs only the band filter and the envelope.
+Cost: one FFT per frame of each signal and one correlation per band while the bot's audio is
+under the searched lags: about 1.1-1.3 ms of numpy calls per 20 ms of audio (~6 % of one core,
+measured on the shared 2-core box); while the bot has been silent for longer than the window
+and the longest delay, only the input's FFT (0.36 ms per 20 ms).
 """
 
 from __future__ import annotations
+
+import math
 
 import msgspec
 import numpy as np
@@ -58,45 +64,56 @@ FloatArray = npt.NDArray[np.float64]
 
 #: energies are in dB relative to full scale; silence reads as this floor
 FLOOR_DB = -90.0
+#: the telephone band the spectra are taken over (Hz)
+LOW_HZ, HIGH_HZ = 300.0, 3400.0
 
 
 class EchoConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How the detector frames, searches and decides (durations in milliseconds)."""
 
     frame_ms: int = 10
-    #: the input envelope correlated with the reference
+    #: each frame's spectrum is taken over this much audio ending with it (a Hann window)
+    spectrum_ms: int = 40
+    #: the 300-3400 Hz band is split into this many log-spaced bands
+    bands: int = 6
+    #: the input spectra correlated with the reference's
     window_ms: int = 400
     #: the longest echo delay searched (round trip + client buffering)
     max_delay_ms: int = 500
     #: how fast each lag's correlation follows new frames (0..1 per frame)
-    smoothing: float = 0.05
-    #: the smoothed correlation that makes echo likely
-    min_correlation: float = 0.85
-    #: the envelopes are smoothed over this many frames (a triangle) and their change taken
-    #: over ``change_frames``: a reference and its echo stamped a few ms apart (sender and
-    #: player jitter) still line up
-    envelope_frames: int = 5
-    change_frames: int = 3
+    smoothing: float = 0.1
+    #: the smoothed correlation that makes echo likely ...
+    min_correlation: float = 0.7
+    #: ... and, once it is, the one under which it is no longer (hysteresis: a few frames of
+    #: weaker match inside the bot's speech are not a caller)
+    release_correlation: float = 0.5
     #: reference frames quieter than this (dBFS, in the band) are silence
     min_reference_db: float = -60.0
     #: the newest input this long is checked against the echo the reference explains ...
     recent_ms: int = 100
     #: ... and may exceed it by this much (mean dB) and still be echo
     max_excess_db: float = 6.0
-    #: how fast the learned echo-path gain follows new evidence (0..1 per frame)
-    gain_rate: float = 0.05
+    #: once it does (a caller talking over the echo), echo is not likely for this long after:
+    #: a caller's speech may be quieter than the echo for a while after their first syllable
+    double_talk_ms: int = 400
+    #: the echo path's gain is this percentile of input minus reference (dB) over the
+    #: window's frames where the reference is within ``gain_range_db`` of its loudest
+    gain_percentile: float = 35.0
+    gain_range_db: float = 30.0
 
     def __post_init__(self) -> None:
         if self.frame_ms <= 0 or self.window_ms < 4 * self.frame_ms:
             raise ValueError("frame_ms must be positive and window_ms at least 4 frames")
-        if self.max_delay_ms < 0 or not 0 < self.recent_ms <= self.window_ms:
-            raise ValueError("max_delay_ms must not be negative; recent_ms in (0, window_ms]")
-        if not -1.0 < self.min_correlation <= 1.0:
-            raise ValueError("min_correlation must be in (-1, 1]")
-        if not (0.0 < self.smoothing <= 1.0 and 0.0 < self.gain_rate <= 1.0):
-            raise ValueError("smoothing and gain_rate must be in (0, 1]")
-        if not (self.envelope_frames >= 1 and 1 <= self.change_frames < self.window_ms // 2):
-            raise ValueError("envelope_frames and change_frames must be at least 1")
+        if self.spectrum_ms < self.frame_ms or self.bands < 1:
+            raise ValueError("spectrum_ms must be at least frame_ms, and bands at least 1")
+        if self.double_talk_ms < 0 or self.max_delay_ms < 0:
+            raise ValueError("double_talk_ms and max_delay_ms must not be negative")
+        if not 0 < self.recent_ms <= self.window_ms:
+            raise ValueError("recent_ms must be in (0, window_ms]")
+        if not -1.0 < self.release_correlation <= self.min_correlation <= 1.0:
+            raise ValueError("need -1 < release_correlation <= min_correlation <= 1")
+        if not (0.0 < self.smoothing <= 1.0 and 0.0 <= self.gain_percentile <= 100.0):
+            raise ValueError("smoothing must be in (0, 1] and gain_percentile in [0, 100]")
 
 
 class EchoVerdict(msgspec.Struct, frozen=True):
@@ -113,24 +130,46 @@ class EchoVerdict(msgspec.Struct, frozen=True):
     excess: float = 0.0
 
 
-class _Band:
-    """The 300-3400 Hz band of one stream (a windowed-sinc FIR; state kept across chunks)."""
+class _LowPass:
+    """What a reference at another rate keeps before it is resampled (a windowed-sinc FIR
+    under 4 kHz, state kept across chunks): nothing above the band folds into it."""
 
     def __init__(self, rate: int, taps: int = 63) -> None:
         n = np.arange(taps) - (taps - 1) / 2
-        high = min(3400.0, 0.45 * rate)
-
-        def lowpass(cutoff: float) -> FloatArray:
-            h: FloatArray = np.sinc(2 * cutoff / rate * n) * 2 * cutoff / rate
-            return h
-
-        self.taps = (lowpass(high) - lowpass(300.0)) * np.hamming(taps)
+        cutoff = min(4000.0, 0.45 * rate)
+        self.taps = np.sinc(2 * cutoff / rate * n) * 2 * cutoff / rate * np.hamming(taps)
         self.tail = np.zeros(taps - 1)
 
     def __call__(self, samples: FloatArray) -> FloatArray:
         data = np.concatenate([self.tail, samples])
         self.tail = data[len(data) - len(self.tail) :]
         out: FloatArray = np.convolve(data, self.taps, mode="valid")
+        return out
+
+
+class _Spectra:
+    """Band powers (mean square, int16 scale) of Hann-windowed spans of 16 kHz audio.
+
+    Each row is computed on its own (no matrix products), so a frame's powers do not depend
+    on how many frames were computed with it."""
+
+    def __init__(self, length: int, rate: int, bands: int) -> None:
+        self.length = length
+        self.window = np.hanning(length + 2)[1:-1]
+        freqs = np.fft.rfftfreq(length, 1.0 / rate)
+        edges = np.searchsorted(freqs, np.geomspace(LOW_HZ, HIGH_HZ, bands + 1))
+        if np.any(np.diff(edges) < 1):
+            raise ValueError(f"{bands} bands need a longer spectrum_ms")
+        self.low, self.high = int(edges[0]), int(edges[-1])
+        self.starts = edges[:-1] - edges[0]
+        # one-sided spectrum to mean square (Parseval, the window's energy divided out)
+        self.scale = 2.0 / (length * float(self.window @ self.window))
+
+    def __call__(self, spans: FloatArray) -> FloatArray:
+        """``spans`` (n, length) -> band powers (n, bands)."""
+        spectrum = np.fft.rfft(spans * self.window, axis=1)[:, self.low : self.high]
+        power = spectrum.real**2 + spectrum.imag**2
+        out: FloatArray = np.add.reduceat(power, self.starts, axis=1) * self.scale
         return out
 
 
@@ -144,22 +183,33 @@ class EchoDetector:
         self.window = c.window_ms // c.frame_ms
         self.lags = c.max_delay_ms // c.frame_ms + 1
         self.recent = max(1, c.recent_ms // c.frame_ms)
-        # reference ring: 20 s of frames, far more than the span searched
-        self._size = max(2048, 4 * (self.window + self.lags))
-        self._ref_sum = np.zeros(self._size)
-        self._ref_count = np.zeros(self._size)
+        self._spectra = _Spectra(sample_rate * c.spectrum_ms // 1000, sample_rate, c.bands)
+        self._reach = -(-self._spectra.length // self.frame)  # frames a spectrum spans
+        # the reference on the input timeline (sample_rate), a ring of frames: 20 s, far more
+        # than the span searched; the band powers of its frames are kept once computed
+        self._size = max(2048, 4 * (self.window + self.lags + self._reach))
+        self._ref = np.zeros((self._size, self.frame))
         self._ref_tag = np.full(self._size, -1, dtype=np.int64)
-        self._ref_band: dict[int, _Band] = {}
-        self._in_band = _Band(sample_rate)
+        self._ref_power = np.zeros((self._size, c.bands))
+        self._power_tag = np.full(self._size, -1, dtype=np.int64)
+        self._low_pass: dict[int, _LowPass] = {}
+        # the reference stream being placed: where its first sample went, its rate, how many
+        # samples so far, and the position and value of the last one (for resampling)
+        self._stream: tuple[int, int, int] = (0, 0, 0)
+        self._last: tuple[float, float] = (0.0, 0.0)
+        self._placed_until = 0  # the input position after the newest reference sample
+        self._loud_until = -(1 << 62)  # the newest reference frame at or above min_reference_db
+        # the input: its newest samples (for the spectra) and its frames' band powers and dB
+        self._tail = np.zeros(self._spectra.length - self.frame)
+        self._pending = np.zeros(0)  # input samples of an incomplete frame
+        self._power = np.zeros((self.window, c.bands))
         self._input = np.full(self.window, FLOOR_DB)  # the input envelope (dB), oldest first
         self._frames = 0  # input frames complete
-        self._pending = np.zeros(0)  # input samples of an incomplete frame
         self._next_pts = 0
         self._scores = np.zeros(self.lags)  # smoothed correlation per lag (lag 0 first)
-        self._gain: float | None = None  # the learned echo-path gain, dB
-        self._loud_until = -(1 << 62)  # the newest reference frame at or above min_reference_db
+        self._hold = c.double_talk_ms // c.frame_ms
+        self._talk_until = 0  # the input frame until which a caller talks over the echo
         self.verdict = EchoVerdict(0, False)
-        self._taps = _triangle(c.envelope_frames)
 
     @property
     def likely(self) -> bool:
@@ -167,34 +217,66 @@ class EchoDetector:
 
     # -- feeding ------------------------------------------------------------------------------
 
-    def push_reference(self, pcm: bytes | npt.NDArray[np.int16], rate: int, at: int) -> None:
-        """The bot's audio (mono PCM16 at ``rate``) sent when the input was at sample ``at``."""
+    def push_reference(
+        self, pcm: bytes | npt.NDArray[np.int16], rate: int, at: int, *, restart: bool = False
+    ) -> None:
+        """The bot's audio (mono PCM16 at ``rate``) sent when the input was at sample ``at``.
+
+        A player plays what it is sent without gaps, so a chunk is placed right after the
+        previous one unless it was sent later than that (the player ran dry: a gap), however
+        the moments of sending jitter. ``restart``: the player's buffer was cleared (a new
+        reply, a barge-in): the chunk is placed at ``at``, and what was placed after it is
+        dropped (never played)."""
         if rate <= 0:
             raise ValueError("rate must be positive")
         samples = _as_float(pcm)
         if not len(samples):
             return
-        band = self._ref_band.get(rate)
-        if band is None:
-            band = self._ref_band[rate] = _Band(rate)
-        samples = band(samples)
-        frames = (at + (np.arange(len(samples)) * self.sample_rate) // rate) // self.frame
-        first = int(frames[0])
-        offsets = frames - first
-        sums = np.bincount(offsets, weights=samples * samples)
-        counts = np.bincount(offsets).astype(np.float64)
-        index = np.arange(first, first + len(sums))
+        if rate != self.sample_rate:
+            low_pass = self._low_pass.get(rate)
+            if low_pass is None:
+                low_pass = self._low_pass[rate] = _LowPass(rate)
+            samples = low_pass(samples)
+        anchor, rate_, count = self._stream
+        follows = anchor + math.ceil(count * self.sample_rate / rate) if rate_ == rate else None
+        if restart or follows is None or at > follows:
+            if restart and at < self._placed_until:
+                self._write(np.arange(at, self._placed_until), None)
+            anchor, count, follows = at, 0, None
+        self._stream = (anchor, rate, count + len(samples))
+        if rate == self.sample_rate:
+            self._write(anchor + count + np.arange(len(samples)), samples)
+            return
+        step = self.sample_rate / rate
+        where = anchor + (count + np.arange(len(samples))) * step
+        if follows is not None:  # continuing: interpolate across the previous chunk's end
+            where = np.concatenate([[self._last[0]], where])
+            samples = np.concatenate([[self._last[1]], samples])
+        self._last = (float(where[-1]), float(samples[-1]))
+        start = math.ceil(where[0]) if follows is None else math.floor(where[0]) + 1
+        targets = np.arange(start, math.floor(where[-1]) + 1)
+        self._write(targets, np.interp(targets, where, samples))
+
+    def _write(self, positions: npt.NDArray[np.int64], values: FloatArray | None) -> None:
+        """Reference samples at input positions (``None``: silence)."""
+        if not len(positions):
+            return
+        frames = positions // self.frame
+        first, last = int(frames[0]), int(frames[-1])
+        index = np.arange(first, last + 1)
         slots = index % self._size
         stale = self._ref_tag[slots] != index
-        self._ref_sum[slots[stale]] = 0.0
-        self._ref_count[slots[stale]] = 0.0
+        self._ref[slots[stale]] = 0.0
         self._ref_tag[slots] = index
-        self._ref_sum[slots] += sums
-        self._ref_count[slots] += counts
-        level = _db(self._ref_sum[slots] / np.maximum(self._ref_count[slots], 1.0))
-        loud = index[level >= self.config.min_reference_db]
-        if len(loud):
-            self._loud_until = max(self._loud_until, int(loud[-1]))
+        self._ref[frames % self._size, positions % self.frame] = 0.0 if values is None else values
+        # spectra that reach over these frames are computed again when next needed
+        self._power_tag[np.arange(first, last + self._reach) % self._size] = -1
+        self._placed_until = max(self._placed_until, int(positions[-1]) + 1)
+        if values is not None:
+            level = _db(np.mean(self._ref[slots] ** 2, axis=1))
+            loud = index[level >= self.config.min_reference_db]
+            if len(loud):
+                self._loud_until = max(self._loud_until, int(loud[-1]))
 
     def push_input(self, pcm: bytes | npt.NDArray[np.int16], pts: int) -> list[EchoVerdict]:
         """Caller audio (PCM16 at ``sample_rate``) from input sample ``pts``; returns the
@@ -214,17 +296,21 @@ class EchoDetector:
                 gap = pts - self._frames * self.frame
             samples = np.concatenate([np.zeros(gap), samples])
         self._next_pts = end
-        samples = self._in_band(samples)
         data = np.concatenate([self._pending, samples])
         whole = len(data) // self.frame
         self._pending = data[whole * self.frame :]
         if not whole:
             return []
-        power = np.mean(data[: whole * self.frame].reshape(whole, self.frame) ** 2, axis=1)
+        audio = np.concatenate([self._tail, data[: whole * self.frame]])
+        self._tail = audio[len(audio) - len(self._tail) :]
+        spans = np.lib.stride_tricks.sliding_window_view(audio, self._spectra.length)
+        powers = self._spectra(spans[:: self.frame][:whole])
         changes = []
-        for energy in _db(power):
+        for power in powers:
+            self._power[:-1] = self._power[1:]
+            self._power[-1] = power
             self._input[:-1] = self._input[1:]
-            self._input[-1] = energy
+            self._input[-1] = _db(np.sum(power))
             self._frames += 1
             verdict = self._judge()
             if verdict.likely != self.verdict.likely:
@@ -234,24 +320,21 @@ class EchoDetector:
 
     # -- deciding -----------------------------------------------------------------------------
 
-    def _change(self, envelope: FloatArray) -> FloatArray:
-        """The envelope's change over ``change_frames`` after smoothing, one value per frame
-        after the first (as long as ``np.diff`` of it)."""
-        if len(self._taps) > 1:
-            envelope = np.convolve(envelope, self._taps, mode="same")
-        lag = self.config.change_frames
-        change = envelope[lag:] - envelope[:-lag]
-        out: FloatArray = np.concatenate([np.zeros(lag - 1), change])
-        return out
-
     def _reference(self, first: int, count: int) -> FloatArray:
-        """The reference envelope (dB) of frames ``first .. first + count - 1``."""
+        """The band powers of reference frames ``first .. first + count - 1``."""
         index = np.arange(first, first + count)
         slots = index % self._size
-        known = self._ref_tag[slots] == index
-        count_ = np.where(known, self._ref_count[slots], 0.0)
-        power = np.where(count_ > 0, self._ref_sum[slots] / np.maximum(count_, 1.0), 0.0)
-        return _db(power)
+        missing = index[self._power_tag[slots] != index]
+        if len(missing):
+            reach = np.arange(1 - self._reach, 1)
+            frames = missing[:, None] + reach[None, :]  # the frames each spectrum spans
+            known = self._ref_tag[frames % self._size] == frames
+            blocks = np.where(known[..., None], self._ref[frames % self._size], 0.0)
+            spans = blocks.reshape(len(missing), -1)[:, -self._spectra.length :]
+            self._ref_power[missing % self._size] = self._spectra(spans)
+            self._power_tag[missing % self._size] = missing
+        out: FloatArray = self._ref_power[slots]
+        return out
 
     def _judge(self) -> EchoVerdict:
         c = self.config
@@ -260,26 +343,30 @@ class EchoDetector:
         first = last - self.window + 2 - self.lags
         if self._loud_until < first:
             # the bot was silent under every lag (most of a call): every correlation is 0, so
-            # the scores only decay; no envelope work (the same verdict, at a fraction of it)
+            # the scores only decay; no spectra (the same verdict, at a fraction of the cost)
             self._scores *= 1.0 - c.smoothing
             lag = int(np.argmax(self._scores))
             return EchoVerdict(sample, False, float(self._scores[lag]), lag * self.frame)
-        span = self._reference(first, self.window + self.lags - 1)
+        bands = self._reference(first, self.window + self.lags - 1)
+        span = _db(bands.sum(axis=1))
         # rows[j]: the reference under the input window at lag (lags - 1 - j)
         rows = np.lib.stride_tricks.sliding_window_view(span, self.window)[::-1]
         x = self._input
-        # loudness-like envelopes (power ** 0.25), their frame-to-frame changes, correlated;
-        # the reference's sums come from running sums over the span (no per-lag copies)
-        xf = self._change(10.0 ** (x / 40.0))
+        # loudness-like band envelopes (power ** 0.25), their frame-to-frame changes, correlated
+        # over bands and frames at every lag; the reference's sums come from running sums
+        xf = np.diff(_loudness(self._power), axis=0)
         xc = xf - xf.mean()
-        yf = self._change(10.0 ** (span / 40.0))
+        yf = np.diff(_loudness(bands), axis=0)
         m = len(xf)
-        sums = np.concatenate([[0.0], np.cumsum(yf)])
-        squares = np.concatenate([[0.0], np.cumsum(yf * yf)])
+        size = m * yf.shape[1]
+        sums = np.concatenate([[0.0], np.cumsum(yf.sum(axis=1))])
+        squares = np.concatenate([[0.0], np.cumsum((yf * yf).sum(axis=1))])
         total = (sums[m:] - sums[:-m])[::-1]
-        spread = np.maximum((squares[m:] - squares[:-m])[::-1] - total * total / m, 0.0)
-        cov = np.correlate(yf, xc, mode="valid")[::-1]
-        norms = np.sqrt(spread * float(xc @ xc))
+        spread = np.maximum((squares[m:] - squares[:-m])[::-1] - total * total / size, 0.0)
+        cov = np.zeros(self.lags)
+        for band in range(yf.shape[1]):
+            cov += np.correlate(yf[:, band], xc[:, band], mode="valid")[::-1]
+        norms = np.sqrt(spread * float(np.sum(xc * xc)))
         loud = np.concatenate([[0], np.cumsum(span >= c.min_reference_db)])
         audible = (loud[self.window :] - loud[: -self.window])[::-1] > 0
         ok = audible & (norms > 1e-12)
@@ -290,21 +377,26 @@ class EchoDetector:
         if self._frames < self.window or not audible[lag]:
             return EchoVerdict(sample, False, score, lag * self.frame)
         y = rows[lag]
-        heard = y >= c.min_reference_db
-        gain = float(np.median((x - y)[heard]))
-        known = gain if self._gain is None else self._gain
-        predicted = np.maximum(y + known, x.min())
-        excess = float(np.mean(np.maximum(0.0, x - predicted)[-self.recent :]))
-        likely = score >= c.min_correlation and excess <= c.max_excess_db
-        if likely:
-            self._gain = known + c.gain_rate * (gain - known)
+        # the echo path's gain (dB): a low percentile of input minus reference where the
+        # reference is loud; a caller talking over the echo only raises some frames of it
+        loud_ref = y >= max(c.min_reference_db, float(y.max()) - c.gain_range_db)
+        excess = 0.0
+        if np.count_nonzero(loud_ref) >= self.recent:  # too few to tell the gain: no excess
+            differences = (x - y)[loud_ref]
+            rank = round(c.gain_percentile / 100 * (len(differences) - 1))
+            gain = float(np.partition(differences, rank)[rank])
+            predicted = np.maximum(y + gain, x.min())
+            excess = float(np.mean(np.maximum(0.0, x - predicted)[-self.recent :]))
+        if excess > c.max_excess_db:
+            self._talk_until = self._frames + self._hold
+        needed = c.release_correlation if self.verdict.likely else c.min_correlation
+        likely = score >= needed and self._frames >= self._talk_until
         return EchoVerdict(sample, likely, score, lag * self.frame, excess)
 
 
-def _triangle(frames: int) -> FloatArray:
-    half = np.arange(1, frames // 2 + 2, dtype=np.float64)
-    taps = np.concatenate([half, half[-2::-1]])[:frames] if frames > 1 else np.ones(1)
-    out: FloatArray = taps / taps.sum()
+def _loudness(power: FloatArray) -> FloatArray:
+    """Band powers (int16 scale) as power ** 0.25 relative to full scale, floored."""
+    out: FloatArray = (power / (32768.0 * 32768.0) + 10 ** (FLOOR_DB / 10)) ** 0.25
     return out
 
 
@@ -316,7 +408,9 @@ def _as_float(pcm: bytes | npt.NDArray[np.int16]) -> FloatArray:
     return np.asarray(pcm, dtype=np.float64)
 
 
-def _db(power: FloatArray) -> FloatArray:
+def _db(power: FloatArray | float) -> FloatArray:
     """Mean square of int16 samples as dB relative to full scale (floored)."""
-    out: FloatArray = 10.0 * np.log10(power / (32768.0 * 32768.0) + 10 ** (FLOOR_DB / 10))
+    out: FloatArray = 10.0 * np.log10(
+        np.asarray(power) / (32768.0 * 32768.0) + 10 ** (FLOOR_DB / 10)
+    )
     return out

@@ -141,8 +141,8 @@ def test_speech_at_the_start_of_a_reply_waits_until_the_detector_can_have_heard_
 
 
 def test_the_guard_follows_the_verdict_while_the_caller_speaks() -> None:
-    """Echo likely at the onset, then the detector sees the caller above the echo: the
-    deadline falls back to onset + min_speech (already past: the barge-in is at once)."""
+    """Echo likely at the onset, then the detector sees the caller above the echo at 1200: what
+    the VAD heard before was the echo, so the speech counts from 1200 (barge-in at 1500)."""
     machine = TurnTaking(quiet(echo_detection=True))
     actions = run(
         machine,
@@ -152,9 +152,30 @@ def test_the_guard_follows_the_verdict_while_the_caller_speaks() -> None:
             (1250, started(1000)),
             (1350, None),
             (1380, EchoEstimate(False, ms(1200))),
+            (1499, None),
         ],
     )
-    assert actions == [StartOfTurn(ms(1000), ms(1380)), Interrupt(7, 0, ms(1380), "speech")]
+    assert actions == []
+    assert machine.next_deadline() == ms(1500)
+    actions = run(machine, [(1600, None)])
+    assert actions == [StartOfTurn(ms(1000), ms(1500)), Interrupt(7, 0, ms(1500), "speech")]
+
+
+def test_a_short_sound_over_the_echo_does_not_interrupt() -> None:
+    """The verdict turns at 1200 and the speech ends at 1400: under min_speech after the turn."""
+    machine = TurnTaking(quiet(echo_detection=True))
+    actions = run(
+        machine,
+        [
+            *bot_speaking(7),
+            (500, EchoEstimate(True, ms(500))),
+            (1250, started(1000)),
+            (1260, EchoEstimate(False, ms(1200))),
+            (1450, stopped(1400, 1000)),
+            (3000, None),
+        ],
+    )
+    assert not any(isinstance(a, Interrupt) for a in actions)
 
 
 def test_echo_likely_before_the_bot_is_audible_adds_no_guard() -> None:

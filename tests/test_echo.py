@@ -113,7 +113,7 @@ def active(x: Signal) -> npt.NDArray[np.bool_]:
 # -- echo ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("delay_ms", [40, 150, 400])
+@pytest.mark.parametrize("delay_ms", [40, 145, 150, 400])
 @pytest.mark.parametrize("attenuation_db", [-6, -12, -20])
 def test_the_bots_voice_coming_back_delayed_and_filtered_is_echo(
     delay_ms: int, attenuation_db: int
@@ -185,6 +185,59 @@ def test_the_reference_rate_does_not_matter() -> None:
         heard = active(echo(150, -12))
         heard[:25] = False
         assert np.mean(np.array(verdicts)[heard]) >= 0.85
+
+
+def jittered(count: int, jitter_ms: float, seed: int = 0) -> list[int]:
+    """Where ``count`` 20 ms chunks are stamped when each is sent up to ``jitter_ms`` off its
+    schedule (the input clock never goes back), as on a live call."""
+    rng = np.random.default_rng(seed)
+    nominal = np.arange(count) * FRAME + rng.uniform(-jitter_ms, jitter_ms, count) * RATE / 1000
+    return [int(t) for t in np.maximum.accumulate(np.maximum(nominal, 0).astype(np.int64))]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_reference_sent_with_jitter_is_placed_as_the_far_side_plays_it(seed: int) -> None:
+    """Chunks sent up to 10 ms off schedule are placed back to back: the echo still lines up."""
+    ref, audio = reference(), echo(150, -12) + background()
+    detector = EchoDetector()
+    verdicts = []
+    for i, (start, at) in enumerate(
+        zip(range(0, len(audio), FRAME), jittered(len(audio) // FRAME + 1, 10, seed), strict=False)
+    ):
+        detector.push_reference(pcm(ref[start : start + FRAME]), RATE, at, restart=i == 0)
+        detector.push_input(pcm(audio[start : start + FRAME]), start)
+        verdicts.append(detector.likely)
+    heard = active(echo(150, -12))
+    heard[:25] = False
+    assert np.mean(np.array(verdicts)[heard]) >= 0.9
+
+
+def second_reply(restart: bool) -> list[EchoVerdict]:
+    """A first reply sent 1 s ahead of playing and cut at 0.5 s; the second from 0.5 s on, its
+    echo 150 ms later."""
+    ref, cut = reference(), RATE // 2
+    detector = EchoDetector()
+    detector.push_reference(pcm(ref[:RATE]), RATE, 0)
+    second = np.concatenate([np.zeros(cut), ref])[: len(ref)]
+    audio = np.concatenate([np.zeros(150 * RATE // 1000), second])[: len(ref)]
+    audio = telephone(audio) * 10 ** (-12 / 20) + background()
+    verdicts = []
+    for start in range(0, len(audio), FRAME):
+        if start >= cut:
+            chunk = pcm(second[start : start + FRAME])
+            detector.push_reference(chunk, RATE, start, restart=restart and start == cut)
+        detector.push_input(pcm(audio[start : start + FRAME]), start)
+        verdicts.append(detector.verdict)
+    return verdicts[cut // FRAME + 25 :]
+
+
+def test_a_restarted_reference_is_placed_where_it_was_sent() -> None:
+    """After ``restart`` (the player's buffer cleared) a chunk goes at its stamp, not after what
+    was sent before; without it, the new reply would be placed after the old one's end."""
+    restarted = second_reply(restart=True)
+    assert np.mean([v.likely for v in restarted]) >= 0.85
+    assert np.median([v.delay for v in restarted if v.likely]) == 150 * RATE // 1000
+    assert np.mean([v.likely for v in second_reply(restart=False)]) < 0.1
 
 
 def test_bad_input_is_refused() -> None:
