@@ -17,6 +17,9 @@ with the input position when it went out (a reply's frames are placed back to ba
 plays them, the first at its stamp); every caller frame is compared with it as it arrives
 (before the VAD, which lags), and a changed verdict goes to turn-taking as an
 :class:`~agent.turns.EchoEstimate` signal, so it is in before the VAD events of the same audio.
+When the verdict turns because the echo is over (the reply's audio ended its delay before), a
+:class:`~pipeline.events.Flush` without commit splits the caller's utterance there: a caller who
+answers right after the bot is not glued to its echo (the VAD would hear one stretch of speech).
 
 Channel policies: caller audio COALESCE (the network reader never blocks, nothing is lost);
 VAD -> ASR and ASR -> control BLOCK (paced by the models); playout is bounded in seconds ahead.
@@ -235,11 +238,15 @@ class Session:
         if not pcm:
             return
         pts = self.input.advance(len(pcm) // 2)
+        split = False
         if self.echo is not None:
             for verdict in self.echo.push_input(pcm, pts):
+                split = split or verdict.ended
                 if self._control is not None:
                     self._signal(EchoEstimate(verdict.likely, verdict.sample))
         await self.inbound.send(AudioFrame(session_id=self.id, sample_rate=RATE, pcm=pcm, pts=pts))
+        if split:  # the echo of the bot's reply is over: what follows is the caller's
+            await self.inbound.send(Flush(session_id=self.id, commit=False))
 
     def end_input(self) -> None:
         """The caller's audio has ended (hang-up): finish the call."""
@@ -400,7 +407,7 @@ class Session:
         elif isinstance(event, TranscriptDropped):
             turn_input = event
         elif isinstance(event, Flush):
-            return await self._commit(now)
+            return await self._commit(now) if event.commit else []
         if turn_input is None:
             return []
         return self.turns.feed(turn_input, now)

@@ -50,12 +50,12 @@ T6    TURN (paused)     due while a reply plays (held)   held; EndOfTurn when th
 B1    OVERLAP           speech lasts C.min_speech, and   barge-in (below). While the bot is
                         the bot is not audible, or echo  audible and the last EchoEstimate says
                         is not likely and the reply has  echo is likely, speech alone never
-                        played C.echo_max_delay +        barges in (words still do, B2); when the
-                        ECHO_JUDGE_MS (C.echo_detection  verdict turns, the speech counts from
-                        off: C.min_speech + C.echo_guard the turn: B1 at C.min_speech after it
+                        played C.echo_max_delay +        barges in; when the verdict turns, the
+                        ECHO_JUDGE_MS (C.echo_detection  speech counts from the turn: B1 at
+                        off: C.min_speech + C.echo_guard C.min_speech after it
                         while audible)
-B2    OVERLAP           >= C.min_words words             barge-in (mode ``speech_or_words``; with
-                                                         ``speech_and_words`` B1 and B2 together;
+B2    OVERLAP           >= C.min_words words, and not    barge-in (mode ``speech_or_words``; with
+                        a turn heard only as echo        ``speech_and_words`` B1 and B2 together;
                                                          with ``words`` B2 only)
 B3    OVERLAP           speech stops, its final has      UtteranceIgnored(backchannel or no_words)
                         fewer words                      -> SILENT; the bot goes on
@@ -88,7 +88,11 @@ likely**, speech alone does not barge in at all: what the VAD hears may be the b
 caller talking over the echo is louder than the echo can be, so the verdict turns within
 about 100 ms of their onset; what the VAD heard before it was the echo, so the speech counts
 from the turn and the barge-in is decided ``min_speech`` after it (a cough over the echo is not
-a barge-in); words of the caller's own (B2) barge in whatever the verdict.
+a barge-in). Words wait as well: a turn heard only while echo was likely (``echo_only``) is the
+bot's voice whatever the ASR made of it (a partial of the echo cut mid-word reads "mass" for
+"message"), so it neither barges in (B2, I1) nor becomes a turn (T5: UtteranceIgnored(echo));
+once the verdict turns while the bot is audible, its words count again. A turn with words of
+its own before echo was found stays the caller's.
 A reply that has just begun has had no time to echo: until it has played ``echo_max_delay``
 plus the detector's ``ECHO_JUDGE_MS``, a "not likely" means "not heard yet", so speech alone
 waits for that too (a caller who speaks in the first 0.85 s of a reply interrupts it then).
@@ -175,6 +179,9 @@ __all__ = [
 # -- the machine ------------------------------------------------------------------------------
 
 
+#: how long after a caller's onset over the echo the detector's verdict turns (80-120 ms
+#: measured): what a final says before that is the echo's
+ECHO_TURN_MS = 150
 #: how many ``final_wait`` a paused turn with no text at all waits for its final
 NO_TEXT_WAITS = 4
 #: how long the echo detector needs to call echo likely once the echo arrives (measured with
@@ -230,6 +237,11 @@ class _Turn:
     time_ok: bool = False
     words_ok: bool = False
     interrupt_at: int = 0
+    #: all of it heard while the bot was audible and its echo likely: the bot's own voice
+    echo_only: bool = False
+    #: it began as echo and the caller was heard over it from here: a final's words that end
+    #: before this are the echo's
+    echo_until: int = 0
 
     @property
     def heard_stop(self) -> int:
@@ -441,6 +453,17 @@ class TurnTaking:
                 if self.echo_likely and not likely:
                     self._echo_ended = sample
                 self.echo_likely = likely
+                turn, reply = self._turn, self._reply
+                # what is heard while the bot is audible follows the verdict (after it stopped,
+                # the verdict only says its reference went quiet); a turn with words of its own
+                # before echo was found stays the caller's
+                overlapping = self.user in (UserState.OVERLAP, UserState.IGNORED)
+                if turn is not None and reply is not None and reply.playing and overlapping:
+                    own = self._words(turn.text(with_partial=True)) > 0
+                    was = turn.echo_only
+                    turn.echo_only = self._echo_trusted() and (turn.echo_only or not own)
+                    if was and not turn.echo_only:  # the detector turns ~100 ms into them
+                        turn.echo_until = sample - self._ms(ECHO_TURN_MS)
                 return []
             case CommitTurn():
                 return self._commit()
@@ -457,6 +480,7 @@ class TurnTaking:
                 return [StartOfTurn(sample, self.now)]
             self.user = UserState.OVERLAP
             self._turn.overlapped = self._reply.playing
+            self._turn.echo_only = self._reply.playing and self._echo_trusted()
             return []
         turn.speaking = True
         turn.covered = False
@@ -498,6 +522,8 @@ class TurnTaking:
         turn = self._turn
         assert turn is not None
         if final:
+            if turn.echo_until and isinstance(event, Transcript) and event.words:
+                text = " ".join(w.word.strip() for w in event.words if w.end > turn.echo_until)
             turn.finals[event.utterance] = text
             if not turn.speaking and event.end >= turn.stop:
                 turn.covered = True
@@ -506,6 +532,9 @@ class TurnTaking:
             turn.partial = (event.utterance, text)
         words = self._words(text)
         match self.user:
+            case UserState.OVERLAP if turn.echo_only:
+                if turn.covered:
+                    return self._ignore_overlap()
             case UserState.OVERLAP:
                 min_words = self.config.barge_in_min_words
                 if min_words and words >= min_words:
@@ -518,7 +547,7 @@ class TurnTaking:
                     self.user = UserState.TURN
                 elif turn.covered:
                     return self._false_interruption()
-            case UserState.IGNORED:
+            case UserState.IGNORED if not turn.echo_only:
                 min_words = self.config.barge_in_min_words
                 if min_words and words >= min_words:
                     turn.words_ok = True
@@ -531,6 +560,10 @@ class TurnTaking:
             case _:
                 pass
         return []
+
+    def _echo_trusted(self) -> bool:
+        """Echo likely, and the detector's verdicts count (``echo_detection``)."""
+        return self.config.echo_detection and self.echo_likely
 
     def _words(self, text: str) -> int:
         """Content words of ``text``, none if it is the bot's own voice coming back."""
@@ -558,9 +591,14 @@ class TurnTaking:
         self._last_reply_text = self._reply.text
         self._reply = None
         if self.user is UserState.OVERLAP:
-            assert self._turn is not None
+            turn = self._turn
+            assert turn is not None
+            if turn.echo_only:  # the bot's own voice: not a turn, and nothing joins it
+                text = turn.text(with_partial=True)
+                self._ignore_rest(turn, self.now)
+                return [UtteranceIgnored(text, "echo", self.now)]
             self.user = UserState.TURN
-            return [StartOfTurn(self._turn.start, self.now)]
+            return [StartOfTurn(turn.start, self.now)]
         return []
 
     def _commit(self) -> list[TurnAction]:
@@ -637,7 +675,7 @@ class TurnTaking:
         text = turn.text(with_partial=not turn.covered)
         reason: Literal["backchannel", "no_words", "echo"] = "no_words"
         if content_words(text):
-            reason = "echo" if self._words(text) == 0 else "backchannel"
+            reason = "echo" if turn.echo_only or self._words(text) == 0 else "backchannel"
         self._close_turn(turn.stop)
         return [UtteranceIgnored(text, reason, self.now)]
 
@@ -650,7 +688,9 @@ class TurnTaking:
         self._close_turn(turn.stop)
         if not content_words(text):
             return [UtteranceIgnored(text, "no_words", self.now)]
-        if turn.overlapped and is_echo(text, self._last_reply_text, self.config.echo_overlap):
+        if turn.echo_only or (
+            turn.overlapped and is_echo(text, self._last_reply_text, self.config.echo_overlap)
+        ):
             return [UtteranceIgnored(text, "echo", self.now)]
         if carry:
             text = f"{carry} {text}"
@@ -665,7 +705,9 @@ class TurnTaking:
         if not turn.speaking:
             self._close_turn(until)
             return
-        self._turn = _Turn(start=turn.start, segment_start=turn.segment_start)
+        self._turn = _Turn(
+            start=turn.start, segment_start=turn.segment_start, echo_only=turn.echo_only
+        )
         self.user = UserState.IGNORED
 
     def _close_turn(self, until: int) -> None:

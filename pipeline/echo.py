@@ -32,7 +32,11 @@ frames (``smoothing``): echo keeps one delay, chance matches jump between lags. 
   and when the input's newest ``recent_ms`` exceed the reference plus that gain (or the noise
   floor) by more than ``max_excess_db`` on average, someone louder than the echo can be is
   talking. The hold is there because a caller's speech may be quieter than the echo for a
-  while after their first syllable.
+  while after their first syllable, and
+- the echo is not over: the input is at most ``tail_ms`` past the end of the reference placed
+  so far plus the delay. A verdict that turns past that end (for this, or for a caller heard
+  over the echo's last syllables) says ``ended``: a session splits the caller's utterance
+  there, so that speech right after the bot's is not glued to its echo.
 
 Thresholds, measured on espeak-ng speech as the reference and echo delayed 40 / 150 / 400 ms
 and 45 / 145 / 155 / 405 ms, attenuated -6 / -12 / -20 dB, band-passed 300-3400 Hz, with noise
@@ -96,6 +100,9 @@ class EchoConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     #: once it does (a caller talking over the echo), echo is not likely for this long after:
     #: a caller's speech may be quieter than the echo for a while after their first syllable
     double_talk_ms: int = 400
+    #: echo outlasts its reference by the delay and at most this much (the spectrum's window,
+    #: reverberation, a sender a little late): after that it is over
+    tail_ms: int = 100
     #: the echo path's gain is this percentile of input minus reference (dB) over the
     #: window's frames where the reference is within ``gain_range_db`` of its loudest
     gain_percentile: float = 35.0
@@ -106,8 +113,8 @@ class EchoConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             raise ValueError("frame_ms must be positive and window_ms at least 4 frames")
         if self.spectrum_ms < self.frame_ms or self.bands < 1:
             raise ValueError("spectrum_ms must be at least frame_ms, and bands at least 1")
-        if self.double_talk_ms < 0 or self.max_delay_ms < 0:
-            raise ValueError("double_talk_ms and max_delay_ms must not be negative")
+        if min(self.double_talk_ms, self.max_delay_ms, self.tail_ms) < 0:
+            raise ValueError("double_talk_ms, max_delay_ms and tail_ms must not be negative")
         if not 0 < self.recent_ms <= self.window_ms:
             raise ValueError("recent_ms must be in (0, window_ms]")
         if not -1.0 < self.release_correlation <= self.min_correlation <= 1.0:
@@ -120,7 +127,8 @@ class EchoVerdict(msgspec.Struct, frozen=True):
     """From input sample ``sample`` on, echo is (or is not) ``likely``.
 
     ``correlation`` is the best smoothed one, ``delay`` its lag in samples, ``excess`` the dB
-    by which the newest input exceeds the echo the reference explains.
+    by which the newest input exceeds the echo the reference explains, ``ended`` whether the
+    echo is over because the reference is.
     """
 
     sample: int
@@ -128,6 +136,8 @@ class EchoVerdict(msgspec.Struct, frozen=True):
     correlation: float = 0.0
     delay: int = 0
     excess: float = 0.0
+    #: not likely, and the reference ended more than ``delay`` before: its echo is over
+    ended: bool = False
 
 
 class _LowPass:
@@ -208,6 +218,7 @@ class EchoDetector:
         self._next_pts = 0
         self._scores = np.zeros(self.lags)  # smoothed correlation per lag (lag 0 first)
         self._hold = c.double_talk_ms // c.frame_ms
+        self._echo_tail = sample_rate * c.tail_ms // 1000
         self._talk_until = 0  # the input frame until which a caller talks over the echo
         self.verdict = EchoVerdict(0, False)
 
@@ -349,7 +360,7 @@ class EchoDetector:
             return EchoVerdict(sample, False, float(self._scores[lag]), lag * self.frame)
         bands = self._reference(first, self.window + self.lags - 1)
         span = _db(bands.sum(axis=1))
-        # rows[j]: the reference under the input window at lag (lags - 1 - j)
+        # rows[j]: the reference under the input window at lag j
         rows = np.lib.stride_tricks.sliding_window_view(span, self.window)[::-1]
         x = self._input
         # loudness-like band envelopes (power ** 0.25), their frame-to-frame changes, correlated
@@ -385,13 +396,20 @@ class EchoDetector:
             differences = (x - y)[loud_ref]
             rank = round(c.gain_percentile / 100 * (len(differences) - 1))
             gain = float(np.partition(differences, rank)[rank])
-            predicted = np.maximum(y + gain, x.min())
+            # the reference a frame either side too: a delay that is not a whole number of
+            # frames smears an onset or an end over two
+            near = rows[max(0, lag - 1) : lag + 2].max(axis=0)
+            predicted = np.maximum(near + gain, x.min())
             excess = float(np.mean(np.maximum(0.0, x - predicted)[-self.recent :]))
         if excess > c.max_excess_db:
             self._talk_until = self._frames + self._hold
         needed = c.release_correlation if self.verdict.likely else c.min_correlation
         likely = score >= needed and self._frames >= self._talk_until
-        return EchoVerdict(sample, likely, score, lag * self.frame, excess)
+        # the reference's echo should be over: it may still ring for ``tail_ms``
+        over = self._placed_until + lag * self.frame
+        likely = likely and sample <= over + self._echo_tail
+        ended = sample > over and not likely
+        return EchoVerdict(sample, likely, score, lag * self.frame, excess, ended=ended)
 
 
 def _loudness(power: FloatArray) -> FloatArray:

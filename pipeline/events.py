@@ -87,7 +87,12 @@ class Flush(Event, frozen=True, kw_only=True, tag="flush"):
     control event would overtake that audio and cut the utterance short). The VAD stage closes
     open speech and passes it on; the ASR stage finalises the utterance and passes it on after
     that final, so whoever reads it downstream has every transcript of the audio before it.
+
+    ``commit``: the turn ends here too (a client's commit); without it only the utterance is
+    split (the session's, where the echo of the bot's reply ends: what follows is the caller's).
     """
+
+    commit: bool = True
 
 
 class Interrupt(Event, frozen=True, kw_only=True, tag="interrupt"):

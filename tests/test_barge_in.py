@@ -29,6 +29,7 @@ from agent.turns import (
     content_words,
     is_echo,
 )
+from pipeline.asr.events import Transcript, TranscriptWord
 from tests.turns_support import (
     Step,
     bot_of,
@@ -97,28 +98,91 @@ def test_with_no_echo_speech_over_the_bot_interrupts_at_the_minimum_speech() -> 
     assert user_of(machine) is UserState.CHECKING
 
 
-def test_while_echo_is_likely_speech_alone_does_not_interrupt_but_words_do() -> None:
+def test_while_echo_is_likely_neither_speech_nor_words_interrupt() -> None:
+    """What the ASR makes of the echo need not be the bot's words ("mass" for "message"): while
+    the detector hears only echo, words wait too; once it hears the caller, words count."""
     machine = TurnTaking(quiet(echo_detection=True))
     actions = run(
         machine,
         [
             *bot_speaking(7),
             (500, EchoEstimate(True, ms(500))),
-            (900, PlayoutProgress(7, 16000, "Our opening hours are")),
+            (900, PlayoutProgress(7, 16000, "I can take a message")),
             (1250, started(1000)),
             (3000, None),  # two seconds of what may be the bot's own voice
-            (3100, partial("our opening hours", 0, 1000, 3000)),  # it is: the bot's words
+            (3100, partial("I can take a mass", 0, 1000, 3000)),  # misheard echo
             (3200, None),
         ],
     )
     assert machine.echo_likely
     assert actions == []
     assert machine.next_deadline() is None
-    actions = run(machine, [(3300, partial("wait, I need a table", 0, 1000, 3200))])
+    actions = run(
+        machine,
+        [
+            (3250, EchoEstimate(False, ms(3240))),
+            (3300, partial("I can take a mass wait I need a table", 0, 1000, 3200)),
+        ],
+    )
     assert actions == [
         StartOfTurn(ms(1000), ms(3300)),
         Interrupt(7, 16000, ms(3300), "words"),
     ]
+
+
+def test_a_turn_heard_only_as_echo_is_ignored_whatever_the_asr_made_of_it() -> None:
+    machine = TurnTaking(quiet(echo_detection=True))
+    actions = run(
+        machine,
+        [
+            *bot_speaking(7),
+            (500, EchoEstimate(True, ms(500))),
+            (900, PlayoutProgress(7, 16000, "I can take a message")),
+            (1250, started(1000)),
+            (2100, partial("I can take a mass", 0, 1000, 2000)),
+            (2200, PlayoutFinished(7)),
+            (2400, stopped(2300, 1000)),
+            (2500, final("I can take a mass", 0, 1000, 2300)),
+            (4000, None),
+        ],
+    )
+    assert not any(isinstance(a, (Interrupt, EndOfTurn)) for a in actions)
+    ignored = [(a.text, a.reason) for a in actions if isinstance(a, UtteranceIgnored)]
+    assert ignored == [("I can take a mass", "echo")]
+
+
+def test_the_echo_a_barge_in_began_with_is_not_part_of_the_callers_turn() -> None:
+    """The VAD heard the echo from 1000 and the caller from 2000 in one stretch of speech; the
+    detector turned at 2100. The final's words before the caller are the echo's."""
+    machine = TurnTaking(quiet(echo_detection=True))
+    words = [("I", 1000, 1100), ("can", 1100, 1300), ("take", 1300, 1600), ("Hello", 2050, 2400)]
+    heard = Transcript(
+        session_id="s",
+        utterance=0,
+        is_final=True,
+        text="I can take. Hello.",
+        words=tuple(
+            TranscriptWord(word=w, start=ms(a), end=ms(b), probability=0.9) for w, a, b in words
+        ),
+        start=ms(1000),
+        end=ms(2500),
+    )
+    actions = run(
+        machine,
+        [
+            *bot_speaking(7),
+            (500, EchoEstimate(True, ms(500))),
+            (1250, started(1000)),
+            (2110, EchoEstimate(False, ms(2100))),
+            (2500, None),  # 300 ms after the verdict turned: barge-in
+            (2700, stopped(2600, 1000)),
+            (2800, heard),
+            (6000, None),
+        ],
+    )
+    assert any(isinstance(a, Interrupt) for a in actions)
+    turns = [a for a in actions if isinstance(a, EndOfTurn)]
+    assert [t.text for t in turns] == ["Hello"]
 
 
 def test_speech_at_the_start_of_a_reply_waits_until_the_detector_can_have_heard_its_echo() -> None:

@@ -240,6 +240,20 @@ def test_a_restarted_reference_is_placed_where_it_was_sent() -> None:
     assert np.mean([v.likely for v in second_reply(restart=False)]) < 0.1
 
 
+def test_the_echo_is_over_when_its_reference_is() -> None:
+    """The bot stops at 3 s; its echo (150 ms later) is over by 3 s + 150 + tail_ms, and the
+    verdict that turns then says so."""
+    stop = 3 * RATE
+    ref = reference()[:stop]  # sent until 3 s, then nothing
+    audio = np.concatenate([np.zeros(150 * RATE // 1000), ref, np.zeros(RATE)])
+    verdicts, changes = run(ref, telephone(audio) * 10 ** (-12 / 20) + background()[: len(audio)])
+    assert verdicts[stop // FRAME - 5].likely
+    over = [v for v in changes if not v.likely and v.sample > stop]
+    assert over[0].ended
+    assert stop + 150 * RATE // 1000 < over[0].sample <= stop + (150 + 100 + 20) * RATE // 1000
+    assert not any(v.likely for v in verdicts[over[0].sample // FRAME :])
+
+
 def test_bad_input_is_refused() -> None:
     detector = EchoDetector()
     with pytest.raises(ValueError, match="even"):
