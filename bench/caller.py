@@ -119,6 +119,11 @@ class Caller:
         self._current = 0
         self._changed = anyio.Event()
 
+    @property
+    def echoing(self) -> bool:
+        """Reply audio is still to come back as echo (echo mode)."""
+        return bool(self._played)
+
     def reply(self, generation: int) -> Reply:
         return self.replies.setdefault(generation, Reply(generation))
 

@@ -153,7 +153,9 @@ def report_call(
     return summary
 
 
-def report_barge_ins(results: Sequence[BargeIn], config: AgentConfig, title: str) -> dict[str, Any]:
+def report_barge_ins(
+    results: Sequence[BargeIn], config: AgentConfig, title: str, *, echoed: bool = False
+) -> dict[str, Any]:
     turns, vad = config.turns, config.profile.vad
     print(f"\n### Barge-in ({title})\n")
     print(
@@ -170,8 +172,14 @@ def report_barge_ins(results: Sequence[BargeIn], config: AgentConfig, title: str
         )
     cut = [b for b in results if b.to_last_frame is not None]
     # with echo detection the guard applies only while the detector hears the bot's voice in
-    # the caller's audio: the bench's callers send no echo of it
-    guard = 0 if turns.echo_detection else turns.echo_guard_ms
+    # the caller's audio: over echo, the speech counts from when it hears the caller instead
+    # (80-120 ms after their onset, measured offline); else no guard
+    if not turns.echo_detection:
+        guard, how = turns.echo_guard_ms, f"echo_guard_ms {turns.echo_guard_ms} while audible"
+    elif echoed:
+        guard, how = 100, "~100 ms until the echo detector hears the caller over the echo"
+    else:
+        guard, how = 0, "no echo guard (no echo here)"
     decided = turns.barge_in_min_speech_ms + guard
     summary = {
         "barge_ins": len(results),
@@ -197,10 +205,8 @@ def report_barge_ins(results: Sequence[BargeIn], config: AgentConfig, title: str
         f"{summary['to_speech_started_p50_ms']:.0f} ms; VAD onset error "
         f"{summary['vad_onset_error_p50_ms']:+.0f} ms. Configured: VAD min speech "
         f"{vad.min_speech_ms} ms (counted from the onset, inside the turn machine's), "
-        f"barge_in_min_speech_ms {turns.barge_in_min_speech_ms} + echo_guard_ms "
-        f"{turns.echo_guard_ms} while the bot is audible"
-        + (" and echo is likely (none here)" if turns.echo_detection else "")
-        + f" = decision at onset + {decided} ms."
+        f"barge_in_min_speech_ms {turns.barge_in_min_speech_ms} + {how} "
+        f"= decision at onset + {decided} ms."
     )
     return summary
 

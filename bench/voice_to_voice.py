@@ -373,7 +373,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["barge_in"] = report_barge_ins(barges, config, "default turns")
     if echoed:
         title = f"a line echoing the reply {ECHO[0]:.0f} ms later at {ECHO[1]:+.0f} dB"
-        report["barge_in_echo"] = report_barge_ins(echoed, config, title)
+        report["barge_in_echo"] = report_barge_ins(echoed, config, title, echoed=True)
         report["echo_only_interrupted"] = sum(echo_only)
         print(
             f"\nEcho alone (the caller silent, the same line): {sum(echo_only)} of "
