@@ -32,6 +32,7 @@ from agent.turns import (
 from pipeline.asr.events import Transcript, TranscriptWord
 from tests.turns_support import (
     Step,
+    bot_echoing,
     bot_of,
     bot_speaking,
     dropped,
@@ -105,9 +106,7 @@ def test_while_echo_is_likely_neither_speech_nor_words_interrupt() -> None:
     actions = run(
         machine,
         [
-            *bot_speaking(7),
-            (500, EchoEstimate(True, ms(500))),
-            (900, PlayoutProgress(7, 16000, "I can take a message")),
+            *bot_echoing(7, "I can take a message"),
             (1250, started(1000)),
             (3000, None),  # two seconds of what may be the bot's own voice
             (3100, partial("I can take a mass", 0, 1000, 3000)),  # misheard echo
@@ -135,9 +134,7 @@ def test_a_turn_heard_only_as_echo_is_ignored_whatever_the_asr_made_of_it() -> N
     actions = run(
         machine,
         [
-            *bot_speaking(7),
-            (500, EchoEstimate(True, ms(500))),
-            (900, PlayoutProgress(7, 16000, "I can take a message")),
+            *bot_echoing(7, "I can take a message"),
             (1250, started(1000)),
             (2100, partial("I can take a mass", 0, 1000, 2000)),
             (2200, PlayoutFinished(7)),
@@ -170,8 +167,7 @@ def test_the_echo_a_barge_in_began_with_is_not_part_of_the_callers_turn() -> Non
     actions = run(
         machine,
         [
-            *bot_speaking(7),
-            (500, EchoEstimate(True, ms(500))),
+            *bot_echoing(7),
             (1250, started(1000)),
             (2110, EchoEstimate(False, ms(2100))),
             (2500, None),  # 300 ms after the verdict turned: barge-in
@@ -211,8 +207,7 @@ def test_the_guard_follows_the_verdict_while_the_caller_speaks() -> None:
     actions = run(
         machine,
         [
-            *bot_speaking(7),
-            (500, EchoEstimate(True, ms(500))),
+            *bot_echoing(7),
             (1250, started(1000)),
             (1350, None),
             (1380, EchoEstimate(False, ms(1200))),
@@ -231,8 +226,7 @@ def test_a_short_sound_over_the_echo_does_not_interrupt() -> None:
     actions = run(
         machine,
         [
-            *bot_speaking(7),
-            (500, EchoEstimate(True, ms(500))),
+            *bot_echoing(7),
             (1250, started(1000)),
             (1260, EchoEstimate(False, ms(1200))),
             (1450, stopped(1400, 1000)),

@@ -6,6 +6,8 @@ import msgspec
 
 from agent.turns import (
     BotState,
+    EchoEstimate,
+    PlayoutProgress,
     PlayoutStarted,
     ReplyStarted,
     TurnAction,
@@ -79,3 +81,11 @@ def quiet(**changes: object) -> TurnConfig:
 
 def bot_speaking(generation: int = 7, at: int = 0, kind: str = "answer") -> list[Step]:
     return [(at, ReplyStarted(generation, kind)), (at, PlayoutStarted(generation))]  # type: ignore[arg-type]
+
+
+def bot_echoing(generation: int = 7, text: str = "") -> list[Step]:
+    """The bot audible from 0 and its echo likely from 500 ms; ``text`` played by 900 ms."""
+    steps = [*bot_speaking(generation), (500, EchoEstimate(True, ms(500)))]
+    if text:
+        steps.append((900, PlayoutProgress(generation, 16000, text)))
+    return steps
