@@ -360,7 +360,7 @@ class TurnTaking:
             if not self.config.echo_detection:
                 return due + self._echo_guard
             if self.echo_likely:
-                return None  # echo likely: speech alone waits (for words, or the verdict)
+                return None  # echo likely: speech alone waits for the verdict to turn
             # speech heard while it was echo counts from when it stopped being; the detector
             # cannot have heard the echo of a reply that just began
             echo_ended = self._echo_ended + self._min_speech
