@@ -8,21 +8,21 @@ sent), and the **input**, the caller's 16 kHz PCM16 with its pts, with
 
 How: the reference is placed as the far side plays it: a reply's chunks back to back from the
 first one's stamp (a new stream after ``restart`` or after a gap), so the few ms by which the
-moments of sending jitter do not smear it. A reference at another rate is low-passed and
-resampled onto the input's 16 kHz timeline. Every ``frame_ms`` of either signal becomes the
-powers of ``bands`` log-spaced bands of 300-3400 Hz (the telephone band, what any line
-carries) over the last ``spectrum_ms`` (a Hann window: the long window makes a frame's powers
-barely depend on where inside a pitch period the frame starts, so an echo delay that is not a
-whole number of frames still lines up; with 10 ms rectangular frames, a delay of 14.5 frames
-found the echo in 54 % of its frames). After every input frame, the last ``window_ms`` of the
-input's band envelopes are correlated (Pearson, over bands and frames together) with the
-reference's at every lag from 0 to ``max_delay_ms`` (echo comes back later, never earlier:
-network round trip, client buffering, acoustics). What is correlated is the frame-to-frame
-change of loudness-like envelopes (power ** 0.25): attenuation and the noise floor barely
-change its shape, its changes (onsets, pauses, formant moves) are sharp, and another voice
-saying other words moves other bands at other times. Each lag's correlation is smoothed over
-frames (``smoothing``): echo keeps one delay, chance matches jump between lags. Echo is
-**likely** when
+moments of sending jitter do not smear it. A reference at another rate is resampled onto the
+input's 16 kHz timeline (:class:`pipeline.resample.StreamResampler`). Every ``frame_ms`` of
+either signal becomes the powers of ``bands`` log-spaced bands of 300-3400 Hz (the telephone
+band, what any line carries) over the last ``spectrum_ms`` (a Hann window: the long window makes
+a frame's powers barely depend on where inside a pitch period the frame starts, so an echo delay
+that is not a whole number of frames still lines up; with 10 ms rectangular frames, a delay of
+14.5 frames found the echo in 54 % of its frames). After every input frame, the last
+``window_ms`` of the input's band envelopes are correlated (Pearson, over bands and frames
+together) with the reference's at every lag from 0 to ``max_delay_ms`` (echo comes back later,
+never earlier: network round trip, client buffering, acoustics). What is correlated is the
+frame-to-frame change of loudness-like envelopes (power ** 0.25): attenuation and the noise
+floor barely change its shape, its changes (onsets, pauses, formant moves) are sharp, and
+another voice saying other words moves other bands at other times. Each lag's correlation is
+smoothed over frames (``smoothing``): echo keeps one delay, chance matches jump between lags.
+Echo is **likely** when
 
 - the reference was audible (``min_reference_db``) at the best lag, and
 - that lag's smoothed correlation is at least ``min_correlation`` (once likely, at least
@@ -62,6 +62,8 @@ import math
 import msgspec
 import numpy as np
 import numpy.typing as npt
+
+from pipeline.resample import StreamResampler
 
 __all__ = ["EchoConfig", "EchoDetector", "EchoVerdict"]
 
@@ -146,23 +148,6 @@ class EchoVerdict(msgspec.Struct, frozen=True):
     ended: bool = False
 
 
-class _LowPass:
-    """What a reference at another rate keeps before it is resampled (a windowed-sinc FIR
-    under 4 kHz, state kept across chunks): nothing above the band folds into it."""
-
-    def __init__(self, rate: int, taps: int = 63) -> None:
-        n = np.arange(taps) - (taps - 1) / 2
-        cutoff = min(4000.0, 0.45 * rate)
-        self.taps = np.sinc(2 * cutoff / rate * n) * 2 * cutoff / rate * np.hamming(taps)
-        self.tail = np.zeros(taps - 1)
-
-    def __call__(self, samples: FloatArray) -> FloatArray:
-        data = np.concatenate([self.tail, samples])
-        self.tail = data[len(data) - len(self.tail) :]
-        out: FloatArray = np.convolve(data, self.taps, mode="valid")
-        return out
-
-
 class _Spectra:
     """Band powers (mean square, int16 scale) of Hann-windowed spans of 16 kHz audio.
 
@@ -208,11 +193,12 @@ class EchoDetector:
         self._ref_tag = np.full(self._size, -1, dtype=np.int64)
         self._ref_power = np.zeros((self._size, c.bands))
         self._power_tag = np.full(self._size, -1, dtype=np.int64)
-        self._low_pass: dict[int, _LowPass] = {}
-        # the reference stream being placed: where its first sample went, its rate, how many
-        # samples so far, and the position and value of the last one (for resampling)
+        # the reference stream being placed: where its first sample went, its rate and how
+        # many samples so far; resampled onto the input's rate (soxr: its output stands in
+        # time, only a few ms late), how many of those are placed
         self._stream: tuple[int, int, int] = (0, 0, 0)
-        self._last: tuple[float, float] = (0.0, 0.0)
+        self._resampler = StreamResampler(sample_rate, sample_rate)
+        self._resampled = 0
         self._placed_until = 0  # the input position after the newest reference sample
         self._loud_until = -(1 << 62)  # the newest reference frame at or above min_reference_db
         # the input: its newest samples (for the spectra) and its frames' band powers and dB
@@ -247,33 +233,28 @@ class EchoDetector:
         dropped (never played)."""
         if rate <= 0:
             raise ValueError("rate must be positive")
-        samples = _as_float(pcm)
-        if not len(samples):
+        data = _as_bytes(pcm)
+        if not data:
             return
-        if rate != self.sample_rate:
-            low_pass = self._low_pass.get(rate)
-            if low_pass is None:
-                low_pass = self._low_pass[rate] = _LowPass(rate)
-            samples = low_pass(samples)
         anchor, rate_, count = self._stream
         follows = anchor + math.ceil(count * self.sample_rate / rate) if rate_ == rate else None
         if restart or follows is None or at > follows:
+            self._place(self._resampler.flush())  # the last stream's tail, where it belongs
             if restart and at < self._placed_until:
                 self._write(np.arange(at, self._placed_until), None)
-            anchor, count, follows = at, 0, None
-        self._stream = (anchor, rate, count + len(samples))
-        if rate == self.sample_rate:
-            self._write(anchor + count + np.arange(len(samples)), samples)
-            return
-        step = self.sample_rate / rate
-        where = anchor + (count + np.arange(len(samples))) * step
-        if follows is not None:  # continuing: interpolate across the previous chunk's end
-            where = np.concatenate([[self._last[0]], where])
-            samples = np.concatenate([[self._last[1]], samples])
-        self._last = (float(where[-1]), float(samples[-1]))
-        start = math.ceil(where[0]) if follows is None else math.floor(where[0]) + 1
-        targets = np.arange(start, math.floor(where[-1]) + 1)
-        self._write(targets, np.interp(targets, where, samples))
+            anchor, count = at, 0
+            self._resampler = StreamResampler(rate, self.sample_rate)
+            self._resampled = 0
+        self._stream = (anchor, rate, count + len(data) // 2)
+        self._place(self._resampler.process(data))
+
+    def _place(self, pcm: bytes) -> None:
+        """The current stream's next resampled samples, after those placed before."""
+        samples = _as_float(pcm)
+        if len(samples):
+            start = self._stream[0] + self._resampled
+            self._resampled += len(samples)
+            self._write(start + np.arange(len(samples)), samples)
 
     def _write(self, positions: npt.NDArray[np.int64], values: FloatArray | None) -> None:
         """Reference samples at input positions (``None``: silence)."""
@@ -425,6 +406,14 @@ def _loudness(power: FloatArray) -> FloatArray:
     """Band powers (int16 scale) as power ** 0.25 relative to full scale, floored."""
     out: FloatArray = (power / (32768.0 * 32768.0) + 10 ** (FLOOR_DB / 10)) ** 0.25
     return out
+
+
+def _as_bytes(pcm: bytes | npt.NDArray[np.int16]) -> bytes:
+    if isinstance(pcm, bytes | bytearray | memoryview):
+        if len(pcm) % 2:
+            raise ValueError("PCM16 needs an even number of bytes")
+        return bytes(pcm)
+    return np.asarray(pcm, dtype="<i2").tobytes()
 
 
 def _as_float(pcm: bytes | npt.NDArray[np.int16]) -> FloatArray:

@@ -1,12 +1,7 @@
-"""Resampling PCM16 streams to the transport's rate with soxr, chunk by chunk.
+"""Resampling TTS output to the transport's rate with soxr, chunk by chunk.
 
-:class:`StreamResampler` keeps the filter state between chunks, so a stream resampled in pieces
-sounds (and measures) like one resampled whole: no clicks at chunk joins, and after
-:meth:`~StreamResampler.flush` exactly ``round(n * out_rate / in_rate)`` samples for ``n`` in.
-The price is a small lag: each call returns what the filter has settled so far (about 10 ms
-behind the input at 22.05 -> 16 kHz, HQ), and ``flush`` returns the rest.
-
-:class:`ChunkResampler` does the same for :class:`~voices.engine.SpeechChunk` sequences and
+:class:`StreamResampler` (:mod:`pipeline.resample`, here too) keeps the filter state between
+chunks. :class:`ChunkResampler` does the same for :class:`~voices.engine.SpeechChunk` sequences and
 carries the alignment along: word timings are converted to the new rate (exact in time), then
 clamped to the chunk's new sample range, so the words still tile each chunk; a boundary between
 chunks (and the marks it carries) moves by at most the lag. Its :meth:`~ChunkResampler.flush`
@@ -15,42 +10,11 @@ returns the tail as a chunk with no words.
 
 from __future__ import annotations
 
-import numpy as np
-import soxr
-
 from pipeline.errors import InvalidAudio
+from pipeline.resample import StreamResampler
 from voices.engine import BYTES_PER_SAMPLE, SpeechChunk, WordTiming
 
-
-class StreamResampler:
-    """Mono PCM16 little-endian bytes at ``in_rate`` to the same at ``out_rate``."""
-
-    def __init__(self, in_rate: int, out_rate: int, *, quality: str = "HQ") -> None:
-        if in_rate <= 0 or out_rate <= 0:
-            raise ValueError("sample rates must be positive")
-        self.in_rate = in_rate
-        self.out_rate = out_rate
-        self._quality = quality
-        self._stream: soxr.ResampleStream | None = None
-        if in_rate != out_rate:
-            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality=quality)
-
-    def process(self, pcm: bytes) -> bytes:
-        """Resample the next piece of the stream; returns the output that is ready."""
-        if len(pcm) % BYTES_PER_SAMPLE:
-            raise InvalidAudio(f"PCM16 needs an even number of bytes, got {len(pcm)}")
-        if self._stream is None:
-            return pcm
-        samples = np.frombuffer(pcm, dtype="<i2")
-        return _to_bytes(self._stream.resample_chunk(samples))
-
-    def flush(self) -> bytes:
-        """End the stream: the output still held by the filter. The resampler can start anew."""
-        if self._stream is None:
-            return b""
-        tail = _to_bytes(self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True))
-        self._stream.clear()
-        return tail
+__all__ = ["ChunkResampler", "StreamResampler"]
 
 
 class ChunkResampler:
@@ -109,7 +73,3 @@ class ChunkResampler:
 
 def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(value, high))
-
-
-def _to_bytes(samples: np.ndarray) -> bytes:
-    return np.ascontiguousarray(samples, dtype="<i2").tobytes()
