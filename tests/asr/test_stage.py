@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -85,6 +86,30 @@ class Paced:
             await self._changed.wait()
 
 
+async def drive(stage: AsrStage, produce: Callable[[Channel], Awaitable[None]]) -> list[Event]:
+    """Run ``stage`` while ``produce`` feeds its inbox at its own pace; what the stage sent."""
+    inbox = Channel("test->asr", 4, Policy.BLOCK)
+    outbox = Channel("asr->test", 64, Policy.BLOCK)
+    received: list[Event] = []
+
+    async def feed() -> None:
+        await produce(inbox)
+        inbox.close()
+
+    async def run() -> None:
+        try:
+            await stage(inbox, outbox)
+        finally:
+            outbox.close()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(feed)
+        group.start_soon(run)
+        async for event in outbox:
+            received.append(event)
+    return received
+
+
 @pytest.mark.anyio
 async def test_partials_grow_a_stable_prefix_and_converge_to_the_final(executor: Executor) -> None:
     with anyio.fail_after(60):
@@ -92,11 +117,8 @@ async def test_partials_grow_a_stable_prefix_and_converge_to_the_final(executor:
         events = utterance(speech, lead=8000)
         paced = Paced(executor)
         stage = AsrStage(paced, tracker=TrackerConfig.from_seconds(partial_interval=0.5))
-        inbox = Channel("test->asr", 4, Policy.BLOCK)
-        outbox = Channel("asr->test", 64, Policy.BLOCK)
-        received: list[Event] = []
 
-        async def produce() -> None:
+        async def produce(inbox: Channel) -> None:
             issued = 0
             for event in events:
                 await inbox.send(event)
@@ -104,19 +126,8 @@ async def test_partials_grow_a_stable_prefix_and_converge_to_the_final(executor:
                 if isinstance(event, AudioFrame) and event.end_pts >= 16000 + 8000 * issued:
                     issued += 1
                     await paced.wait_for(issued)
-            inbox.close()
 
-        async def run() -> None:
-            try:
-                await stage(inbox, outbox)
-            finally:
-                outbox.close()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(produce)
-            group.start_soon(run)
-            async for event in outbox:
-                received.append(event)
+        received = await drive(stage, produce)
 
     transcripts = [e for e in received if isinstance(e, Transcript)]
     *partials, final = transcripts
@@ -332,11 +343,8 @@ async def test_a_pause_starts_the_final_decode_and_a_stop_there_reuses_it(
         end = len(speech)
         paced = Paced(executor)
         asr = AsrStage(paced, tracker=TrackerConfig.from_seconds(partial_interval=0))
-        inbox = Channel("test->asr", 4, Policy.BLOCK)
-        outbox = Channel("asr->test", 64, Policy.BLOCK)
-        received: list[Event] = []
 
-        async def produce() -> None:
+        async def produce(inbox: Channel) -> None:
             began = SpeechStarted(session_id="s", sample=4800, audio_start=0, probability=0.9)
             for event in [began, *frames(np.concatenate([speech, silence(0.1)]))]:
                 await inbox.send(event)
@@ -345,19 +353,8 @@ async def test_a_pause_starts_the_final_decode_and_a_stop_there_reuses_it(
             for event in frames(silence(0.3), start=end + 1600):
                 await inbox.send(event)
             await inbox.send(SpeechStopped(session_id="s", sample=end, speech_start=4800))
-            inbox.close()
 
-        async def run() -> None:
-            try:
-                await asr(inbox, outbox)
-            finally:
-                outbox.close()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(produce)
-            group.start_soon(run)
-            async for event in outbox:
-                received.append(event)
+        received = await drive(asr, produce)
     (final,) = [e for e in received if isinstance(e, Transcript) and e.is_final]
     assert wer(SENTENCE, final.text) <= 0.1, final.text
     assert (final.start, final.end) == (0, end + 3200)  # the final's own audio
