@@ -112,8 +112,12 @@ def test_hotwords_and_the_initial_prompt_steer_spelling(decoder: WhisperDecoder)
     hinted, _ = final(decoder, welcome, hotwords="Voxline")
     assert "Voxline" in hinted
     name = spoken("Please ask Siobhan Kowalczyk to call me.")
+    plain, _ = final(decoder, name)
+    assert "Kowalczyk" not in plain  # "Karokzik"
     prompted, _ = final(decoder, name, initial_prompt="Siobhan Kowalczyk")
-    assert "Siobhan Kowalczyk" in prompted
+    # the surname spelt as the prompt spells it; espeak's "Siobhan" sounds like "Shimon", which
+    # is what the tests' pinned kernels (tests/__init__.py) hear with the prompt or without
+    assert "Kowalczyk" in prompted
 
 
 def test_context_is_used_as_the_previous_text(decoder: WhisperDecoder) -> None:
