@@ -98,6 +98,19 @@ class SpokenText:
     def heard(self, text_end: int) -> str:
         return self.text[:text_end].strip()
 
+    def played(self, samples: int) -> str:
+        """The text whose audio has begun once ``samples`` have played (the word under way
+        included): what the caller can have heard, and so what can come back as echo. Text
+        synthesised ahead of playout is not in it; without word timings, all of the text is."""
+        if not self.words:
+            return self.text
+        end = 0
+        for word in self.words:
+            if word.sample_start >= samples:
+                break
+            end = word.text_end
+        return self.text[:end].strip()
+
 
 @dataclass
 class ReplyTimes:

@@ -87,7 +87,7 @@ from agent.turns import (
     UtteranceIgnored,
 )
 from pipeline.asr.decoder import DecodeOptions
-from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.asr.stage import AsrRunner, AsrStage
 from pipeline.channels import Channel, Policy
 from pipeline.clock import InputClock, MonotonicClock, WallClock
@@ -404,7 +404,7 @@ class Session:
                 )
             )
             turn_input = event
-        elif isinstance(event, TranscriptDropped):
+        elif isinstance(event, TranscriptDropped | TranscriptProgress):
             turn_input = event
         elif isinstance(event, Flush):
             return await self._commit(now) if event.commit else []
@@ -605,7 +605,7 @@ class Session:
         elif sent % 10 == 0:
             speaker = self._speakers.get(generation)
             played = self.playout.buffer.played_samples(generation)
-            text = speaker.spoken.text if speaker else ""
+            text = speaker.spoken.played(played) if speaker else ""
             self._signal(PlayoutProgress(generation, played, text))
 
     def _on_heard(self, report: Heard) -> None:

@@ -11,7 +11,7 @@ from typing import Literal
 
 import msgspec
 
-from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.vad.events import SpeechStarted, SpeechStopped
 
 __all__ = [
@@ -124,7 +124,9 @@ class PlayoutStarted(msgspec.Struct, frozen=True):
 
 
 class PlayoutProgress(msgspec.Struct, frozen=True):
-    """``played`` samples of ``generation`` have played; ``text`` is what they said, if known."""
+    """``played`` samples of ``generation`` have played; ``text`` is what they said, if known:
+    the reply's text up to the word playing now, never text synthesised ahead of playout (the
+    caller cannot echo what they have not heard)."""
 
     generation: int
     played: int
@@ -159,6 +161,7 @@ TurnInput = (
     | SpeechStopped
     | Transcript
     | TranscriptDropped
+    | TranscriptProgress
     | ReplyStarted
     | PlayoutStarted
     | PlayoutProgress

@@ -8,7 +8,8 @@ deadline, stamped with it). :meth:`TurnTaking.next_deadline` says when the next 
 so a session can sleep until then instead of ticking every frame.
 
 Inputs: VAD :class:`~pipeline.vad.events.SpeechStarted` / ``SpeechStopped``; ASR
-:class:`~pipeline.asr.events.Transcript` (partials, finals) and ``TranscriptDropped``; the
+:class:`~pipeline.asr.events.Transcript` (partials, finals), ``TranscriptDropped`` and
+``TranscriptProgress`` (how far the ASR has heard when it has no new words); the
 session's :class:`ReplyStarted`, :class:`PlayoutStarted`, :class:`PlayoutProgress`,
 :class:`PlayoutFinished` (``played`` in samples of that generation's audio, at its own rate);
 :class:`EchoEstimate`, the echo detector's verdict (:mod:`pipeline.echo`) whenever it changes;
@@ -70,8 +71,10 @@ barge-in  not interruptible (greeting        StartOfTurn -> TURN, held (T6)
 F1    CHECKING          a word                           -> TURN (a real interruption)
 F2    CHECKING          final with no words, or          false interruption: ResumeBot(generation,
                         C.false_interruption_ms passed   heard) / ReAnswer(text) / nothing, per
-                        without words (waiting for a     C.false_interruption; UtteranceIgnored(
-                        pending final up to C.final_wait) false_interruption) -> IGNORED / SILENT
+                        without words, as the ASR heard  C.false_interruption; UtteranceIgnored(
+                        them (waiting for a pending      false_interruption) -> IGNORED / SILENT
+                        final up to C.final_wait; for
+                        the ASR to hear that far)
 I1    IGNORED           >= C.min_words words             barge-in again (or TURN when bot IDLE)
 I2    IGNORED           speech stops                     -> SILENT (its late transcripts dropped)
 Q1    SILENT, bot IDLE  C.idle_timeout passes            IdlePrompt(n) for n <= C.idle_prompts,
@@ -110,6 +113,12 @@ sample: a lagging pipeline (a loaded machine) hands over the stop and its final 
 wait is for the final, so lag alone never turns speech into an empty turn. With no partial
 either (nothing to fall back on), T5 waits ``NO_TEXT_WAITS`` times as long: the ASR sends a
 final, or says why it dropped one, for every utterance, so only a lost one runs out the wait.
+The same holds for F2: "no words within ``C.false_interruption_ms`` of the interruption" is
+judged on what the ASR made of that audio, not on the clock. While the caller speaks, F2 waits
+until a transcript (or ``TranscriptProgress``: every partial decode sends one or the other)
+covers the audio up to its deadline; a lagging ASR (a loaded machine) otherwise resumed the bot
+over a caller whose words were still being decoded, and cut it again when they came. Only a
+lost report runs out that wait (``NO_TEXT_WAITS`` times ``C.final_wait`` more).
 """
 
 from __future__ import annotations
@@ -142,7 +151,7 @@ from agent.turn_types import (
     is_echo,
     looks_complete,
 )
-from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.vad.events import SpeechStarted, SpeechStopped
 
 __all__ = [
@@ -237,6 +246,8 @@ class _Turn:
     time_ok: bool = False
     words_ok: bool = False
     interrupt_at: int = 0
+    #: the end of the audio the ASR has reported on (transcripts and progress)
+    decoded_until: int = 0
     #: all of it heard while the bot was audible and its echo likely: the bot's own voice
     echo_only: bool = False
     #: it began as echo and the caller was heard over it from here: a final's words that end
@@ -369,6 +380,9 @@ class TurnTaking:
             due = turn.interrupt_at + self._false_wait
             if not turn.speaking and not turn.covered:
                 due = max(due, turn.heard_stop + self._final_wait)
+            elif turn.speaking and turn.decoded_until < due:
+                # the ASR has not yet heard the window: wait for it, not for the clock
+                due += self._final_wait * NO_TEXT_WAITS
             return due
         return None
 
@@ -430,6 +444,10 @@ class TurnTaking:
                 return self._speech_stopped(sample)
             case Transcript() | TranscriptDropped():
                 return self._transcript(event)
+            case TranscriptProgress(start=start, end=end):
+                if self._turn is not None and start >= self._closed_until:
+                    self._turn.decoded_until = max(self._turn.decoded_until, end)
+                return []
             case ReplyStarted(generation=generation, kind=kind):
                 return self._reply_started(generation, kind)
             case PlayoutStarted(generation=generation):
@@ -521,6 +539,7 @@ class TurnTaking:
             return actions + self._transcript(event)
         turn = self._turn
         assert turn is not None
+        turn.decoded_until = max(turn.decoded_until, event.end)
         if final:
             if turn.echo_until and isinstance(event, Transcript) and event.words:
                 text = " ".join(w.word.strip() for w in event.words if w.end > turn.echo_until)

@@ -10,6 +10,7 @@ import pytest
 
 from agent.turns import (
     ECHO_JUDGE_MS,
+    NO_TEXT_WAITS,
     BotState,
     EchoEstimate,
     EndOfTurn,
@@ -39,6 +40,7 @@ from tests.turns_support import (
     final,
     ms,
     partial,
+    progress,
     quiet,
     run,
     started,
@@ -451,25 +453,69 @@ def test_long_speech_without_words_is_a_false_interruption_then_ignored() -> Non
         [
             *bot_speaking(2),
             (1250, started(1000)),  # interrupt at 1500
-            (2500, partial("", 0, 800, 2500)),
-            (3100, None),  # 1500 ms after the interruption: no words
+            (2500, progress(0, 800, 2500)),
+            (3050, None),  # 1500 ms after the interruption, but the ASR has not heard that far
+            (3150, progress(0, 800, 3000)),  # now it has: no words
         ],
     )
     assert actions[-2:] == [
-        ResumeBot(2, 0, ms(3000)),
-        UtteranceIgnored("", "false_interruption", ms(3000)),
+        ResumeBot(2, 0, ms(3150)),
+        UtteranceIgnored("", "false_interruption", ms(3150)),
     ]
     assert user_of(machine) is UserState.IGNORED
     # the same noise going on does not interrupt the resumed reply
-    actions = run(machine, [(3000, ReplyStarted(3, "resume")), (3000, PlayoutStarted(3))])
+    actions = run(machine, [(3150, ReplyStarted(3, "resume")), (3150, PlayoutStarted(3))])
     actions += run(machine, [(5000, None), (5100, stopped(5000, 1000))])
     assert actions == []
     assert user_of(machine) is UserState.SILENT
 
 
+def test_a_lagging_asr_never_makes_an_interruption_false() -> None:
+    """Under load the ASR reports on the caller's audio late: the words said right after the
+    interruption arrive after its false-interruption window has passed on the clock. They were
+    said inside it, so the interruption is real: the bot is not resumed over the caller (which
+    cut the resumed reply again when the words came: two replies cancelled for one turn)."""
+    machine = TurnTaking(quiet())
+    actions = run(
+        machine,
+        [
+            *bot_speaking(2),
+            (1250, started(1000)),  # interrupt at 1500; no words yet: CHECKING
+            (3100, None),  # the window has passed on the clock, and the ASR has said nothing
+        ],
+    )
+    assert actions == [StartOfTurn(ms(1000), ms(1500)), Interrupt(2, 0, ms(1500), "speech")]
+    assert user_of(machine) is UserState.CHECKING
+    actions = run(
+        machine,
+        [
+            (3400, partial("I would like to leave a", 0, 800, 2600)),
+            (4100, stopped(4000, 1000)),
+            (4700, final("I would like to leave a message.", 0, 800, 4200)),
+            (6000, None),
+        ],
+    )
+    assert not any(isinstance(a, ResumeBot | ReAnswer | UtteranceIgnored) for a in actions)
+    assert actions == [
+        EndOfTurn("I would like to leave a message.", ms(1000), ms(4000), ms(4700), True)
+    ]
+
+
+def test_an_asr_that_never_reports_runs_out_the_wait() -> None:
+    """A lost report does not hold the bot forever: ``NO_TEXT_WAITS`` final waits more."""
+    machine = TurnTaking(quiet())
+    run(machine, [*bot_speaking(2), (1250, started(1000)), (1600, None)])  # interrupted
+    due = 3000 + NO_TEXT_WAITS * 1500
+    assert machine.advance(ms(due - 1)) == []
+    assert machine.advance(ms(due)) == [
+        ResumeBot(2, 0, ms(due)),
+        UtteranceIgnored("", "false_interruption", ms(due)),
+    ]
+
+
 def test_words_after_the_noise_was_ignored_interrupt_again() -> None:
     machine = TurnTaking(quiet())
-    run(machine, [*bot_speaking(2), (1250, started(1000)), (3100, None)])
+    run(machine, [*bot_speaking(2), (1250, started(1000)), (3100, progress(0, 800, 3050))])
     run(machine, [(3100, ReplyStarted(3, "resume")), (3100, PlayoutStarted(3))])
     actions = machine.feed(partial("excuse me sorry", 0, 800, 3300), ms(3300))
     assert actions == [StartOfTurn(ms(1000), ms(3300)), Interrupt(3, 0, ms(3300), "words")]

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 import anyio
 import pytest
 
-from agent.reply import ReplyPart, Say, Speaker
+from agent.reply import ReplyPart, Say, Speaker, SpokenText
 from pipeline.clock import FakeClock
 from pipeline.playout import Playout
 from voices.piper_engine import PiperEngine
@@ -37,6 +37,27 @@ async def test_inline_tags_change_the_style_and_are_never_shown_or_spoken(
     assert "eight" in spoken.text  # normalised for the voice
     assert spoken.samples > 16000  # it was spoken
     assert spoken.words[-1].text_end <= len(spoken.text)
+
+
+async def test_what_has_played_is_the_text_up_to_the_word_under_way(
+    tts_engine: PiperEngine,
+) -> None:
+    """The echo reference: words whose audio has begun, never text synthesised ahead."""
+
+    async def reply() -> AsyncGenerator[ReplyPart, None]:
+        yield Say("We open at nine. Tables by the window can be booked.")
+
+    with anyio.fail_after(60):
+        spoken = await speaker(tts_engine, [], []).speak(reply())
+    words = spoken.words
+    assert spoken.played(0) == ""
+    assert spoken.played(words[0].sample_start + 1) == spoken.text[: words[0].text_end].strip()
+    under_way = (words[1].sample_start + words[1].sample_end) // 2
+    assert spoken.played(under_way) == spoken.text[: words[1].text_end].strip()
+    assert "window" not in spoken.played(words[3].sample_end)
+    assert spoken.played(spoken.samples) == spoken.text.strip()
+    # a voice without word timings: all of the text may have been heard
+    assert SpokenText(text="We open at nine.").played(0) == "We open at nine."
 
 
 async def test_invalid_ssml_is_spoken_without_its_markup_and_warned_about(

@@ -183,6 +183,41 @@ async def test_speaking_over_a_reply_interrupts_it_and_keeps_only_what_was_heard
     assert len(sink.audio[2]) < 16000 * 2 * 12  # far less than the whole answer
 
 
+async def test_words_the_bot_has_not_played_yet_are_the_callers_own(
+    vad_runner: object, asr_runner: object, tts_engine: object
+) -> None:
+    """Echo can only be of what has played. A caller who cuts in with words the reply was about
+    to say ("until late at night?" a second into "We are open every day from nine in the morning
+    until late at night") is heard: the interruption is real and their turn is answered. Judged
+    against the text synthesised ahead of playout, their words were the bot's own: no words, a
+    false interruption, and the bot resumed over them."""
+    script, sink = Script(answer=LONG_REPLY), Recorder()
+    session = Session(Models(vad_runner, asr_runner, tts_engine), script, sink, settings())  # type: ignore[arg-type]
+
+    def decided() -> bool:
+        notices = [e for e in sink.events(Notice) if isinstance(e, Notice)]
+        return len(script.turns) == 2 or any(
+            n.code == "ignored.false_interruption" for n in notices
+        )
+
+    with sink.deadline(90, session):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            await sink.wait_for(lambda: ("end", 1) in sink.log)
+            await speak(session, "When are you open?")
+            await sink.wait_for(lambda: len(sink.audio.get(2, b"")) > 16000 * 2)
+            await speak(session, "Until late at night?")
+            await sink.wait_for(decided)
+            session.end_input()
+    notices = [e.code for e in sink.events(Notice) if isinstance(e, Notice)]
+    assert "ignored.false_interruption" not in notices
+    assert "late at night" in script.turns[1].lower()
+    [interrupted] = sink.events(Interrupted)
+    assert isinstance(interrupted, Interrupted)
+    assert interrupted.generation == 2
+    assert "late at night" not in interrupted.heard_text
+
+
 class Plans:
     """The real TTS engine, keeping every plan it is asked to speak."""
 

@@ -16,7 +16,7 @@ from agent.turns import (
     TurnTaking,
     UserState,
 )
-from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.vad.events import SpeechStarted, SpeechStopped
 
 MS = 16  # samples per millisecond at 16 kHz
@@ -45,6 +45,11 @@ def final(text: str, utterance: int, start: int, end: int) -> Transcript:
     return Transcript(
         session_id="s", utterance=utterance, is_final=True, text=text, start=ms(start), end=ms(end)
     )
+
+
+def progress(utterance: int, start: int, end: int) -> TranscriptProgress:
+    """A partial decode up to ``end`` with nothing new to say."""
+    return TranscriptProgress(session_id="s", utterance=utterance, start=ms(start), end=ms(end))
 
 
 def dropped(utterance: int, start: int, end: int) -> TranscriptDropped:

@@ -10,7 +10,7 @@
 - :mod:`pipeline.asr.stage`: :class:`AsrStage`, the async stage, and :func:`asr_executor`, the
   one executor per model and device that every session shares.
 - :mod:`pipeline.asr.events`: :class:`Transcript`, :class:`TranscriptWord`,
-  :class:`TranscriptDropped`.
+  :class:`TranscriptDropped`, :class:`TranscriptProgress`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ from pipeline.asr.decoder import (
     WhisperDecoder,
     to_model_audio,
 )
-from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptWord
+from pipeline.asr.events import (
+    Transcript,
+    TranscriptDropped,
+    TranscriptProgress,
+    TranscriptWord,
+)
 from pipeline.asr.guards import REASONS
 from pipeline.asr.model import (
     GPU_MODEL,
@@ -52,6 +57,7 @@ __all__ = [
     "TrackerConfig",
     "Transcript",
     "TranscriptDropped",
+    "TranscriptProgress",
     "TranscriptWord",
     "UtteranceTracker",
     "WhisperDecoder",

@@ -59,3 +59,18 @@ class TranscriptDropped(Event, frozen=True, kw_only=True, tag="transcript_droppe
     end: int = 0
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
+
+
+class TranscriptProgress(Event, frozen=True, kw_only=True, tag="transcript_progress"):
+    """Utterance ``utterance`` was decoded up to ``end`` and there is no new partial to send
+    (its text is empty, unchanged, or rejected by the guards).
+
+    Every partial decode ends in a :class:`Transcript` or in this, so downstream knows how far
+    the recogniser has heard even while it hears no words: turn-taking waits for that instead of
+    taking a lagging recogniser's silence for no words. It is not a transcript: clients are not
+    told of it.
+    """
+
+    utterance: int
+    start: int = 0
+    end: int = 0

@@ -8,8 +8,10 @@ them into decode jobs; one job runs at a time, on the executor shared by every s
 (:func:`asr_executor`), and the stage emits:
 
 - :class:`~pipeline.asr.events.Transcript` partials while the caller speaks (stable prefix by
-  :class:`~pipeline.asr.agreement.LocalAgreement`, then the unstable tail; a partial equal to the
-  previous one is not repeated, a partial the guards reject is skipped);
+  :class:`~pipeline.asr.agreement.LocalAgreement`, then the unstable tail); a partial decode
+  with nothing new to say (empty, equal to the previous one, or rejected by the guards) sends
+  a :class:`~pipeline.asr.events.TranscriptProgress` instead, so every partial decode tells
+  downstream how far the recogniser has heard;
 - one final :class:`~pipeline.asr.events.Transcript` per utterance, with word timings, **or** a
   :class:`~pipeline.asr.events.TranscriptDropped` saying why there is none (a guard's reason,
   or ``"overloaded"`` when the executor's queue refused the job).
@@ -54,7 +56,7 @@ import numpy as np
 
 from pipeline.asr.agreement import LocalAgreement
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest, WhisperDecoder
-from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.asr.model import AsrModelConfig
 from pipeline.asr.utterance import RATE, Decode, TrackerConfig, UtteranceTracker
 from pipeline.errors import InvalidAudio, Overloaded
@@ -270,10 +272,15 @@ class AsrStage:
                         history.popleft()
                 await outbox.send(_final_event(session_id, job, decoded))
                 continue
+            progress = TranscriptProgress(
+                session_id=session_id, utterance=job.utterance, start=job.start, end=job.end
+            )
             if decoded.dropped is not None:
+                await outbox.send(progress)
                 continue
             partial = agreement.update(decoded.text)
             if not partial.text or last_partial == (job.utterance, partial.text):
+                await outbox.send(progress)
                 continue
             last_partial = (job.utterance, partial.text)
             await outbox.send(

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.asr import guards
 from pipeline.asr.decoder import Decoded, DecodeRequest
-from pipeline.asr.events import Transcript, TranscriptDropped
+from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.asr.stage import FINAL_PRIORITY, OVERLOADED, PARTIAL_PRIORITY, AsrStage
 from pipeline.asr.utterance import TrackerConfig
 from pipeline.channels import Channel, Policy
@@ -134,6 +134,13 @@ async def test_partials_grow_a_stable_prefix_and_converge_to_the_final(executor:
     assert final.is_final
     assert not any(p.is_final for p in partials)
     assert len(partials) >= 4
+    # every partial decode says how far it heard: a partial, or progress when it has nothing
+    # new (the leading silence, an unchanged text)
+    progress = [e for e in received if isinstance(e, TranscriptProgress)]
+    partial_decodes = [final for final, _ in paced.priorities if not final]
+    assert len(partials) + len(progress) == len(partial_decodes)
+    heard = [e.end for e in received if isinstance(e, TranscriptProgress) or e in partials]
+    assert heard == sorted(heard)
     assert {t.utterance for t in transcripts} == {0}
     # in the shared executor the final goes ahead of other calls' partials
     assert paced.priorities[-1] == (True, FINAL_PRIORITY)
@@ -324,7 +331,8 @@ async def test_a_commit_right_after_speech_is_transcribed_through_the_real_vad(
     kinds = [
         type(e)
         for e in head
-        if not isinstance(e, SpeechPaused) and (not isinstance(e, Transcript) or e.is_final)
+        if not isinstance(e, SpeechPaused | TranscriptProgress)
+        and (not isinstance(e, Transcript) or e.is_final)
     ]
     assert kinds == [SpeechStarted, SpeechStopped, Transcript, Flush]
     (final,) = [e for e in head if isinstance(e, Transcript) and e.is_final]
