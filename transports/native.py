@@ -41,6 +41,7 @@ from transports.audio import (
     OutboundAudio,
     samples_to_ms,
 )
+from transports.errors import PeerError
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -110,13 +111,6 @@ class Bye(msgspec.Struct, frozen=True):
     """The client ends the call."""
 
     reason: str = ""
-
-
-class PeerError(msgspec.Struct, frozen=True):
-    """The client sent something wrong; an ``error`` event with this code is already queued."""
-
-    code: str
-    message: str
 
 
 NativeEvent = (

@@ -57,6 +57,7 @@ from transports.audio import (
     InboundAudio,
     samples_to_ms,
 )
+from transports.errors import PeerError
 from transports.realtime_conversation import Conversation, item_problem, item_to_wire
 from transports.realtime_events import (
     CLIENT_EVENT_TYPES,
@@ -156,11 +157,6 @@ class CancelRequested(msgspec.Struct, frozen=True):
     generation: int
     response_id: str
     clear_audio: bool = False
-
-
-class PeerError(msgspec.Struct, frozen=True):
-    code: str
-    message: str
 
 
 RealtimeEvent = (

@@ -34,6 +34,7 @@ from typing import Any
 import msgspec
 
 from transports.audio import AudioFormat, AudioIn, InboundAudio, OutboundAudio
+from transports.errors import PeerError
 
 __all__ = [
     "TWILIO_FORMAT",
@@ -91,11 +92,6 @@ class Dtmf(msgspec.Struct, frozen=True):
 
 class StreamStopped(msgspec.Struct, frozen=True):
     """The call or the stream ended; nothing more will arrive."""
-
-
-class PeerError(msgspec.Struct, frozen=True):
-    code: str
-    message: str
 
 
 TwilioEvent = Connected | StreamStarted | AudioIn | Played | Dtmf | StreamStopped | PeerError
