@@ -157,21 +157,35 @@ async def test_a_call_greets_hears_a_turn_and_answers_it(
     ]
 
 
-async def test_speaking_over_a_reply_interrupts_it_and_keeps_only_what_was_heard(
-    vad_runner: object, asr_runner: object, tts_engine: object
+async def talk_over_the_answer(
+    models: Models, script: Script, sink: Recorder, words: str, *, until: Callable[[], bool]
 ) -> None:
-    script, sink = Script(answer=LONG_REPLY), Recorder()
-    session = Session(Models(vad_runner, asr_runner, tts_engine), script, sink, settings())  # type: ignore[arg-type]
+    """A call: the greeting, a question, a second or so of its answer, then ``words`` over it;
+    the input ends once ``until`` holds."""
+    session = Session(models, script, sink, settings())
     with sink.deadline(90, session):
         async with anyio.create_task_group() as tg:
             tg.start_soon(session.run)
             await sink.wait_for(lambda: ("end", 1) in sink.log)
             await speak(session, "When are you open?")
-            # let a second or so of the long answer play, then talk over it
             await sink.wait_for(lambda: len(sink.audio.get(2, b"")) > 16000 * 2)
-            await speak(session, "Sorry, can I book a table for two people tonight?")
-            await sink.wait_for(lambda: bool(sink.events(Interrupted)))
+            await speak(session, words)
+            await sink.wait_for(until)
             session.end_input()
+
+
+async def test_speaking_over_a_reply_interrupts_it_and_keeps_only_what_was_heard(
+    vad_runner: object, asr_runner: object, tts_engine: object
+) -> None:
+    script, sink = Script(answer=LONG_REPLY), Recorder()
+    models = Models(vad_runner, asr_runner, tts_engine)  # type: ignore[arg-type]
+    await talk_over_the_answer(
+        models,
+        script,
+        sink,
+        "Sorry, can I book a table for two people tonight?",
+        until=lambda: bool(sink.events(Interrupted)),
+    )
     [interrupted] = sink.events(Interrupted)
     assert isinstance(interrupted, Interrupted)
     assert interrupted.generation == 2
@@ -192,7 +206,6 @@ async def test_words_the_bot_has_not_played_yet_are_the_callers_own(
     against the text synthesised ahead of playout, their words were the bot's own: no words, a
     false interruption, and the bot resumed over them."""
     script, sink = Script(answer=LONG_REPLY), Recorder()
-    session = Session(Models(vad_runner, asr_runner, tts_engine), script, sink, settings())  # type: ignore[arg-type]
 
     def decided() -> bool:
         notices = [e for e in sink.events(Notice) if isinstance(e, Notice)]
@@ -200,15 +213,8 @@ async def test_words_the_bot_has_not_played_yet_are_the_callers_own(
             n.code == "ignored.false_interruption" for n in notices
         )
 
-    with sink.deadline(90, session):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(session.run)
-            await sink.wait_for(lambda: ("end", 1) in sink.log)
-            await speak(session, "When are you open?")
-            await sink.wait_for(lambda: len(sink.audio.get(2, b"")) > 16000 * 2)
-            await speak(session, "Until late at night?")
-            await sink.wait_for(decided)
-            session.end_input()
+    models = Models(vad_runner, asr_runner, tts_engine)  # type: ignore[arg-type]
+    await talk_over_the_answer(models, script, sink, "Until late at night?", until=decided)
     notices = [e.code for e in sink.events(Notice) if isinstance(e, Notice)]
     assert "ignored.false_interruption" not in notices
     assert "late at night" in script.turns[1].lower()
