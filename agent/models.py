@@ -22,6 +22,7 @@ from agent.session import Models, SessionSettings
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest
 from pipeline.asr.model import EMBEDDED, AsrModelConfig
 from pipeline.asr.stage import asr_executor
+from pipeline.events import PIPELINE_RATE
 from pipeline.executor import ModelExecutor
 from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
 from pipeline.vad.detector import DetectorConfig
@@ -126,7 +127,7 @@ def load_models(config: AgentConfig) -> LoadedModels:
 
 async def _warm(models: LoadedModels) -> None:
     """One call through each model, so the first caller does not pay for lazy set-up."""
-    silence = np.zeros(16000, dtype=np.float32)
+    silence = np.zeros(PIPELINE_RATE, dtype=np.float32)  # one second
     await models.asr.run(DecodeRequest(audio=silence, final=True, options=models.asr_options))
     async for _ in models.tts.synthesize("Ready."):
         pass

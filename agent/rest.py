@@ -56,6 +56,7 @@ from agent.transcript_formats import Granularity, ResponseFormat, render
 from pipeline.asr.batch import transcribe_file
 from pipeline.asr.decoder import whisper_languages
 from pipeline.errors import ClientError, ConfigError, InvalidAudio, InvalidSSML, Overloaded
+from pipeline.events import PIPELINE_RATE
 from pipeline.media import CONTENT_TYPES, OutputFormat, decode_audio
 from voices.catalog import Catalog, Voice, load_catalog
 from voices.emotion import parse_style
@@ -204,7 +205,7 @@ def rest_routes(state: ServerState) -> list[Route]:
         form, data = await _read_upload(request)
         params = _validated(TranscriptionParams, form)
         pcm = await anyio.to_thread.run_sync(
-            functools.partial(decode_audio, data, 16000, max_seconds=MAX_AUDIO_SECONDS)
+            functools.partial(decode_audio, data, PIPELINE_RATE, max_seconds=MAX_AUDIO_SECONDS)
         )
         options = msgspec.structs.replace(
             asr.asr_options,

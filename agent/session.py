@@ -93,7 +93,7 @@ from pipeline.channels import Channel, Policy
 from pipeline.clock import InputClock, MonotonicClock, WallClock
 from pipeline.echo import EchoConfig, EchoDetector
 from pipeline.errors import ClientError, ServerError
-from pipeline.events import AudioFrame, Event, Flush
+from pipeline.events import PIPELINE_RATE, AudioFrame, Event, Flush
 from pipeline.playout import Heard, Playout, Word
 from pipeline.runtime import SessionRuntime
 from pipeline.vad.detector import DetectorConfig
@@ -121,7 +121,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("voxline.session")
-RATE = 16000
 
 
 class TypedTurn(msgspec.Struct, frozen=True):
@@ -244,7 +243,9 @@ class Session:
                 split = split or verdict.ended
                 if self._control is not None:
                     self._signal(EchoEstimate(verdict.likely, verdict.sample))
-        await self.inbound.send(AudioFrame(session_id=self.id, sample_rate=RATE, pcm=pcm, pts=pts))
+        await self.inbound.send(
+            AudioFrame(session_id=self.id, sample_rate=PIPELINE_RATE, pcm=pcm, pts=pts)
+        )
         if split:  # the echo of the bot's reply is over: what follows is the caller's
             await self.inbound.send(Flush(session_id=self.id, commit=False))
 
@@ -346,7 +347,11 @@ class Session:
         while True:
             deadline = self.turns.next_deadline()
             event: Event | None = None
-            timeout = None if deadline is None else max(0.0, (deadline - self.input.now()) / RATE)
+            timeout = (
+                None
+                if deadline is None
+                else max(0.0, (deadline - self.input.now()) / PIPELINE_RATE)
+            )
             with anyio.move_on_after(timeout):
                 try:
                     event = await control.receive()
@@ -663,7 +668,9 @@ def _echo_detector(config: TurnConfig) -> EchoDetector | None:
     """The call's echo detector (none when the guard does not depend on it)."""
     if not config.echo_detection:
         return None
-    return EchoDetector(EchoConfig(max_delay_ms=config.echo_max_delay_ms), sample_rate=RATE)
+    return EchoDetector(
+        EchoConfig(max_delay_ms=config.echo_max_delay_ms), sample_rate=PIPELINE_RATE
+    )
 
 
 async def _say(text: str) -> AsyncGenerator[ReplyPart, None]:

@@ -152,6 +152,7 @@ from agent.turn_types import (
     looks_complete,
 )
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
+from pipeline.events import PIPELINE_RATE
 from pipeline.vad.events import SpeechStarted, SpeechStopped
 
 __all__ = [
@@ -270,7 +271,7 @@ class TurnTaking:
     """One call's turn-taking; positions and ``now`` are samples at ``sample_rate``."""
 
     def __init__(
-        self, config: TurnConfig | None = None, *, sample_rate: int = 16000, start: int = 0
+        self, config: TurnConfig | None = None, *, sample_rate: int = PIPELINE_RATE, start: int = 0
     ) -> None:
         self.config = config or TurnConfig()
         self.sample_rate = sample_rate

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from pipeline.events import AudioFrame, Event
+from pipeline.events import PIPELINE_RATE, AudioFrame, Event
 
 if TYPE_CHECKING:
     from pipeline.generations import Generations
@@ -91,7 +91,7 @@ class Channel:
         policy: Policy,
         *,
         control_capacity: int = 16,
-        max_coalesced_samples: int = 16000 * 5,
+        max_coalesced_samples: int = 5 * PIPELINE_RATE,
         generations: Generations | None = None,
     ) -> None:
         if capacity < 1:

@@ -16,6 +16,8 @@ from typing import Protocol
 import anyio
 import anyio.lowlevel
 
+from pipeline.events import PIPELINE_RATE
+
 
 class MediaClock:
     """Counts samples of one stream and converts between samples and seconds."""
@@ -108,7 +110,7 @@ class InputClock:
     is the last position plus the wall time since it arrived, never going back.
     """
 
-    def __init__(self, clock: WallClock, rate: int = 16000) -> None:
+    def __init__(self, clock: WallClock, rate: int = PIPELINE_RATE) -> None:
         self.rate = rate
         self.clock = clock
         self.media = MediaClock(rate)

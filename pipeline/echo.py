@@ -63,6 +63,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.events import PIPELINE_RATE
 from pipeline.resample import StreamResampler
 
 __all__ = ["EchoConfig", "EchoDetector", "EchoVerdict"]
@@ -177,7 +178,9 @@ class _Spectra:
 class EchoDetector:
     """One call's echo detector (input and reference on the ``sample_rate`` timeline)."""
 
-    def __init__(self, config: EchoConfig | None = None, *, sample_rate: int = 16000) -> None:
+    def __init__(
+        self, config: EchoConfig | None = None, *, sample_rate: int = PIPELINE_RATE
+    ) -> None:
         self.config = c = config or EchoConfig()
         self.sample_rate = sample_rate
         self.frame = sample_rate * c.frame_ms // 1000

@@ -16,6 +16,9 @@ import msgspec
 
 #: PCM16: two bytes a sample, little-endian, mono.
 BYTES_PER_SAMPLE = 2
+#: The sample rate of all audio inside the pipeline: every stage takes it, and transports
+#: resample to it at the edge. 16 kHz because Whisper and silero VAD both take 16 kHz.
+PIPELINE_RATE = 16000
 USER_GENERATION = 0
 
 

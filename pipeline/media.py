@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.errors import InvalidAudio
+from pipeline.events import PIPELINE_RATE
 
 Pcm = npt.NDArray[np.int16]
 OutputFormat = Literal["wav", "pcm", "mp3", "opus", "flac"]
@@ -30,7 +31,7 @@ CONTENT_TYPES: dict[str, str] = {
 }
 
 
-def decode_audio(data: bytes, rate: int = 16000, *, max_seconds: float = 600.0) -> Pcm:
+def decode_audio(data: bytes, rate: int = PIPELINE_RATE, *, max_seconds: float = 600.0) -> Pcm:
     """Decode a whole audio file to mono PCM16 at ``rate``.
 
     Raises :class:`InvalidAudio` for anything FFmpeg cannot read, a file with no audio stream,

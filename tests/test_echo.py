@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.echo import EchoConfig, EchoDetector, EchoVerdict
+from pipeline.events import PIPELINE_RATE as RATE
 from tests.audio import Pcm, espeak, noise, read_speech, resample
 
-RATE = 16000
 FRAME = 320  # 20 ms
 Signal = npt.NDArray[np.float64]
 

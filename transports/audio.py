@@ -1,8 +1,9 @@
 """Audio at the edge of a transport: formats, validation and conversion to and from 16 kHz.
 
 Every transport hands the pipeline the same thing, :class:`AudioIn`: mono PCM16 little-endian
-at :data:`PIPELINE_RATE` with ``pts`` counted in samples from the start of the call; and takes
-whatever the bot says (PCM16 at the synthesizer's rate) back to the client's format.
+at :data:`~pipeline.events.PIPELINE_RATE` (re-exported here) with ``pts`` counted in samples
+from the start of the call; and takes whatever the bot says (PCM16 at the synthesizer's rate)
+back to the client's format.
 
 - :class:`AudioFormat` is what a client declared: an encoding (``pcm16``, ``mulaw``, ``alaw``)
   and a sample rate; :meth:`AudioFormat.problem` says what is wrong with one, if anything.
@@ -26,9 +27,9 @@ from typing import Literal
 import msgspec
 
 from pipeline.errors import InvalidAudio
-from pipeline.events import BYTES_PER_SAMPLE
+from pipeline.events import BYTES_PER_SAMPLE, PIPELINE_RATE
+from pipeline.resample import StreamResampler
 from transports.g711 import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, ulaw_to_pcm16
-from voices.resample import StreamResampler
 
 __all__ = [
     "MAX_RATE",
@@ -42,8 +43,6 @@ __all__ = [
     "samples_to_ms",
 ]
 
-#: The rate of all audio inside the pipeline.
-PIPELINE_RATE = 16000
 MIN_RATE = 8000
 MAX_RATE = 48000
 

@@ -22,10 +22,11 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.asr.decoder import SAMPLE_RATE, DecodeOptions, DecodeRequest, Floats
+from pipeline.asr.decoder import DecodeOptions, DecodeRequest, Floats
 from pipeline.asr.events import TranscriptWord
 from pipeline.asr.stage import AsrRunner
 from pipeline.asr.windows import split_windows
+from pipeline.events import PIPELINE_RATE
 
 #: languages written without spaces between words
 UNSPACED = frozenset({"zh", "yue", "ja", "th", "lo", "km", "my", "bo"})
@@ -106,11 +107,11 @@ async def transcribe_file(
             DecodeRequest(audio=window, final=True, options=options, context=context)
         )
         if decoded.dropped is not None:
-            dropped.append(Dropped(start / SAMPLE_RATE, end / SAMPLE_RATE, decoded.dropped))
+            dropped.append(Dropped(start / PIPELINE_RATE, end / PIPELINE_RATE, decoded.dropped))
             continue
         language = language or decoded.language
         words = [
-            Word(w.word, (start + a) / SAMPLE_RATE, (start + b) / SAMPLE_RATE, w.probability)
+            Word(w.word, (start + a) / PIPELINE_RATE, (start + b) / PIPELINE_RATE, w.probability)
             for w, (a, b) in zip(decoded.words, snap_to_sound(decoded.words, window), strict=True)
         ]
         joiner = "" if decoded.language in UNSPACED else " "
@@ -125,7 +126,7 @@ async def transcribe_file(
         if not words:  # no word timings: the window is one segment
             segments.append(
                 Segment(
-                    len(segments), start / SAMPLE_RATE, end / SAMPLE_RATE, decoded.text, start,
+                    len(segments), start / PIPELINE_RATE, end / PIPELINE_RATE, decoded.text, start,
                     decoded.avg_logprob, decoded.no_speech_prob,
                 )
             )  # fmt: skip
@@ -134,7 +135,7 @@ async def transcribe_file(
     return FileTranscript(
         text=joiner.join(s.text for s in segments),
         language=language or "",
-        duration=len(audio) / SAMPLE_RATE,
+        duration=len(audio) / PIPELINE_RATE,
         segments=tuple(segments),
         dropped=tuple(dropped),
     )
@@ -163,14 +164,14 @@ def snap_to_sound(
     or below ``floor_dbfs``), that edge moves to ``margin`` seconds from the sound. A span with
     no sound in it is left alone.
     """
-    frame = SAMPLE_RATE // 50
+    frame = PIPELINE_RATE // 50
     count = len(audio) // frame
     if count == 0:
         return [(w.start, w.end) for w in words]
     rms = np.sqrt(np.mean(audio[: count * frame].astype(np.float64).reshape(count, frame) ** 2, 1))
     threshold = max(float(rms.max()) * 10 ** (-range_db / 20), 10 ** (floor_dbfs / 20))
     loud = rms >= threshold
-    gap, pad = round(min_gap * SAMPLE_RATE), round(margin * SAMPLE_RATE)
+    gap, pad = round(min_gap * PIPELINE_RATE), round(margin * PIPELINE_RATE)
     spans = []
     for word in words:
         first, last = word.start // frame, min(-(-word.end // frame), count)

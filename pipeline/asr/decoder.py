@@ -40,11 +40,11 @@ from pipeline.asr import guards
 from pipeline.asr.events import TranscriptWord
 from pipeline.asr.model import AsrModelConfig, load_whisper
 from pipeline.errors import InvalidAudio
+from pipeline.events import PIPELINE_RATE
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
-SAMPLE_RATE = 16000
 #: samples per log-mel frame
 HOP = 160
 #: Whisper's window: the encoder takes at most this many seconds
@@ -161,10 +161,10 @@ def to_model_audio(samples: npt.NDArray[Any], rate: int, channels: int = 1) -> F
         audio /= 32768.0
     if channels > 1:
         audio = audio.reshape(-1, channels).mean(axis=1, dtype=np.float32)
-    if rate != SAMPLE_RATE:
+    if rate != PIPELINE_RATE:
         import soxr
 
-        audio = np.asarray(soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ"), np.float32)
+        audio = np.asarray(soxr.resample(audio, rate, PIPELINE_RATE, quality="HQ"), np.float32)
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
@@ -192,7 +192,7 @@ class WhisperDecoder:
         audio = request.audio
         if audio.ndim != 1 or audio.dtype != np.float32:
             raise InvalidAudio("the decoder takes 1-D float32 samples at 16 kHz")
-        if len(audio) > options.max_audio_seconds * SAMPLE_RATE:
+        if len(audio) > options.max_audio_seconds * PIPELINE_RATE:
             raise InvalidAudio(f"at most {options.max_audio_seconds:.2f} s of audio per request")
         level = guards.activity(audio, floor_dbfs=options.silence_dbfs)
         if level.peak_dbfs < options.silence_dbfs:
@@ -202,8 +202,8 @@ class WhisperDecoder:
 
         timings: dict[str, float] = {}
         mark = time.perf_counter()
-        content = len(audio) + round(options.tail_silence * SAMPLE_RATE)
-        window = min(max(content, round(options.min_window * SAMPLE_RATE)), 30 * SAMPLE_RATE)
+        content = len(audio) + round(options.tail_silence * PIPELINE_RATE)
+        window = min(max(content, round(options.min_window * PIPELINE_RATE)), 30 * PIPELINE_RATE)
         padded = np.zeros(window, dtype=np.float32)
         padded[: len(audio)] = audio
         features = self.model.feature_extractor(padded)[..., :-1]
@@ -219,7 +219,7 @@ class WhisperDecoder:
         mark = _lap(timings, "encode", mark)
 
         prompt = self._prompt(tokenizer, options, request.context)
-        budget = 8 + math.ceil(len(audio) / SAMPLE_RATE * options.max_tokens_per_second)
+        budget = 8 + math.ceil(len(audio) / PIPELINE_RATE * options.max_tokens_per_second)
         max_length = min(MAX_TOKENS, len(prompt) + budget)
         result = self.model.model.generate(
             encoded,
@@ -310,8 +310,8 @@ def _words(alignment: list[dict[str, Any]], bounds: tuple[int, int]) -> tuple[Tr
     low, high = bounds
     words = []
     for timing in alignment:
-        start = min(max(round(float(timing["start"]) * SAMPLE_RATE), low), high)
-        end = min(max(round(float(timing["end"]) * SAMPLE_RATE), start), high)
+        start = min(max(round(float(timing["start"]) * PIPELINE_RATE), low), high)
+        end = min(max(round(float(timing["end"]) * PIPELINE_RATE), start), high)
         words.append(
             TranscriptWord(
                 word=str(timing["word"]).strip(),
@@ -352,7 +352,7 @@ def _place_words(
     # Words aligned wholly after the audio sit in the silence the decoder appended: nothing
     # was said there (seen: "Fail better. Fail better." for one "Fail better." in context).
     spoken = len(alignment)
-    while spoken and alignment[spoken - 1]["start"] * SAMPLE_RATE >= length:
+    while spoken and alignment[spoken - 1]["start"] * PIPELINE_RATE >= length:
         spoken -= 1
     if spoken < len(alignment):
         text = tokenizer.decode([t for a in alignment[:spoken] for t in a["tokens"]]).strip()
@@ -361,7 +361,7 @@ def _place_words(
             return decoded, guards.NO_SPEECH
     # Alignment puts the first word's start at the window's start: keep words where there is
     # sound (Whisper's alignment is only as precise as its 20 ms frames anyway).
-    margin = SAMPLE_RATE // 20
+    margin = PIPELINE_RATE // 20
     bounds = (max(level.onset - margin, 0), min(level.offset + margin, length))
     return replace(decoded, words=_words(alignment[:spoken], bounds)), None
 

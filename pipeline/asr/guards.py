@@ -43,6 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.events import PIPELINE_RATE
+
 SILENCE = "silence"
 TOO_SHORT = "too_short"
 NO_SPEECH = "no_speech"
@@ -53,7 +55,6 @@ REASONS = (SILENCE, TOO_SHORT, NO_SPEECH, LOW_CONFIDENCE, RUNAWAY, EMPTY)
 
 #: frames within this many dB of the loudest frame count as active
 ACTIVE_RANGE_DB = 35.0
-FRAME_SAMPLES = 320  # 20 ms at 16 kHz
 #: longest repeated phrase looked for, in words
 MAX_PHRASE_WORDS = 12
 
@@ -75,10 +76,10 @@ class Activity:
 
 
 def activity(
-    audio: npt.NDArray[np.float32], *, rate: int = 16000, floor_dbfs: float = -55.0
+    audio: npt.NDArray[np.float32], *, rate: int = PIPELINE_RATE, floor_dbfs: float = -55.0
 ) -> Activity:
     """Measure ``audio`` (float samples in [-1, 1]) in 20 ms frames."""
-    frame = FRAME_SAMPLES * rate // 16000
+    frame = rate // 50  # 20 ms
     count = len(audio) // frame
     if count == 0:
         tail = audio.astype(np.float64)

@@ -58,9 +58,9 @@ from pipeline.asr.agreement import LocalAgreement
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest, WhisperDecoder
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.asr.model import AsrModelConfig
-from pipeline.asr.utterance import RATE, Decode, TrackerConfig, UtteranceTracker
+from pipeline.asr.utterance import Decode, TrackerConfig, UtteranceTracker
 from pipeline.errors import InvalidAudio, Overloaded
-from pipeline.events import BYTES_PER_SAMPLE, USER_GENERATION, AudioFrame, Flush
+from pipeline.events import BYTES_PER_SAMPLE, PIPELINE_RATE, USER_GENERATION, AudioFrame, Flush
 from pipeline.executor import ModelExecutor
 from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
 
@@ -348,8 +348,10 @@ def _final_event(session_id: str, job: Decode, decoded: Decoded) -> Transcript |
 
 
 def _samples(frame: AudioFrame) -> np.ndarray[tuple[int], np.dtype[np.int16]]:
-    if frame.sample_rate != RATE:
-        raise InvalidAudio(f"the recogniser takes {RATE} Hz audio, not {frame.sample_rate}")
+    if frame.sample_rate != PIPELINE_RATE:
+        raise InvalidAudio(
+            f"the recogniser takes {PIPELINE_RATE} Hz audio, not {frame.sample_rate}"
+        )
     if len(frame.pcm) % BYTES_PER_SAMPLE:
         raise InvalidAudio("PCM16 audio must have an even number of bytes")
     return np.frombuffer(frame.pcm, dtype="<i2").astype(np.int16)

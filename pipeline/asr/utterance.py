@@ -36,8 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.events import PIPELINE_RATE
+
 Pcm = npt.NDArray[np.int16]
-RATE = 16000
 _QUIET_WINDOW = 1600  # 100 ms
 _HOP = 160  # 10 ms
 
@@ -49,9 +50,9 @@ class TrackerConfig:
     first_partial: int = 8000
     partial_interval: int = 8000
     end_margin: int = 3200
-    max_utterance: int = 20 * RATE
-    split_search: int = 3 * RATE
-    pre_roll_keep: int = RATE
+    max_utterance: int = 20 * PIPELINE_RATE
+    split_search: int = 3 * PIPELINE_RATE
+    pre_roll_keep: int = PIPELINE_RATE
 
     def __post_init__(self) -> None:
         if min(self.first_partial, self.partial_interval, self.end_margin, self.pre_roll_keep) < 0:
@@ -71,12 +72,12 @@ class TrackerConfig:
         pre_roll_keep: float = 1.0,
     ) -> TrackerConfig:
         return cls(
-            first_partial=round(first_partial * RATE),
-            partial_interval=round(partial_interval * RATE),
-            end_margin=round(end_margin * RATE),
-            max_utterance=round(max_utterance * RATE),
-            split_search=round(split_search * RATE),
-            pre_roll_keep=round(pre_roll_keep * RATE),
+            first_partial=round(first_partial * PIPELINE_RATE),
+            partial_interval=round(partial_interval * PIPELINE_RATE),
+            end_margin=round(end_margin * PIPELINE_RATE),
+            max_utterance=round(max_utterance * PIPELINE_RATE),
+            split_search=round(split_search * PIPELINE_RATE),
+            pre_roll_keep=round(pre_roll_keep * PIPELINE_RATE),
         )
 
 

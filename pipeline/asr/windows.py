@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-RATE = 16000
+from pipeline.events import PIPELINE_RATE
+
 #: floor of the frame energies, in dB (digital silence would be minus infinity)
 FLOOR_DB = -200.0
 
@@ -33,7 +34,7 @@ FLOOR_DB = -200.0
 def split_windows(
     audio: npt.NDArray[Any],
     *,
-    rate: int = RATE,
+    rate: int = PIPELINE_RATE,
     max_seconds: float = 28.0,
     min_seconds: float = 12.0,
     quiet_seconds: float = 0.3,

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from pipeline.events import PIPELINE_RATE as SAMPLE_RATE
 from pipeline.vad.detector import (
     DetectorConfig,
     SpeechDetector,
@@ -22,7 +23,6 @@ from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
 from pipeline.vad.silero import (
     CONTEXT_SAMPLES,
     FRAME_SAMPLES,
-    SAMPLE_RATE,
     SileroState,
     SileroVad,
     VadRequest,

@@ -29,13 +29,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Rate that the defaults assume (silero runs at 16 kHz).
-DEFAULT_RATE = 16000
+from pipeline.events import PIPELINE_RATE
 
 
 @dataclass(frozen=True, slots=True)
 class DetectorConfig:
-    """Thresholds and durations; durations are counted in samples."""
+    """Thresholds and durations; durations are counted in samples (the defaults: at 16 kHz)."""
 
     #: a speech run starts at a frame with probability >= this
     activation: float = 0.5
@@ -60,7 +59,7 @@ class DetectorConfig:
     def from_seconds(
         cls,
         *,
-        rate: int = DEFAULT_RATE,
+        rate: int = PIPELINE_RATE,
         activation: float = 0.5,
         deactivation: float = 0.35,
         min_speech: float = 0.25,

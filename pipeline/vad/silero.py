@@ -26,9 +26,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.errors import ModelError
+from pipeline.events import PIPELINE_RATE
 from pipeline.executor import ModelExecutor
 
-SAMPLE_RATE = 16000
 #: new samples per model call
 FRAME_SAMPLES = 512
 #: samples of the previous frame prepended to each call
@@ -116,7 +116,7 @@ class SileroVad:
         if inputs != {"input", "state", "sr"}:
             raise ModelError(f"{path} is not a silero v5/v6 VAD model (inputs {sorted(inputs)})")
         self.path = path
-        self._rate = np.array(SAMPLE_RATE, dtype=np.int64)
+        self._rate = np.array(PIPELINE_RATE, dtype=np.int64)
 
     def new_state(self) -> SileroState:
         return SileroState.initial()

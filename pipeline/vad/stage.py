@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 
 from pipeline.errors import InvalidAudio
-from pipeline.events import BYTES_PER_SAMPLE, AudioFrame, Flush
+from pipeline.events import BYTES_PER_SAMPLE, PIPELINE_RATE, AudioFrame, Flush
 from pipeline.vad.detector import DetectorConfig, SpeechDetector, SpeechEnd, SpeechStart
 from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
-from pipeline.vad.silero import FRAME_SAMPLES, SAMPLE_RATE, SileroState, VadRequest, VadResult
+from pipeline.vad.silero import FRAME_SAMPLES, SileroState, VadRequest, VadResult
 
 if TYPE_CHECKING:
     from pipeline.channels import Channel
@@ -91,8 +91,10 @@ class VadStage:
                     stream = None
                 await outbox.send(event)
                 continue
-            if event.sample_rate != SAMPLE_RATE:
-                raise InvalidAudio(f"the VAD takes {SAMPLE_RATE} Hz audio, not {event.sample_rate}")
+            if event.sample_rate != PIPELINE_RATE:
+                raise InvalidAudio(
+                    f"the VAD takes {PIPELINE_RATE} Hz audio, not {event.sample_rate}"
+                )
             if len(event.pcm) % BYTES_PER_SAMPLE:
                 raise InvalidAudio("PCM16 audio must have an even number of bytes")
             if stream is None or not stream.continued_by(event):
@@ -235,7 +237,7 @@ class _Stream:
         frame = AudioFrame(
             session_id=self._session_id,
             generation=self._generation,
-            sample_rate=SAMPLE_RATE,
+            sample_rate=PIPELINE_RATE,
             pcm=bytes(self._out),
             pts=self._out_start,
         )

@@ -7,10 +7,10 @@ import functools
 
 import numpy as np
 
+from pipeline.events import PIPELINE_RATE as RATE
 from tests.asr.wer import normalise
 from tests.audio import Pcm, espeak, read_speech, silence
 
-RATE = 16000
 BECKETT = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
 TWO_CITIES_OPENING = (
     "It was the best of times, it was the worst of times, it was the age of wisdom, "

@@ -9,8 +9,8 @@ import pytest
 from pipeline.asr.batch import Word, segment_words, snap_to_sound, transcribe_file
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest
 from pipeline.asr.events import TranscriptWord
+from pipeline.events import PIPELINE_RATE as RATE
 from pipeline.executor import ModelExecutor
-from tests.asr.support import RATE
 from tests.asr.wer import wer
 from tests.audio import espeak, silence
 

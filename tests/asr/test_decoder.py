@@ -8,9 +8,9 @@ import pytest
 from pipeline.asr import guards
 from pipeline.asr.decoder import DecodeOptions, DecodeRequest, WhisperDecoder, to_model_audio
 from pipeline.errors import InvalidAudio
+from pipeline.events import PIPELINE_RATE as RATE
 from tests.asr.support import (
     BECKETT,
-    RATE,
     SENTENCES,
     TWO_CITIES_OPENING,
     invented_words,

@@ -17,6 +17,7 @@ from pipeline.asr.stage import FINAL_PRIORITY, OVERLOADED, PARTIAL_PRIORITY, Asr
 from pipeline.asr.utterance import TrackerConfig
 from pipeline.channels import Channel, Policy
 from pipeline.errors import InvalidAudio, Overloaded
+from pipeline.events import PIPELINE_RATE as RATE
 from pipeline.events import AudioFrame, EndOfInput, Event, Flush, Interrupt, TextChunk
 from pipeline.executor import ModelExecutor
 from pipeline.runtime import run_pipeline
@@ -28,7 +29,7 @@ from pipeline.vad import (
     VadStage,
     vad_executor,
 )
-from tests.asr.support import BECKETT, RATE, TWO_CITIES_OPENING, two_cities_opening
+from tests.asr.support import BECKETT, TWO_CITIES_OPENING, two_cities_opening
 from tests.asr.wer import wer
 from tests.audio import Pcm, espeak, noise, read_speech, silence
 from tests.stages import run_stage

@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.asr.windows import split_windows
-
-RATE = 16000
+from pipeline.events import PIPELINE_RATE as RATE
 
 
 def bursts(layout: list[tuple[str, float]], seed: int = 0) -> np.ndarray:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from pipeline.events import PIPELINE_RATE as RATE
 from pipeline.events import AudioFrame
 from pipeline.vad import (
     FRAME_SAMPLES,
@@ -18,7 +19,6 @@ from pipeline.vad import (
 )
 from tests.audio import Pcm, espeak, read_speech, silence
 
-RATE = 16000
 SENTENCE = "Hello there, I would like to book a table for four people tonight."
 
 
