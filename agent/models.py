@@ -16,7 +16,6 @@ import anyio
 import numpy as np
 
 from agent.config import AgentConfig
-from agent.config.runtime import turn_config
 from agent.dialogue.embeddings import SentenceEmbedder
 from agent.session import Models, SessionSettings
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest
@@ -78,7 +77,7 @@ def session_settings(config: AgentConfig) -> SessionSettings:
     vad = config.profile.vad
     return SessionSettings(
         asr=asr_options(config),
-        turns=turn_config(config),
+        turns=config.turns,
         vad=DetectorConfig.from_seconds(
             activation=vad.threshold,
             deactivation=min(vad.release_threshold, vad.threshold),

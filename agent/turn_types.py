@@ -7,10 +7,11 @@ the state machine in :mod:`agent.turns`, which re-exports every name here.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
+from agent.bounds import Milliseconds
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.vad.events import SpeechStarted, SpeechStopped
 
@@ -42,43 +43,55 @@ __all__ = [
 
 
 class TurnConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Turn-taking knobs; durations in milliseconds."""
+    """Turn-taking and barge-in knobs, idle callers and the call's length; durations in ms.
 
-    #: end turns automatically (off: only ``CommitTurn`` ends one)
+    The one definition of these settings: the agent file's ``turns`` section
+    (:class:`agent.config.schema.TurnsConfig`, keys documented in docs/config.md) is this
+    struct and what only the session uses (``idle_prompt``). The bounds are what a file may
+    say, checked where settings are decoded (config files, ``msgspec.convert``); code that
+    builds a config (the realtime endpoint's ``turn_detection``) may go past them. What
+    ``__post_init__`` checks (nothing negative, the overlap a share, the rules between fields)
+    holds however a config is made.
+    """
+
+    #: end turns on silence (off: only the client's commit, :class:`CommitTurn`, ends one)
     end_of_turn: bool = True
-    #: silence after speech that ends a turn
-    end_of_turn_silence_ms: int = 600
-    #: the silence that ends a turn whose final transcript looks complete
-    early_end_of_turn_silence_ms: int = 250
-    #: how long after the silence to wait for a late final before using the partial
-    final_wait_ms: int = 1500
-    #: let the caller interrupt the bot
+    #: silence after speech that ends the user's turn
+    end_of_turn_silence_ms: Annotated[int, msgspec.Meta(ge=50, le=10_000)] = 600
+    #: the silence that ends a turn whose final transcript already looks complete
+    early_end_of_turn_silence_ms: Milliseconds = 250
+    #: how long after the silence to wait for a late final transcript before using the partial
+    final_wait_ms: Milliseconds = 1500
+    #: the user may interrupt the agent
     barge_in: bool = True
+    #: what makes a barge-in: enough speech or enough words, both, or words only
     barge_in_mode: Literal["speech_or_words", "speech_and_words", "words"] = "speech_or_words"
-    #: speech over the bot that makes a barge-in
-    barge_in_min_speech_ms: int = 300
-    #: words over the bot that make a barge-in (0: the words rule is off)
-    barge_in_min_words: int = 2
-    #: with ``echo_detection`` off: extra speech needed whenever the bot is audible (its echo
+    #: speech this long over the agent interrupts it
+    barge_in_min_speech_ms: Milliseconds = 300
+    #: this many transcribed words over the agent interrupt it (0: the words rule is off)
+    barge_in_min_words: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
+    #: with echo_detection off: extra speech needed whenever the agent is audible (its echo
     #: may be what VAD hears)
-    echo_guard_ms: int = 200
-    #: detect echo of the bot in the caller's audio: while it is likely, speech alone does not
-    #: barge in (words do); off: the fixed ``echo_guard_ms`` whenever the bot is audible
+    echo_guard_ms: Milliseconds = 200
+    #: detect the agent's voice in the caller's audio: while it is there, speech alone does
+    #: not interrupt the agent (words do); off: the fixed echo_guard_ms instead ...
     echo_detection: bool = True
-    #: the longest echo delay the detector searches (network round trip + client buffering)
-    echo_max_delay_ms: int = 500
-    #: share of an utterance's words found in the bot's recent text that makes it echo
-    echo_overlap: float = 0.8
-    #: an interruption that brings no word within this is false
-    false_interruption_ms: int = 1500
+    #: ... searching echo delays up to this (network round trip + client buffering) ...
+    echo_max_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=2000)] = 500
+    #: ... and the share of an utterance's words found in the agent's recent reply that makes
+    #: it echo
+    echo_overlap: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.8
+    #: an interruption that brings no word within this is false ...
+    false_interruption_ms: Milliseconds = 1500
+    #: ... and then the agent resumes its reply, answers again, or stays silent
     false_interruption: Literal["resume", "reanswer", "ignore"] = "resume"
     greeting_interruptible: bool = True
-    #: silence (nobody speaking, no reply) before an idle prompt (0: never)
-    idle_timeout_ms: int = 8000
-    #: prompts before hanging up on an idle caller
-    idle_prompts: int = 1
+    #: silence (nobody speaking, no reply) this long before an idle prompt (0: never)
+    idle_timeout_ms: Milliseconds = 8000
+    #: idle prompts before hanging up on a silent caller
+    idle_prompts: Annotated[int, msgspec.Meta(ge=0, le=20)] = 1
     #: the longest call (0: unlimited)
-    max_call_ms: int = 30 * 60 * 1000
+    max_call_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)] = 30 * 60 * 1000
 
     def __post_init__(self) -> None:
         durations = (
@@ -94,10 +107,10 @@ class TurnConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         )
         if min(durations) < 0 or self.barge_in_min_words < 0 or self.idle_prompts < 0:
             raise ValueError("durations and counts must not be negative")
-        if self.early_end_of_turn_silence_ms > self.end_of_turn_silence_ms:
-            raise ValueError("early_end_of_turn_silence_ms must not exceed end_of_turn_silence_ms")
         if not 0.0 < self.echo_overlap <= 1.0:
             raise ValueError("echo_overlap must be in (0, 1]")
+        if self.early_end_of_turn_silence_ms > self.end_of_turn_silence_ms:
+            raise ValueError("early_end_of_turn_silence_ms must not exceed end_of_turn_silence_ms")
         if self.barge_in_mode != "speech_or_words" and self.barge_in_min_words == 0:
             raise ValueError(f"barge_in_mode {self.barge_in_mode!r} needs barge_in_min_words >= 1")
 

@@ -206,15 +206,16 @@ confirm = { text = "{n} people?", emotion = "happy" }
     assert info.value.path == "$.dialogue.flows[0].slots[0]"
 
 
-def test_the_turns_section_covers_the_turn_taking_config() -> None:
-    from agent.config.runtime import turn_config
+def test_the_turns_section_is_the_turn_taking_config() -> None:
     from agent.config.schema import TurnsConfig
     from agent.turns import TurnConfig
 
     theirs = {f.name: f.default for f in msgspec.structs.fields(TurnConfig)}
     ours = {f.name: f.default for f in msgspec.structs.fields(TurnsConfig)}
-    assert {name: ours.get(name) for name in theirs} == theirs
-    assert turn_config(load_config(CONFIGS_DIR / "receptionist.yaml")).end_of_turn_silence_ms == 700
+    assert ours == {**theirs, "idle_prompt": "Are you still there?"}
+    turns = load_config(CONFIGS_DIR / "receptionist.yaml").turns
+    assert isinstance(turns, TurnConfig)
+    assert turns.end_of_turn_silence_ms == 700
 
 
 @pytest.mark.parametrize("name", ["assistant-llm.yaml", "gpu.yaml"])

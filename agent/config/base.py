@@ -1,4 +1,8 @@
-"""What every config section shares: strict, frozen, keyword-only msgspec structs."""
+"""What every config section shares: strict, frozen, keyword-only msgspec structs.
+
+The bounded numbers sections use (``Milliseconds`` ...) are in :mod:`agent.bounds`, which the
+running parts' own settings share.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +22,6 @@ Emotion = VoiceEmotion
 
 #: a name that templates and cross-references can use (``party_size``, ``book_table``)
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-
-Milliseconds = Annotated[int, msgspec.Meta(ge=0, le=600_000)]
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
-Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class ReplyConfig(Section, frozen=True, kw_only=True):

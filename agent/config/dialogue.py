@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from agent.config.base import Name, Positive, Probability, Reply, Section
+from agent.bounds import Positive, Probability
+from agent.config.base import Name, Reply, Section
 
 # -- slots: typed values an utterance fills -------------------------------------------------
 

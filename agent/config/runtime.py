@@ -1,25 +1,22 @@
 """From the agent file to the structs the running parts take.
 
-The file's sections are the user's vocabulary (documented in docs/config.md); the turn-taking
-machine (:class:`agent.turns.TurnConfig`) and the LLM engine
-(:class:`agent.dialogue.llm.LLMConfig`) have their own structs. These functions build them,
-so the mapping lives in one place. Not imported by :mod:`agent.config` (``voxline check`` does
-not load the runtime).
+The file's sections are the user's vocabulary (documented in docs/config.md); the LLM engine
+(:class:`agent.dialogue.llm.LLMConfig`) has its own struct, and these functions build it, so
+the mapping lives in one place. (The ``turns`` section needs no mapping: it is the turn-taking
+machine's :class:`~agent.turns.TurnConfig`.) Not imported by :mod:`agent.config` (``voxline
+check`` does not load the runtime).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from agent.config.schema import AgentConfig
 from agent.dialogue.llm import LLMConfig
 from agent.dialogue.llm_tools import ToolConfig
 from agent.dialogue.llm_tools import WebhookConfig as ToolWebhook
-from agent.turns import TurnConfig
 
-__all__ = ["BUILTIN_TOOLS", "llm_config", "tool_configs", "turn_config"]
+__all__ = ["BUILTIN_TOOLS", "llm_config", "tool_configs"]
 
 #: what the LLM is told about each built-in tool (the session registers the functions)
 BUILTIN_TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -40,13 +37,6 @@ BUILTIN_TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
         {"type": "object", "properties": {}},
     ),
 }
-
-
-def turn_config(config: AgentConfig) -> TurnConfig:
-    """The ``turns`` section as :class:`~agent.turns.TurnConfig` (``idle_prompt`` aside)."""
-    known = {field.name for field in msgspec.structs.fields(TurnConfig)}
-    values = msgspec.structs.asdict(config.turns)
-    return TurnConfig(**{name: value for name, value in values.items() if name in known})
 
 
 def tool_configs(config: AgentConfig, names: tuple[str, ...] | None = None) -> list[ToolConfig]:

@@ -10,16 +10,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from agent.config.base import (
-    Emotion,
-    Milliseconds,
-    Positive,
-    Probability,
-    Reply,
-    Seconds,
-    Section,
-)
+from agent.bounds import Milliseconds, Positive, Probability, Seconds
+from agent.config.base import Emotion, Reply, Section
 from agent.config.dialogue import DialogueConfig, ToolsConfig
+from agent.turn_types import TurnConfig
 
 # -- profile: which models run where --------------------------------------------------------
 
@@ -119,53 +113,16 @@ class GreetingConfig(Section, frozen=True, kw_only=True):
     emotion: Emotion | None = None
 
 
-class TurnsConfig(Section, frozen=True, kw_only=True):
-    """Turn-taking and barge-in (agent/turns.py), idle prompts and the call's length."""
+class TurnsConfig(TurnConfig, Section, frozen=True, kw_only=True):
+    """Turn-taking and barge-in (agent/turns.py), idle prompts and the call's length.
 
-    #: end turns on silence (off: only the client's commit ends a turn)
-    end_of_turn: bool = True
-    #: silence after speech that ends the user's turn
-    end_of_turn_silence_ms: Annotated[int, msgspec.Meta(ge=50, le=10_000)] = 600
-    #: the silence that ends a turn whose final transcript already looks complete
-    early_end_of_turn_silence_ms: Milliseconds = 250
-    #: how long after the silence to wait for a late final transcript before using the partial
-    final_wait_ms: Milliseconds = 1500
-    #: the user may interrupt the agent
-    barge_in: bool = True
-    barge_in_mode: Literal["speech_or_words", "speech_and_words", "words"] = "speech_or_words"
-    #: speech this long over the agent interrupts it
-    barge_in_min_speech_ms: Milliseconds = 300
-    #: this many transcribed words over the agent interrupt it (0: the words rule is off)
-    barge_in_min_words: Annotated[int, msgspec.Meta(ge=0, le=20)] = 2
-    #: with echo_detection off: extra speech needed whenever the agent is audible (its echo
-    #: may be what VAD hears)
-    echo_guard_ms: Milliseconds = 200
-    #: detect the agent's voice in the caller's audio: while it is there, speech alone does
-    #: not interrupt the agent (words do); off: the fixed echo_guard_ms instead ...
-    echo_detection: bool = True
-    #: ... searching echo delays up to this (network round trip + client buffering) ...
-    echo_max_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=2000)] = 500
-    #: ... and the share of an utterance's words found in the agent's recent reply that makes
-    #: it echo
-    echo_overlap: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.8
-    #: an interruption that brings no word within this is false ...
-    false_interruption_ms: Milliseconds = 1500
-    #: ... and then the agent resumes its reply, answers again, or stays silent
-    false_interruption: Literal["resume", "reanswer", "ignore"] = "resume"
-    greeting_interruptible: bool = True
-    #: silence from the user this long makes the agent say ``idle_prompt`` (0: never)
-    idle_timeout_ms: Milliseconds = 8000
+    The turn-taking machine's own settings (:class:`~agent.turns.TurnConfig`: every key but
+    ``idle_prompt``, with its defaults, bounds and rules), which it takes as they are, and what
+    the agent says to an idle caller.
+    """
+
+    #: said after ``idle_timeout_ms`` of silence
     idle_prompt: Reply = "Are you still there?"
-    #: idle prompts before hanging up on a silent caller
-    idle_prompts: Annotated[int, msgspec.Meta(ge=0, le=20)] = 1
-    #: the longest call (0: unlimited)
-    max_call_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)] = 30 * 60 * 1000
-
-    def __post_init__(self) -> None:
-        if self.early_end_of_turn_silence_ms > self.end_of_turn_silence_ms:
-            raise ValueError("early_end_of_turn_silence_ms must not exceed end_of_turn_silence_ms")
-        if self.barge_in_mode != "speech_or_words" and self.barge_in_min_words == 0:
-            raise ValueError(f"barge_in_mode {self.barge_in_mode!r} needs barge_in_min_words")
 
 
 class LimitsConfig(Section, frozen=True, kw_only=True):
