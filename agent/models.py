@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import anyio
 import numpy as np
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, VoiceConfig
 from agent.dialogue.embeddings import SentenceEmbedder
+from agent.reply import ReplyVoice
 from agent.session import Models, SessionSettings
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest
 from pipeline.asr.model import EMBEDDED, AsrModelConfig
@@ -25,7 +26,8 @@ from pipeline.events import PIPELINE_RATE
 from pipeline.executor import ModelExecutor
 from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
 from pipeline.vad.detector import DetectorConfig
-from voices.catalog import create_engine, load_catalog
+from voices.catalog import Voice, create_engine, load_catalog
+from voices.emotion import parse_style
 from voices.piper_engine import PiperEngine
 from voices.styletts2.engine import StyleTTS2Engine
 
@@ -41,6 +43,8 @@ class LoadedModels:
     tts: PiperEngine | StyleTTS2Engine
     embedder: SentenceEmbedder | None
     asr_options: DecodeOptions
+    #: how calls speak (:func:`reply_voice` of the agent's catalog voice)
+    voice: ReplyVoice
     _stack: ExitStack = field(repr=False)
 
     def session_models(self) -> Models:
@@ -72,12 +76,22 @@ def asr_options(config: AgentConfig) -> DecodeOptions:
     )
 
 
-def session_settings(config: AgentConfig) -> SessionSettings:
-    """How each call runs: turn-taking, VAD and ASR options from the agent file."""
+def reply_voice(config: VoiceConfig, voice: Voice | None) -> ReplyVoice:
+    """How a call speaks catalog ``voice`` (``None``: the engine's own): at the agent file's
+    ``voice.speed``, in its ``voice.emotion`` (left out: the voice's own style), through the
+    mapping ``POST /v1/audio/speech`` applies to a request's speed and emotion."""
+    style = None if config.emotion is None else parse_style(config.emotion)
+    return ReplyVoice.of(voice, speed=config.speed, style=style)
+
+
+def session_settings(config: AgentConfig, voice: ReplyVoice) -> SessionSettings:
+    """How each call runs: turn-taking, VAD and ASR options from the agent file, and ``voice``
+    (:attr:`LoadedModels.voice`, the file's voice section applied to its catalog voice)."""
     vad = config.profile.vad
     return SessionSettings(
         asr=asr_options(config),
         turns=config.turns,
+        voice=voice,
         vad=DetectorConfig.from_seconds(
             activation=vad.threshold,
             deactivation=min(vad.release_threshold, vad.threshold),
@@ -116,7 +130,8 @@ def load_models(config: AgentConfig) -> LoadedModels:
                     config.profile.embeddings.model, threads=config.profile.embeddings.threads
                 )
             )
-        models = LoadedModels(vad, asr, tts, embedder, asr_options(config), stack)
+        voice = reply_voice(config.voice, load_catalog().get(config.voice.name))
+        models = LoadedModels(vad, asr, tts, embedder, asr_options(config), voice, stack)
         anyio.run(_warm, models)
     except BaseException:
         stack.close()

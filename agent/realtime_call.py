@@ -23,8 +23,9 @@ How the API maps onto a call:
   ``response.create`` with ``instructions`` uses them for that response only. The intent engine
   without an LLM has no prompt: they are kept and shown, not used.
 - ``voice`` (:func:`session_voices`): the agent's voice, a catalog voice its TTS engine speaks
-  (the same model: another speaker, prosody or style), or one of OpenAI's names (spoken with the
-  agent's voice). Any other name is refused with an ``error``; the voice stays as it was.
+  (the same model: another speaker, prosody or style; at the agent file's speed and emotion),
+  or one of OpenAI's names (spoken with the agent's voice). Any other name is refused with an
+  ``error``; the voice stays as it was.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ import anyio.to_thread
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, VoiceConfig
 from agent.dialogue.llm_history import History
+from agent.models import reply_voice
 from agent.reply import ReplyVoice, Responder
 from agent.responders import IntentResponder, LLMResponder
 from agent.rest import OPENAI_VOICES, served_catalog
@@ -118,27 +120,26 @@ def turn_config(base: TurnConfig, detection: TurnDetection | None) -> tuple[Turn
 
 @dataclass(frozen=True)
 class SessionVoices:
-    """The voices a session may take: each name, and what it speaks as (``None``: the TTS
-    engine's own voice, the agent's)."""
+    """The voices a session may take: each name, and how it speaks."""
 
     default: str
-    choices: dict[str, ReplyVoice | None]
+    choices: dict[str, ReplyVoice]
 
 
-def session_voices(catalog: Catalog | None, agent_voice: str) -> SessionVoices:
-    """The agent's voice; the catalog voices its engine speaks (same model and config: they
-    differ by speaker, prosody or style); OpenAI's names, spoken with the agent's voice. A
-    catalog voice of another model is not loaded in this server, so it is not offered."""
-    choices: dict[str, ReplyVoice | None] = dict.fromkeys(
-        [*sorted(OPENAI_VOICES), "default", agent_voice]
-    )
-    loaded = catalog.get(agent_voice) if catalog is not None and agent_voice in catalog else None
+def session_voices(catalog: Catalog | None, agent: VoiceConfig, own: ReplyVoice) -> SessionVoices:
+    """The agent's voice (``own``, what calls start with); the catalog voices its engine speaks
+    (same model and config: they differ by speaker, prosody or style), with the agent file's
+    speed and emotion applied as to its own (:func:`~agent.models.reply_voice`); OpenAI's
+    names, spoken as the agent's voice. A catalog voice of another model is not loaded in this
+    server, so it is not offered."""
+    choices = dict.fromkeys([*sorted(OPENAI_VOICES), "default", agent.name], own)
+    loaded = catalog.get(agent.name) if catalog is not None and agent.name in catalog else None
     if catalog is not None and loaded is not None:
         for name in catalog.names:
             voice = catalog.get(name)
-            if name != agent_voice and (voice.model, voice.config) == (loaded.model, loaded.config):
-                choices[name] = ReplyVoice(name, voice.prosody, voice.style, voice.pitch_hz)
-    return SessionVoices(agent_voice, choices)
+            if name != agent.name and (voice.model, voice.config) == (loaded.model, loaded.config):
+                choices[name] = reply_voice(agent, voice)
+    return SessionVoices(agent.name, choices)
 
 
 def _llm_history(responder: Responder) -> tuple[History, str] | None:
@@ -326,8 +327,9 @@ class RealtimeSink(CallSink):
                 log.info("instructions kept but not used: the intent engine has no prompt")
             elif self._instructed is None:
                 self._prompt(config.instructions)
-        if self.voices is not None:
-            session.set_voice(self.voices.choices.get(config.voice))
+        voice = None if self.voices is None else self.voices.choices.get(config.voice)
+        if voice is not None:
+            session.set_voice(voice)
 
     # -- the client's side --------------------------------------------------------------------
 
@@ -390,7 +392,8 @@ async def realtime_call(
     agent = getattr(dialogue, "config", None)  # the agent file of the dialogue engines
     voices: SessionVoices | None = None
     if isinstance(agent, AgentConfig):
-        voices = session_voices(await anyio.to_thread.run_sync(served_catalog), agent.voice.name)
+        catalog = await anyio.to_thread.run_sync(served_catalog)
+        voices = session_voices(catalog, agent.voice, settings.voice)
     protocol = RealtimeProtocol(
         initial_config(settings, voices.default if voices else "default"),
         id_seed=session_id[:12],

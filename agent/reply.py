@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
 
@@ -30,7 +30,10 @@ from voices.chunking import ClauseChunker
 from voices.emotion import InlineTags, StyleChange, parse_style
 from voices.engine import Prosody, SpeechChunk, SpeechPlan, Style, TTSEngine
 from voices.resample import ChunkResampler
-from voices.ssml import parse_ssml_lenient, plan_from_text
+from voices.ssml import InvalidSSML, parse_ssml, parse_ssml_lenient, plan_from_text
+
+if TYPE_CHECKING:
+    from voices.catalog import Voice
 
 
 class Say(msgspec.Struct, frozen=True):
@@ -59,14 +62,63 @@ ReplyPart = Say | EndCall | Transfer
 
 
 class ReplyVoice(msgspec.Struct, frozen=True):
-    """The catalog voice a reply speaks with: its name goes into every segment of the speech
-    plan (for an engine that routes voices), its prosody (a speaker of a multi-speaker model,
-    rate, pitch) and style are the reply's defaults."""
+    """How a reply speaks, before its own emotion, inline tags or SSML change anything: the
+    catalog voice's name (in every segment of the speech plan, for an engine that routes voices;
+    ``None``: the engine's own voice), its prosody (a speaker of a multi-speaker model, rate,
+    pitch), its style, and its base pitch (what absolute SSML pitches are relative to).
 
-    name: str
+    :meth:`of` applies a speed and an emotion to a catalog voice, and :meth:`text_plan` and
+    :meth:`ssml_plan` turn text into plans from these defaults: calls (the agent file's
+    ``voice``) and ``POST /v1/audio/speech`` (the request's ``speed`` and ``emotion``) both
+    speak through them.
+    """
+
+    name: str | None = None
     prosody: Prosody = Prosody()
     style: Style | None = None
     pitch_hz: float = 120.0
+
+    @classmethod
+    def of(
+        cls, voice: Voice | None, *, speed: float = 1.0, style: Style | None = None
+    ) -> ReplyVoice:
+        """Catalog ``voice`` (``None``: the engine's own) at ``speed`` times its rate, in
+        ``style`` (``None``: the voice's own style)."""
+        if voice is None:
+            return cls(prosody=Prosody().scaled(rate=speed), style=style)
+        return cls(
+            voice.name,
+            voice.prosody.scaled(rate=speed),
+            style if style is not None else voice.style,
+            voice.pitch_hz,
+        )
+
+    def text_plan(self, text: str, style: Style | None) -> SpeechPlan:
+        """Plain ``text`` (inline tags become styles; ``[/]`` goes back to ``style``)."""
+        return plan_from_text(text, style=style, prosody=self.prosody, voice=self.name)
+
+    def ssml_plan(
+        self, document: str, style: Style | None, *, lenient: bool = False
+    ) -> tuple[SpeechPlan, InvalidSSML | None]:
+        """The SSML ``document`` starting from these defaults and ``style``. Invalid SSML
+        raises :class:`~pipeline.errors.InvalidSSML`; ``lenient``: it is spoken without its
+        markup, and the error comes back beside the plan."""
+        if lenient:
+            return parse_ssml_lenient(
+                document,
+                style=style,
+                prosody=self.prosody,
+                voice=self.name,
+                base_pitch_hz=self.pitch_hz,
+            )
+        plan = parse_ssml(
+            document,
+            style=style,
+            prosody=self.prosody,
+            voice=self.name,
+            base_pitch_hz=self.pitch_hz,
+        )
+        return plan, None
 
 
 class Responder(Protocol):
@@ -133,7 +185,6 @@ class Speaker:
         on_text: Callable[[str], None] | None = None,
         on_action: Callable[[EndCall | Transfer], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
-        style: Style | None = None,
         voice: ReplyVoice | None = None,
     ) -> None:
         self.generation = generation
@@ -146,11 +197,10 @@ class Speaker:
         self.times = ReplyTimes()
         self._chunker = ClauseChunker()
         self._tags = InlineTags()
-        self.voice = voice
-        if style is None and voice is not None:
-            style = voice.style
-        self._default_style = style
-        self._style = style
+        #: the reply's defaults (``None``: the engine's own voice as it is)
+        self.voice = voice if voice is not None else ReplyVoice()
+        self._default_style = self.voice.style
+        self._style = self._default_style
 
     async def speak(self, parts: AsyncGenerator[ReplyPart, None]) -> SpokenText:
         """Say everything ``parts`` yields; returns what was said (all of it, if not cancelled)."""
@@ -196,17 +246,7 @@ class Speaker:
             await self._synthesize(self._plan(clause.text.strip()))
 
     async def _speak_ssml(self, document: str) -> None:
-        voice = self.voice
-        if voice is None:
-            plan, error = parse_ssml_lenient(document, style=self._style)
-        else:
-            plan, error = parse_ssml_lenient(
-                document,
-                style=self._style,
-                prosody=voice.prosody,
-                voice=voice.name,
-                base_pitch_hz=voice.pitch_hz,
-            )
+        plan, error = self.voice.ssml_plan(document, self._style, lenient=True)
         if error is not None and self.on_warning is not None:
             self.on_warning(f"invalid SSML, spoken without markup: {error}")
         if self.on_text is not None:
@@ -214,10 +254,7 @@ class Speaker:
         await self._synthesize(plan)
 
     def _plan(self, text: str) -> SpeechPlan:
-        voice = self.voice
-        if voice is None:
-            return plan_from_text(text, style=self._style)
-        return plan_from_text(text, style=self._style, prosody=voice.prosody, voice=voice.name)
+        return self.voice.text_plan(text, self._style)
 
     async def _synthesize(self, plan: SpeechPlan) -> None:
         text = plan.text

@@ -51,6 +51,7 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from agent.metrics import CONTENT_TYPE, METRICS, executor_statistics
+from agent.reply import ReplyVoice
 from agent.speech_stream import AudioEncoder, build_plan, split_plan, synthesize_plans
 from agent.transcript_formats import Granularity, ResponseFormat, render
 from pipeline.asr.batch import transcribe_file
@@ -242,7 +243,7 @@ def rest_routes(state: ServerState) -> list[Route]:
                 style = parse_style(params.emotion, params.emotion_intensity)
             except ValueError as error:
                 raise ApiError(400, str(error), param="emotion", code="invalid_value") from None
-        plan = build_plan(params.input, voice=voice, speed=params.speed, style=style)
+        plan = build_plan(params.input, ReplyVoice.of(voice, speed=params.speed, style=style))
         if not plan.text.strip():
             raise ApiError(400, "input: there is nothing to say", param="input")
         chunks = synthesize_plans(tts, split_plan(plan))

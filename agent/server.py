@@ -151,7 +151,7 @@ def create_app(config: AgentConfig) -> Starlette:
                     ws,
                     state.models.session_models(),
                     state.responder,
-                    session_settings(config),
+                    session_settings(config, state.models.voice),
                     send_timeout=config.server.send_timeout_s,
                 )
             except* StageFailed:

@@ -171,6 +171,9 @@ class SessionSettings:
     #: answer each turn (off: turns end with :class:`UserTurn` and wait for
     #: :meth:`Session.respond_now`)
     answer_turns: bool = True
+    #: how replies speak (the agent file's voice: :func:`agent.models.reply_voice`) until
+    #: :meth:`Session.set_voice`; the default is the engine's own voice as it is
+    voice: ReplyVoice = field(default_factory=ReplyVoice)
 
 
 class Session:
@@ -227,8 +230,8 @@ class Session:
         self.ended: str | None = None
         #: the caller has spoken since the last commit (a commit then is not an empty turn)
         self._spoke_since_commit = False
-        #: the voice replies speak with (``None``: the engine's own); see :meth:`set_voice`
-        self.voice: ReplyVoice | None = None
+        #: the voice replies speak with; see :meth:`set_voice`
+        self.voice = self.settings.voice
 
     # -- transport side -----------------------------------------------------------------------
 
@@ -303,7 +306,7 @@ class Session:
         if self._control is not None:
             self._signal(TruncateReply(generation, played))
 
-    def set_voice(self, voice: ReplyVoice | None) -> None:
+    def set_voice(self, voice: ReplyVoice) -> None:
         """Replies started from now on speak with ``voice`` (one in progress keeps its own)."""
         self.voice = voice
 

@@ -1,7 +1,8 @@
 """``POST /v1/audio/speech`` behind the HTTP layer: the plan, the requests, the encoded stream.
 
 - :func:`build_plan`: the request's text (plain, with inline emotion tags and normalisation,
-  or SSML when it starts with ``<speak``) with the voice's defaults, the speed and the emotion.
+  or SSML when it starts with ``<speak``) with the voice's defaults, the speed and the emotion
+  (a :class:`~agent.reply.ReplyVoice`, the same defaults a call's replies speak with).
 - :func:`split_plan`: the plan cut into about a sentence per engine request. The TTS engine is
   shared with live calls and serves one request at a time, so a long text spoken as one request
   would keep every call waiting for its turn; sentence-sized requests interleave with theirs.
@@ -17,41 +18,32 @@ from collections.abc import AsyncGenerator, Sequence
 
 import msgspec
 
+from agent.reply import ReplyVoice
 from pipeline.media import OutputFormat, StreamEncoder
-from voices.catalog import Voice
 from voices.chunking import ClauseChunker
 from voices.engine import (
     PhonemeSpan,
-    Prosody,
     SpeechChunk,
     SpeechPlan,
     SpeechSegment,
-    Style,
     TTSEngine,
 )
 from voices.resample import StreamResampler
-from voices.ssml import looks_like_ssml, parse_ssml, plan_from_text
+from voices.ssml import looks_like_ssml
 
 __all__ = ["AudioEncoder", "build_plan", "split_plan", "synthesize_plans"]
 
 _SENTENCE_END = tuple(".!?…")
 
 
-def build_plan(
-    text: str, *, voice: Voice | None, speed: float = 1.0, style: Style | None = None
-) -> SpeechPlan:
-    """The plan for ``text``; SSML (``<speak ...``) raises :class:`~pipeline.errors.InvalidSSML`
-    when it cannot be spoken. ``style`` (the request's emotion) replaces the voice's."""
-    prosody = (voice.prosody if voice is not None else Prosody()).scaled(rate=speed)
-    style = style if style is not None else (voice.style if voice is not None else None)
+def build_plan(text: str, voice: ReplyVoice) -> SpeechPlan:
+    """The plan for ``text`` in ``voice`` (the catalog voice with the request's speed and
+    emotion: :meth:`ReplyVoice.of`, as calls speak); SSML (``<speak ...``) raises
+    :class:`~pipeline.errors.InvalidSSML` when it cannot be spoken."""
     if looks_like_ssml(text):
-        return parse_ssml(
-            text,
-            prosody=prosody,
-            style=style,
-            base_pitch_hz=voice.pitch_hz if voice is not None else 120.0,
-        )
-    return plan_from_text(text, style=style, prosody=prosody)
+        plan, _ = voice.ssml_plan(text, voice.style)
+        return plan
+    return voice.text_plan(text, voice.style)
 
 
 def split_plan(plan: SpeechPlan, *, max_chars: int = 250) -> list[SpeechPlan]:

@@ -93,7 +93,7 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
                 models.session_models(),
                 server.responder(),
                 sink,
-                session_settings(config),
+                session_settings(config, models.voice),
                 session_id=session_id,
             )
 

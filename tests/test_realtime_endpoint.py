@@ -21,7 +21,9 @@ import websockets
 from openai import AsyncOpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
 
+from agent.config import VoiceConfig
 from agent.dialogue.llm_history import History
+from agent.models import reply_voice
 from agent.realtime_call import RealtimeSink, session_voices
 from agent.reply import ReplyVoice
 from agent.turns import TurnConfig
@@ -330,11 +332,20 @@ def test_session_voices_offer_the_catalog_voices_the_engine_speaks(tmp_path: Pat
     )
     (tmp_path / "x.onnx").write_bytes(b"")
     (tmp_path / "x.onnx.json").write_text("{}")
-    voices = session_voices(load_catalog(tmp_path), "joe")
+    catalog = load_catalog(tmp_path)
+    agent = VoiceConfig(name="joe")
+    own = reply_voice(agent, catalog.get("joe"))
+    voices = session_voices(catalog, agent, own)
     assert voices.default == "joe"
-    assert voices.choices["joe"] is None  # the engine's own voice
-    assert voices.choices["alloy"] is None  # OpenAI's names speak as the agent's voice
+    assert voices.choices["joe"] is own  # what the call speaks with from the start
+    assert voices.choices["alloy"] is own  # OpenAI's names speak as the agent's voice
     quick = voices.choices["joe-quick"]
-    assert quick is not None
     assert (quick.name, quick.prosody.rate, quick.style) == ("joe-quick", 1.4, Style("happy"))
     assert "other" not in voices.choices  # another model: not loaded in this server
+    # the agent file's speed and emotion apply to every voice the session may take
+    agent = VoiceConfig(name="joe", emotion="calm", speed=1.25)
+    quick = session_voices(catalog, agent, reply_voice(agent, catalog.get("joe"))).choices[
+        "joe-quick"
+    ]
+    assert quick.prosody.rate == pytest.approx(1.4 * 1.25)
+    assert quick.style == Style("calm")

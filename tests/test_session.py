@@ -17,6 +17,8 @@ import anyio
 import numpy as np
 import pytest
 
+from agent.config import parse_config
+from agent.models import reply_voice, session_settings
 from agent.reply import ReplyPart, ReplyVoice, Say
 from agent.session import (
     AgentText,
@@ -33,6 +35,8 @@ from agent.session import (
 from agent.turns import TurnConfig
 from pipeline.asr.decoder import DecodeRequest, WhisperDecoder
 from tests.audio import espeak, silence
+from voices.catalog import load_catalog
+from voices.emotion import expression
 from voices.engine import Prosody, SpeechChunk, SpeechPlan, Style
 
 pytestmark = pytest.mark.anyio
@@ -267,6 +271,66 @@ async def test_the_session_voice_reaches_every_synthesis_request(
     assert {s.prosody.rate for s in second.segments} == {1.5}
     assert {s.style for s in second.segments} == {Style("happy")}
     assert len(sink.audio[2]) < 0.85 * len(sink.audio[1])
+
+
+@dataclass
+class Expressive(Script):
+    """A greeting with an inline tag; an answer in SSML, then a reply with its own emotion."""
+
+    async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
+        yield Say('<speak>One, <prosody rate="50%">two.</prosody></speak>', ssml=True)
+        yield Say("Three.", emotion="sad")
+
+    async def prompt(
+        self, kind: Literal["greeting", "idle"], count: int = 0
+    ) -> AsyncGenerator[ReplyPart, None]:
+        yield Say("Hello. [happy] Nice to meet you.")
+
+
+@pytest.mark.parametrize(
+    ("voice", "style", "speed"),
+    [
+        ("{emotion: calm, speed: 1.3}", Style("calm"), 1.3),
+        ("{}", Style("neutral"), 1.0),  # the defaults: joe's own style (neutral) and rate
+    ],
+)
+async def test_the_agent_files_voice_speaks_every_reply_and_spans_still_override_it(
+    vad_runner: object,
+    asr_runner: object,
+    tts_engine: object,
+    voice: str,
+    style: Style,
+    speed: float,
+) -> None:
+    """The agent file's ``voice.emotion`` and ``voice.speed`` (through the settings the server
+    builds) are in every segment the engine is asked to speak, greeting and answers alike; an
+    inline tag, SSML prosody and a reply's own emotion change their spans as before."""
+    config = parse_config(
+        f"name: x\nvoice: {voice}\nturns: {{idle_timeout_ms: 0}}".encode(), ".yaml"
+    )
+    own = reply_voice(config.voice, load_catalog().get(config.voice.name))
+    script, sink, tts = Expressive(), Recorder(), Plans(tts_engine)
+    models = Models(vad_runner, asr_runner, tts)  # type: ignore[arg-type]
+    session = Session(models, script, sink, session_settings(config, own))
+    with sink.deadline(60, session):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            await sink.wait_for(lambda: ("end", 1) in sink.log)
+            session.respond_now("Count to three.")
+            await sink.wait_for(lambda: ("end", 2) in sink.log)
+            session.end_input()
+    segments = [s for plan in tts.plans for s in plan.segments]
+    assert [(s.text.strip(), s.style, s.prosody.rate) for s in segments] == [
+        ("Hello.", style, speed),
+        ("Nice to meet you.", Style("happy"), speed),
+        ("One,", style, speed),
+        ("two.", style, pytest.approx(speed * 0.5)),
+        ("Three.", Style("sad"), speed),
+    ]
+    assert {s.voice for s in segments} == {"joe"}
+    assert {s.prosody.speaker_id for s in segments} == {None}  # joe has one speaker
+    if speed == 1.0:  # the defaults sound as the engine's own voice does
+        assert expression(style) == expression(None)
 
 
 async def test_a_commit_ends_the_turn_without_trailing_silence(

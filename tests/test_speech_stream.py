@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.reply import ReplyVoice
 from agent.speech_stream import AudioEncoder, build_plan, split_plan
 from pipeline.errors import InvalidSSML
 from pipeline.media import OutputFormat, decode_audio
@@ -16,16 +17,16 @@ from voices.engine import PhonemeSpan, Prosody, SpeechPlan, SpeechSegment, Style
 
 def test_plain_text_gets_the_voice_defaults_the_speed_and_the_emotion() -> None:
     joe = load_catalog().get("joe")
-    plan = build_plan("Hello there.", voice=joe, speed=1.5, style=Style("happy", 0.5))
+    plan = build_plan("Hello there.", ReplyVoice.of(joe, speed=1.5, style=Style("happy", 0.5)))
     (segment,) = plan.segments
     assert segment.text == "Hello there."
     assert segment.prosody.rate == pytest.approx(1.5 * joe.prosody.rate)
     assert segment.style == Style("happy", 0.5)
-    assert build_plan("Hi.", voice=joe).segments[0].style == joe.style
+    assert build_plan("Hi.", ReplyVoice.of(joe)).segments[0].style == joe.style
 
 
 def test_inline_tags_and_numbers_in_plain_text() -> None:
-    plan = build_plan("[sad] I lost 2 cats.", voice=None)
+    plan = build_plan("[sad] I lost 2 cats.", ReplyVoice())
     assert plan.text == "I lost two cats."
     assert plan.segments[0].style == Style("sad", 1.0)
 
@@ -33,8 +34,7 @@ def test_inline_tags_and_numbers_in_plain_text() -> None:
 def test_ssml_is_parsed_with_the_speed_applied_on_top() -> None:
     plan = build_plan(
         '<speak>Hi. <break time="300ms"/><prosody rate="50%">Slowly.</prosody></speak>',
-        voice=None,
-        speed=2.0,
+        ReplyVoice.of(None, speed=2.0),
     )
     assert [s.text for s in plan.segments] == ["Hi. ", "Slowly."]
     assert plan.segments[0].pause_ms == 300
@@ -43,7 +43,7 @@ def test_ssml_is_parsed_with_the_speed_applied_on_top() -> None:
 
 def test_invalid_ssml_says_where() -> None:
     with pytest.raises(InvalidSSML) as caught:
-        build_plan('<speak>Hi <break time="soon"/></speak>', voice=None)
+        build_plan('<speak>Hi <break time="soon"/></speak>', ReplyVoice())
     assert (caught.value.line, caught.value.column) == (1, 11)
 
 

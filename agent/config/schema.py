@@ -99,10 +99,10 @@ class ProfileConfig(Section, frozen=True, kw_only=True):
 class VoiceConfig(Section, frozen=True, kw_only=True):
     #: a voice of the catalog (voices/)
     name: str = "joe"
-    #: the emotion of replies that name none
-    emotion: Emotion = "neutral"
-    #: speaking rate: 1.0 as the voice speaks, 1.2 faster
-    speed: Annotated[float, msgspec.Meta(gt=0.25, le=4.0)] = 1.0
+    #: the emotion of replies that name none (null: the catalog voice's own style)
+    emotion: Emotion | None = None
+    #: speaking rate: 1.0 as the voice speaks, 1.2 faster (multiplies the voice's own rate)
+    speed: Annotated[float, msgspec.Meta(ge=0.25, le=4.0)] = 1.0
 
 
 class GreetingConfig(Section, frozen=True, kw_only=True):
