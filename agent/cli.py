@@ -1,4 +1,4 @@
-"""The ``voxline`` command: ``serve`` and ``check``."""
+"""The ``voxline`` command: ``serve``, ``check`` and ``call``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from agent import call_command
 from agent.config import load_config
 from pipeline.errors import ConfigError
 
@@ -22,7 +23,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port to bind (default: the config's server.port)")
     check = commands.add_parser("check", help="validate agent files without starting")
     check.add_argument("files", nargs="+")
+    call_command.add_parser(commands)
     args = parser.parse_args(argv)
+
+    if args.command == "call":
+        return call_command.run(args)
 
     if args.command == "check":
         failed = 0

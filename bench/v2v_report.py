@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from agent.caller import RATE, Reply
 from agent.config import AgentConfig
-from bench.caller import RATE, Reply
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Voice to voice: spoken calls against a real ``voxline serve``, timed by the client.
 
 The server runs as its own process (:func:`tests.server.running_server`); each caller is a
-``websockets`` client on ``/v1/stream`` (:mod:`bench.caller`) that streams espeak-ng speech and
+``websockets`` client on ``/v1/stream`` (:mod:`agent.caller`) that streams espeak-ng speech and
 silence in 20 ms frames at real-time pace, all the time, and records when every frame it
 receives arrived. All times are the client's; "loud" means a sample above |300|.
 
@@ -58,9 +58,10 @@ import msgspec
 import numpy as np
 import yaml  # type: ignore[import-untyped]  # no stubs installed: used as Any
 
+from agent.caller import RATE, Caller, Reply, Utterance, call
 from agent.config import AgentConfig, load_config
 from agent.models import asr_model_config, asr_options
-from bench.caller import RATE, Caller, Reply, Utterance, call, utterance
+from bench.utterances import utterance
 from bench.v2v_report import (
     BargeIn,
     CallResult,

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from bench.caller import call, utterance
+from agent.caller import Utterance, call
+from tests.audio import espeak
 from tests.server import RunningServer, running_server
 
 ECHO = (150.0, -12.0)
@@ -29,7 +30,7 @@ def server() -> Iterator[RunningServer]:
 async def test_the_bots_echo_neither_interrupts_it_nor_swallows_the_next_question(
     server: RunningServer,
 ) -> None:
-    question = utterance("What can you do?")
+    question = Utterance.of("What can you do?", espeak("What can you do?"))
     with anyio.fail_after(120):
         async with call(server.ws, ECHO) as caller:
             assert await caller.wait(lambda: any(r.ended for r in caller.replies.values()), 60)
