@@ -1,10 +1,9 @@
 """``/v1/stream``: the native WebSocket protocol, wired to a :class:`~agent.session.Session`.
 
-This is the thin I/O adapter: :class:`~transports.native.NativeProtocol` holds the protocol
-logic; here a reader task feeds it what the socket receives and a writer task sends what it
-queues. Outgoing messages go through a bounded queue (256 messages): a client that stops
-reading holds up its own session, never the server's memory, and is closed after
-``send_timeout`` seconds of refusing to read.
+The thin adapter over :class:`~transports.native.NativeProtocol` (which holds the protocol
+logic), served by the WebSocket call loop (:func:`agent.ws_io.serve_call`): the session starts
+with the client's ``hello`` and the client's ``bye`` ends its side; ``session.ended`` is the
+last message.
 """
 
 from __future__ import annotations
@@ -13,8 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
-import anyio
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from agent.reply import Responder
 from agent.session import (
@@ -32,13 +30,14 @@ from agent.session import (
     UserSpeech,
     UserTranscript,
 )
-from agent.ws_io import Message, Outbox, Sender, write_messages
+from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
 from transports.audio import AudioIn
 from transports.native import (
     Bye,
     CommitRequest,
     Hello,
     InterruptRequest,
+    NativeEvent,
     NativeProtocol,
     PeerError,
     Playback,
@@ -118,74 +117,41 @@ async def native_call(
     send_timeout: float = 10.0,
 ) -> None:
     """Serve one ``/v1/stream`` connection until either side ends it."""
-    await ws.accept()
     session_id = uuid.uuid4().hex
     protocol = NativeProtocol(session_id)
-    outgoing, pending = anyio.create_memory_object_stream[Message](256)
-    sink = NativeSink(protocol, outgoing)
-    flush = sink.flush
-    session: Session | None = None
 
-    async def run_session(call: Session, scope: anyio.CancelScope) -> None:
-        try:
-            await call.run()
-        finally:
-            protocol.close(call.ended or "ended")
-            with anyio.move_on_after(send_timeout, shield=True):
-                await flush()  # session.ended, queued behind what is left
-            scope.cancel()  # stop reading: the call is over
+    def transport(outgoing: Sender) -> WsTransport[NativeEvent]:
+        sink = NativeSink(protocol, outgoing)
 
-    left = False
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(write_messages, ws, pending, send_timeout)
-            async with anyio.create_task_group() as call:
-                done = False
-                while not done:
-                    message = await ws.receive()
-                    if message["type"] == "websocket.disconnect":
-                        left = True
-                        break
-                    if (text := message.get("text")) is not None:
-                        events = protocol.receive_text(text)
-                    else:
-                        events = protocol.receive_bytes(message.get("bytes") or b"")
-                    for event in events:
-                        match event:
-                            case AudioIn(pcm=pcm) if session is not None:
-                                await session.push_audio(pcm)
-                            case Hello():
-                                session = Session(
-                                    models, responder(), sink, settings, session_id=session_id
-                                )
-                                call.start_soon(run_session, session, call.cancel_scope)
-                            case UserText(text=typed) if session is not None:
-                                session.user_text(typed)
-                            case InterruptRequest() if session is not None:
-                                session.interrupt()
-                            case CommitRequest() if session is not None:
-                                await session.commit_turn()
-                            case Bye():
-                                done = True
-                            case (
-                                Playback()
-                                | PeerError()
-                                | AudioIn()
-                                | UserText()
-                                | InterruptRequest()
-                                | CommitRequest()
-                            ):
-                                pass
-                    await flush()
-                if session is not None:
-                    session.end_input()
-            if left:
-                tg.cancel_scope.cancel()
-            outgoing.close()  # the writer sends what is left, then ends
-        if not left:
-            ended = session.ended if session is not None else None
-            await ws.close(1000, ended or "ended")
-    except* (WebSocketDisconnect, TimeoutError, anyio.BrokenResourceError):
-        pass  # the client left, or stopped reading: the session is over either way
-    finally:
-        outgoing.close()
+        async def handle(event: NativeEvent, call: WsCall) -> bool:
+            session = call.session
+            match event:
+                case AudioIn(pcm=pcm) if session is not None:
+                    await session.push_audio(pcm)
+                case Hello():
+                    call.start(Session(models, responder(), sink, settings, session_id=session_id))
+                case UserText(text=typed) if session is not None:
+                    session.user_text(typed)
+                case InterruptRequest() if session is not None:
+                    session.interrupt()
+                case CommitRequest() if session is not None:
+                    await session.commit_turn()
+                case Bye():
+                    return False
+                case (
+                    Playback()
+                    | PeerError()
+                    | AudioIn()
+                    | UserText()
+                    | InterruptRequest()
+                    | CommitRequest()
+                ):
+                    pass
+            return True
+
+        def ended(session: Session) -> None:
+            protocol.close(session.ended or "ended")  # session.ended is the last message
+
+        return WsTransport(protocol, sink.flush, handle, ended=ended)
+
+    await serve_call(ws, transport, send_timeout=send_timeout)

@@ -1,8 +1,7 @@
 """``/v1/realtime``: the OpenAI-Realtime-compatible protocol, wired to a :class:`Session`.
 
 The thin I/O adapter over :class:`~transports.realtime.RealtimeProtocol` (which holds the
-protocol logic), built like :mod:`agent.native_call`: a reader feeds the protocol what the
-socket receives, a writer sends what it queues through a bounded queue.
+protocol logic), served by the WebSocket call loop (:func:`agent.ws_io.serve_call`).
 
 How the API maps onto a call:
 
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 import anyio
 import anyio.to_thread
 import msgspec
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from agent.config import AgentConfig, VoiceConfig
 from agent.dialogue.llm_history import History
@@ -63,7 +62,7 @@ from agent.session import (
     UserTurn,
 )
 from agent.turns import TurnConfig
-from agent.ws_io import Message, Outbox, Sender, write_messages
+from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
 from transports.audio import PIPELINE_RATE, AudioIn
 from transports.realtime import (
     CancelRequested,
@@ -386,7 +385,6 @@ async def realtime_call(
 ) -> None:
     """Serve one ``/v1/realtime`` connection until either side ends it."""
     offered = ws.scope.get("subprotocols") or []
-    await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
     session_id = uuid.uuid4().hex
     dialogue = responder()
     agent = getattr(dialogue, "config", None)  # the agent file of the dialogue engines
@@ -399,48 +397,31 @@ async def realtime_call(
         id_seed=session_id[:12],
         voices=None if voices is None else frozenset(voices.choices),
     )
-    outgoing, pending = anyio.create_memory_object_stream[Message](256)
-    sink = RealtimeSink(
-        protocol, outgoing, settings.turns, voices=voices, llm=_llm_history(dialogue)
-    )
-    turns, answer = sink.turns
-    settings = dataclasses.replace(settings, turns=turns, answer_turns=answer, greeting=False)
-    session = sink.session = Session(models, dialogue, sink, settings, session_id=session_id)
 
-    async def run_session(reading: anyio.CancelScope) -> None:
-        try:
-            await session.run()
-        finally:
-            protocol.close()
-            reading.cancel()
+    def transport(outgoing: Sender) -> WsTransport[RealtimeEvent]:
+        sink = RealtimeSink(
+            protocol, outgoing, settings.turns, voices=voices, llm=_llm_history(dialogue)
+        )
+        turns, answer = sink.turns
+        call_settings = dataclasses.replace(
+            settings, turns=turns, answer_turns=answer, greeting=False
+        )
+        session = sink.session = Session(
+            models, dialogue, sink, call_settings, session_id=session_id
+        )
 
-    left = False
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(write_messages, ws, pending, send_timeout)
-            async with anyio.create_task_group() as call:
-                call.start_soon(run_session, call.cancel_scope)
-                await session.started.wait()
-                await sink.flush()  # session.created
-                while True:
-                    message = await ws.receive()
-                    if message["type"] == "websocket.disconnect":
-                        left = True
-                        break
-                    if (text := message.get("text")) is not None:
-                        events = protocol.receive_text(text)
-                    else:
-                        events = protocol.receive_bytes(message.get("bytes") or b"")
-                    for event in events:
-                        await sink.handle(event)
-                    await sink.flush()
-                session.end_input()
-            if left:
-                tg.cancel_scope.cancel()
-            outgoing.close()  # the writer sends what is left, then ends
-        if not left:
-            await ws.close(1000, session.ended or "ended")
-    except* (WebSocketDisconnect, TimeoutError, anyio.BrokenResourceError):
-        pass  # the client left, or stopped reading: the session is over either way
-    finally:
-        outgoing.close()
+        async def opened(call: WsCall) -> None:
+            call.start(session)  # with the connection
+            await session.started.wait()  # then session.created goes out first
+
+        async def handle(event: RealtimeEvent, call: WsCall) -> bool:
+            await sink.handle(event)
+            return True  # the API has no goodbye: the client closes the socket
+
+        def ended(_: Session) -> None:
+            protocol.close()  # nothing more is sent
+
+        return WsTransport(protocol, sink.flush, handle, ended=ended, opened=opened)
+
+    subprotocol = "realtime" if "realtime" in offered else None
+    await serve_call(ws, transport, send_timeout=send_timeout, subprotocol=subprotocol)

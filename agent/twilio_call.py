@@ -1,11 +1,12 @@
 """``/v1/telephony/twilio``: Twilio Media Streams, wired to a :class:`~agent.session.Session`.
 
-The thin I/O adapter over :class:`~transports.twilio.TwilioProtocol` (which holds the protocol
-logic), built like :mod:`agent.native_call`. The call starts with Twilio's ``start`` message and
-ends with ``stop`` (or the socket closing); replies go out as 8 kHz μ-law ``media`` with
-``mark`` messages, and a barge-in sends ``clear``. What the caller heard of an interrupted reply
-is the last mark Twilio echoed for it (at most one mark interval early), never more than was
-sent. Twilio has no error message: bad input is logged and ignored.
+The thin adapter over :class:`~transports.twilio.TwilioProtocol` (which holds the protocol
+logic), served by the WebSocket call loop (:func:`agent.ws_io.serve_call`). The call starts
+with Twilio's ``start`` message and ends with ``stop`` (or the socket closing); replies go
+out as 8 kHz μ-law ``media`` with ``mark`` messages, and a barge-in sends ``clear``. What the
+caller heard of an interrupted reply is the last mark Twilio echoed for it (at most one mark
+interval early), never more than was sent. Twilio has no error message: bad input is logged
+and ignored.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import anyio
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from agent.reply import Responder
 from agent.session import (
@@ -27,7 +27,7 @@ from agent.session import (
     SessionSettings,
     TransferRequested,
 )
-from agent.ws_io import Message, Outbox, Sender, write_messages
+from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
 from transports.audio import AudioIn
 from transports.twilio import (
     TWILIO_FORMAT,
@@ -35,6 +35,7 @@ from transports.twilio import (
     PeerError,
     StreamStarted,
     StreamStopped,
+    TwilioEvent,
     TwilioProtocol,
 )
 
@@ -89,59 +90,28 @@ async def twilio_call(
     send_timeout: float = 10.0,
 ) -> None:
     """Serve one Twilio media stream until either side ends it."""
-    await ws.accept()
     protocol = TwilioProtocol()
-    outgoing, pending = anyio.create_memory_object_stream[Message](256)
-    sink = TwilioSink(protocol, outgoing)
-    session: Session | None = None
 
-    async def run_session(call: Session, reading: anyio.CancelScope) -> None:
-        try:
-            await call.run()
-        finally:
-            reading.cancel()
+    def transport(outgoing: Sender) -> WsTransport[TwilioEvent]:
+        sink = TwilioSink(protocol, outgoing)
 
-    left = False
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(write_messages, ws, pending, send_timeout)
-            async with anyio.create_task_group() as calls:
-                stopped = False
-                while not stopped:
-                    message = await ws.receive()
-                    if message["type"] == "websocket.disconnect":
-                        left = True
-                        break
-                    if (text := message.get("text")) is not None:
-                        events = protocol.receive_text(text)
-                    else:
-                        events = protocol.receive_bytes(message.get("bytes") or b"")
-                    for event in events:
-                        match event:
-                            case AudioIn(pcm=pcm) if session is not None:
-                                await session.push_audio(pcm)
-                            case StreamStarted(stream_sid=sid, call_sid=call_sid):
-                                log.info("twilio stream %s (call %s) started", sid, call_sid)
-                                session = Session(models, responder(), sink, settings)
-                                calls.start_soon(run_session, session, calls.cancel_scope)
-                            case StreamStopped():
-                                stopped = True
-                            case Dtmf(digit=digit):
-                                log.info("twilio stream %s: DTMF %s", protocol.stream_sid, digit)
-                            case PeerError(code=code, message=text):
-                                log.warning("twilio stream: %s: %s", code, text)
-                            case _:
-                                pass  # connected, played (the marks are the protocol's)
-                if session is not None:
-                    session.end_input()
-                else:
-                    calls.cancel_scope.cancel()
-            if left:
-                tg.cancel_scope.cancel()
-            outgoing.close()  # the writer sends what is left, then ends
-        if not left:
-            await ws.close(1000, session.ended if session and session.ended else "ended")
-    except* (WebSocketDisconnect, TimeoutError, anyio.BrokenResourceError):
-        pass  # Twilio left, or stopped reading: the call is over either way
-    finally:
-        outgoing.close()
+        async def handle(event: TwilioEvent, call: WsCall) -> bool:
+            match event:
+                case AudioIn(pcm=pcm) if call.session is not None:
+                    await call.session.push_audio(pcm)
+                case StreamStarted(stream_sid=sid, call_sid=call_sid):
+                    log.info("twilio stream %s (call %s) started", sid, call_sid)
+                    call.start(Session(models, responder(), sink, settings))
+                case StreamStopped():
+                    return False
+                case Dtmf(digit=digit):
+                    log.info("twilio stream %s: DTMF %s", protocol.stream_sid, digit)
+                case PeerError(code=code, message=text):
+                    log.warning("twilio stream: %s: %s", code, text)
+                case _:
+                    pass  # connected, played (the marks are the protocol's)
+            return True
+
+        return WsTransport(protocol, sink.flush, handle)
+
+    await serve_call(ws, transport, send_timeout=send_timeout)
