@@ -22,6 +22,7 @@ from agent.session import Models, SessionSettings
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest
 from pipeline.asr.model import EMBEDDED, AsrModelConfig
 from pipeline.asr.stage import asr_executor
+from pipeline.asr.utterance import TrackerConfig
 from pipeline.events import PIPELINE_RATE
 from pipeline.executor import ModelExecutor
 from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
@@ -85,11 +86,17 @@ def reply_voice(config: VoiceConfig, voice: Voice | None) -> ReplyVoice:
 
 
 def session_settings(config: AgentConfig, voice: ReplyVoice) -> SessionSettings:
-    """How each call runs: turn-taking, VAD and ASR options from the agent file, and ``voice``
+    """How each call runs: turn-taking, VAD and ASR options and the ``limits`` from the agent
+    file, and ``voice``
     (:attr:`LoadedModels.voice`, the file's voice section applied to its catalog voice)."""
     vad = config.profile.vad
+    longest = config.limits.max_utterance_s
     return SessionSettings(
         asr=asr_options(config),
+        utterance=TrackerConfig.from_seconds(
+            max_utterance=longest, split_search=min(3.0, longest / 2)
+        ),
+        max_reply_chars=config.limits.max_reply_chars,
         turns=config.turns,
         voice=voice,
         vad=DetectorConfig.from_seconds(

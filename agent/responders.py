@@ -70,8 +70,11 @@ class IntentResponder:
                     yield Transfer(target)
                 case d.HandOff(utterance=utterance, pending=pending):
                     if self.llm is not None:
-                        async for part in self.llm.respond(utterance, generation=generation):
-                            yield part
+                        # closed with this reply (a reply cut at its limit aborts the request)
+                        answer = self.llm.respond(utterance, generation=generation)
+                        async with aclosing(answer) as parts:
+                            async for part in parts:
+                                yield part
                     else:
                         yield _say(self.config.dialogue.fallback.reply)
                     if pending is not None:
@@ -89,7 +92,9 @@ class LLMResponder:
     """One call's LLM dialogue: its history, streamed replies, tools and barge-in truncation.
 
     The built-in tools ``end_call`` and ``transfer`` become call actions once the reply before
-    them has been spoken; ``current_datetime`` answers the model directly.
+    them has been spoken; ``current_datetime`` answers the model directly. The turn after
+    ``limits.max_turns`` is not sent to the model: the call ends (``EndCall("max_turns")``), as
+    the intent engine's flows end it.
     """
 
     def __init__(self, engine: LLMEngine, config: AgentConfig) -> None:
@@ -101,12 +106,18 @@ class LLMResponder:
         #: was heard waits until then
         self._streaming: dict[int, anyio.Event] = {}
         self._heard: dict[int, str] = {}
+        #: the caller's turns answered so far
+        self.turns = 0
 
     async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
         # A barge-in cancels the previous reply, which writes itself into the history as it
         # unwinds: let it finish, so this turn comes after it.
         while self._streaming:
             await next(iter(self._streaming.values())).wait()
+        self.turns += 1
+        if self.turns > self.config.limits.max_turns:
+            yield EndCall("max_turns")
+            return
         self.history.add_user(text)
         done = self._streaming[generation] = anyio.Event()
         try:

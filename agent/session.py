@@ -50,6 +50,7 @@ from agent.reply import (
     SpokenText,
     Transfer,
 )
+from agent.reply_limit import capped
 from agent.session_events import (
     AgentText,
     CallEnded,
@@ -89,6 +90,7 @@ from agent.turns import (
 from pipeline.asr.decoder import DecodeOptions
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.asr.stage import AsrRunner, AsrStage
+from pipeline.asr.utterance import TrackerConfig
 from pipeline.channels import Channel, Policy
 from pipeline.clock import InputClock, MonotonicClock, WallClock
 from pipeline.echo import EchoConfig, EchoDetector
@@ -162,6 +164,12 @@ class SessionSettings:
         default_factory=lambda: DetectorConfig.from_seconds(min_silence=0.3)
     )
     asr: DecodeOptions = field(default_factory=DecodeOptions)
+    #: which audio the ASR decodes: ``max_utterance`` is the longest utterance (longer speech
+    #: is cut into turns, with ``Notice("utterance_cut")``)
+    utterance: TrackerConfig = field(default_factory=TrackerConfig)
+    #: the longest reply text (:mod:`agent.reply_limit`; ``None``: unbounded); a cut reply
+    #: sends ``Notice("reply_cut")``
+    max_reply_chars: int | None = None
     #: seconds of reply audio synthesised ahead of playout
     max_ahead: float = 1.5
     #: reply audio sent ahead of real time (the far side's jitter buffer)
@@ -220,7 +228,11 @@ class Session:
         self.started = anyio.Event()
         self._answer_marks: dict[int, dict[str, float]] = {}
         self._sent_frames: dict[int, int] = {}
-        self._hangup_after: int | None = None
+        #: the reply to hang up after, and why (:class:`~agent.reply.EndCall`'s reason)
+        self._hangup_after: tuple[int, str] | None = None
+        #: replies cut at ``max_reply_chars`` still playing: the dialogue hears of them as
+        #: interrupted (an LLM's history keeps only what was said, marked as cut short)
+        self._cut_replies: set[int] = set()
         #: what an interrupted reply had left to say (for a resume)
         self._unheard: dict[int, str] = {}
         #: the generation whose audio the sink is receiving
@@ -337,7 +349,10 @@ class Session:
                 "vad", VadStage(self.models.vad, self.settings.vad), self.inbound, speech
             )
             runtime.start_stage(
-                "asr", AsrStage(self.models.asr, self.settings.asr), speech, control
+                "asr",
+                AsrStage(self.models.asr, self.settings.asr, self.settings.utterance),
+                speech,
+                control,
             )
             runtime.start_task("playout", lambda: self.playout.run(self._send_frame))
             runtime.start_task("control", lambda: self._control_loop(control))
@@ -411,6 +426,8 @@ class Session:
                     unstable=event.unstable,
                 )
             )
+            if event.is_final and event.cut:  # turn-taking ends the turn here (its rule T7)
+                await self.sink.send_event(Notice(code="utterance_cut", message=self._cut_text()))
             turn_input = event
         elif isinstance(event, TranscriptDropped | TranscriptProgress):
             turn_input = event
@@ -535,6 +552,7 @@ class Session:
 
     def _finish_interrupted(self, reports: list[Heard]) -> None:
         for report in reports:
+            self._cut_replies.discard(report.generation)
             speaker = self._speakers.get(report.generation)
             if speaker is None:
                 continue
@@ -568,8 +586,12 @@ class Session:
             self._spoken[gen] = speaker.spoken
             while len(self._spoken) > 8:
                 del self._spoken[min(self._spoken)]
+            source = parts(gen)
+            limit = self.settings.max_reply_chars
+            if limit is not None:
+                source = capped(source, limit, lambda: self._notify_cut(gen, limit))
             try:
-                await speaker.speak(parts(gen))
+                await speaker.speak(source)
             except (ServerError, ClientError) as error:
                 log.warning("reply %d failed: %s", gen, type(error).__name__)
                 self.playout.finish(gen)
@@ -579,12 +601,20 @@ class Session:
         assert started == generation
         return generation
 
+    def _cut_text(self) -> str:
+        return f"speech cut after {self.settings.utterance.max_utterance / PIPELINE_RATE:g} s"
+
+    def _notify_cut(self, generation: int, limit: int) -> None:
+        self._cut_replies.add(generation)
+        notice = Notice(code="reply_cut", message=f"reply cut at {limit} characters")
+        self._runtime_task(self.sink.send_event(notice))
+
     def _agent_text(self, generation: int, delta: str) -> None:
         self._runtime_task(self.sink.send_event(AgentText(generation=generation, delta=delta)))
 
     def _on_action(self, generation: int, action: EndCall | Transfer) -> None:
         if isinstance(action, EndCall):
-            self._hangup_after = generation
+            self._hangup_after = (generation, action.reason)
         else:
             self._runtime_task(self.sink.send_event(TransferRequested(target=action.target)))
 
@@ -620,14 +650,15 @@ class Session:
         """A reply played to its end."""
         speaker = self._speakers.pop(report.generation, None)
         self._sent_frames.pop(report.generation, None)
+        cut = report.generation in self._cut_replies  # the dialogue keeps what was said
+        self._cut_replies.discard(report.generation)
         if speaker is not None:
-            self.responder.heard(
-                report.generation, speaker.spoken.heard(report.text_end), interrupted=False
-            )
+            heard = speaker.spoken.heard(report.text_end)
+            self.responder.heard(report.generation, heard, interrupted=cut)
         self._signal(PlayoutFinished(report.generation, report.samples_played))
         self._runtime_task(self._close_audio(report.generation))
-        if self._hangup_after == report.generation:
-            self._runtime_task(self._end("agent"))
+        if self._hangup_after is not None and self._hangup_after[0] == report.generation:
+            self._runtime_task(self._end(self._hangup_after[1]))
 
     async def _close_audio(self, generation: int) -> None:
         """Tell the transport ``generation``'s audio is complete (once)."""

@@ -48,6 +48,10 @@ T5    TURN (paused)     due, final in (or C.final_wait   EndOfTurn(text) -> SILE
                                                          the bot's audio that only repeats it:
                                                          UtteranceIgnored(echo)
 T6    TURN (paused)     due while a reply plays (held)   held; EndOfTurn when the reply finishes
+T7    TURN, bot IDLE    a final ``cut`` at the ASR's     EndOfTurn(text) at the cut, StartOfTurn
+                        longest utterance, with speech   -> TURN: the speech after the cut is the
+                        after the cut                    next turn (OVERLAP if a reply starts
+                                                         while it goes on)
 B1    OVERLAP           speech lasts C.min_speech, and   barge-in (below). While the bot is
                         the bot is not audible, or echo  audible and the last EchoEstimate says
                         is not likely and the reply has  echo is likely, speech alone never
@@ -254,6 +258,8 @@ class _Turn:
     #: it began as echo and the caller was heard over it from here: a final's words that end
     #: before this are the echo's
     echo_until: int = 0
+    #: the speech going on after a cut (T7): it talks over the answer to the turn before
+    after_cut: bool = False
 
     @property
     def heard_stop(self) -> int:
@@ -548,6 +554,11 @@ class TurnTaking:
             if not turn.speaking and event.end >= turn.stop:
                 turn.covered = True
                 turn.early = looks_complete(turn.text(with_partial=False))
+            cut = isinstance(event, Transcript) and event.cut
+            after = turn.speaking or event.end < turn.stop  # speech after the cut
+            if cut and after and self.user is UserState.TURN and self._reply is None:
+                assert isinstance(event, Transcript)
+                return self._cut_turn(turn, event)  # T7
         else:
             turn.partial = (event.utterance, text)
         words = self._words(text)
@@ -601,6 +612,9 @@ class TurnTaking:
         )
         answer_to = self._last_turn_text if kind == "answer" else ""
         self._reply = _Reply(generation, kind, interruptible, answer_to)
+        turn = self._turn
+        if self.user is UserState.TURN and turn is not None and turn.after_cut and turn.speaking:
+            self.user = UserState.OVERLAP  # T7: the caller talks on over the answer
         if self.user is UserState.CHECKING:
             self.user = UserState.TURN  # the session answers already; the turn is held
             self._interrupted = None
@@ -719,6 +733,30 @@ class TurnTaking:
         early = turn.covered and turn.early and not turn.committed
         early = early and self._early_silence < self._silence
         return [EndOfTurn(text, turn.start, turn.stop, self.now, early, bool(carry))]
+
+    def _cut_turn(self, turn: _Turn, cut: Transcript) -> list[TurnAction]:
+        """T7: the ASR cut a long utterance at ``cut.end``: the turn ends there; the speech
+        after it (going on, or already stopped when a lagging ASR reports the cut) is the next."""
+        at = cut.end
+        rest = _Turn(
+            start=at,
+            speaking=turn.speaking,
+            segment_start=at,
+            stop=turn.stop,
+            stop_seen=turn.stop_seen,
+            decoded_until=turn.decoded_until,
+            after_cut=True,
+        )
+        if turn.partial is not None and turn.partial[0] > cut.utterance:
+            rest.partial = turn.partial
+        turn.speaking = False
+        turn.stop = at
+        turn.covered = True
+        turn.early = False
+        actions = self._end_turn()
+        self._turn = rest
+        self.user = UserState.TURN
+        return [*actions, StartOfTurn(at, self.now)]
 
     def _ignore_rest(self, turn: _Turn, until: int) -> None:
         """Drop ``turn``: while its speech goes on the rest is IGNORED, else it is closed."""

@@ -34,6 +34,7 @@ from agent.turns import (
     content_words,
     looks_complete,
 )
+from pipeline.asr.events import Transcript
 from tests.turns_support import (
     Step,
     bot_of,
@@ -68,6 +69,64 @@ def test_a_complete_sentence_ends_the_turn_after_the_short_silence() -> None:
         EndOfTurn("Book a table for two.", ms(1000), ms(3000), ms(3250), early=True),
     ]
     assert user_of(machine) is UserState.SILENT
+
+
+def cut(text: str, utterance: int, start: int, end: int) -> Transcript:
+    """A final the ASR cut at its longest utterance (the speech goes on after ``end``)."""
+    return msgspec.structs.replace(final(text, utterance, start, end), cut=True)
+
+
+def test_an_utterance_cut_for_length_ends_the_turn_and_the_speech_after_it_is_the_next() -> None:
+    machine = TurnTaking(quiet())
+    actions = run(
+        machine,
+        [
+            (1250, started(1000)),
+            (3100, cut("I would like a table", 0, 800, 3000)),
+            (4100, stopped(4000, 1000)),
+            (4200, final("for two.", 1, 3000, 4200)),
+            (6000, None),
+        ],
+    )
+    assert actions == [
+        StartOfTurn(ms(1000), ms(1250)),
+        EndOfTurn("I would like a table", ms(1000), ms(3000), ms(3100)),
+        StartOfTurn(ms(3000), ms(3100)),
+        EndOfTurn("for two.", ms(3000), ms(4000), ms(4250), early=True),
+    ]
+
+
+def test_a_cut_reported_after_the_speech_stopped_still_ends_a_turn_there() -> None:
+    machine = TurnTaking(quiet())
+    actions = run(
+        machine,
+        [
+            (1250, started(1000)),
+            (4100, stopped(4000, 1000)),  # a lagging ASR: the cut's final comes later
+            (4200, cut("I would like a table", 0, 800, 3000)),
+            (4300, final("for two.", 1, 3000, 4200)),
+            (6000, None),
+        ],
+    )
+    assert actions == [
+        StartOfTurn(ms(1000), ms(1250)),
+        EndOfTurn("I would like a table", ms(1000), ms(3000), ms(4200)),
+        StartOfTurn(ms(3000), ms(4200)),
+        EndOfTurn("for two.", ms(3000), ms(4000), ms(4300), early=True),
+    ]
+
+
+def test_speech_going_on_after_a_cut_talks_over_the_answer() -> None:
+    machine = TurnTaking(quiet())
+    run(
+        machine,
+        [
+            (1250, started(1000)),
+            (3100, cut("I would like a table", 0, 800, 3000)),
+            (3200, ReplyStarted(1)),
+        ],
+    )
+    assert user_of(machine) is UserState.OVERLAP  # a barge-in candidate, as after a pause
 
 
 def test_an_unfinished_sentence_waits_for_the_full_silence() -> None:

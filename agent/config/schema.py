@@ -128,9 +128,11 @@ class TurnsConfig(TurnConfig, Section, frozen=True, kw_only=True):
 class LimitsConfig(Section, frozen=True, kw_only=True):
     #: user turns per call before the agent says goodbye and hangs up
     max_turns: Positive = 200
-    #: longest user utterance; longer speech is cut into turns
-    max_utterance_s: Seconds = 30.0
-    #: longest reply text (LLM replies are cut at a sentence end)
+    #: longest user utterance (at least 1 s); longer speech is cut into turns, and the
+    #: caller is told (``utterance_cut``)
+    max_utterance_s: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
+    #: longest reply text, for every reply (intent, LLM, prompts): LLM replies are cut at a
+    #: sentence end and their request aborted, and the caller is told (``reply_cut``)
     max_reply_chars: Positive = 1000
     #: largest webhook response body read
     webhook_max_bytes: Positive = 65_536

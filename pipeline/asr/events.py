@@ -46,6 +46,9 @@ class Transcript(Event, frozen=True, kw_only=True, tag="transcript"):
     no_speech_prob: float = 0.0
     #: repairs the guards made (``"repetition_collapsed"``)
     notes: tuple[str, ...] = ()
+    #: a final of an utterance that reached the longest allowed (the tracker's
+    #: ``max_utterance``): the speech goes on in the next utterance
+    cut: bool = False
 
 
 class TranscriptDropped(Event, frozen=True, kw_only=True, tag="transcript_dropped"):

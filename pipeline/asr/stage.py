@@ -12,7 +12,8 @@ them into decode jobs; one job runs at a time, on the executor shared by every s
   with nothing new to say (empty, equal to the previous one, or rejected by the guards) sends
   a :class:`~pipeline.asr.events.TranscriptProgress` instead, so every partial decode tells
   downstream how far the recogniser has heard;
-- one final :class:`~pipeline.asr.events.Transcript` per utterance, with word timings, **or** a
+- one final :class:`~pipeline.asr.events.Transcript` per utterance, with word timings (``cut``
+  when the utterance reached the tracker's ``max_utterance`` and the speech goes on), **or** a
   :class:`~pipeline.asr.events.TranscriptDropped` saying why there is none (a guard's reason,
   or ``"overloaded"`` when the executor's queue refused the job).
 
@@ -344,6 +345,7 @@ def _final_event(session_id: str, job: Decode, decoded: Decoded) -> Transcript |
         avg_logprob=decoded.avg_logprob,
         no_speech_prob=decoded.no_speech_prob,
         notes=decoded.notes,
+        cut=job.reason == "max_length",
     )
 
 
