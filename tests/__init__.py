@@ -10,7 +10,9 @@ inherit this environment), run:
 
 - CTranslate2 on oneDNN (``CT2_USE_MKL=0``) with AVX2 kernels (``CT2_FORCE_CPU_ISA``), and
   oneDNN's own JIT capped at AVX2 (``ONEDNN_MAX_CPU_ISA``);
-- numpy's OpenBLAS on its Haswell (AVX2) kernels (``OPENBLAS_CORETYPE``).
+- numpy's OpenBLAS on its Haswell (AVX2) kernels (``OPENBLAS_CORETYPE``), in one thread
+  (``OPENBLAS_NUM_THREADS``; it would start one per core, and the models' own threads are set
+  explicitly already), so a 64-core workstation runs the tests as a 2-core CI machine does.
 
 AVX2 because every machine of this kind, and every x86 server since 2015, has it. A value set
 in the environment already wins (``setdefault``), e.g. to run the suite on another ISA on
@@ -31,3 +33,4 @@ if platform.machine().lower() in ("x86_64", "amd64"):
         "OPENBLAS_CORETYPE": "Haswell",
     }.items():
         os.environ.setdefault(name, value)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
