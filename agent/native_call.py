@@ -68,8 +68,12 @@ class NativeSink(CallSink):
         self.protocol.end_audio(generation)
         await self.flush()
 
-    async def clear_audio(self, generation: int) -> None:
-        pass  # `interrupted` (sent with the heard text) tells the client to drop its buffer
+    async def clear_audio(self, generation: int) -> int | None:
+        """The client's last ``playback`` report of ``generation`` (``None``: none came).
+
+        `interrupted` (sent with the heard text) tells the client to drop its buffer.
+        """
+        return self.protocol.played(generation)
 
     async def send_event(self, event: SessionEvent) -> None:
         p = self.protocol
@@ -138,14 +142,9 @@ async def native_call(
                     await session.commit_turn()
                 case Bye():
                     return False
-                case (
-                    Playback()
-                    | PeerError()
-                    | AudioIn()
-                    | UserText()
-                    | InterruptRequest()
-                    | CommitRequest()
-                ):
+                case Playback():
+                    pass  # the protocol keeps the position; clear_audio reports it at barge-in
+                case PeerError() | AudioIn() | UserText() | InterruptRequest() | CommitRequest():
                     pass
             return True
 

@@ -50,16 +50,26 @@ class Call:
 
     async def receive_until(self, done: Any) -> dict[str, Any]:
         while True:
-            message = await self.ws.recv()
-            if isinstance(message, bytes):
-                self.audio.setdefault(self.generation, bytearray()).extend(message)
-                continue
-            event: dict[str, Any] = json.loads(message)
-            self.events.append(event)
-            if event["type"] == "audio.start":
-                self.generation = event["generation"]
-            if done(event):
+            event = await self.receive()
+            if event is not None and done(event):
                 return event
+
+    async def receive_audio(self, generation: int, size: int) -> None:
+        """Until ``size`` bytes of ``generation``'s audio have arrived."""
+        while len(self.audio.get(generation, b"")) < size:
+            await self.receive()
+
+    async def receive(self) -> dict[str, Any] | None:
+        """One message: the event, or ``None`` for audio."""
+        message = await self.ws.recv()
+        if isinstance(message, bytes):
+            self.audio.setdefault(self.generation, bytearray()).extend(message)
+            return None
+        event: dict[str, Any] = json.loads(message)
+        self.events.append(event)
+        if event["type"] == "audio.start":
+            self.generation = event["generation"]
+        return event
 
     async def stream(self, pcm: np.ndarray[Any, Any]) -> None:
         """Send audio in 20 ms frames at real-time pace."""
@@ -141,6 +151,44 @@ async def test_bad_messages_get_errors_and_the_call_goes_on(server: RunningServe
             error = await call.receive_until(lambda e: e["type"] == "error")
             assert error["code"] == "unknown_type"
             await ws.send(json.dumps({"type": "bye"}))
+
+
+@pytest.mark.anyio
+async def test_a_barge_in_keeps_what_the_client_reported_it_played(
+    server: RunningServer,
+) -> None:
+    """The client plays the greeting late (its own buffer): it reports 0.8 s played when it has
+    received 1.5 s, then talks over it. The heard text is the reported 0.8 s, not what was sent.
+    """
+    reported = round(0.8 * RATE)
+    with anyio.fail_after(60):
+        async with websockets.connect(f"{server.ws}/v1/stream") as ws:
+            call = Call(ws)
+            await ws.send(json.dumps({"type": "hello", "sample_rate": RATE}))
+            await call.receive_until(lambda e: e["type"] == "session.started")
+            async with anyio.create_task_group() as tg:
+                speech = [silence(2.0), espeak("What can you do?"), silence(1.5)]
+                tg.start_soon(call.stream, np.concatenate(speech))
+                start = await call.receive_until(lambda e: e["type"] == "audio.start")
+                greeting = start["generation"]
+                await call.receive_audio(greeting, 2 * round(1.5 * RATE))
+                playback = {"type": "playback", "generation": greeting, "samples": reported}
+                await ws.send(json.dumps(playback))
+                interrupted = await call.receive_until(lambda e: e["type"] == "interrupted")
+                sent = len(call.audio[greeting]) // 2
+                tg.cancel_scope.cancel()
+            await ws.send(json.dumps({"type": "bye"}))
+    assert interrupted["generation"] == greeting
+    assert interrupted["played_ms"] == 800
+    said = "".join(
+        e["delta"] for e in call.events if e["type"] == "agent.text" and e["generation"] == greeting
+    )
+    heard = interrupted["heard_text"]
+    assert sent > 2 * reported  # the server's estimate would have kept more
+    assert heard
+    assert said.startswith(heard)
+    assert len(heard) < len(said)
+    assert "message" not in heard  # "Hi, this is Voxline. You can leave a message, ..."
 
 
 async def wait_for_no_sessions(server: RunningServer) -> None:

@@ -98,13 +98,14 @@ class CommitRequest(msgspec.Struct, frozen=True):
 class Playback(msgspec.Struct, frozen=True):
     """The client has played ``samples`` (at its rate) of ``generation``'s audio.
 
-    ``source_samples`` is the same position at the rate the session sent that audio at
-    (``None`` when this protocol never streamed that generation).
+    ``source_samples`` is the same position at the rate the session sent that audio at. The
+    protocol keeps the last one (:meth:`NativeProtocol.played`): what the caller heard of a
+    reply cut by a barge-in.
     """
 
     generation: int
     samples: int
-    source_samples: int | None
+    source_samples: int
 
 
 class Bye(msgspec.Struct, frozen=True):
@@ -213,13 +214,7 @@ class NativeProtocol:
             case _CommitMessage():
                 return [CommitRequest()]
             case _PlaybackMessage(generation=generation, samples=samples):
-                if samples < 0:
-                    return self._error("bad_message", "playback samples must not be negative")
-                stream = self._rates.get(generation)
-                source = None if stream is None else stream.to_source(samples)
-                if stream is not None:
-                    self._played[generation] = source or 0
-                return [Playback(generation, samples, source)]
+                return self._playback(generation, samples)
             case _ByeMessage(reason=reason):
                 self.close("bye")
                 return [Bye(reason)]
@@ -263,6 +258,33 @@ class NativeProtocol:
             }
         )
         return [Hello(audio, message.version)]
+
+    def _playback(self, generation: int, samples: int) -> list[NativeEvent]:
+        if samples < 0:
+            return self._error("bad_message", "playback samples must not be negative")
+        stream = self._rates.get(generation)
+        if stream is None:
+            return self._error(
+                "unknown_generation", f"no audio of generation {generation} was sent recently"
+            )
+        if samples > stream.samples:
+            return self._error(
+                "bad_message",
+                f"generation {generation} has {stream.samples} samples so far, not {samples}",
+            )
+        source = stream.to_source(samples)
+        last = self._played.get(generation)
+        if last is not None and source < last:
+            return self._error(
+                "bad_message", f"playback of generation {generation} cannot go backwards"
+            )
+        self._played[generation] = source
+        return [Playback(generation, samples, source)]
+
+    def played(self, generation: int) -> int | None:
+        """The last position the client reported for ``generation``, at the rate the session
+        sent its audio (``None``: no report)."""
+        return self._played.get(generation)
 
     def _bad_message(self, reason: str) -> list[NativeEvent]:
         if "`$.type`" in reason or "field `type`" in reason:

@@ -183,9 +183,6 @@ def test_client_messages_become_events() -> None:
     ]
     assert protocol.receive_text('{"type": "interrupt"}') == [InterruptRequest()]
     assert protocol.receive_text('{"type": "commit"}') == [CommitRequest()]
-    assert protocol.receive_text('{"type": "playback", "generation": 9, "samples": 80}') == [
-        Playback(9, 80, None)  # a generation this protocol never streamed
-    ]
     assert protocol.receive_text('{"type": "bye", "reason": "done"}') == [Bye("done")]
     assert sent(protocol) == [{"type": "session.ended", "reason": "bye"}]
     assert protocol.state is NativeState.CLOSED
@@ -242,6 +239,56 @@ def test_an_interrupted_generation_is_cut_and_its_late_audio_dropped() -> None:
     ]
     protocol.send_interrupted(4, played_samples=22050)
     assert sent(protocol)[-1]["played_ms"] == 1000
+
+
+# -- playback reports -------------------------------------------------------------------------
+
+
+def test_a_playback_report_is_kept_at_the_rate_the_audio_was_sent_at() -> None:
+    protocol = opened(8000, "pcm16")
+    protocol.send_audio(2, tone(0.5, 22050), 22050)
+    assert protocol.played(2) is None  # no report yet: the session's own estimate counts
+    assert protocol.receive_text('{"type": "playback", "generation": 2, "samples": 800}') == [
+        Playback(2, 800, 2205)
+    ]
+    assert protocol.receive_text('{"type": "playback", "generation": 2, "samples": 800}') == [
+        Playback(2, 800, 2205)  # the same position again is no error
+    ]
+    protocol.end_audio(2)
+    # reports go on after audio.end (the client still plays its buffer)
+    protocol.receive_text('{"type": "playback", "generation": 2, "samples": 4000}')
+    assert protocol.played(2) == 11025
+    assert protocol.played(3) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "says"),
+    [
+        ({"generation": 7, "samples": 10}, "unknown_generation", "generation 7"),
+        ({"generation": 2, "samples": -1}, "bad_message", "negative"),
+        ({"generation": 2, "samples": 1601}, "bad_message", "1600 samples so far"),
+        ({"generation": 2, "samples": 10**30}, "bad_message", "so far"),
+        ({"generation": 2, "samples": 100}, "bad_message", "backwards"),
+        ({"generation": 2, "samples": "400"}, "bad_message", "$.samples"),
+        ({"generation": 2, "samples": 400.0}, "bad_message", "$.samples"),
+        ({"generation": True, "samples": 400}, "bad_message", "$.generation"),
+        ({"generation": 2}, "bad_message", "samples"),
+    ],
+)
+def test_a_bad_playback_report_gets_an_error_and_the_last_good_one_stands(
+    message: dict[str, Any], code: str, says: str
+) -> None:
+    protocol = opened()
+    protocol.send_audio(2, tone(0.1, 16000), 16000)
+    protocol.receive_text('{"type": "playback", "generation": 2, "samples": 400}')
+    protocol.data_to_send()
+    [event] = protocol.receive_text(json.dumps({"type": "playback", **message}))
+    assert isinstance(event, PeerError)
+    assert (event.code, says in event.message) == (code, True)
+    assert sent(protocol) == [{"type": "error", "code": code, "message": event.message}]
+    assert protocol.played(2) == 400
+    protocol.send_interrupted(2, heard_text="")
+    assert sent(protocol)[-1]["played_ms"] == 25  # the call goes on
 
 
 def test_one_generation_streams_at_a_time() -> None:
