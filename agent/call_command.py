@@ -25,9 +25,10 @@ import numpy as np
 import numpy.typing as npt
 import websockets
 
-from agent.caller import Caller, Pcm, Reply, Utterance, call
+from agent.caller import Caller, Reply, Utterance, call
 from agent.caller_wires import NATIVE_RATE, REALTIME_RATE
 from pipeline.errors import ClientError, InvalidAudio
+from pipeline.events import Pcm
 from pipeline.resample import StreamResampler
 
 __all__ = ["add_parser", "read_wav", "run"]

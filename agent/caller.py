@@ -28,18 +28,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import numpy as np
-import numpy.typing as npt
 import websockets
 
 from agent.caller_wires import NATIVE_RATE, NativeWire, RealtimeWire, Wire
 from pipeline.errors import ProtocolError
+from pipeline.events import Pcm
 
 __all__ = [
     "FRAME_MS",
     "LOUD",
     "RATE",
     "Caller",
-    "Pcm",
     "Reply",
     "Spoken",
     "Utterance",
@@ -51,7 +50,6 @@ RATE = NATIVE_RATE  # the native protocol's (the realtime wire has its own)
 FRAME_MS = 20
 LOUD = 300
 
-Pcm = npt.NDArray[np.int16]
 #: what a caller is told of each event it receives (audio excluded), as it arrives
 Listener = Callable[[dict[str, Any]], None]
 

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
 
+# re-exported: a reply's parts (agent.session imports them from here)
+from agent.dialogue.decision import EndCall, Say, Transfer
 from pipeline.playout import Playout, Word
 from voices.chunking import ClauseChunker
 from voices.emotion import InlineTags, StyleChange, parse_style
@@ -36,28 +38,8 @@ if TYPE_CHECKING:
     from voices.catalog import Voice
 
 
-class Say(msgspec.Struct, frozen=True):
-    """Text to speak. ``final=False`` marks a streaming delta (more text follows);
-    ``ssml``: ``text`` is a whole SSML document."""
-
-    text: str
-    final: bool = True
-    emotion: str | None = None
-    ssml: bool = False
-
-
-class EndCall(msgspec.Struct, frozen=True):
-    """Hang up once what was said before has been played."""
-
-    reason: str = "agent"
-
-
-class Transfer(msgspec.Struct, frozen=True):
-    """Hand the call to ``target`` (a transport-level event: SIP REFER, a Twilio redirect...)."""
-
-    target: str
-
-
+#: what a dialogue yields for one reply, in order (the actions are
+#: :mod:`agent.dialogue.decision`'s, re-exported here as the reply's vocabulary)
 ReplyPart = Say | EndCall | Transfer
 
 

@@ -26,7 +26,8 @@ import re
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
-from agent.reply import ReplyPart, Say
+from agent.dialogue.decision import Say
+from agent.reply import ReplyPart
 
 __all__ = ["LOOKAHEAD", "ReplyCap", "capped"]
 

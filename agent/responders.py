@@ -19,12 +19,12 @@ import anyio
 
 from agent.config import AgentConfig
 from agent.config.base import Reply, ReplyConfig
-from agent.dialogue import decision as d
+from agent.dialogue.decision import DialogueDecision, EndCall, HandOff, Say, Transfer
 from agent.dialogue.engine import IntentEngine, IntentSession
 from agent.dialogue.llm import LLMDone, LLMEngine, LLMFallback, LLMText, LLMToolResult
 from agent.dialogue.llm_history import History
 from agent.dialogue.llm_tools import BuiltinTool, ToolResult
-from agent.reply import EndCall, ReplyPart, Responder, Say, Transfer
+from agent.reply import ReplyPart, Responder
 
 log = logging.getLogger("voxline.dialogue")
 
@@ -58,17 +58,15 @@ class IntentResponder:
             self.llm.heard(generation, text, interrupted=interrupted)
 
     async def _speak(
-        self, decision: d.DialogueDecision, generation: int
+        self, decision: DialogueDecision, generation: int
     ) -> AsyncGenerator[ReplyPart, None]:
         for reply in decision.replies:
-            yield Say(reply.text, emotion=reply.emotion, ssml=reply.ssml)
+            yield reply
         for event in decision.events:
             match event:
-                case d.EndCall(reason=reason):
-                    yield EndCall(reason)
-                case d.Transfer(target=target):
-                    yield Transfer(target)
-                case d.HandOff(utterance=utterance, pending=pending):
+                case EndCall() | Transfer():
+                    yield event
+                case HandOff(utterance=utterance, pending=pending):
                     if self.llm is not None:
                         # closed with this reply (a reply cut at its limit aborts the request)
                         answer = self.llm.respond(utterance, generation=generation)
@@ -78,7 +76,7 @@ class IntentResponder:
                     else:
                         yield _say(self.config.dialogue.fallback.reply)
                     if pending is not None:
-                        yield Say(pending.text, emotion=pending.emotion, ssml=pending.ssml)
+                        yield pending
 
 
 def _say(reply: Reply) -> Say:

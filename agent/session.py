@@ -39,16 +39,14 @@ from typing import Any
 import anyio
 import msgspec
 
+from agent.dialogue.decision import EndCall, Say, Transfer
 from agent.metrics import METRICS
 from agent.reply import (
-    EndCall,
     ReplyPart,
     ReplyVoice,
     Responder,
-    Say,
     Speaker,
     SpokenText,
-    Transfer,
 )
 from agent.reply_limit import capped
 from agent.session_events import (

@@ -47,10 +47,10 @@ from pipeline.asr.stage import AsrStage, asr_executor
 from pipeline.asr.utterance import TrackerConfig
 from pipeline.channels import Channel, Policy
 from pipeline.events import PIPELINE_RATE as RATE
-from pipeline.events import AudioFrame, Event
+from pipeline.events import AudioFrame, Event, Pcm
 from pipeline.vad import SileroVad, SpeechStopped, VadStage, vad_executor
 from tests.asr.wer import corpus_wer
-from tests.audio import Pcm, espeak, read_speech, resample, silence
+from tests.audio import espeak, read_speech, resample, silence
 
 SENTENCES = (
     "Yes please.",

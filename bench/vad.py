@@ -37,7 +37,7 @@ import anyio
 import numpy as np
 
 from pipeline.channels import Channel, Policy
-from pipeline.events import AudioFrame
+from pipeline.events import AudioFrame, Pcm
 from pipeline.executor import ModelExecutor
 from pipeline.vad import (
     FRAME_SAMPLES,
@@ -48,7 +48,7 @@ from pipeline.vad import (
     VadStage,
     vad_executor,
 )
-from tests.audio import Pcm, read_speech
+from tests.audio import read_speech
 
 FRAME_MS = 1000 * FRAME_SAMPLES / SAMPLE_RATE
 

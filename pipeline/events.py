@@ -13,9 +13,13 @@ from __future__ import annotations
 from typing import ClassVar
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 #: PCM16: two bytes a sample, little-endian, mono.
 BYTES_PER_SAMPLE = 2
+#: PCM16 samples as a numpy array (mono), as stages and tests handle them decoded.
+Pcm = npt.NDArray[np.int16]
 #: The sample rate of all audio inside the pipeline: every stage takes it, and transports
 #: resample to it at the edge. 16 kHz because Whisper and silero VAD both take 16 kHz.
 PIPELINE_RATE = 16000

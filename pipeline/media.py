@@ -15,12 +15,10 @@ from typing import ClassVar, Literal
 import av
 import av.error
 import numpy as np
-import numpy.typing as npt
 
 from pipeline.errors import InvalidAudio
-from pipeline.events import PIPELINE_RATE
+from pipeline.events import PIPELINE_RATE, Pcm
 
-Pcm = npt.NDArray[np.int16]
 OutputFormat = Literal["wav", "pcm", "mp3", "opus", "flac"]
 CONTENT_TYPES: dict[str, str] = {
     "wav": "audio/wav",

@@ -14,9 +14,8 @@ import wave
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
-Pcm = npt.NDArray[np.int16]
+from pipeline.events import Pcm
 
 
 def read_wav(data: bytes | Path) -> tuple[Pcm, int]:

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from pipeline.echo import EchoConfig, EchoDetector, EchoVerdict
 from pipeline.events import PIPELINE_RATE as RATE
-from tests.audio import Pcm, espeak, noise, read_speech, resample
+from pipeline.events import Pcm
+from tests.audio import espeak, noise, read_speech, resample
 
 FRAME = 320  # 20 ms
 Signal = npt.NDArray[np.float64]

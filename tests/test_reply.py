@@ -7,7 +7,8 @@ from collections.abc import AsyncGenerator
 import anyio
 import pytest
 
-from agent.reply import ReplyPart, Say, Speaker, SpokenText
+from agent.dialogue.decision import Say
+from agent.reply import ReplyPart, Speaker, SpokenText
 from pipeline.clock import FakeClock
 from pipeline.playout import Playout
 from voices.piper_engine import PiperEngine

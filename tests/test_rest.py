@@ -22,10 +22,11 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.events import Pcm
 from pipeline.media import StreamEncoder, decode_audio
 from tests.asr.support import BECKETT, SENTENCES
 from tests.asr.wer import wer
-from tests.audio import Pcm, espeak, read_speech, resample, silence, write_wav
+from tests.audio import espeak, read_speech, resample, silence, write_wav
 from tests.server import RunningServer, running_server
 
 TWO_CITIES = (

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from agent.config import parse_config
+from agent.dialogue.decision import Say
 from agent.models import reply_voice, session_settings
-from agent.reply import ReplyPart, ReplyVoice, Say
+from agent.reply import ReplyPart, ReplyVoice
 from agent.session import (
     AgentText,
     Interrupted,

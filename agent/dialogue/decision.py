@@ -4,6 +4,10 @@ A :class:`DialogueDecision` is what the session acts on: speak ``replies`` in or
 out ``events`` (end the call, transfer it, hand the turn to the LLM). ``changes`` lists the
 slots and variables set this turn (as JSON values), ``webhooks`` the calls made.
 
+:class:`Say`, :class:`EndCall` and :class:`Transfer` are also the parts of every spoken reply
+(:data:`agent.reply.ReplyPart`): a decision's replies and events are spoken as they are, and an
+LLM's reply streams as ``Say`` deltas (``final=False``) and the same actions.
+
 :class:`WebhookCall` and :class:`WebhookResult` pass between the sans-I/O conversation and
 the adapter that does the HTTP request.
 """
@@ -26,22 +30,25 @@ __all__ = [
 ]
 
 
-class Say(msgspec.Struct, frozen=True, kw_only=True):
-    """A reply to speak. ``ssml``: ``text`` is an SSML document (``<speak>...``)."""
+class Say(msgspec.Struct, frozen=True):
+    """Text to speak. ``final=False`` marks a streaming delta (more text follows: an LLM's
+    reply as it comes; a decision's replies are whole); ``ssml``: ``text`` is a whole SSML
+    document (``<speak>...``)."""
 
     text: str
-    ssml: bool = False
+    final: bool = True
     #: None: the voice's default emotion
     emotion: str | None = None
+    ssml: bool = False
 
 
-class EndCall(msgspec.Struct, frozen=True, kw_only=True, tag="end_call"):
-    """Hang up once the replies before it have been spoken."""
+class EndCall(msgspec.Struct, frozen=True, tag="end_call"):
+    """Hang up once what was said before it has been played."""
 
-    reason: str
+    reason: str = "agent"
 
 
-class Transfer(msgspec.Struct, frozen=True, kw_only=True, tag="transfer"):
+class Transfer(msgspec.Struct, frozen=True, tag="transfer"):
     """Hand the call to someone else (the transport turns this into a SIP REFER, a Twilio
     ``<Dial>``, or an event to a WebSocket client)."""
 

@@ -36,9 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.events import PIPELINE_RATE
+from pipeline.events import PIPELINE_RATE, Pcm
 
-Pcm = npt.NDArray[np.int16]
 _QUIET_WINDOW = 1600  # 100 ms
 _HOP = 160  # 10 ms
 

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.errors import ModelError
-from pipeline.events import PIPELINE_RATE
+from pipeline.events import PIPELINE_RATE, Pcm
 from pipeline.executor import ModelExecutor
 
 #: new samples per model call
@@ -37,7 +37,6 @@ STATE_SIZE = 128
 #: the file inside the ``silero-vad`` wheel's package folder
 PACKAGED_MODEL = Path("data") / "silero_vad.onnx"
 
-Pcm = npt.NDArray[np.int16]
 Floats = npt.NDArray[np.float32]
 
 

@@ -8,8 +8,9 @@ import functools
 import numpy as np
 
 from pipeline.events import PIPELINE_RATE as RATE
+from pipeline.events import Pcm
 from tests.asr.wer import normalise
-from tests.audio import Pcm, espeak, read_speech, silence
+from tests.audio import espeak, read_speech, silence
 
 BECKETT = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
 TWO_CITIES_OPENING = (

@@ -9,6 +9,7 @@ from pipeline.asr import guards
 from pipeline.asr.decoder import DecodeOptions, DecodeRequest, WhisperDecoder, to_model_audio
 from pipeline.errors import InvalidAudio
 from pipeline.events import PIPELINE_RATE as RATE
+from pipeline.events import Pcm
 from tests.asr.support import (
     BECKETT,
     SENTENCES,
@@ -18,7 +19,7 @@ from tests.asr.support import (
     two_cities_opening,
 )
 from tests.asr.wer import wer
-from tests.audio import Pcm, espeak, noise, read_speech, silence
+from tests.audio import espeak, noise, read_speech, silence
 
 
 def final(

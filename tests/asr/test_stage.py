@@ -18,7 +18,7 @@ from pipeline.asr.utterance import TrackerConfig
 from pipeline.channels import Channel, Policy
 from pipeline.errors import InvalidAudio, Overloaded
 from pipeline.events import PIPELINE_RATE as RATE
-from pipeline.events import AudioFrame, EndOfInput, Event, Flush, Interrupt, TextChunk
+from pipeline.events import AudioFrame, EndOfInput, Event, Flush, Interrupt, Pcm, TextChunk
 from pipeline.executor import ModelExecutor
 from pipeline.runtime import run_pipeline
 from pipeline.vad import (
@@ -31,7 +31,7 @@ from pipeline.vad import (
 )
 from tests.asr.support import BECKETT, TWO_CITIES_OPENING, two_cities_opening
 from tests.asr.wer import wer
-from tests.audio import Pcm, espeak, noise, read_speech, silence
+from tests.audio import espeak, noise, read_speech, silence
 from tests.stages import run_stage
 
 Executor = ModelExecutor[DecodeRequest, Decoded]

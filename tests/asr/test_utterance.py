@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.asr.utterance import Decode, Pcm, TrackerConfig, UtteranceTracker
+from pipeline.asr.utterance import Decode, TrackerConfig, UtteranceTracker
+from pipeline.events import Pcm
 
 CONFIG = TrackerConfig(
     first_partial=800,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from pipeline.events import PIPELINE_RATE as RATE
-from pipeline.events import AudioFrame
+from pipeline.events import AudioFrame, Pcm
 from pipeline.vad import (
     FRAME_SAMPLES,
     DetectorConfig,
@@ -17,7 +17,7 @@ from pipeline.vad import (
     Transition,
     VadRequest,
 )
-from tests.audio import Pcm, espeak, read_speech, silence
+from tests.audio import espeak, read_speech, silence
 
 SENTENCE = "Hello there, I would like to book a table for four people tonight."
 

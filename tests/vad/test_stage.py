@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.channels import Channel, Policy
 from pipeline.errors import InvalidAudio
-from pipeline.events import AudioFrame, EndOfInput, Event, Flush, Interrupt, TextChunk
+from pipeline.events import AudioFrame, EndOfInput, Event, Flush, Interrupt, Pcm, TextChunk
 from pipeline.executor import ModelExecutor
 from pipeline.vad import (
     FRAME_SAMPLES,
@@ -26,7 +26,7 @@ from pipeline.vad import (
     VadStage,
 )
 from pipeline.vad.stage import PAUSE_SAMPLES
-from tests.audio import Pcm, espeak, silence
+from tests.audio import espeak, silence
 from tests.stages import run_stage
 from tests.vad.support import (
     SENTENCE,
