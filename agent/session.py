@@ -32,7 +32,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +94,7 @@ from pipeline.clock import InputClock, MonotonicClock, WallClock
 from pipeline.echo import EchoConfig, EchoDetector
 from pipeline.errors import ClientError, ServerError
 from pipeline.events import PIPELINE_RATE, AudioFrame, Event, Flush
-from pipeline.playout import Heard, Playout, Word
+from pipeline.playout import Heard, Playout, text_end
 from pipeline.runtime import SessionRuntime
 from pipeline.vad.detector import DetectorConfig
 from pipeline.vad.events import SpeechStarted, SpeechStopped
@@ -425,7 +425,9 @@ class Session:
                 )
             )
             if event.is_final and event.cut:  # turn-taking ends the turn here (its rule T7)
-                await self.sink.send_event(Notice(code="utterance_cut", message=self._cut_text()))
+                seconds = self.settings.utterance.max_utterance / PIPELINE_RATE
+                cut = Notice(code="utterance_cut", message=f"speech cut after {seconds:g} s")
+                await self.sink.send_event(cut)
             turn_input = event
         elif isinstance(event, TranscriptDropped | TranscriptProgress):
             turn_input = event
@@ -484,13 +486,13 @@ class Session:
         speaker = self._speakers.get(report.generation)
         if speaker is None or played >= report.samples_played:
             return report
-        text_end = _text_end(speaker.spoken.words, played)
-        return dataclasses.replace(report, samples_played=played, text_end=text_end)
+        end = text_end(speaker.spoken.words, played)
+        return dataclasses.replace(report, samples_played=played, text_end=end)
 
     def _truncate(self, generation: int, played: int) -> None:
         spoken = self._spoken.get(generation)
         if spoken is not None:
-            heard = spoken.heard(_text_end(spoken.words, played))
+            heard = spoken.heard(text_end(spoken.words, played))
             self.responder.heard(generation, heard, interrupted=True)
 
     def _new_turns(self, config: TurnConfig, now: int) -> list[TurnAction]:
@@ -599,9 +601,6 @@ class Session:
         assert started == generation
         return generation
 
-    def _cut_text(self) -> str:
-        return f"speech cut after {self.settings.utterance.max_utterance / PIPELINE_RATE:g} s"
-
     def _notify_cut(self, generation: int, limit: int) -> None:
         self._cut_replies.add(generation)
         notice = Notice(code="reply_cut", message=f"reply cut at {limit} characters")
@@ -707,16 +706,6 @@ def _echo_detector(config: TurnConfig) -> EchoDetector | None:
 
 async def _say(text: str) -> AsyncGenerator[ReplyPart, None]:
     yield Say(text)
-
-
-def _text_end(words: Sequence[Word], played: int) -> int:
-    """Where the text heard ends when ``played`` samples have played (whole words only)."""
-    end = 0
-    for word in words:
-        if word.sample_end > played:
-            break
-        end = word.text_end
-    return end
 
 
 def _public(error: Exception) -> str:

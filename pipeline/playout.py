@@ -55,12 +55,17 @@ class _Reply:
     words: list[Word] = field(default_factory=list)
 
     def heard(self) -> int:
-        end = 0
-        for word in self.words:
-            if word.sample_end > self.played:
-                break
-            end = word.text_end
-        return end
+        return text_end(self.words, self.played)
+
+
+def text_end(words: Sequence[Word], played: int) -> int:
+    """Where the text heard ends when ``played`` samples have played (whole words only)."""
+    end = 0
+    for word in words:
+        if word.sample_end > played:
+            break
+        end = word.text_end
+    return end
 
 
 class PlayoutBuffer:
