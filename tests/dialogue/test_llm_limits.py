@@ -5,6 +5,7 @@ stream, whose request is aborted) and ``max_turns`` ends the call without asking
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -40,13 +41,24 @@ dialogue:
 """.encode()
 
 
-def session_for(source: bytes, sink: Recorder, models: Models) -> tuple[Session, Any]:
+async def llm_call(
+    source: bytes, sink: Recorder, models: Models, then: Callable[[Session], Awaitable[None]]
+) -> Session:
+    """A call to the LLM agent of ``source``: its greeting, then ``then(session)``."""
     config = parse_config(source, ".yaml")
     settings = llm_config(config)
     backend = make_backend(settings)
     responder = LLMResponder(LLMEngine(settings, backend), config)
     session = Session(models, responder, sink, session_settings(config, ReplyVoice()))
-    return session, backend
+    try:
+        with sink.deadline(120, session):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.run)
+                await sink.wait_for(lambda: ("end", 1) in sink.log)
+                await then(session)
+    finally:
+        await backend.aclose()
+    return session
 
 
 def spoken(sink: Recorder, generation: int) -> str:
@@ -72,18 +84,14 @@ async def test_replies_longer_than_max_reply_chars_are_cut_and_the_llm_request_a
     async with scripted_server([endless]) as server:
         greeting = "Hello there. Welcome to the little restaurant by the river."
         source = agent_file(server.base_url, "{max_reply_chars: 40}", greeting)
-        session, backend = session_for(source, sink, Models(vad_runner, asr_runner, tts_engine))
-        try:
-            with sink.deadline(120, session):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(session.run)
-                    await sink.wait_for(lambda: ("end", 1) in sink.log)
-                    session.user_text("When are you open?")
-                    await sink.wait_for(lambda: ("end", 2) in sink.log)
-                    await server.client_left.wait()  # the request was aborted, not read out
-                    session.end_input()
-        finally:
-            await backend.aclose()
+
+        async def ask(session: Session) -> None:
+            session.user_text("When are you open?")
+            await sink.wait_for(lambda: ("end", 2) in sink.log)
+            await server.client_left.wait()  # the request was aborted, not read out
+            session.end_input()
+
+        session = await llm_call(source, sink, Models(vad_runner, asr_runner, tts_engine), ask)
     assert spoken(sink, 1) == "Hello there."  # the prompt: cut at its last sentence end
     assert spoken(sink, 2) == "We open at nine. We close at ten."
     assert isinstance(session.responder, LLMResponder)
@@ -104,18 +112,14 @@ async def test_the_turn_after_max_turns_ends_the_call_without_asking_the_llm(
     sink = Recorder()
     async with scripted_server([reply("We open at nine.")]) as server:
         source = agent_file(server.base_url, "{max_turns: 1}")
-        session, backend = session_for(source, sink, Models(vad_runner, asr_runner, tts_engine))
-        try:
-            with sink.deadline(120, session):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(session.run)
-                    await sink.wait_for(lambda: ("end", 1) in sink.log)
-                    session.user_text("When are you open?")
-                    await sink.wait_for(lambda: ("end", 2) in sink.log)
-                    session.user_text("And when do you close?")
-                    await sink.wait_for(lambda: bool(sink.events(CallEnded)))
-        finally:
-            await backend.aclose()
+
+        async def ask_twice(session: Session) -> None:
+            session.user_text("When are you open?")
+            await sink.wait_for(lambda: ("end", 2) in sink.log)
+            session.user_text("And when do you close?")
+            await sink.wait_for(lambda: bool(sink.events(CallEnded)))
+
+        await llm_call(source, sink, Models(vad_runner, asr_runner, tts_engine), ask_twice)
         assert len(server.requests) == 1
     assert spoken(sink, 2) == "We open at nine."
     assert sink.events(CallEnded) == [CallEnded(reason="max_turns")]
