@@ -32,7 +32,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,7 +338,12 @@ class Session:
 
     # -- the call -----------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(
+        self, *, tasks: Sequence[tuple[str, Callable[[], Awaitable[object]]]] = ()
+    ) -> None:
+        """Run the call until it ends. ``tasks`` (a transport's reader and writer) run in the
+        call's one task group, under its failure rule: the first to fail ends the call, and
+        :class:`~pipeline.errors.StageFailed` comes out of here from it."""
         async with SessionRuntime(self.id) as runtime:
             self._runtime = runtime
             speech = runtime.channel("vad->asr", 64, Policy.BLOCK)
@@ -354,6 +359,8 @@ class Session:
             )
             runtime.start_task("playout", lambda: self.playout.run(self._send_frame))
             runtime.start_task("control", lambda: self._control_loop(control))
+            for name, task in tasks:
+                runtime.start_task(name, task)
             if self.settings.greeting:
                 self._start_reply("greeting", lambda gen: self.responder.prompt("greeting"))
             self.started.set()

@@ -31,6 +31,8 @@ class UserTurn(msgspec.Struct, frozen=True, tag="user_turn"):
     text: str
     start: int
     end: int
+    #: the turn-taking rule that ended it (:mod:`agent.turns`' table, e.g. ``"T5"``)
+    rule: str = ""
 
 
 class AgentText(msgspec.Struct, frozen=True, tag="agent_text"):
@@ -42,6 +44,17 @@ class Interrupted(msgspec.Struct, frozen=True, tag="interrupted"):
     generation: int
     heard_text: str
     played_ms: float
+    #: the turn-taking rule that interrupted it (``""``: the client asked)
+    rule: str = ""
+
+
+class MarkReached(msgspec.Struct, frozen=True, tag="mark"):
+    """Playout reached an SSML ``<mark name="..."/>`` of reply ``generation``, ``at_ms`` into
+    its audio."""
+
+    generation: int
+    name: str
+    at_ms: float
 
 
 class TurnLatency(msgspec.Struct, frozen=True, tag="latency"):
@@ -64,6 +77,8 @@ class Notice(msgspec.Struct, frozen=True, tag="notice"):
 
     code: str
     message: str
+    #: the turn-taking rule behind it, for a turn decision (``ignored.*``)
+    rule: str = ""
 
 
 SessionEvent = (
@@ -72,6 +87,7 @@ SessionEvent = (
     | UserTurn
     | AgentText
     | Interrupted
+    | MarkReached
     | TurnLatency
     | CallEnded
     | TransferRequested
