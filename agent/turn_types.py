@@ -1,7 +1,8 @@
 """Turn-taking's vocabulary: its settings, the inputs it is fed and the actions it decides.
 
 Plain frozen structs (and the text rules the machine applies to transcripts), kept apart from
-the state machine in :mod:`agent.turns`, which re-exports every name here.
+the state machine in :mod:`agent.turns`, which re-exports every name here. Every action names
+the rule of the machine's table that decided it (``rule``).
 """
 
 from __future__ import annotations
@@ -188,14 +189,39 @@ TurnInput = (
 # -- actions ----------------------------------------------------------------------------------
 
 
-class StartOfTurn(msgspec.Struct, frozen=True):
+class _Action(msgspec.Struct, frozen=True, kw_only=True):
+    """What every action carries: ``rule``, the id of the rule in :mod:`agent.turns`' table
+    that decided it (``"T5"``; ``""`` for one made by hand).
+
+    ``rule`` says why, not what: equality and hashing leave it out, so two actions that say
+    the same thing are equal whichever rule decided them (tests of the rules assert
+    ``action.rule`` itself).
+    """
+
+    rule: str = ""
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Action)
+        return _content(self) == _content(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), _content(self)))
+
+
+def _content(action: _Action) -> tuple[object, ...]:
+    return tuple(getattr(action, name) for name in action.__struct_fields__ if name != "rule")
+
+
+class StartOfTurn(_Action, frozen=True):
     """The caller has the floor; their speech began at ``start``."""
 
     start: int
     at: int
 
 
-class EndOfTurn(msgspec.Struct, frozen=True):
+class EndOfTurn(_Action, frozen=True):
     """The caller finished a turn: answer ``text``.
 
     ``replaces_previous``: the previous turn's answer was cut before a sample of it played, so
@@ -210,7 +236,7 @@ class EndOfTurn(msgspec.Struct, frozen=True):
     replaces_previous: bool = False
 
 
-class Interrupt(msgspec.Struct, frozen=True):
+class Interrupt(_Action, frozen=True):
     """Barge-in: cancel ``generation``, clear its playout; ``heard`` samples of it played."""
 
     generation: int
@@ -219,7 +245,7 @@ class Interrupt(msgspec.Struct, frozen=True):
     reason: Literal["speech", "words"]
 
 
-class ResumeBot(msgspec.Struct, frozen=True):
+class ResumeBot(_Action, frozen=True):
     """A false interruption: say the rest of ``generation`` from sample ``heard`` again."""
 
     generation: int
@@ -227,7 +253,7 @@ class ResumeBot(msgspec.Struct, frozen=True):
     at: int
 
 
-class ReAnswer(msgspec.Struct, frozen=True):
+class ReAnswer(_Action, frozen=True):
     """A false interruption: answer ``text`` (the last user turn) afresh."""
 
     generation: int
@@ -235,19 +261,21 @@ class ReAnswer(msgspec.Struct, frozen=True):
     at: int
 
 
-class IdlePrompt(msgspec.Struct, frozen=True):
+class IdlePrompt(_Action, frozen=True):
     """The caller has been quiet: say prompt number ``count`` (1, 2, ...)."""
 
     count: int
     at: int
 
 
-class HangUp(msgspec.Struct, frozen=True):
+class HangUp(_Action, frozen=True):
+    """End the call: the caller stayed silent (``idle``), or the call reached its length."""
+
     reason: Literal["idle", "max_duration"]
     at: int
 
 
-class UtteranceIgnored(msgspec.Struct, frozen=True):
+class UtteranceIgnored(_Action, frozen=True):
     """Caller speech that did not make a turn, and why."""
 
     text: str

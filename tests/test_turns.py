@@ -1,6 +1,7 @@
 """Turn-taking: the end-of-turn, greeting, idle, config and property rules of agent/turns.py.
 
-Barge-in and false interruptions are in tests/test_barge_in.py.
+Barge-in and false interruptions are in tests/test_barge_in.py; the rule table as data, and
+which rule decides what, in tests/test_turn_rules.py.
 
 Times in the scripts are milliseconds (converted to 16 kHz samples); each step is
 ``(now_ms, input)`` or ``(now_ms, None)`` for a clock tick.
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.turn_rules import RULES
 from agent.turns import (
     BotState,
     CommitTurn,
@@ -488,7 +490,9 @@ def test_ticks_in_between_never_change_the_actions(
     plain = run(TurnTaking(config), [*steps, (25_000, None)])
     ticked: list[Step] = [(t, None) for t in ticks]
     merged = sorted([*steps, *ticked], key=lambda step: step[0])  # stable: events keep order
-    assert run(TurnTaking(config), [*merged, (25_000, None)]) == plain
+    with_ticks = run(TurnTaking(config), [*merged, (25_000, None)])
+    assert with_ticks == plain
+    assert [a.rule for a in with_ticks] == [a.rule for a in plain]  # decided by the same rules
 
 
 @settings(max_examples=300, deadline=None)
@@ -507,3 +511,4 @@ def test_actions_keep_their_promises(
             assert content_words(action.text)
     hangups = [n for n, a in enumerate(actions) if isinstance(a, HangUp)]
     assert hangups in ([], [len(actions) - 1]), "nothing follows a hang-up"
+    assert {a.rule for a in actions} <= {rule.id for rule in RULES}, "each names its rule"
