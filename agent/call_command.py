@@ -1,7 +1,8 @@
 """``voxline call``: play a WAV file to a running server as a caller would, and record the reply.
 
-The file (PCM WAV, 8-32 bit, mono or stereo, any rate) is mixed down to mono, resampled to the
-protocol's rate (16 kHz native, 24 kHz realtime) and streamed in 20 ms frames at real-time
+The file (a PCM WAV of any sample width, channel count and rate, or any audio FFmpeg reads) is
+decoded by :func:`pipeline.media.decode_audio`: mixed down to mono and resampled to the
+protocol's rate (16 kHz native, 24 kHz realtime). It is streamed in 20 ms frames at real-time
 pace by :mod:`agent.caller`, then silence, as a phone line does. A greeting, if the agent has
 one, is let to play out first, so the caller does not talk over it. Once the reply to the
 caller's speech has ended, its audio is written to a WAV file; every turn event is printed as
@@ -15,23 +16,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-import wave
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import numpy as np
-import numpy.typing as npt
 import websockets
 
 from agent.caller import Caller, Reply, Utterance, call
+from agent.caller_audio import read_wav, write_wav
 from agent.caller_wires import NATIVE_RATE, REALTIME_RATE
-from pipeline.errors import ClientError, InvalidAudio
+from pipeline.errors import ClientError
 from pipeline.events import Pcm
-from pipeline.resample import StreamResampler
 
-__all__ = ["add_parser", "read_wav", "run"]
+__all__ = ["add_parser", "read_wav", "run"]  # read_wav: how the command reads its --wav
 
 TRAILING_SILENCE_S = 1.5
 
@@ -78,9 +77,7 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         check_url(args.url)
-        pcm, rate = read_wav(args.wav)
-        target = REALTIME_RATE if args.realtime else NATIVE_RATE
-        speech = resample(pcm, rate, target)
+        speech, _ = read_wav(args.wav, REALTIME_RATE if args.realtime else NATIVE_RATE)
         return anyio.run(place_call, args, speech)
     except ClientError as error:
         return fail(str(error))
@@ -107,47 +104,6 @@ def check_url(url: str) -> None:
         raise ClientError(f"malformed URL {url!r}: expected ws://HOST:PORT")
 
 
-def read_wav(path: Path) -> tuple[Pcm, int]:
-    """A PCM WAV file as mono PCM16 samples and their rate; ``InvalidAudio`` if it is not one."""
-    try:
-        with wave.open(str(path)) as w:
-            width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
-            data = w.readframes(w.getnframes())
-    except OSError as error:
-        raise InvalidAudio(f"cannot read {path}: {error.strerror or error}") from None
-    except (wave.Error, EOFError) as error:
-        raise InvalidAudio(f"{path} is not a PCM WAV file ({str(error) or 'truncated'})") from None
-    wide: npt.NDArray[np.int64]
-    if width == 1:
-        wide = (np.frombuffer(data, np.uint8).astype(np.int64) - 128) << 8
-    elif width == 3:
-        raw = np.frombuffer(data[: len(data) // 3 * 3], np.uint8).reshape(-1, 3).astype(np.int64)
-        value = raw[:, 0] | (raw[:, 1] << 8) | (raw[:, 2] << 16)
-        wide = np.where(value >= 1 << 23, value - (1 << 24), value) >> 8
-    else:  # 2 or 4 (the wave module takes no other width)
-        wide = np.frombuffer(data, f"<i{width}").astype(np.int64) >> (8 * width - 16)
-    frames = len(wide) // channels
-    if frames == 0:
-        raise InvalidAudio(f"{path} holds no audio")
-    mono = wide[: frames * channels].reshape(frames, channels).mean(axis=1)
-    samples: Pcm = np.clip(np.round(mono), -32768, 32767).astype(np.int16)
-    return samples, rate
-
-
-def resample(pcm: Pcm, rate: int, target: int) -> Pcm:
-    resampler = StreamResampler(rate, target)
-    data = resampler.process(pcm.astype("<i2").tobytes()) + resampler.flush()
-    return np.frombuffer(data, dtype="<i2").astype(np.int16)
-
-
-def write_wav(path: Path, pcm: bytes, rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
-
-
 async def place_call(args: argparse.Namespace, speech: Pcm) -> int:
     printer = EventPrinter()
     async with call(args.url, realtime=args.realtime, listener=printer) as caller:
@@ -172,7 +128,8 @@ async def place_call(args: argparse.Namespace, speech: Pcm) -> int:
         f"latency: {(first - spoken.end_sent) * 1000:.0f} ms from the end of the caller's speech"
         " to the first reply audio (measured here)"
     )
-    write_wav(args.out, b"".join(bytes(r.audio) for r in replies), caller.rate)
+    audio = np.frombuffer(b"".join(r.audio for r in replies), dtype="<i2")
+    args.out.write_bytes(write_wav(audio, caller.rate))
     seconds = sum(len(r.audio) for r in replies) / 2 / caller.rate
     print(f"reply: {seconds:.2f} s of audio written to {args.out}")
     return 0

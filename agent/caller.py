@@ -1,6 +1,8 @@
 """A simulated caller: one call to a running server, streamed at real-time pace and recorded.
 
-It backs ``voxline call`` and the voice-to-voice benchmark, and the end-to-end tests use it.
+It backs ``voxline call`` and the voice-to-voice benchmark, and the end-to-end tests use it;
+what they have it say comes from :mod:`agent.caller_audio`, and the server they call from
+:mod:`agent.server_process`.
 :func:`call` opens the connection (the native ``/v1/stream`` protocol, or ``/v1/realtime``),
 opens the session and starts two tasks: the sender streams 20 ms PCM16 frames on a fixed
 real-time schedule, all the time (what :meth:`Caller.speak` queued, else silence, as a phone

@@ -40,17 +40,17 @@ from functools import partial
 import anyio
 import numpy as np
 
+from agent.caller_audio import espeak, read_speech, resample, silence
 from pipeline.asr.decoder import DecodeOptions, DecodeRequest, WhisperDecoder, to_model_audio
 from pipeline.asr.events import Transcript, TranscriptDropped
 from pipeline.asr.model import AsrModelConfig
 from pipeline.asr.stage import AsrStage, asr_executor
 from pipeline.asr.utterance import TrackerConfig
+from pipeline.asr.wer import corpus_wer
 from pipeline.channels import Channel, Policy
 from pipeline.events import PIPELINE_RATE as RATE
 from pipeline.events import AudioFrame, Event, Pcm
 from pipeline.vad import SileroVad, SpeechStopped, VadStage, vad_executor
-from tests.asr.wer import corpus_wer
-from tests.audio import espeak, read_speech, resample, silence
 
 SENTENCES = (
     "Yes please.",

@@ -33,12 +33,12 @@ from typing import Any
 import anyio
 import numpy as np
 
+from agent.caller_audio import espeak, silence
 from agent.config import load_config
 from agent.models import asr_model_config, asr_options
 from pipeline.asr.decoder import Decoded, DecodeRequest
 from pipeline.asr.stage import FINAL_PRIORITY, PARTIAL_PRIORITY, asr_executor
 from pipeline.executor import ModelExecutor
-from tests.audio import espeak, silence
 
 FINAL_TEXT = "Please ask her to call me back this afternoon."
 PARTIAL_TEXT = "I was wondering whether you could tell me"

@@ -2,9 +2,10 @@
 
 20 varied sentences (numbers, names, questions, dates, money). The text goes to the voice as a
 live reply does (``plan_from_text``: normalised, through the worker process); the audio is
-transcribed by the same decoder the calls use (beam 5, finals) and scored with the tests' WER
-(numbers 0-99 spelled out on both sides). Baseline in the same run: the same sentences spoken
-by espeak-ng (Debian) through the same decoder, to separate the voice's errors from the ASR's.
+transcribed by the same decoder the calls use (beam 5, finals) and scored with
+:mod:`pipeline.asr.wer` (numbers 0-99 spelled out on both sides). Baseline in the same run: the
+same sentences spoken by espeak-ng (Debian) through the same decoder, to separate the voice's
+errors from the ASR's.
 
 Run: ``python -m bench.roundtrip``.
 """
@@ -18,9 +19,9 @@ from contextlib import aclosing
 import anyio
 import numpy as np
 
+from agent.caller_audio import espeak
 from pipeline.asr.decoder import DecodeOptions, DecodeRequest, WhisperDecoder, to_model_audio
-from tests.asr.wer import corpus_wer, wer
-from tests.audio import espeak
+from pipeline.asr.wer import corpus_wer, wer
 from voices.piper_engine import PiperEngine
 from voices.ssml import plan_from_text
 

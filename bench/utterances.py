@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.caller import Utterance
-from tests.audio import espeak
+from agent.caller_audio import espeak
 
 
 def utterance(text: str) -> Utterance:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 import anyio
 import numpy as np
 
+from agent.caller_audio import read_speech
 from pipeline.channels import Channel, Policy
 from pipeline.events import AudioFrame, Pcm
 from pipeline.executor import ModelExecutor
@@ -48,7 +49,6 @@ from pipeline.vad import (
     VadStage,
     vad_executor,
 )
-from tests.audio import read_speech
 
 FRAME_MS = 1000 * FRAME_SAMPLES / SAMPLE_RATE
 

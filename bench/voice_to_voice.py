@@ -1,6 +1,6 @@
 """Voice to voice: spoken calls against a real ``voxline serve``, timed by the client.
 
-The server runs as its own process (:func:`tests.server.running_server`); each caller is a
+The server runs as its own process (:func:`agent.server_process.running_server`); each caller is a
 ``websockets`` client on ``/v1/stream`` (:mod:`agent.caller`) that streams espeak-ng speech and
 silence in 20 ms frames at real-time pace, all the time, and records when every frame it
 receives arrived. All times are the client's; "loud" means a sample above |300|.
@@ -59,8 +59,10 @@ import numpy as np
 import yaml  # type: ignore[import-untyped]  # no stubs installed: used as Any
 
 from agent.caller import RATE, Caller, Reply, Utterance, call
+from agent.caller_audio import silence
 from agent.config import AgentConfig, load_config
 from agent.models import asr_model_config, asr_options
+from agent.server_process import running_server
 from bench.utterances import utterance
 from bench.v2v_report import (
     BargeIn,
@@ -73,8 +75,6 @@ from bench.v2v_report import (
     report_levels,
 )
 from pipeline.asr.decoder import DecodeRequest, WhisperDecoder, to_model_audio
-from tests.audio import silence
-from tests.server import running_server
 from voices.chunking import ClauseChunker
 from voices.piper_engine import PiperEngine
 from voices.ssml import plan_from_text

@@ -64,6 +64,23 @@ def decode_audio(data: bytes, rate: int = PIPELINE_RATE, *, max_seconds: float =
     return np.concatenate(chunks)
 
 
+def audio_rate(data: bytes) -> int:
+    """The sample rate of a file's first audio stream (to :func:`decode_audio` it at that rate).
+
+    Raises :class:`InvalidAudio` as :func:`decode_audio` does for a file it cannot open.
+    """
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.audio:
+                raise InvalidAudio("the file has no audio stream")
+            rate: int = container.streams.audio[0].sample_rate
+    except InvalidAudio:
+        raise
+    except (av.error.FFmpegError, ValueError, IndexError) as error:
+        raise InvalidAudio(f"cannot decode the audio: {error}") from error
+    return rate
+
+
 def wav_header(rate: int, data_bytes: int = 0xFFFFFFFF - 36) -> bytes:
     """A PCM16 mono WAV header; the default length marks a stream of unknown length."""
     return (
