@@ -15,22 +15,22 @@ from collections.abc import Callable
 from starlette.websockets import WebSocket
 
 from agent.reply import Responder
-from agent.session import (
+from agent.session import Models, Session, SessionSettings
+from agent.session_events import (
     AgentText,
     CallEnded,
-    CallSink,
     Interrupted,
-    Models,
+    MarkReached,
     Notice,
-    Session,
     SessionEvent,
-    SessionSettings,
     TransferRequested,
     TurnLatency,
     UserSpeech,
     UserTranscript,
+    UserTurn,
 )
-from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
+from agent.ws_io import Sender, WsCall, WsTransport, serve_call
+from agent.ws_sink import ProtocolSink
 from transports.audio import AudioIn
 from transports.native import (
     Bye,
@@ -47,26 +47,14 @@ from transports.native import (
 log = logging.getLogger("voxline.native")
 
 
-class NativeSink(CallSink):
+class NativeSink(ProtocolSink[NativeProtocol]):
     """What the session says, in the native protocol."""
-
-    def __init__(self, protocol: NativeProtocol, outgoing: Sender) -> None:
-        self.protocol = protocol
-        self._outbox = Outbox(protocol, outgoing)
 
     @property
     def output_rate(self) -> int:
         """The client's rate (known once its hello has arrived)."""
         assert self.protocol.format is not None
         return self.protocol.format.sample_rate
-
-    async def send_audio(self, generation: int, pcm: bytes) -> None:
-        self.protocol.send_audio(generation, pcm, self.output_rate)
-        await self.flush()
-
-    async def end_audio(self, generation: int) -> None:
-        self.protocol.end_audio(generation)
-        await self.flush()
 
     async def clear_audio(self, generation: int) -> int | None:
         """The client's last ``playback`` report of ``generation`` (``None``: none came).
@@ -90,26 +78,28 @@ class NativeSink(CallSink):
                     stable=event.stable,
                     unstable=event.unstable,
                 )
+            case UserTurn(text=text, start=start, end=end, rule=rule):
+                p.send_turn_ended(text, start, end, rule=rule)
             case AgentText(generation=generation, delta=delta):
                 p.send_agent_text(generation, delta)
-            case Interrupted(generation=generation, heard_text=heard, played_ms=played_ms):
+            case Interrupted(generation=generation, heard_text=heard, played_ms=ms, rule=rule):
                 p.send_interrupted(
                     generation,
-                    played_samples=round(played_ms * self.output_rate / 1000),
+                    played_samples=round(ms * self.output_rate / 1000),
                     heard_text=heard,
+                    rule=rule,
                 )
+            case MarkReached(generation=generation, name=name, at_ms=at_ms):
+                p.send_mark(generation, name, at_ms)
             case TurnLatency(generation=generation, stages=stages):
                 p.send_latency(generation, stages)
             case CallEnded(reason=reason):
                 p.close(reason)
             case TransferRequested(target=target):
                 p.send_error("transfer_unsupported", f"this transport cannot transfer to {target}")
-            case Notice(code=code, message=message):
-                p.send_error(code, message)
+            case Notice(code=code, message=message, rule=rule):
+                p.send_error(code, message, rule=rule)
         await self.flush()
-
-    async def flush(self) -> None:
-        await self._outbox.flush()
 
 
 async def native_call(

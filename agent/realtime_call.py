@@ -46,16 +46,15 @@ from agent.models import reply_voice
 from agent.reply import ReplyVoice, Responder
 from agent.responders import IntentResponder, LLMResponder
 from agent.rest import OPENAI_VOICES, served_catalog
-from agent.session import (
+from agent.session import Models, Session, SessionSettings
+from agent.session_events import (
     AgentText,
     CallEnded,
     CallSink,
     Interrupted,
-    Models,
+    MarkReached,
     Notice,
-    Session,
     SessionEvent,
-    SessionSettings,
     TransferRequested,
     UserSpeech,
     UserTranscript,
@@ -64,23 +63,23 @@ from agent.session import (
 from agent.turns import TurnConfig
 from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
 from transports.audio import PIPELINE_RATE, AudioIn
-from transports.realtime import (
-    CancelRequested,
-    CommitRequested,
-    InputCleared,
-    ItemCreated,
-    RealtimeEvent,
-    RealtimeProtocol,
-    ResponseRequested,
-    SessionUpdated,
-    TruncateRequested,
-)
+from transports.realtime import RealtimeProtocol
 from transports.realtime_events import (
     EAGERNESS_SILENCE_MS,
     RealtimeSessionConfig,
     ResponseParams,
     ServerVad,
     TurnDetection,
+)
+from transports.realtime_inbound import (
+    CancelRequested,
+    CommitRequested,
+    InputCleared,
+    ItemCreated,
+    RealtimeEvent,
+    ResponseRequested,
+    SessionUpdated,
+    TruncateRequested,
 )
 from voices.catalog import Catalog
 
@@ -254,8 +253,10 @@ class RealtimeSink(CallSink):
                 p.send_error(f"this transport cannot transfer to {target}", code="transfer")
             case Notice(code=code, message=message) if not code.startswith("ignored."):
                 p.send_error(message, code=code)
+            case MarkReached():
+                pass  # the Realtime API has no event for an SSML mark
             case _:
-                pass
+                pass  # latency, ignored input, speech without turn detection: not in the API
         await self.flush()
 
     def _turn_done(self, text: str, seconds: float) -> None:
@@ -411,8 +412,7 @@ async def realtime_call(
         )
 
         async def opened(call: WsCall) -> None:
-            call.start(session)  # with the connection
-            await session.started.wait()  # then session.created goes out first
+            call.start(session)  # with the connection; session.created goes out first
 
         async def handle(event: RealtimeEvent, call: WsCall) -> bool:
             await sink.handle(event)

@@ -17,17 +17,16 @@ from collections.abc import Callable
 from starlette.websockets import WebSocket
 
 from agent.reply import Responder
-from agent.session import (
+from agent.session import Models, Session, SessionSettings
+from agent.session_events import (
     CallEnded,
-    CallSink,
-    Models,
+    MarkReached,
     Notice,
-    Session,
     SessionEvent,
-    SessionSettings,
     TransferRequested,
 )
-from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
+from agent.ws_io import Sender, WsCall, WsTransport, serve_call
+from agent.ws_sink import ProtocolSink
 from transports.audio import AudioIn
 from transports.twilio import (
     TWILIO_FORMAT,
@@ -42,24 +41,12 @@ from transports.twilio import (
 log = logging.getLogger("voxline.twilio")
 
 
-class TwilioSink(CallSink):
+class TwilioSink(ProtocolSink[TwilioProtocol]):
     """What the session says, as Twilio media, marks and clears."""
-
-    def __init__(self, protocol: TwilioProtocol, outgoing: Sender) -> None:
-        self.protocol = protocol
-        self._outbox = Outbox(protocol, outgoing)
 
     @property
     def output_rate(self) -> int:
         return TWILIO_FORMAT.sample_rate
-
-    async def send_audio(self, generation: int, pcm: bytes) -> None:
-        self.protocol.send_audio(generation, pcm, self.output_rate)
-        await self.flush()
-
-    async def end_audio(self, generation: int) -> None:
-        self.protocol.end_audio(generation)
-        await self.flush()
 
     async def clear_audio(self, generation: int) -> int:
         played = self.protocol.interrupt(generation)
@@ -74,11 +61,10 @@ class TwilioSink(CallSink):
                 log.warning("twilio media streams cannot transfer (to %s)", target)
             case Notice(code=code, message=message) if not code.startswith("ignored."):
                 log.warning("twilio call %s: %s: %s", self.protocol.stream_sid, code, message)
+            case MarkReached():
+                pass  # an SSML mark: a phone line has no client to tell (Twilio's marks are ours)
             case _:
                 pass  # the caller hears the call; there is no one to tell the rest
-
-    async def flush(self) -> None:
-        await self._outbox.flush()
 
 
 async def twilio_call(

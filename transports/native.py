@@ -19,8 +19,12 @@ hello) raises ``RuntimeError``/``ValueError``.
 
 Bot audio is streamed per generation: ``audio.start`` (with the generation id) comes before a
 generation's first binary frame and ``audio.end`` after its last. Once a generation is
-interrupted, any audio the session still sends for it is dropped here, so stale audio never
-reaches the client.
+interrupted, any audio, text or mark the session still sends for it is dropped here, so stale
+output never reaches the client.
+
+Turn decisions carry the id of the turn-taking rule behind them (``rule``: ``"T5"``, ``"B1"``,
+... from :mod:`agent.turns`' table) on ``turn.ended``, ``interrupted`` and ``error`` notices;
+the field is left out when there is none.
 """
 
 from __future__ import annotations
@@ -294,7 +298,7 @@ class NativeProtocol:
         return self._error("bad_message", reason)
 
     def _error(self, code: str, message: str) -> list[NativeEvent]:
-        self._emit({"type": "error", "code": code, "message": message})
+        self.send_error(code, message)
         return [PeerError(code, message)]
 
     # -- sending ------------------------------------------------------------------------------
@@ -326,6 +330,19 @@ class NativeProtocol:
                     "unstable": unstable,
                 }
             )
+
+    def send_turn_ended(self, text: str, start: int, end: int, *, rule: str = "") -> None:
+        """The caller's turn (samples ``start``-``end`` at 16 kHz, the pipeline's timeline)
+        ended with ``text``; ``rule`` is the turn-taking rule that ended it."""
+        self._emit(
+            {
+                "type": "turn.ended",
+                "text": text,
+                "start_ms": samples_to_ms(start, PIPELINE_RATE),
+                "end_ms": samples_to_ms(end, PIPELINE_RATE),
+                **_rule(rule),
+            }
+        )
 
     def send_agent_text(self, generation: int, delta: str) -> None:
         """A piece of what the bot is going to say in ``generation``."""
@@ -371,11 +388,25 @@ class NativeProtocol:
             self._outbox.append(tail)
         self._end_stream(interrupted=False)
 
+    def send_mark(self, generation: int, name: str, at_ms: float) -> None:
+        """Playout reached the SSML ``<mark name="..."/>`` ``name``, ``at_ms`` into
+        ``generation``'s audio (sent in whole milliseconds). Dropped once it is interrupted."""
+        if generation not in self._interrupted:
+            self._emit(
+                {"type": "mark", "generation": generation, "name": name, "at_ms": round(at_ms)}
+            )
+
     def send_interrupted(
-        self, generation: int, *, played_samples: int | None = None, heard_text: str = ""
+        self,
+        generation: int,
+        *,
+        played_samples: int | None = None,
+        heard_text: str = "",
+        rule: str = "",
     ) -> None:
         """``generation`` was cut off; ``played_samples`` is the heard position at the source
-        rate (the last playback report when ``None``). Its later audio is dropped."""
+        rate (the last playback report when ``None``); ``rule`` is the turn-taking rule that
+        cut it (``""``: the client asked). Its later audio is dropped."""
         self._interrupted.add(generation)
         stream = self._rates.get(generation)
         if self._stream is not None and self._stream[0] == generation:
@@ -391,6 +422,7 @@ class NativeProtocol:
                 "generation": generation,
                 "played_ms": played_ms,
                 "heard_text": heard_text,
+                **_rule(rule),
             }
         )
 
@@ -404,9 +436,10 @@ class NativeProtocol:
             }
         )
 
-    def send_error(self, code: str, message: str) -> None:
-        """An error from the session (``internal`` for our failures: keep details in the log)."""
-        self._emit({"type": "error", "code": code, "message": message})
+    def send_error(self, code: str, message: str, *, rule: str = "") -> None:
+        """An error or notice from the session (``internal`` for our failures: keep details in
+        the log); ``rule``: the turn-taking rule behind a notice about a turn decision."""
+        self._emit({"type": "error", "code": code, "message": message, **_rule(rule)})
 
     def close(self, reason: str) -> None:
         """End the session: ``session.ended`` is the last message."""
@@ -449,3 +482,8 @@ class NativeProtocol:
         if self.state is NativeState.CLOSED:
             return
         self._outbox.append(_encoder.encode(message).decode())
+
+
+def _rule(rule: str) -> dict[str, str]:
+    """The ``rule`` field of a turn decision's event: left out when there is none."""
+    return {"rule": rule} if rule else {}

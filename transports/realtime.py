@@ -11,7 +11,8 @@ frames (:meth:`~RealtimeProtocol.receive_text`), act on the events it returns, c
 for what the session does (speech started, a response's audio, ...), and send what
 :meth:`~RealtimeProtocol.data_to_send` returns as text frames, in order.
 
-Client event -> what the session gets (and what the protocol answers by itself):
+Client event -> what the session gets (the events of :mod:`transports.realtime_inbound`) and
+what the protocol answers by itself:
 
 ======================================  ===================================================
 ``session.update``                      :class:`SessionUpdated` (``session.updated``)
@@ -46,19 +47,23 @@ import base64
 import binascii
 import enum
 from collections.abc import Collection
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from pipeline.errors import InvalidAudio
 from transports.audio import (
     PIPELINE_RATE,
-    AudioIn,
     InboundAudio,
     samples_to_ms,
 )
 from transports.errors import PeerError
-from transports.realtime_conversation import Conversation, item_problem, item_to_wire
+from transports.realtime_conversation import (
+    Conversation,
+    ResponseStatus,
+    item_problem,
+    item_to_wire,
+)
 from transports.realtime_events import (
     CLIENT_EVENT_TYPES,
     ConversationItemCreate,
@@ -69,7 +74,6 @@ from transports.realtime_events import (
     InputAudioBufferAppend,
     InputAudioBufferClear,
     InputAudioBufferCommit,
-    Item,
     OutputAudioBufferClear,
     RealtimeSessionConfig,
     ResponseCancel,
@@ -81,21 +85,19 @@ from transports.realtime_events import (
     client_event_decoder,
     envelope_decoder,
 )
+from transports.realtime_inbound import (
+    CancelRequested,
+    CommitRequested,
+    InputCleared,
+    ItemCreated,
+    ItemDeleted,
+    RealtimeEvent,
+    ResponseRequested,
+    SessionUpdated,
+    TruncateRequested,
+)
 
-__all__ = [
-    "CancelRequested",
-    "CommitRequested",
-    "InputCleared",
-    "ItemCreated",
-    "ItemDeleted",
-    "PeerError",
-    "RealtimeEvent",
-    "RealtimeProtocol",
-    "RealtimeState",
-    "ResponseRequested",
-    "SessionUpdated",
-    "TruncateRequested",
-]
+__all__ = ["PeerError", "RealtimeProtocol", "RealtimeState"]
 
 #: the least audio ``input_audio_buffer.commit`` accepts, as the API does
 MIN_COMMIT_MS = 100
@@ -105,72 +107,6 @@ class RealtimeState(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
 
-
-# -- events for the session -------------------------------------------------------------------
-
-
-class SessionUpdated(msgspec.Struct, frozen=True):
-    """The session changed (``session.updated`` is queued): apply ``config``."""
-
-    config: RealtimeSessionConfig
-
-
-class CommitRequested(msgspec.Struct, frozen=True):
-    """The client committed its input: end the user's turn; its item is ``item_id``."""
-
-    item_id: str
-
-
-class InputCleared(msgspec.Struct, frozen=True):
-    """The client dropped the input not yet committed: discard the open user turn."""
-
-
-class ItemCreated(msgspec.Struct, frozen=True):
-    """The client added ``item`` (its id is set) to the conversation after ``previous_item_id``."""
-
-    item: Item
-    previous_item_id: str | None
-
-
-class ItemDeleted(msgspec.Struct, frozen=True):
-    item_id: str
-
-
-class TruncateRequested(msgspec.Struct, frozen=True):
-    """The listener heard ``generation``'s audio up to ``samples`` (at the rate it was sent)."""
-
-    item_id: str
-    generation: int
-    audio_end_ms: int
-    samples: int
-
-
-class ResponseRequested(msgspec.Struct, frozen=True):
-    """Start a reply: call :meth:`RealtimeProtocol.start_response` with its generation."""
-
-    params: ResponseParams
-
-
-class CancelRequested(msgspec.Struct, frozen=True):
-    """Cancel ``generation``'s work; the protocol has already ended its response."""
-
-    generation: int
-    response_id: str
-    clear_audio: bool = False
-
-
-RealtimeEvent = (
-    SessionUpdated
-    | AudioIn
-    | CommitRequested
-    | InputCleared
-    | ItemCreated
-    | ItemDeleted
-    | TruncateRequested
-    | ResponseRequested
-    | CancelRequested
-    | PeerError
-)
 
 _encoder = msgspec.json.Encoder()
 
@@ -562,7 +498,7 @@ class RealtimeProtocol:
         )
         return item_id
 
-    # -- responses (see :class:`~transports.realtime_conversation.Conversation`) ----------
+    # -- responses: :class:`~transports.realtime_conversation.Conversation` writes them ------
 
     def start_response(self, generation: int, params: ResponseParams | None = None) -> str:
         """Reply ``generation`` begins (``response.created``); returns the response id."""
@@ -585,17 +521,10 @@ class RealtimeProtocol:
         )
 
     def end_response(
-        self,
-        generation: int,
-        *,
-        status: Literal["completed", "cancelled", "incomplete", "failed"] = "completed",
-        reason: str | None = None,
+        self, generation: int, *, status: ResponseStatus = "completed", reason: str | None = None
     ) -> None:
-        """Reply ``generation`` is over: close its item and send ``response.done``.
-
-        ``status="cancelled"`` with ``reason="turn_detected"`` is a barge-in. Audio or text
-        sent for it afterwards is dropped. Ending a response twice does nothing.
-        """
+        """Reply ``generation`` is over: ``response.done`` with ``status`` (the rules are
+        :meth:`~transports.realtime_conversation.Conversation.end_response`'s)."""
         self.conversation.end_response(generation, status=status, reason=reason)
 
     def cancel_response(self, generation: int, reason: str = "turn_detected") -> None:

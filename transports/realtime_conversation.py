@@ -25,10 +25,13 @@ from transports.realtime_events import (
     format_to_wire,
 )
 
-__all__ = ["Conversation", "item_problem", "item_to_wire"]
+__all__ = ["Conversation", "ResponseStatus", "item_problem", "item_to_wire"]
 
 #: items kept; the oldest are forgotten beyond this
 MAX_ITEMS = 1000
+
+#: how a response ended (``response.done``'s ``status``)
+ResponseStatus = Literal["completed", "cancelled", "incomplete", "failed"]
 
 
 class Emit(Protocol):
@@ -161,7 +164,7 @@ class Conversation:
         self,
         generation: int,
         *,
-        status: Literal["completed", "cancelled", "incomplete", "failed"] = "completed",
+        status: ResponseStatus = "completed",
         reason: str | None = None,
     ) -> None:
         """Reply ``generation`` is over: close its item and send ``response.done``.
@@ -194,10 +197,6 @@ class Conversation:
         if status != "completed":
             details = {"type": status, "reason": reason}
         self._emit("response.done", response=self._response_wire(response, status, details))
-
-    def cancel_response(self, generation: int, reason: str = "turn_detected") -> None:
-        """Barge-in (or any cancel): :meth:`end_response` with status ``cancelled``."""
-        self.end_response(generation, status="cancelled", reason=reason)
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -1,15 +1,19 @@
-"""The native /v1/stream protocol: handshake, audio both ways, events, and bad input."""
+"""The native /v1/stream protocol: handshake, audio both ways, events, and bad input; and what
+its adapter (:class:`~agent.native_call.NativeSink`) makes of the session's events."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.native_call import NativeSink
+from agent.session_events import Interrupted, MarkReached, Notice, UserTurn
 from transports.audio import AudioFormat, AudioIn
 from transports.g711 import pcm16_to_ulaw
 from transports.native import (
@@ -346,6 +350,98 @@ def test_closing_mid_audio_ends_the_stream_first() -> None:
     messages = [m for m in sent(protocol) if isinstance(m, dict)]
     assert [m["type"] for m in messages] == ["audio.start", "audio.end", "session.ended"]
     assert messages[1]["interrupted"] is True
+
+
+# -- turn decisions and marks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["T5", ""])
+def test_turn_decisions_name_their_rule_and_leave_it_out_when_there_is_none(rule: str) -> None:
+    protocol = opened()
+    protocol.send_audio(2, tone(0.1, 16000), 16000)
+    protocol.data_to_send()
+    protocol.send_turn_ended("Book a table.", 16000, 40000, rule=rule)
+    protocol.send_interrupted(2, played_samples=800, heard_text="We", rule=rule)
+    protocol.send_error("ignored.echo", "only the bot's echo was heard", rule=rule)
+    named = {"rule": rule} if rule else {}
+    assert [m for m in sent(protocol) if isinstance(m, dict)] == [
+        {"type": "turn.ended", "text": "Book a table.", "start_ms": 1000, "end_ms": 2500, **named},
+        {
+            "type": "audio.end",
+            "generation": 2,
+            "samples": 1600,
+            "duration_ms": 100,
+            "interrupted": True,
+        },
+        {"type": "interrupted", "generation": 2, "played_ms": 50, "heard_text": "We", **named},
+        {
+            "type": "error",
+            "code": "ignored.echo",
+            "message": "only the bot's echo was heard",
+            **named,
+        },
+    ]
+
+
+def test_a_mark_says_where_playout_reached_it_in_whole_milliseconds() -> None:
+    protocol = opened()
+    protocol.send_audio(3, tone(0.5, 22050), 22050)
+    protocol.data_to_send()
+    protocol.send_mark(3, "code", 250.4)
+    protocol.send_mark(3, "end", 499.5)
+    assert sent(protocol) == [
+        {"type": "mark", "generation": 3, "name": "code", "at_ms": 250},
+        {"type": "mark", "generation": 3, "name": "end", "at_ms": 500},
+    ]
+
+
+def test_the_marks_of_an_interrupted_generation_are_dropped() -> None:
+    protocol = opened()
+    protocol.send_audio(3, tone(0.5, 22050), 22050)
+    protocol.send_interrupted(3, heard_text="")
+    protocol.data_to_send()
+    protocol.send_mark(3, "late", 400.0)
+    protocol.send_mark(4, "next", 0.0)  # another generation's marks still go out
+    assert sent(protocol) == [{"type": "mark", "generation": 4, "name": "next", "at_ms": 0}]
+
+
+def test_nothing_is_said_after_session_ended() -> None:
+    protocol = opened()
+    protocol.close("bye")
+    protocol.data_to_send()
+    protocol.send_mark(1, "code", 10.0)
+    protocol.send_turn_ended("Hello.", 0, 16000, rule="T5")
+    assert sent(protocol) == []
+
+
+# -- the adapter: what NativeSink makes of the session's events --------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_native_sink_sends_marks_turn_ends_and_rules() -> None:
+    protocol = opened()
+    send, receive = anyio.create_memory_object_stream[str | bytes](100)
+    with send, receive, anyio.fail_after(10):
+        sink = NativeSink(protocol, send)
+        await sink.send_audio(2, tone(0.1, 16000))
+        await sink.send_event(UserTurn("Book a table.", 16000, 40000, rule="T5"))
+        await sink.send_event(MarkReached(2, "code", 50.0))
+        await sink.send_event(Interrupted(2, heard_text="We", played_ms=75.0, rule="B1"))
+        await sink.send_event(Notice("ignored.backchannel", "yeah", rule="B3"))
+        await sink.send_event(Interrupted(5, heard_text="", played_ms=0.0))  # the client asked
+        send.close()
+        events = [json.loads(m) async for m in receive if isinstance(m, str)]
+    assert [(e["type"], e.get("rule")) for e in events] == [
+        ("audio.start", None),
+        ("turn.ended", "T5"),
+        ("mark", None),
+        ("audio.end", None),
+        ("interrupted", "B1"),
+        ("error", "B3"),
+        ("interrupted", None),
+    ]
+    assert events[2] == {"type": "mark", "generation": 2, "name": "code", "at_ms": 50}
+    assert events[4]["played_ms"] == 75
 
 
 # -- fuzzing ----------------------------------------------------------------------------------

@@ -7,11 +7,14 @@ import itertools
 import json
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.session_events import MarkReached
+from agent.twilio_call import TwilioSink
 from transports.audio import AudioIn
 from transports.g711 import pcm16_to_ulaw
 from transports.twilio import (
@@ -238,6 +241,24 @@ def test_outbound_tracks_are_ignored() -> None:
     message = json.loads(media(b"\xff" * 160, 0))
     message["media"]["track"] = "outbound"
     assert protocol.receive_text(json.dumps(message)) == []
+
+
+@pytest.mark.anyio
+async def test_the_sink_streams_media_and_has_no_one_to_tell_of_an_ssml_mark() -> None:
+    protocol = started()
+    send, receive = anyio.create_memory_object_stream[str | bytes](1000)
+    with send, receive, anyio.fail_after(10):
+        sink = TwilioSink(protocol, send)
+        await sink.send_event(MarkReached(1, "code", 0.0))
+        assert receive.statistics().current_buffer_used == 0
+        await sink.send_audio(1, tone(0.1, 8000))
+        await sink.send_event(MarkReached(1, "code", 50.0))
+        await sink.end_audio(1)
+        send.close()
+        messages = [json.loads(m) async for m in receive]
+    assert {m["event"] for m in messages} == {"media", "mark"}
+    assert "code" not in [m["mark"]["name"] for m in messages if m["event"] == "mark"]
+    assert protocol.data_to_send() == []  # each call flushed what it queued
 
 
 TWILIO_ISH = st.fixed_dictionaries(
