@@ -1,15 +1,21 @@
 """WebRTC calls with aiortc, wired to a :class:`~agent.session.Session`.
 
-The thin adapter around :mod:`transports.webrtc`: one :class:`WebRtcCall` per peer connection.
+The thin adapter around :mod:`transports.webrtc`: one :class:`WebRtcCall` per peer connection,
+run in the one call shape of :mod:`agent.call_loop` (the session's task group holds the call's
+readers and its media clock).
 
 - **Audio in**: the caller's Opus track, decoded by aiortc (48 kHz stereo), goes through
   :class:`~transports.webrtc.InboundFrames` to 16 kHz mono and into the session.
-- **Audio out**: :class:`AudioTrackOut` is the track aiortc pulls 20 ms frames from, paced in
-  real time, silence between replies. On barge-in the session clears it: everything buffered
-  of the interrupted reply is dropped, so the next frame pulled (within 20 ms) is silence.
+- **Audio out**: :class:`~agent.webrtc_io.AudioTrackOut` is the track aiortc pulls 20 ms
+  frames from, one per tick of the call's media clock, silence between replies. The session's
+  playout writes it a bounded ``lead`` ahead of real time, so the track keeps only a small
+  jitter queue. On barge-in the session clears it: what it queues of the interrupted reply is
+  dropped, so the next frame sent (within 20 ms) is silence, and what was heard is what the
+  track sent, or less if the caller's ``playback`` reports say so.
 - **Events**: the data channel the caller opens (any label) carries the JSON events of the
   native protocol (:func:`~transports.webrtc.data_channel_protocol`), so a browser sees what a
-  ``/v1/stream`` client sees, and may send ``text``, ``interrupt`` and ``bye``.
+  ``/v1/stream`` client sees, and may send ``text``, ``interrupt``, ``commit``, ``playback``
+  (how much of a reply it has played: a barge-in keeps only that) and ``bye``.
 
 A call ends when the caller hangs up (``bye`` on the data channel, closing the peer connection,
 ``DELETE /v1/webrtc/sessions/{id}``), when ICE fails, when it does not connect within
@@ -22,17 +28,13 @@ Every call runs in the task group of :meth:`WebRtcCalls.run`, which the server's
 
 from __future__ import annotations
 
-import asyncio
-import fractions
 import logging
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
 
 import aioice.ice
 import anyio
 import av
-import numpy as np
 from aiortc import (
     InvalidAccessError,
     InvalidStateError,
@@ -45,26 +47,36 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
-from anyio.abc import ObjectSendStream, TaskGroup, TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
+from agent.call_loop import Task, run_call
 from agent.config.schema import WebRtcConfig
-from agent.native_call import NativeSink
-from agent.session import CallSink, Session, SessionEvent
+from agent.metrics import METRICS
+from agent.session import Session
+from agent.session_events import CallSink
+from agent.webrtc_io import AudioTrackOut, DataChannelWriter, WebRtcSink, pcm_of
+from pipeline.clock import MonotonicClock, WallClock
 from pipeline.errors import ProtocolError, ServerError
-from transports.native import Bye, InterruptRequest, NativeProtocol, Outbound, UserText
-from transports.webrtc import (
-    OPUS_RATE,
-    InboundFrames,
-    OfferRequest,
-    OutboundFrames,
-    data_channel_protocol,
+from transports.audio import AudioIn
+from transports.native import (
+    Bye,
+    CommitRequest,
+    Hello,
+    InterruptRequest,
+    PeerError,
+    Playback,
+    UserText,
 )
+from transports.webrtc import InboundFrames, OfferRequest, data_channel_protocol
 
 log = logging.getLogger("voxline.webrtc")
 
-#: after ``session.ended``, how long the peer gets to close the connection itself
+#: after ``session.ended``, how long the track gets to send what it queues (the playout's
+#: lead) and the peer to close the connection itself
 CLOSE_GRACE_S = 1.0
 NEGOTIATION_TIMEOUT_S = 10.0
+#: data channel messages waiting for the call's reader (see :class:`WebRtcCall`)
+EVENTS_IN = 64
 
 
 # -- host candidates --------------------------------------------------------------------------
@@ -95,169 +107,47 @@ def ice_servers(config: WebRtcConfig) -> list[RTCIceServer]:
     ]
 
 
-# -- audio out --------------------------------------------------------------------------------
-
-
-class AudioTrackOut(MediaStreamTrack):
-    """A track of PCM16 mono audio written in any lengths, sent as paced 20 ms frames.
-
-    :meth:`write` queues audio of a generation (at most ``max_seconds``: the session's
-    playout writes in real time, a few frames ahead), :meth:`clear` drops a generation's
-    queue; aiortc pulls :meth:`recv` to encode and send, one frame per 20 ms of wall time
-    (after a stall it goes on from the current time rather than bursting).
-    """
-
-    kind = "audio"
-
-    def __init__(self, sample_rate: int = OPUS_RATE, *, max_seconds: float = 2.0) -> None:
-        super().__init__()
-        self.sample_rate = sample_rate
-        self.frames = OutboundFrames(sample_rate, max_seconds=max_seconds)
-        self._time_base = fractions.Fraction(1, sample_rate)
-        self._pts = 0
-        self._start: float | None = None
-
-    def write(self, generation: int, pcm: bytes) -> None:
-        if self.readyState == "live":
-            self.frames.push(generation, pcm)
-
-    def clear(self, generation: int | None = None) -> None:
-        self.frames.clear(generation)
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self._start is None:
-            self._start = now
-        due = self._start + self._pts / self.sample_rate
-        if due > now:
-            await asyncio.sleep(due - now)
-        elif now - due > 0.1:
-            self._start = now - self._pts / self.sample_rate
-        pcm, _ = self.frames.next_frame()
-        samples = np.frombuffer(pcm, dtype="<i2").reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-        frame.sample_rate = self.sample_rate
-        frame.pts = self._pts
-        frame.time_base = self._time_base
-        self._pts += samples.shape[1]
-        return frame
-
-
-def pcm_of(frame: av.AudioFrame) -> tuple[bytes, int]:
-    """A decoded frame as interleaved PCM16 bytes and its channel count."""
-    channels = len(frame.layout.channels)
-    samples = frame.to_ndarray()
-    if frame.format.is_planar:
-        samples = samples.T
-    if samples.dtype != np.int16:
-        samples = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
-    return samples.astype("<i2").tobytes(), channels
-
-
-# -- events -----------------------------------------------------------------------------------
-
-
-class DataChannelWriter(ObjectSendStream[Outbound]):
-    """Events to the data channel, queued (``backlog`` at most) until the caller opens it.
-
-    Binary items are dropped: they are the protocol's copy of the audio the track sends. Past
-    ``max_buffered`` bytes not yet taken by the network (a peer that stopped reading), events
-    are dropped and counted.
-    """
-
-    def __init__(self, *, backlog: int = 256, max_buffered: int = 1 << 20) -> None:
-        self.channel: RTCDataChannel | None = None
-        self.max_buffered = max_buffered
-        self.dropped = 0
-        self._pending: deque[str] = deque(maxlen=backlog)
-
-    def attach(self, channel: RTCDataChannel) -> None:
-        self.channel = channel
-        if channel.readyState == "open":
-            self._drain()
-        else:
-            channel.on("open", self._drain)
-
-    def write(self, message: Outbound) -> None:
-        if isinstance(message, bytes):
-            return
-        channel = self.channel
-        if channel is None or channel.readyState == "connecting":
-            self.dropped += len(self._pending) == self._pending.maxlen
-            self._pending.append(message)
-        elif channel.readyState == "open" and channel.bufferedAmount <= self.max_buffered:
-            channel.send(message)
-        else:
-            self.dropped += 1
-
-    def _drain(self) -> None:
-        pending, self._pending = self._pending, deque(maxlen=self._pending.maxlen)
-        for message in pending:
-            self.write(message)
-
-    async def send(self, item: Outbound) -> None:
-        self.write(item)
-
-    async def aclose(self) -> None:
-        pass
-
-
-class WebRtcSink(CallSink):
-    """What the session says: audio to the track, events (as ``/v1/stream``'s) to the channel."""
-
-    def __init__(
-        self, protocol: NativeProtocol, track: AudioTrackOut, writer: DataChannelWriter
-    ) -> None:
-        self.track = track
-        self._events = NativeSink(protocol, writer)
-
-    @property
-    def output_rate(self) -> int:
-        return self.track.sample_rate
-
-    async def send_audio(self, generation: int, pcm: bytes) -> None:
-        await self._events.send_audio(generation, pcm)  # audio.start, and counts for heard
-        self.track.write(generation, pcm)
-
-    async def end_audio(self, generation: int) -> None:
-        await self._events.end_audio(generation)
-
-    async def clear_audio(self, generation: int) -> None:
-        self.track.clear(generation)
-
-    async def send_event(self, event: SessionEvent) -> None:
-        await self._events.send_event(event)
-
-
 # -- one call ---------------------------------------------------------------------------------
 
 
 class WebRtcCall:
-    """One peer connection and its session: :meth:`negotiate`, then :meth:`run` to the end."""
+    """One peer connection and its session: :meth:`negotiate`, then :meth:`run` to the end.
+
+    The call is a :class:`~agent.call_loop.CallConnection`: ``begin`` waits for ICE to connect
+    and makes the session; its tasks, in the session's task group, are the data channel's
+    reader (``events-in``), the caller's track reader (``audio-in``) and the outgoing track's
+    media clock (``audio-out``); ``finish`` says ``session.ended`` and closes the connection.
+    aiortc's callbacks only record (the connection state) or queue (data channel messages,
+    :data:`EVENTS_IN` at most: a peer flooding the channel loses its own messages, counted as
+    ``voxline_errors{where="webrtc",kind="events_not_read"}``).
+    """
 
     def __init__(
         self,
         session_id: str,
         config: WebRtcConfig,
         new_session: Callable[[CallSink], Session],
+        *,
+        clock: WallClock | None = None,
     ) -> None:
         self.id = session_id
         self.config = config
+        #: the outgoing track's media clock
+        self.clock = clock or MonotonicClock()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(config)))
         self.protocol = data_channel_protocol(session_id)
         self.track = AudioTrackOut()
         self.writer = DataChannelWriter()
         self.sink = WebRtcSink(self.protocol, self.track, self.writer)
-        self.session: Session | None = None
         self.remote: MediaStreamTrack | None = None
         self.reason: str | None = None
+        #: data channel messages dropped because :data:`EVENTS_IN` were waiting
+        self.events_dropped = 0
         self._new_session = new_session
         self._scope = anyio.CancelScope()
         self._connected = anyio.Event()
         self._peer_gone = anyio.Event()
+        self._messages, self._inbox = anyio.create_memory_object_stream[str | bytes](EVENTS_IN)
         self.pc.on("connectionstatechange", self._on_state)
         self.pc.on("datachannel", self._on_channel)
 
@@ -287,31 +177,76 @@ class WebRtcCall:
         self._scope.cancel()
 
     async def run(self, on_end: Callable[[], None]) -> None:
+        """The call, from the connection to its close (:func:`~agent.call_loop.run_call`);
+        ``on_end`` runs once it is over."""
         try:
             with self._scope:
-                await self._run()
+                await run_call(self)
         except Exception:  # one call's failure ends that call, never the server's task group
             log.exception("webrtc call %s failed", self.id[:8])
-            self.reason = self.reason or "internal"
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._close()
+            self.close_inbox()
             on_end()
 
-    async def _run(self) -> None:
+    def close_inbox(self) -> None:
+        """No more data channel messages are read (the call is over, or never ran)."""
+        self._messages.close()
+        self._inbox.close()
+
+    # -- the call's shape (agent.call_loop) ---------------------------------------------------
+
+    async def begin(self) -> Session | None:
         with anyio.move_on_after(self.config.connect_timeout_s):
             await self._connected.wait()
         if not self._connected.is_set():
             self.end("connect_timeout")
-            return
-        session = self.session = self._new_session(self.sink)
-        async with anyio.create_task_group() as tg:
-            if self.remote is not None:
-                tg.start_soon(self._receive, self.remote, session)
-            await session.run()
-            self.end(session.ended or "ended")
+            return None
+        return self._new_session(self.sink)
 
-    async def _receive(self, track: MediaStreamTrack, session: Session) -> None:
+    def tasks(self, session: Session) -> Sequence[Task]:
+        tasks: list[Task] = [
+            ("events-in", lambda: self._read_events(session)),
+            ("audio-out", lambda: self.track.feed(self.clock)),
+        ]
+        remote = self.remote
+        if remote is not None:
+            tasks.append(("audio-in", lambda: self._read_audio(remote, session)))
+        return tasks
+
+    async def finish(self, session: Session | None, failure: Exception | None) -> None:
+        if self.reason is None:
+            ended = session.ended if session is not None else None
+            self.reason = ended or ("internal" if failure is not None else "ended")
+        with anyio.CancelScope(shield=True):
+            await self._close(self.reason)
+
+    # -- the tasks ----------------------------------------------------------------------------
+
+    async def _read_events(self, session: Session) -> None:
+        self._flush()  # session.started
+        async for message in self._inbox:
+            if isinstance(message, bytes):
+                self.protocol.send_error("bad_message", "send audio on the track, not the channel")
+                events = []
+            else:
+                events = self.protocol.receive_text(message)
+            for event in events:
+                match event:
+                    case UserText(text=text):
+                        session.user_text(text)
+                    case InterruptRequest():
+                        session.interrupt()
+                    case CommitRequest():
+                        await session.commit_turn()
+                    case Bye():
+                        self.end("bye")
+                    case Playback():
+                        pass  # the protocol keeps the position; clear_audio reports it
+                    case Hello() | AudioIn() | PeerError():
+                        pass  # the channel opens already greeted; audio comes on the track
+            self._flush()
+
+    async def _read_audio(self, track: MediaStreamTrack, session: Session) -> None:
         frames = InboundFrames()
         while True:
             frame: object = None
@@ -330,23 +265,26 @@ class WebRtcCall:
             if chunk is not None:
                 await session.push_audio(chunk.pcm)
 
-    async def _close(self) -> None:
-        reason = self.reason or "ended"
+    async def _close(self, reason: str) -> None:
         self.protocol.close(reason)
         self._flush()
-        if not self._peer_gone.is_set() and self.writer.channel is not None:
-            with anyio.move_on_after(CLOSE_GRACE_S):  # let session.ended reach the caller
-                await self._peer_gone.wait()
+        if not self._peer_gone.is_set():
+            with anyio.move_on_after(CLOSE_GRACE_S):  # the last words, and session.ended
+                await self.track.feed(self.clock, until_empty=True)  # a few frames: the lead
+                if self.writer.channel is not None:
+                    await self._peer_gone.wait()
         with anyio.move_on_after(5):
             await self.pc.close()
         self.track.stop()
         stats = self.track.frames.statistics()
         log.info(
-            "webrtc call %s ended: %s (%d frames sent, %d silent, %d events dropped)",
+            "webrtc call %s ended: %s (%d frames sent, %d silent, %d events dropped, "
+            "%d events not read)",
             self.id[:8], reason, stats.frames, stats.silent_frames, self.writer.dropped,
+            self.events_dropped,
         )  # fmt: skip
 
-    # -- aiortc callbacks (on the event loop, in aiortc's tasks) -------------------------------
+    # -- aiortc callbacks (on the event loop, in aiortc's tasks): record or queue, no more ----
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
@@ -363,20 +301,13 @@ class WebRtcCall:
         channel.on("message", self._on_message)
 
     def _on_message(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            self.protocol.send_error("bad_message", "send audio on the track, not the channel")
-            events = []
-        else:
-            events = self.protocol.receive_text(message)
-        for event in events:
-            match event:
-                case UserText(text=text) if self.session is not None:
-                    self.session.user_text(text)
-                case InterruptRequest() if self.session is not None:
-                    self.session.interrupt()
-                case Bye():
-                    self.end("bye")
-        self._flush()
+        try:
+            self._messages.send_nowait(message)
+        except anyio.WouldBlock:
+            self.events_dropped += 1
+            METRICS.error("webrtc", "events_not_read")
+        except anyio.ClosedResourceError:
+            pass  # the call is over
 
     def _flush(self) -> None:
         for message in self.protocol.data_to_send():
@@ -430,9 +361,11 @@ class WebRtcCalls:
             with anyio.fail_after(NEGOTIATION_TIMEOUT_S):
                 sdp = await call.negotiate(offer)
         except (ValueError, InvalidAccessError, InvalidStateError) as error:
+            call.close_inbox()
             await call.pc.close()
             raise ProtocolError(f"the offer could not be answered: {error}") from None
         except BaseException:
+            call.close_inbox()
             with anyio.CancelScope(shield=True):
                 await call.pc.close()
             raise

@@ -34,7 +34,8 @@ from starlette.staticfiles import StaticFiles
 
 from agent.config import AgentConfig
 from agent.models import session_settings
-from agent.session import CallSink, Session
+from agent.session import Session
+from agent.session_events import CallSink
 from agent.webrtc_call import WebRtcCalls
 from pipeline.errors import ConfigError, ProtocolError
 from transports.webrtc import MAX_OFFER_BYTES, parse_offer

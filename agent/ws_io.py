@@ -1,35 +1,63 @@
-"""The one call loop of the WebSocket transports (native, Realtime, Twilio; SIP-over-WS later).
+"""The WebSocket transports' connection (native, Realtime, Twilio) in the one call shape.
 
-A transport contributes only a :class:`WsTransport`: its sans-I/O protocol (a frame in,
-events out) and a thin adapter (its ``CallSink``'s flush, and what each event does to the
-call). :func:`serve_call` does the rest the same way for all of them: accept, one reader that
-feeds the protocol and the session, one writer, the end of the call and its close code.
+A transport contributes only a :class:`WsTransport`: its sans-I/O protocol (a frame in, events
+out) and a thin adapter (its ``CallSink``'s flush, and what each event does to the call).
+:func:`serve_call` runs it as a :class:`~agent.call_loop.CallConnection`
+(:mod:`agent.call_loop`), the same way for all of them:
+
+- **begin**: accept, then read frames until the protocol starts the call (:meth:`WsCall.start`),
+  sending what the protocol queues directly after each frame; the events of that frame after
+  the start wait for the session.
+- **run**: the session's task group holds the two tasks of the connection: the *reader* (feeds
+  the protocol what the socket receives, applies its events, flushes) and the *writer* (sends
+  the outgoing queue). The peer's goodbye or its disconnect ends the session's input
+  (``session.end_input()``); so does a client the writer drops.
+- **finish**: the protocol's last words (``ended``) and what is still queued are sent, then the
+  socket is closed with ``1000`` and the session's end reason (``1011`` after a failure).
+  Nothing is sent to a client that left or was dropped.
 
 A sans-I/O protocol queues messages (``data_to_send``); :class:`Outbox` moves them, in order,
-into a bounded stream of :data:`OUTBOX_SIZE` messages (the policy: the sender waits, so a client
-that stops reading holds up its own call, never the server's memory), and
-:func:`write_messages` sends them, dropping the call when the client has refused to read for
-``send_timeout`` seconds.
+into the call's :class:`Outgoing` queue, bounded at :data:`OUTBOX_SIZE` messages while the
+writer runs (the policy: the sender waits, so a client that stops reading holds up its own
+call, never the server's memory). The writer drops the call when the client has refused to
+read one message for ``send_timeout`` seconds: counted as
+``voxline_errors{where="websocket",kind="client_not_reading"}`` and logged. Both sides are
+cancel-safe (a message is queued whole or not at all, and leaves the queue only once sent), so
+what the session's end cancels in flight is still sent by ``finish``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio
-from anyio.abc import ObjectReceiveStream, TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from agent.call_loop import Task, run_call
 from agent.metrics import METRICS
 from agent.session import Session
+
+__all__ = [
+    "OUTBOX_SIZE",
+    "Message",
+    "Outbox",
+    "Outgoing",
+    "SansIOProtocol",
+    "Sender",
+    "WsCall",
+    "WsTransport",
+    "serve_call",
+]
 
 log = logging.getLogger("voxline.server")
 
 Message = str | bytes
-#: messages a call's outbox holds; a full outbox makes the session wait (see the module doc)
+#: messages a call's outgoing queue holds while its writer runs (see the module doc)
 OUTBOX_SIZE = 256
 
 E = TypeVar("E")
@@ -43,43 +71,65 @@ class Sender(Protocol):
     async def send(self, item: Message, /) -> None: ...
 
 
+class Outgoing:
+    """One call's outgoing messages, in order, for the writer (a :class:`Sender`).
+
+    While :attr:`bounded` (the writer runs), :meth:`send` waits while ``capacity`` messages are
+    queued; otherwise (before and after the call's task group, when the call loop sends them
+    itself) it never waits.
+    """
+
+    def __init__(self, capacity: int = OUTBOX_SIZE) -> None:
+        self.capacity = capacity
+        self.bounded = False
+        self._messages: deque[Message] = deque()
+        self._changed = anyio.Event()
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    async def send(self, item: Message, /) -> None:
+        """Queue ``item`` (whole, or not at all when cancelled)."""
+        while self.bounded and len(self._messages) >= self.capacity:
+            await self._changed.wait()
+        self._messages.append(item)
+        self._notify()
+
+    async def head(self) -> Message:
+        """The oldest message, once there is one; it stays queued until :meth:`sent`."""
+        while not self._messages:
+            await self._changed.wait()
+        return self._messages[0]
+
+    def sent(self) -> None:
+        """The head has been sent."""
+        self._messages.popleft()
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
 class Outbox:
-    """A protocol's queued messages, moved in order into the writer's bounded stream."""
+    """A protocol's queued messages, moved in order to ``outgoing``; a cancelled flush leaves
+    the rest of its batch for the next one."""
 
     def __init__(self, protocol: SansIOProtocol, outgoing: Sender) -> None:
         self.protocol = protocol
         self.outgoing = outgoing
+        self._batch: deque[Message] = deque()
         self._lock = anyio.Lock()  # two flushes never interleave their batches
 
     async def flush(self) -> None:
         async with self._lock:
-            while batch := self.protocol.data_to_send():
-                for message in batch:
-                    await self.outgoing.send(message)
-
-
-async def write_messages(
-    ws: WebSocket, messages: ObjectReceiveStream[Message], send_timeout: float
-) -> None:
-    """Send every message (text or binary); ``TimeoutError`` if the client stops reading.
-
-    The client has stopped reading when one message cannot be handed to the connection for
-    ``send_timeout`` seconds (the socket's buffers are full): that is counted
-    (``voxline_errors{where="websocket",kind="client_not_reading"}``) and logged, and the error
-    ends the call.
-    """
-    async with messages:
-        async for message in messages:
-            try:
-                with anyio.fail_after(send_timeout):
-                    if isinstance(message, str):
-                        await ws.send_text(message)
-                    else:
-                        await ws.send_bytes(message)
-            except TimeoutError:
-                METRICS.error("websocket", "client_not_reading")
-                log.warning("a client read nothing for %.1f s: its call is dropped", send_timeout)
-                raise
+            while True:
+                if not self._batch:
+                    self._batch.extend(self.protocol.data_to_send())
+                    if not self._batch:
+                        return
+                await self.outgoing.send(self._batch[0])
+                self._batch.popleft()
 
 
 class WireProtocol(Protocol[E]):
@@ -97,7 +147,8 @@ class WsTransport(Generic[E]):
     :meth:`Outbox.flush`); ``handle`` applies one event the protocol decoded, starting the
     session with :meth:`WsCall.start` when the protocol says the call has begun, and returns
     ``False`` when the peer has ended its side (its goodbye); ``ended`` queues the protocol's
-    last words once the session is over; ``opened`` runs once before the first read.
+    last words once the session is over; ``opened`` runs once before the first read (it may
+    start the call at once).
     """
 
     protocol: WireProtocol[E]
@@ -110,26 +161,137 @@ class WsTransport(Generic[E]):
 class WsCall:
     """The call a transport's ``handle`` acts on: its session, once started."""
 
-    def __init__(self, tasks: TaskGroup, transport: WsTransport[Any], send_timeout: float) -> None:
+    def __init__(self) -> None:
         self.session: Session | None = None
-        self._tasks = tasks
-        self._transport = transport
-        self._send_timeout = send_timeout
 
     def start(self, session: Session) -> None:
-        """Run ``session`` in this call's task group; when it ends, so does the reading."""
+        """Start the call with ``session``. It runs once this event is handled; the events
+        after it are handled in the session's task group, once :attr:`Session.started`."""
+        if self.session is not None:
+            raise RuntimeError("the call has started already")
         self.session = session
-        self._tasks.start_soon(self._run, session)
 
-    async def _run(self, session: Session) -> None:
+
+class _Connection(Generic[E]):
+    """One WebSocket as a :class:`~agent.call_loop.CallConnection`."""
+
+    def __init__(
+        self, ws: WebSocket, transport: WsTransport[E], outgoing: Outgoing, send_timeout: float
+    ) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.outgoing = outgoing
+        self.send_timeout = send_timeout
+        self.call = WsCall()
+        #: why nothing more may be sent: the client left, or stopped reading
+        self.gone: str | None = None
+        self._goodbye = False
+        self._early: list[E] = []  # events of the starting frame, after the start
+
+    async def begin(self) -> Session | None:
+        if self.transport.opened is not None:
+            await self.transport.opened(self.call)
+        while await self._send_queued() and not self._started() and not self._goodbye:
+            events = await self._receive()
+            if events is None:
+                return None
+            for index, event in enumerate(events):
+                if not await self.transport.handle(event, self.call):
+                    self._goodbye = True
+                if self._started():
+                    self._early = events[index + 1 :]
+                    break
+        return None if self.gone or self._goodbye else self.call.session
+
+    def _started(self) -> bool:
+        return self.call.session is not None
+
+    def tasks(self, session: Session) -> Sequence[Task]:
+        self.outgoing.bounded = True
+        return [("reader", lambda: self._read(session)), ("writer", lambda: self._write(session))]
+
+    async def finish(self, session: Session | None, failure: Exception | None) -> None:
+        self.outgoing.bounded = False  # no writer runs: what is left is sent below
+        if self.gone is not None:
+            return
+        if session is not None and self.transport.ended is not None:
+            self.transport.ended(session)
+        if not await self._send_queued():
+            return
+        if failure is not None:
+            code, reason = 1011, "internal error"
+        else:
+            code, reason = 1000, (session.ended if session is not None else None) or "ended"
+        with contextlib.suppress(WebSocketDisconnect):  # it left meanwhile: closed either way
+            await self.ws.close(code, reason)
+
+    # -- the tasks ------------------------------------------------------------------------------
+
+    async def _read(self, session: Session) -> None:
+        await session.started.wait()
+        events, self._early = self._early, []
+        while await self._handle(events):
+            received = await self._receive()
+            if received is None:
+                break
+            events = received
+        session.end_input()  # the peer's goodbye, or it left: the call is over
+
+    async def _handle(self, events: list[E]) -> bool:
+        """Apply ``events`` (all of them, even after the peer's goodbye) and flush; ``False``
+        once the peer has ended its side."""
+        going = True
+        for event in events:
+            going = await self.transport.handle(event, self.call) and going
+        await self.transport.flush()
+        return going
+
+    async def _write(self, session: Session) -> None:
+        while await self._send(await self.outgoing.head()):
+            self.outgoing.sent()
+        session.end_input()  # the client left, or stopped reading
+
+    # -- the socket -----------------------------------------------------------------------------
+
+    async def _receive(self) -> list[E] | None:
+        """The events of the next frame; ``None`` once the client has left."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            self.gone = self.gone or "left"
+            return None
+        if (text := message.get("text")) is not None:
+            return self.transport.protocol.receive_text(text)
+        return self.transport.protocol.receive_bytes(message.get("bytes") or b"")
+
+    async def _send_queued(self) -> bool:
+        """Flush the protocol and send everything queued; ``False`` if the client is gone."""
+        await self.transport.flush()
+        while len(self.outgoing):
+            if not await self._send(await self.outgoing.head()):
+                return False
+            self.outgoing.sent()
+        return True
+
+    async def _send(self, message: Message) -> bool:
+        """Send one message; ``False`` (and :attr:`gone`) if the client left or read nothing
+        for ``send_timeout`` seconds."""
+        if self.gone is not None:
+            return False
         try:
-            await session.run()
-        finally:
-            if self._transport.ended is not None:
-                self._transport.ended(session)
-            with anyio.move_on_after(self._send_timeout, shield=True):
-                await self._transport.flush()  # the last words, queued behind what is left
-            self._tasks.cancel_scope.cancel()  # stop reading: the call is over
+            with anyio.fail_after(self.send_timeout):
+                if isinstance(message, str):
+                    await self.ws.send_text(message)
+                else:
+                    await self.ws.send_bytes(message)
+        except WebSocketDisconnect:
+            self.gone = "left"
+            return False
+        except TimeoutError:
+            METRICS.error("websocket", "client_not_reading")
+            log.warning("a client read nothing for %.1f s: its call is dropped", self.send_timeout)
+            self.gone = "not_reading"
+            return False
+        return True
 
 
 async def serve_call(
@@ -141,50 +303,15 @@ async def serve_call(
 ) -> None:
     """Serve one WebSocket call with the transport ``make`` builds, until either side ends it.
 
-    One reader (this task) feeds the protocol what the socket receives and flushes what it
-    queues; one writer (:func:`write_messages`) sends the outbox. The call ends when the peer
-    says goodbye or the session ends (the socket is closed with ``1000`` and the session's end
-    reason, after the messages left are sent), when the peer disconnects (nothing more is
-    sent), or when it stops reading for ``send_timeout`` seconds (dropped).
+    The call ends when the peer says goodbye or the session ends (the socket is closed with
+    ``1000`` and the session's end reason, after the messages left are sent), when the peer
+    disconnects (nothing more is sent), or when it stops reading for ``send_timeout`` seconds
+    (dropped). A failure of the session raises :class:`~pipeline.errors.StageFailed` after
+    the socket is closed with ``1011``.
     """
-    await ws.accept(subprotocol=subprotocol)
-    outgoing, pending = anyio.create_memory_object_stream[Message](OUTBOX_SIZE)
-    left = False
-    call: WsCall | None = None
     try:
-        transport = make(outgoing)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(write_messages, ws, pending, send_timeout)
-            async with anyio.create_task_group() as tasks:
-                call = WsCall(tasks, transport, send_timeout)
-                if transport.opened is not None:
-                    await transport.opened(call)
-                await transport.flush()
-                reading = True
-                while reading:
-                    message = await ws.receive()
-                    if message["type"] == "websocket.disconnect":
-                        left = True
-                        break
-                    if (text := message.get("text")) is not None:
-                        events = transport.protocol.receive_text(text)
-                    else:
-                        events = transport.protocol.receive_bytes(message.get("bytes") or b"")
-                    for event in events:  # all of them, even after the peer's goodbye
-                        if not await transport.handle(event, call):
-                            reading = False
-                    await transport.flush()
-                if call.session is not None:
-                    call.session.end_input()
-            if left:
-                tg.cancel_scope.cancel()
-            outgoing.close()  # the writer sends what is left, then ends
-        if not left:
-            session = call.session if call is not None else None
-            ended = session.ended if session is not None else None
-            await ws.close(1000, ended or "ended")
-    except* (WebSocketDisconnect, TimeoutError, anyio.BrokenResourceError):
-        pass  # the client left, or stopped reading: the call is over either way
-    finally:
-        outgoing.close()
-        pending.close()
+        await ws.accept(subprotocol=subprotocol)
+    except WebSocketDisconnect:
+        return
+    outgoing = Outgoing(OUTBOX_SIZE)
+    await run_call(_Connection(ws, make(outgoing), outgoing, send_timeout))

@@ -7,22 +7,30 @@ native protocol.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
+import av
 import httpx
 import numpy as np
 import pytest
+from anyio import wait_all_tasks_blocked
 
 from agent.config import parse_config
 from agent.config.schema import WebRtcConfig
-from agent.webrtc_call import AudioTrackOut, ice_servers
+from agent.webrtc_call import ice_servers
+from agent.webrtc_io import AudioTrackOut, DataChannelWriter, WebRtcSink
 from pipeline.asr.decoder import WhisperDecoder
+from pipeline.clock import FakeClock
 from pipeline.errors import ConfigError
 from tests.audio import espeak, silence
 from tests.server import RunningServer, running_server
 from tests.transports.test_webrtc import CHROMIUM_OFFER
 from tests.webrtc_client import calling, level, transcribe, wait_until_idle, webrtc_agent
+from transports.native import Playback
+from transports.webrtc import data_channel_protocol
 
 GREETING = "Hi, this is Voxline. You can leave a message, or ask me what I can do."
 SILENT = 50.0  # RMS of a frame that carries no speech (Opus-decoded digital silence is ~0)
@@ -42,22 +50,81 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 # -- the track -----------------------------------------------------------------------------------
 
 
+def tone(seconds: float) -> bytes:
+    samples = np.arange(round(48000 * seconds)) / 48000
+    return (np.sin(samples * 2 * np.pi * 440) * 8000).astype("<i2").tobytes()
+
+
+@contextlib.asynccontextmanager
+async def ticking(track: AudioTrackOut) -> AsyncIterator[FakeClock]:
+    """``track`` with its media clock running on a fake clock the test advances."""
+    clock = FakeClock()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(track.feed, clock)
+        await wait_all_tasks_blocked()
+        yield clock
+        tg.cancel_scope.cancel()
+    track.stop()
+
+
+async def next_frame(track: AudioTrackOut, clock: FakeClock) -> av.AudioFrame:
+    """The frame aiortc gets at the next 20 ms tick."""
+    clock.advance(0.02)
+    return await track.recv()
+
+
 @pytest.mark.anyio
 async def test_barge_in_silences_the_outbound_track_from_the_next_frame() -> None:
     track = AudioTrackOut()
-    tone = (np.sin(np.arange(48000) / 48000 * 2 * np.pi * 440) * 8000).astype("<i2")
     with anyio.fail_after(5):
-        track.write(3, tone.tobytes())
-        before = await track.recv()
-        track.clear(3)
-        after = await track.recv()
-        track.write(3, tone.tobytes())  # late audio of the interrupted reply
-        later = await track.recv()
-    track.stop()
+        async with ticking(track) as clock:
+            track.write(3, tone(0.1))
+            before = await next_frame(track, clock)
+            track.clear(3)
+            after = await next_frame(track, clock)
+            track.write(3, tone(0.1))  # late audio of the interrupted reply
+            later = await next_frame(track, clock)
     assert np.abs(before.to_ndarray()).max() > 1000
     assert not after.to_ndarray().any()
     assert not later.to_ndarray().any()
     assert (before.pts, after.pts, later.pts) == (0, 960, 1920)
+
+
+@pytest.mark.anyio
+async def test_the_track_sends_a_frame_per_tick_of_the_media_clock_and_none_before() -> None:
+    track = AudioTrackOut()
+    with anyio.fail_after(5):
+        async with ticking(track) as clock:
+            track.write(1, tone(0.1))
+            with anyio.move_on_after(0) as waiting:  # no tick yet: aiortc waits
+                await track.recv()
+            clock.advance(0.06)  # three ticks at once (a stalled sender catches up)
+            frames = [await track.recv() for _ in range(3)]
+    assert waiting.cancelled_caught
+    assert [frame.pts for frame in frames] == [0, 960, 1920]
+    assert track.sent_samples(1) == 3 * 960
+
+
+@pytest.mark.anyio
+async def test_what_was_heard_is_what_the_track_sent_or_the_callers_playback_report() -> None:
+    protocol = data_channel_protocol("s1")
+    track = AudioTrackOut()
+    sink = WebRtcSink(protocol, track, DataChannelWriter())
+    with anyio.fail_after(5):
+        async with ticking(track) as clock:
+            await sink.send_audio(1, tone(0.1))
+            for _ in range(2):
+                await next_frame(track, clock)
+            unreported = await sink.clear_audio(1)  # 2 frames went out, 3 were still queued
+            await sink.end_audio(1)
+            await sink.send_audio(2, tone(0.1))
+            for _ in range(4):
+                await next_frame(track, clock)
+            playback = json.dumps({"type": "playback", "generation": 2, "samples": 1000})
+            assert [type(e) for e in protocol.receive_text(playback)] == [Playback]
+            reported = await sink.clear_audio(2)
+    assert (unreported, reported) == (2 * 960, 1000)
+    assert track.frames.buffered_samples == 0
 
 
 # -- calls ---------------------------------------------------------------------------------------
@@ -120,6 +187,24 @@ async def test_speaking_over_the_agent_stops_its_audio(server: RunningServer) ->
     gap = caller.frames[interrupted["_frame"] : answer["_frame"]]
     assert len(gap) > 25
     assert all(level([frame]) < SILENT for frame in gap[10:])
+
+
+@pytest.mark.anyio
+async def test_the_callers_playback_report_decides_what_was_heard(server: RunningServer) -> None:
+    with anyio.fail_after(60):
+        async with calling(server) as caller:
+            start = await caller.wait_for_type("audio.start", generation=1)
+            await caller.frames_reach(start["_frame"] + 50)  # a second of the greeting came
+            played = {"type": "playback", "generation": 1, "samples": 24000}
+            caller.channel.send(json.dumps(played))  # the browser has played half a second
+            caller.channel.send(json.dumps({"type": "interrupt"}))
+            interrupted = await caller.wait_for_type("interrupted")
+            await caller.hang_up()
+    assert interrupted["generation"] == 1
+    assert interrupted["played_ms"] == 500
+    assert GREETING.startswith(interrupted["heard_text"])
+    assert "Voxline" not in interrupted["heard_text"]
+    assert not [e for e in caller.events if e["type"] == "error"]
 
 
 @pytest.mark.anyio

@@ -1,7 +1,7 @@
 """A WebRTC caller for tests (aiortc), and the agent file the WebRTC tests serve.
 
 :func:`calling` connects a :class:`Caller` to a running server: its microphone is an
-:class:`~agent.webrtc_call.AudioTrackOut` the test writes speech into (silence otherwise), the
+:class:`~agent.webrtc_io.AudioTrackOut` the test writes speech into (silence otherwise), the
 reply audio is recorded frame by frame, and every data-channel event is kept with the number
 of audio frames received when it arrived (``event["_frame"]``), so a test can cut the audio of
 one reply out of the recording.
@@ -24,8 +24,10 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from agent.webrtc_call import AudioTrackOut, pcm_of, use_host_addresses
+from agent.webrtc_call import use_host_addresses
+from agent.webrtc_io import AudioTrackOut, pcm_of
 from pipeline.asr.decoder import DecodeRequest, WhisperDecoder
+from pipeline.clock import MonotonicClock
 from tests.audio import resample
 from tests.server import ROOT, RunningServer
 from transports.webrtc import InboundFrames
@@ -54,7 +56,7 @@ class Caller:
 
     def __init__(self) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.mic = AudioTrackOut(max_seconds=60)
+        self.mic = AudioTrackOut(jitter_s=60)
         self.pc.addTrack(self.mic)
         self.channel = self.pc.createDataChannel("events")
         self.channel.on("message", self._on_message)
@@ -141,11 +143,14 @@ async def calling(server: RunningServer, *, whip: bool = False) -> AsyncIterator
             await caller.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
             (transceiver,) = caller.pc.getTransceivers()
             tg.start_soon(caller.record, transceiver.receiver.track)
+            tg.start_soon(caller.mic.feed, MonotonicClock())
             try:
                 yield caller
             finally:
                 with anyio.CancelScope(shield=True):
                     await caller.pc.close()
+                caller.mic.stop()
+                tg.cancel_scope.cancel()  # the microphone's clock
     finally:
         caller.close()
         use_host_addresses(())

@@ -12,15 +12,18 @@ as plain classes, with the adapter in :mod:`agent.webrtc_call`:
 - :class:`InboundFrames` turns decoded RTP audio (interleaved PCM16, any channel count, any
   rate: Opus decodes to 48 kHz stereo) into the pipeline's 16 kHz mono
   :class:`~transports.audio.AudioIn` on one continuous timeline.
-- :class:`OutboundFrames` cuts reply audio into the 20 ms frames an audio track sends,
-  silence when there is nothing to say. :meth:`~OutboundFrames.clear` drops what a barge-in
-  cancelled, so the very next frame is silent, and later audio of that generation is refused.
+- :class:`OutboundFrames` is the outgoing track's jitter queue: reply audio, written a little
+  ahead of real time by the session's playout, cut into the 20 ms frames the track sends,
+  silence when there is nothing to say. It holds :data:`JITTER_S` at most (the playout's
+  ``lead`` plus room for a late tick), counts what of each reply was taken (sent), and
+  :meth:`~OutboundFrames.clear` drops what a barge-in cancelled, so the very next frame is
+  silent, and later audio of that generation is refused.
 - :func:`data_channel_protocol` is the native protocol (:mod:`transports.native`) opened at the
   track's rate: the data channel carries exactly the JSON events of ``/v1/stream``
   (``session.started`` first, ``transcript.*``, ``agent.text``, ``audio.start``/``audio.end``,
   ``interrupted``, ``turn.latency``, ``error``, ``session.ended`` last) and takes the same
-  client messages (``text``, ``interrupt``, ``bye``); audio goes over the track, never over the
-  channel.
+  client messages (``text``, ``interrupt``, ``commit``, ``playback``, ``bye``); audio goes over
+  the track, never over the channel.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from transports.native import NativeProtocol
 
 __all__ = [
     "FRAME_MS",
+    "JITTER_S",
     "MAX_OFFER_BYTES",
     "OPUS_RATE",
     "InboundFrames",
@@ -55,6 +59,9 @@ __all__ = [
 #: Opus always runs at 48 kHz; the outbound track sends at this rate
 OPUS_RATE = 48000
 FRAME_MS = 20
+#: the most reply audio a track queues (seconds): the session's playout writes it a bounded
+#: ``lead`` ahead of real time (60 ms by default), so more than this means nobody sends it
+JITTER_S = 0.2
 #: the largest offer accepted (a browser's audio-and-data offer is about 2-4 KB)
 MAX_OFFER_BYTES = 64 * 1024
 
@@ -239,6 +246,8 @@ class OutboundFrames:
     sent later (the last ``remembered`` cleared generations are kept). At most ``max_seconds``
     are buffered: past that the oldest audio is dropped (and counted), which happens only when
     nobody pulls frames; the session's playout paces its writes in real time.
+    :meth:`sent_samples` is how much of a generation the frames carried (the last
+    ``remembered`` generations).
     """
 
     def __init__(
@@ -246,7 +255,7 @@ class OutboundFrames:
         sample_rate: int = OPUS_RATE,
         *,
         frame_ms: int = FRAME_MS,
-        max_seconds: float = 2.0,
+        max_seconds: float = JITTER_S,
         remembered: int = 64,
     ) -> None:
         self.sample_rate = sample_rate
@@ -255,6 +264,8 @@ class OutboundFrames:
         self._silence = bytes(self.frame_samples * BYTES_PER_SAMPLE)
         self._queue: deque[tuple[int, bytearray]] = deque()
         self._cleared: deque[int] = deque(maxlen=remembered)
+        self._sent: dict[int, int] = {}
+        self._remembered = remembered
         self._buffered = 0
         self._frames = 0
         self._silent = 0
@@ -313,10 +324,18 @@ class OutboundFrames:
         del pcm[:size]
         if not pcm:
             self._queue.popleft()
-        self._buffered -= len(frame) // BYTES_PER_SAMPLE
+        samples = len(frame) // BYTES_PER_SAMPLE
+        self._buffered -= samples
+        if generation not in self._sent and len(self._sent) == self._remembered:
+            del self._sent[next(iter(self._sent))]
+        self._sent[generation] = self._sent.get(generation, 0) + samples
         if len(frame) < size:
             frame += self._silence[len(frame) :]
         return frame, generation
+
+    def sent_samples(self, generation: int) -> int:
+        """Samples of ``generation`` taken by :meth:`next_frame` (its padding not counted)."""
+        return self._sent.get(generation, 0)
 
     def statistics(self) -> OutboundStatistics:
         return OutboundStatistics(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import ProtocolError
 from transports.webrtc import (
+    JITTER_S,
     InboundFrames,
     OfferSummary,
     OutboundFrames,
@@ -207,14 +208,31 @@ def test_a_frame_never_mixes_two_generations() -> None:
 
 def test_barge_in_silences_the_next_frame_and_refuses_late_audio() -> None:
     frames = OutboundFrames(48000)
-    frames.push(1, tone(1.0, 48000).tobytes())
+    frames.push(1, tone(0.1, 48000).tobytes())
     assert frames.next_frame()[1] == 1
-    assert frames.clear(1) == 48000 - 960
+    assert frames.clear(1) == 4800 - 960
     assert frames.next_frame() == (bytes(960 * 2), None)
     frames.push(1, tone(0.1, 48000).tobytes())  # in flight when the barge-in came
     frames.push(2, tone(0.02, 48000).tobytes())
     assert frames.next_frame()[1] == 2
-    assert frames.statistics().cleared_samples == 48000 - 960
+    assert frames.statistics().cleared_samples == 4800 - 960
+
+
+def test_what_each_reply_sent_is_counted_without_the_padding() -> None:
+    frames = OutboundFrames(48000, remembered=2)
+    frames.push(1, tone(0.03, 48000).tobytes())  # a frame and a half
+    frames.push(2, tone(0.02, 48000).tobytes())
+    assert [frames.next_frame()[1] for _ in range(4)] == [1, 1, 2, None]
+    assert (frames.sent_samples(1), frames.sent_samples(2)) == (1440, 960)
+    frames.push(3, tone(0.02, 48000).tobytes())
+    frames.next_frame()
+    assert (frames.sent_samples(1), frames.sent_samples(3)) == (0, 960)  # the oldest forgotten
+
+
+def test_the_jitter_queue_holds_a_fraction_of_a_second() -> None:
+    frames = OutboundFrames(48000)
+    frames.push(1, tone(1.0, 48000).tobytes())
+    assert frames.buffered_samples == round(JITTER_S * 48000)
 
 
 def test_clearing_everything_keeps_no_audio() -> None:
