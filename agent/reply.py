@@ -17,8 +17,7 @@ coordinates at the playout rate, so a barge-in can be turned into the text actua
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -27,6 +26,7 @@ import msgspec
 
 # re-exported: a reply's parts (agent.session imports them from here)
 from agent.dialogue.decision import EndCall, Say, Transfer
+from pipeline.clock import MonotonicClock, WallClock
 from pipeline.playout import Playout, Word
 from voices.chunking import ClauseChunker
 from voices.emotion import InlineTags, StyleChange, parse_style
@@ -123,11 +123,16 @@ class Responder(Protocol):
 
 @dataclass
 class SpokenText:
-    """What a reply said, and where each word sits in its audio."""
+    """What a reply said: its text, where each word and SSML mark sits in its audio, and the
+    speech plans it was said with (so the unheard rest can be said again as it was meant)."""
 
     text: str = ""
     words: list[Word] = field(default_factory=list)
     samples: int = 0
+    #: ``(sample, name)`` of each SSML mark, in the generation's samples at the playout rate
+    marks: list[tuple[int, str]] = field(default_factory=list)
+    #: ``(offset in text, plan)`` of each plan synthesised
+    plans: list[tuple[int, SpeechPlan]] = field(default_factory=list)
 
     def heard(self, text_end: int) -> str:
         return self.text[:text_end].strip()
@@ -145,18 +150,36 @@ class SpokenText:
             end = word.text_end
         return self.text[:end].strip()
 
+    def rest(self, text_end: int) -> list[SpeechPlan]:
+        """The plans of what was not heard (from ``text_end`` on), with their SSML prosody,
+        styles and emotions."""
+        rest = []
+        for base, plan in self.plans:
+            tail = plan.after(max(0, text_end - base))
+            if tail is not None:
+                rest.append(tail)
+        return rest
+
 
 @dataclass
 class ReplyTimes:
-    """Wall-clock marks of one reply (``time.perf_counter``), for the latency breakdown."""
+    """Wall-clock marks of one reply (the session's clock), for the latency breakdown."""
 
-    started: float = field(default_factory=time.perf_counter)
+    started: float
     first_text: float | None = None
     first_audio: float | None = None
 
 
+Notify = Callable[[str], Awaitable[None]]
+
+
 class Speaker:
-    """Speaks the parts of one reply into the playout."""
+    """Speaks the parts of one reply into the playout.
+
+    ``on_text`` hears each piece of text as it is spoken, ``on_action`` each call action, and
+    ``on_warning`` why invalid SSML was spoken without its markup; all are awaited, so a slow
+    listener paces the reply.
+    """
 
     def __init__(
         self,
@@ -164,19 +187,21 @@ class Speaker:
         tts: TTSEngine,
         playout: Playout,
         *,
-        on_text: Callable[[str], None] | None = None,
-        on_action: Callable[[EndCall | Transfer], None] | None = None,
-        on_warning: Callable[[str], None] | None = None,
+        clock: WallClock | None = None,
+        on_text: Notify | None = None,
+        on_action: Callable[[EndCall | Transfer], Awaitable[None]] | None = None,
+        on_warning: Notify | None = None,
         voice: ReplyVoice | None = None,
     ) -> None:
         self.generation = generation
         self.tts = tts
         self.playout = playout
+        self.clock = clock or MonotonicClock()
         self.on_text = on_text
         self.on_action = on_action
         self.on_warning = on_warning
         self.spoken = SpokenText()
-        self.times = ReplyTimes()
+        self.times = ReplyTimes(self.clock.now())
         self._chunker = ClauseChunker()
         self._tags = InlineTags()
         #: the reply's defaults (``None``: the engine's own voice as it is)
@@ -190,7 +215,7 @@ class Speaker:
             async for part in stream:
                 if isinstance(part, Say):
                     if part.text and self.times.first_text is None:
-                        self.times.first_text = time.perf_counter()
+                        self.times.first_text = self.clock.now()
                     if part.ssml:
                         await self._flush()
                         await self._speak_ssml(part.text)
@@ -204,9 +229,19 @@ class Speaker:
                 else:
                     await self._flush()
                     if self.on_action is not None:
-                        self.on_action(part)
+                        await self.on_action(part)
         await self._feed(self._tags.flush())
         await self._flush()
+        self.playout.finish(self.generation)
+        return self.spoken
+
+    async def say_plans(self, plans: list[SpeechPlan]) -> SpokenText:
+        """Say ``plans`` as they are (the unheard rest of an interrupted reply)."""
+        for plan in plans:
+            if self.times.first_text is None:
+                self.times.first_text = self.clock.now()
+            await self._text(plan.text)
+            await self._synthesize(plan)
         self.playout.finish(self.generation)
         return self.spoken
 
@@ -216,10 +251,13 @@ class Speaker:
                 await self._flush()  # what came before speaks in the style it was written in
                 self._style = piece.style or self._default_style
                 continue
-            if self.on_text is not None:
-                self.on_text(piece)
+            await self._text(piece)
             for clause in self._chunker.feed(piece):
                 await self._synthesize(self._plan(clause.text.strip()))
+
+    async def _text(self, text: str) -> None:
+        if self.on_text is not None:
+            await self.on_text(text)
 
     async def _flush(self) -> None:
         clauses = self._chunker.flush()
@@ -230,9 +268,8 @@ class Speaker:
     async def _speak_ssml(self, document: str) -> None:
         plan, error = self.voice.ssml_plan(document, self._style, lenient=True)
         if error is not None and self.on_warning is not None:
-            self.on_warning(f"invalid SSML, spoken without markup: {error}")
-        if self.on_text is not None:
-            self.on_text(plan.text)
+            await self.on_warning(f"invalid SSML, spoken without markup: {error}")
+        await self._text(plan.text)
         await self._synthesize(plan)
 
     def _plan(self, text: str) -> SpeechPlan:
@@ -247,6 +284,7 @@ class Speaker:
             spoken.text += " "
         text_base = len(spoken.text)
         spoken.text += text
+        spoken.plans.append((text_base, plan))
         resampler = ChunkResampler(self.playout.buffer.sample_rate)
         sample_base = spoken.samples
         async with aclosing(self.tts.synthesize(plan)) as chunks:
@@ -257,6 +295,7 @@ class Speaker:
             await self._write(tail, text_base, sample_base)
 
     async def _write(self, chunk: SpeechChunk, text_base: int, sample_base: int) -> None:
+        self.spoken.marks.extend((sample_base + chunk.sample_offset, m) for m in chunk.marks)
         if not chunk.pcm:
             return
         words = [
@@ -269,7 +308,7 @@ class Speaker:
             for w in chunk.words
         ]
         if self.times.first_audio is None:
-            self.times.first_audio = time.perf_counter()
+            self.times.first_audio = self.clock.now()
         await self.playout.write(self.generation, chunk.pcm, words)
         self.spoken.words.extend(words)
         self.spoken.samples = sample_base + chunk.end_offset

@@ -23,7 +23,7 @@ Rules (``N`` is the limit, in characters of reply text; markup is counted as wri
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 
 from agent.dialogue.decision import Say
@@ -92,9 +92,9 @@ class ReplyCap:
 
 
 async def capped(
-    parts: AsyncGenerator[ReplyPart, None], limit: int, on_cut: Callable[[], None]
+    parts: AsyncGenerator[ReplyPart, None], limit: int, on_cut: Callable[[], Awaitable[None]]
 ) -> AsyncGenerator[ReplyPart, None]:
-    """``parts`` within ``limit`` characters of text; ``on_cut`` is called once if cut."""
+    """``parts`` within ``limit`` characters of text; ``on_cut`` is awaited once if cut."""
     cap = ReplyCap(limit)
     async with aclosing(parts) as stream:
         async for part in stream:
@@ -113,6 +113,6 @@ async def capped(
             if out is not None and not was_cut:
                 yield out
             if cap.cut and not was_cut:
-                on_cut()
+                await on_cut()
                 if not part.final:
                     return  # a stream: closed here (aclosing), which aborts its request

@@ -38,9 +38,19 @@ class IntentResponder:
         self.session: IntentSession = engine.conversation()
         self.config = config
         self.llm = llm
+        #: a final decision waits for the preview under way (they share the conversation)
+        self._deciding = anyio.Lock()
+
+    async def preview(self, text: str) -> None:
+        """A partial transcript of the turn under way: the engine's early match
+        (``dialogue.early_match``) previews an unambiguous intent, so the final decision that
+        follows it costs no embedding. Nothing is committed or said."""
+        async with self._deciding:
+            await self.session.handle(text, final=False)
 
     async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
-        decision = await self.session.handle(text, final=True)
+        async with self._deciding:
+            decision = await self.session.handle(text, final=True)
         async for part in self._speak(decision, generation):
             yield part
 

@@ -123,6 +123,10 @@ class PlayoutBuffer:
         """False once ``generation`` was cleared or fully reported."""
         return generation in self._replies
 
+    def reportable(self) -> bool:
+        """Whether :meth:`done` has a report."""
+        return any(r.finished and r.played >= r.pushed for r in self._replies.values())
+
     def done(self) -> list[Heard]:
         """Reports for finished generations whose audio has all been played (once each)."""
         reports = []
@@ -151,7 +155,7 @@ class PlayoutBuffer:
 
 
 SendFrame = Callable[[AudioFrame], Awaitable[None]]
-OnHeard = Callable[[Heard], None]
+OnHeard = Callable[[Heard], Awaitable[None]]
 
 
 class Playout:
@@ -188,9 +192,9 @@ class Playout:
         self._changed.set()
 
     def finish(self, generation: int) -> None:
-        """No more audio for ``generation``: report it once it has all been played."""
+        """No more audio for ``generation``: :meth:`run` reports it once it has all been
+        played (``on_heard`` runs in the playout's task, in order with the frames)."""
         self.buffer.finish(generation)
-        self._report(self.buffer.done())
         self._changed.set()
 
     def clear(self, generation: int | None = None) -> list[Heard]:
@@ -203,11 +207,13 @@ class Playout:
         """Send frames forever (cancel to stop)."""
         rate = self.buffer.sample_rate
         while True:
+            await self._report(self.buffer.done())
             item = self.buffer.pull(self.frame_samples)
             if item is None:
                 self._origin = None  # underrun or idle: the next audio starts a new timeline
                 self._changed.clear()
-                await self._changed.wait()
+                if not self.buffer.reportable():  # else a finish came in while reporting
+                    await self._changed.wait()
                 continue
             self._changed.set()  # room for writers
             generation, pcm = item
@@ -228,9 +234,8 @@ class Playout:
             )
             self._sent += len(pcm) // BYTES_PER_SAMPLE
             self.buffer.played(generation, len(pcm) // BYTES_PER_SAMPLE)
-            self._report(self.buffer.done())
 
-    def _report(self, reports: list[Heard]) -> None:
+    async def _report(self, reports: list[Heard]) -> None:
         if self.on_heard is not None:
             for report in reports:
-                self.on_heard(report)
+                await self.on_heard(report)

@@ -78,7 +78,10 @@ async def test_frames_are_paced_by_media_time() -> None:
     async def send(frame: AudioFrame) -> None:
         sent.append((clock.now(), frame))
 
-    playout = Playout("s", 1000, clock, frame_ms=20, lead=0.0, on_heard=heard.append)
+    async def on_heard(report: Heard) -> None:
+        heard.append(report)
+
+    playout = Playout("s", 1000, clock, frame_ms=20, lead=0.0, on_heard=on_heard)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(playout.run, send)

@@ -18,7 +18,14 @@ pytestmark = pytest.mark.anyio
 
 def speaker(engine: PiperEngine, shown: list[str], warnings: list[str]) -> Speaker:
     playout = Playout("s", 16000, FakeClock(), max_ahead=600)  # nothing drains it here
-    return Speaker(1, engine, playout, on_text=shown.append, on_warning=warnings.append)
+
+    async def text(delta: str) -> None:
+        shown.append(delta)
+
+    async def warning(message: str) -> None:
+        warnings.append(message)
+
+    return Speaker(1, engine, playout, on_text=text, on_warning=warning)
 
 
 async def test_inline_tags_change_the_style_and_are_never_shown_or_spoken(

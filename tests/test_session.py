@@ -21,14 +21,11 @@ from agent.config import parse_config
 from agent.dialogue.decision import Say
 from agent.models import reply_voice, session_settings
 from agent.reply import ReplyPart, ReplyVoice
-from agent.session import (
+from agent.session import Models, Session, SessionEvent, SessionSettings
+from agent.session_events import (
     AgentText,
     Interrupted,
-    Models,
     Notice,
-    Session,
-    SessionEvent,
-    SessionSettings,
     TurnLatency,
     UserTranscript,
     UserTurn,

@@ -16,7 +16,8 @@ import pytest
 from agent.config import parse_config
 from agent.models import session_settings
 from agent.reply import ReplyVoice
-from agent.session import Models, Notice, Session, UserTranscript, UserTurn
+from agent.session import Models, Session
+from agent.session_events import Notice, UserTranscript, UserTurn
 from pipeline.events import PIPELINE_RATE
 from tests.test_session import Recorder, Script, speak
 

@@ -136,6 +136,32 @@ class SpeechPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def from_text(cls, text: str, prosody: Prosody | None = None) -> SpeechPlan:
         return cls((SpeechSegment(text, prosody or Prosody()),))
 
+    def after(self, offset: int) -> SpeechPlan | None:
+        """What is left to say from ``offset`` of :attr:`text` on, each segment keeping its
+        prosody, style, voice and language (the rest of an interrupted reply, said again):
+        the segment cut there keeps its pause but not its marks (they were reached), and a
+        phoneme span cut by it is read as text. ``None`` when nothing is left to say."""
+        segments: list[SpeechSegment] = []
+        start = 0
+        for segment in self.segments:
+            end = start + len(segment.text)
+            if end > offset and start < offset:
+                cut = offset - start
+                kept = tuple(
+                    PhonemeSpan(p.start - cut, p.end - cut, p.phonemes)
+                    for p in segment.phonemes
+                    if p.start >= cut
+                )
+                segment = msgspec.structs.replace(
+                    segment, text=segment.text[cut:], marks=(), phonemes=kept
+                )
+            if end > offset or start >= offset:
+                segments.append(segment)
+            start = end
+        if not any(segment.text.strip() for segment in segments):
+            return None
+        return SpeechPlan(tuple(segments))
+
 
 class WordTiming(msgspec.Struct, frozen=True, array_like=True):
     """``text[text_start:text_end]`` is spoken in samples ``[sample_start, sample_end)``."""

@@ -17,7 +17,8 @@ from agent.dialogue.llm import LLMEngine, make_backend
 from agent.models import session_settings
 from agent.reply import ReplyVoice
 from agent.responders import LLMResponder
-from agent.session import AgentText, CallEnded, Models, Notice, Session
+from agent.session import Models, Session
+from agent.session_events import AgentText, CallEnded, Notice
 from tests.llm_server import Connection, chunk, reply, scripted_server
 from tests.test_session import Recorder
 
@@ -86,7 +87,7 @@ async def test_replies_longer_than_max_reply_chars_are_cut_and_the_llm_request_a
         source = agent_file(server.base_url, "{max_reply_chars: 40}", greeting)
 
         async def ask(session: Session) -> None:
-            session.user_text("When are you open?")
+            await session.user_text("When are you open?")
             await sink.wait_for(lambda: ("end", 2) in sink.log)
             await server.client_left.wait()  # the request was aborted, not read out
             session.end_input()
@@ -114,9 +115,9 @@ async def test_the_turn_after_max_turns_ends_the_call_without_asking_the_llm(
         source = agent_file(server.base_url, "{max_turns: 1}")
 
         async def ask_twice(session: Session) -> None:
-            session.user_text("When are you open?")
+            await session.user_text("When are you open?")
             await sink.wait_for(lambda: ("end", 2) in sink.log)
-            session.user_text("And when do you close?")
+            await session.user_text("And when do you close?")
             await sink.wait_for(lambda: bool(sink.events(CallEnded)))
 
         await llm_call(source, sink, Models(vad_runner, asr_runner, tts_engine), ask_twice)

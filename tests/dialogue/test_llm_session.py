@@ -16,7 +16,8 @@ from agent.config.runtime import llm_config
 from agent.dialogue.llm import LLMEngine, make_backend
 from agent.dialogue.llm_local import LlamaServer
 from agent.responders import LLMResponder
-from agent.session import Interrupted, Models, Session, SessionSettings
+from agent.session import Models, Session, SessionSettings
+from agent.session_events import Interrupted
 from agent.turns import TurnConfig
 from tests.test_session import Recorder
 
@@ -61,12 +62,14 @@ async def test_an_llm_reply_is_spoken_and_a_barge_in_keeps_only_the_heard_words(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(session.run)
                 await sink.wait_for(lambda: ("end", 1) in sink.log)
-                session.user_text("Describe your three most popular dishes in detail, please.")
+                await session.user_text(
+                    "Describe your three most popular dishes in detail, please."
+                )
                 # once a little of the answer has been sent, the caller cuts in
                 await sink.wait_for(lambda: len(sink.audio.get(2, b"")) > 16000)
-                session.interrupt()
+                await session.interrupt()
                 await sink.wait_for(lambda: bool(sink.events(Interrupted)))
-                session.user_text("Sorry, are you open tonight?")
+                await session.user_text("Sorry, are you open tonight?")
                 await sink.wait_for(lambda: ("end", 3) in sink.log)
                 session.end_input()
     finally:

@@ -1,0 +1,275 @@
+"""One bot reply as an object, from its start to what the caller heard of it.
+
+A :class:`ReplyRun` owns a reply's :class:`~agent.reply.Speaker` (and so the text it spoke, with
+word and mark timings, and the speech plans it spoke them with), the frames sent of it, the
+latency marks of the turn it answers, and how it must end (cut at the length limit, or a hang-up
+once it has played). Its steps are the reply's life as the session sees it: :meth:`sent` after
+each frame goes out (the SSML marks it reached), :meth:`latency` at its first frame,
+:meth:`heard` and :meth:`rest` when it stops (what was heard, and the unheard rest as plans
+that keep their SSML prosody and emotion, for a resume).
+
+:class:`Replies` holds the session's runs by generation: those under way, the text of the last
+few (a client may truncate one after it ended), and the unheard rest of interrupted ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+from agent.dialogue.decision import EndCall, Transfer
+from agent.metrics import METRICS
+from agent.reply import ReplyPart, ReplyVoice, Responder, Speaker, SpokenText
+from agent.reply_limit import capped
+from agent.session_events import (
+    AgentText,
+    Interrupted,
+    MarkReached,
+    Notice,
+    TransferRequested,
+    TurnLatency,
+)
+from agent.session_outbox import AudioDone, SessionOutbox
+from agent.turn_types import ReplyKind
+from pipeline.clock import WallClock
+from pipeline.errors import ClientError, ServerError
+from pipeline.playout import Heard, Playout, text_end
+from pipeline.runtime import SessionRuntime
+from voices.engine import SpeechPlan, TTSEngine
+
+log = logging.getLogger("voxline.session")
+
+#: replies whose text is kept after they end, for a client's late truncate
+RECENT_REPLIES = 8
+
+
+@dataclass
+class ReplyRun:
+    """One reply (a generation) while the session tracks it."""
+
+    generation: int
+    kind: ReplyKind
+    speaker: Speaker
+    #: wall times (the session's clock) of the turn it answers: ``speech_end``, ``asr_final``,
+    #: ``end_of_turn``; empty for a reply that answers no turn
+    answers: dict[str, float] = field(default_factory=dict)
+    #: frames sent to the transport
+    frames: int = 0
+    #: cut at the reply length limit: the dialogue hears of it as interrupted
+    cut: bool = False
+    #: hang up with this reason once it has played (the dialogue's ``EndCall``)
+    hangup: str | None = None
+    #: how many of the spoken text's marks have been reported
+    _marks: int = 0
+
+    @property
+    def spoken(self) -> SpokenText:
+        return self.speaker.spoken
+
+    def sent(self, played: int) -> list[MarkReached]:
+        """A frame went out; ``played`` samples of the reply have now been sent. Returns the
+        SSML marks reached (a mark fires when playout reaches its sample)."""
+        self.frames += 1
+        return self._marks_before(played, inclusive=False)
+
+    def finished(self, report: Heard) -> list[MarkReached]:
+        """The reply played to its end: the marks at its very end fire too."""
+        return self._marks_before(report.samples_played, inclusive=True)
+
+    def _marks_before(self, played: int, *, inclusive: bool) -> list[MarkReached]:
+        marks = self.spoken.marks
+        reached = []
+        rate = self.speaker.playout.buffer.sample_rate
+        while self._marks < len(marks):
+            sample, name = marks[self._marks]
+            if sample > played or (sample == played and not inclusive):
+                break
+            reached.append(MarkReached(self.generation, name, round(1000 * sample / rate, 1)))
+            self._marks += 1
+        return reached
+
+    def latency(self, out: float) -> dict[str, float]:
+        """Milliseconds between the marks of the turn it answers and its first audio out (at
+        ``out``): ``speech_end->asr_final``, ..., ``first_audio->audio_out`` and ``total``.
+        Empty for a reply that answers no turn."""
+        if not self.answers:
+            return {}
+        times = self.speaker.times
+        points = [
+            ("speech_end", self.answers.get("speech_end")),
+            ("asr_final", self.answers.get("asr_final")),
+            ("end_of_turn", self.answers.get("end_of_turn")),
+            ("first_text", times.first_text),
+            ("first_audio", times.first_audio),
+            ("audio_out", out),
+        ]
+        known = [(name, at) for name, at in points if at is not None]
+        stages = {
+            f"{a}->{b}": round(1000 * (tb - ta), 1)
+            for (a, ta), (b, tb) in itertools.pairwise(known)
+        }
+        stages["total"] = round(1000 * (out - known[0][1]), 1)
+        return stages
+
+    def played_to(self, report: Heard, played: int) -> Heard:
+        """``report`` with the far side's count of samples played, when that is fewer."""
+        if played >= report.samples_played:
+            return report
+        end = text_end(self.spoken.words, played)
+        return dataclasses.replace(report, samples_played=played, text_end=end)
+
+    def heard(self, report: Heard) -> str:
+        return self.spoken.heard(report.text_end)
+
+    def rest(self, report: Heard) -> list[SpeechPlan]:
+        return self.spoken.rest(report.text_end)
+
+
+class Replies:
+    """A call's replies: it starts them as generations of the call's runtime, tracks those
+    under way by generation, and ends them (played out, or interrupted), telling the
+    dialogue what was heard and the client what happened through the outbox. It keeps the
+    text of the last few (a client may truncate one after it ended) and the unheard rest of
+    interrupted ones (for a resume)."""
+
+    def __init__(
+        self,
+        tts: TTSEngine,
+        playout: Playout,
+        clock: WallClock,
+        responder: Responder,
+        outbox: SessionOutbox,
+        *,
+        max_chars: int | None = None,
+    ) -> None:
+        self.tts, self.playout, self.clock = tts, playout, clock
+        self.responder, self.outbox, self.max_chars = responder, outbox, max_chars
+        #: the call's runtime, while it runs
+        self.runtime: SessionRuntime | None = None
+        self.live: dict[int, ReplyRun] = {}
+        self._recent: dict[int, SpokenText] = {}
+        #: what interrupted replies had left to say, for a resume
+        self.unheard: dict[int, list[SpeechPlan]] = {}
+
+    def start(
+        self,
+        voice: ReplyVoice,
+        *,
+        text: str | None = None,
+        prompt: int = 0,
+        plans: list[SpeechPlan] | None = None,
+        answers: dict[str, float] | None = None,
+    ) -> ReplyRun:
+        """A reply to ``text``, or idle prompt ``prompt`` (from 1), or ``plans`` said again,
+        else the greeting, spoken with ``voice``; ``answers``: the turn's latency marks."""
+        runtime = self.runtime
+        assert runtime is not None
+        generation = runtime.generations.latest + 1  # the id start_generation allocates
+        kind: ReplyKind = "answer" if text is not None else "prompt" if prompt else "greeting"
+        emit = self.outbox.emit
+        speaker = Speaker(
+            generation,
+            self.tts,
+            self.playout,
+            clock=self.clock,
+            voice=voice,
+            on_text=lambda delta: emit(AgentText(generation=generation, delta=delta)),
+            on_action=lambda action: self._action(run, action),
+            on_warning=lambda message: emit(Notice(code="ssml_warning", message=message)),
+        )
+        run = ReplyRun(generation, "resume" if plans else kind, speaker, answers or {})
+        self.live[generation] = run
+        self._recent[generation] = run.spoken
+        for kept in (self._recent, self.unheard):
+            while len(kept) > RECENT_REPLIES:
+                del kept[min(kept)]
+
+        async def speak(gen: int) -> None:
+            try:
+                if plans:
+                    await speaker.say_plans(plans)
+                else:
+                    await speaker.speak(self._parts(run, text, prompt))
+            except (ServerError, ClientError) as error:
+                log.warning("reply %d failed: %s", gen, type(error).__name__)
+                self.playout.finish(gen)
+                public = str(error) if isinstance(error, ClientError) else "no reply was made"
+                await emit(Notice(code="reply_failed", message=public))
+
+        assert runtime.start_generation(speak, name=run.kind) == generation
+        return run
+
+    async def sent(self, run: ReplyRun, samples: int) -> None:
+        """A frame of ``run`` went out: ``samples`` of it are out now."""
+        played = self.playout.buffer.played_samples(run.generation) + samples
+        for mark in run.sent(played):
+            await self.outbox.emit(mark)
+        if run.frames == 1 and (stages := run.latency(self.clock.now())):
+            METRICS.observe_turn(stages)
+            await self.outbox.emit(TurnLatency(generation=run.generation, stages=stages))
+
+    async def interrupt(self, generation: int, rule: str = "") -> None:
+        """Barge-in: cancel ``generation``, clear its audio down to the client, keep what was
+        heard (the far side's count of samples played, where it has one)."""
+        assert self.runtime is not None
+        self.runtime.cancel_generation(generation)
+        reports = self.playout.clear(generation)
+        far = await self.outbox.clear_audio(generation)
+        for report in reports:
+            run = self.live.pop(report.generation, None)
+            heard = ""
+            if run is not None:
+                if far is not None and report.generation == generation:
+                    report = run.played_to(report, far)
+                heard = run.heard(report)
+                self.unheard[report.generation] = run.rest(report)
+                self.responder.heard(report.generation, heard, interrupted=True)
+            METRICS.interrupted()
+            played_ms = 1000 * report.samples_played / self.playout.buffer.sample_rate
+            await self.outbox.emit(Interrupted(report.generation, heard, played_ms, rule=rule))
+
+    async def finished(self, report: Heard) -> str | None:
+        """A reply played to its end: the dialogue hears what was said (a reply cut at the
+        length limit as interrupted), the sink that its audio is complete. Returns why to hang
+        up now, if the reply said so."""
+        run = self.live.pop(report.generation, None)
+        if run is not None:
+            for mark in run.finished(report):
+                await self.outbox.emit(mark)
+            self.responder.heard(report.generation, run.heard(report), interrupted=run.cut)
+        await self.outbox.emit(AudioDone(report.generation))
+        return run.hangup if run is not None else None
+
+    def truncated(self, generation: int, played: int) -> None:
+        """The client played ``generation`` to sample ``played``: the dialogue hears the rest
+        was not heard."""
+        spoken = self._recent.get(generation)
+        if spoken is not None:
+            heard = spoken.heard(text_end(spoken.words, played))
+            self.responder.heard(generation, heard, interrupted=True)
+
+    def _parts(
+        self, run: ReplyRun, text: str | None, prompt: int
+    ) -> AsyncGenerator[ReplyPart, None]:
+        if text is not None:
+            parts = self.responder.respond(text, generation=run.generation)
+        else:
+            parts = self.responder.prompt("idle" if prompt else "greeting", prompt)
+        limit = self.max_chars
+        if limit is None:
+            return parts
+        return capped(parts, limit, lambda: self._cut(run, limit))
+
+    async def _cut(self, run: ReplyRun, limit: int) -> None:
+        run.cut = True
+        await self.outbox.emit(Notice(code="reply_cut", message=f"reply cut at {limit} characters"))
+
+    async def _action(self, run: ReplyRun, action: EndCall | Transfer) -> None:
+        match action:
+            case EndCall(reason=reason):
+                run.hangup = reason
+            case Transfer(target=target):
+                await self.outbox.emit(TransferRequested(target=target))
