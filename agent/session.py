@@ -8,27 +8,23 @@
     transport ◄─ Playout ◄─ TTS ◄─ clauses ◄─ ReplyRun     (one generation per reply)
     transport ◄─ outbox ◄─ every event, in order
 
-The transport adapter feeds caller audio with :meth:`Session.push_audio` (16 kHz PCM16), makes
-its requests with the ``async`` methods below, and implements :class:`CallSink` for what goes
-back. Every input that changes the call arrives on one control channel (the ASR stage's
-transcripts and VAD events, and :class:`~agent.session_control.Signal` controls from the
-client, the playout and the echo detector); one control loop dispatches them with ``match``,
-in order, and acts on turn-taking's decisions. Each reply is a
-:class:`~agent.reply_run.ReplyRun`. Every event for the client goes through one outbox, in
-order. Timestamps come from the injected clock.
+A transport feeds caller audio to :meth:`Session.push_audio` (16 kHz PCM16), makes its requests
+with the methods of :class:`~agent.session_control.CallControls`, and implements
+:class:`CallSink`. Every input that changes the call comes on one control channel (the ASR's
+transcripts and VAD events, and typed :class:`~agent.session_control.Signal` controls from the
+client, the playout and the echo detector); one control loop dispatches them with ``match`` and
+acts on turn-taking's decisions. Each reply is a :class:`~agent.reply_run.ReplyRun`; every event
+for the client goes through one outbox; timestamps come from the injected clock.
 
-Echo: every frame sent is also the echo detector's reference (:mod:`pipeline.echo`), stamped
-with the input position when it went out; every caller frame is compared with it as it arrives
-(before the VAD, which lags), and a changed verdict goes to turn-taking as an
-:class:`~agent.turns.EchoEstimate`, ahead of the VAD events of the same audio. When the verdict
-turns because the echo is over, a :class:`~pipeline.events.Flush` without commit splits the
-caller's utterance there: a caller who answers right after the bot is not glued to its echo.
+Echo: every frame sent is the echo detector's reference (:mod:`pipeline.echo`); every caller
+frame is compared with it as it arrives (before the VAD, which lags) and a changed verdict goes
+to turn-taking ahead of the VAD events of the same audio. When the echo is over, a
+:class:`~pipeline.events.Flush` without commit splits the caller's utterance there.
 
 Channel policies: caller audio COALESCE (the network reader never blocks, nothing is lost); VAD
 -> ASR, ASR -> control and the outbox BLOCK (the models, the control loop and the client pace
-them: a client that stops reading holds up its own call, and its requests wait); playout is
-bounded in seconds ahead. The session starts no task per event: a call's tasks are its stages,
-playout, control loop, outbox, early-match previews, and the transport's own (:meth:`run`).
+them); playout is bounded in seconds ahead. No task is started per event: a call's tasks are its
+stages, playout, control loop, outbox, early-match previews and the transport's own.
 """
 
 from __future__ import annotations
@@ -43,7 +39,7 @@ import anyio
 
 from agent import session_events as out
 from agent import turn_types as turn
-from agent.reply import ReplyVoice, Responder
+from agent.reply import Responder
 from agent.reply_run import Replies, ReplyRun
 from agent.session_control import (
     CallControls,
@@ -126,7 +122,6 @@ class Session(CallControls):
         #: set once :meth:`run` has started the call (the methods below work from then on)
         self.started = anyio.Event()
         self.ended: str | None = None
-        self._runtime: SessionRuntime | None = None
         self._control: Channel | None = None
         self._unanswered: str | None = None  # the last turn left unanswered (answer_turns off)
         self._marks: dict[str, float] = {}  # wall times of the turn under way
@@ -156,9 +151,8 @@ class Session(CallControls):
         self._stop()
 
     def respond_now(self, text: str | None = None) -> int | None:
-        """Start a reply now (a client's request) to ``text``, else to the last turn left
-        unanswered, else the greeting. Returns its generation (``None`` before
-        :attr:`started`). Never waits (a sink may call it while it handles an event)."""
+        """Start a reply to ``text``, else to the last turn left unanswered, else the greeting;
+        its generation (``None`` before :attr:`started`). Never waits: a sink may call it."""
         if self.replies.runtime is None or self._control is None:
             return None
         if text is None:
@@ -168,19 +162,13 @@ class Session(CallControls):
             self._control.send_nowait(Signal(session_id=self.id, value=Wake()))
         return run.generation
 
-    def set_voice(self, voice: ReplyVoice) -> None:
-        """Replies started from now on speak with ``voice`` (one in progress keeps its own)."""
-        self.voice = voice
-
     # -- the call -----------------------------------------------------------------------------
 
     async def run(self, *, tasks: Sequence[Task] = ()) -> None:
-        """Run the call until it ends. ``tasks`` (a transport's reader and writer) run in the
-        call's one task group, under its failure rule: the first to fail ends the call, and
-        :class:`~pipeline.errors.StageFailed` comes out of here from it."""
+        """Run the call until it ends, with ``tasks`` (a transport's) in its one task group:
+        the first to fail ends the call, and :class:`~pipeline.errors.StageFailed` says so."""
         settings = self.settings
         async with SessionRuntime(self.id) as runtime:
-            self._runtime = runtime
             self.replies.runtime = runtime
             speech = runtime.channel("vad->asr", 64, Policy.BLOCK)
             self._control = control = runtime.channel("asr->control", 256, Policy.BLOCK)
@@ -198,11 +186,11 @@ class Session(CallControls):
             if settings.greeting:
                 self.respond_now()
             self.started.set()
-        self._runtime = self.replies.runtime = None
+        self.replies.runtime = None
 
     def _stop(self) -> None:
-        if self._runtime is not None:
-            self._runtime.cancel()
+        if (runtime := self.replies.runtime) is not None:
+            runtime.cancel()
 
     async def _control_loop(self, control: Channel) -> None:
         while True:

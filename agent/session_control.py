@@ -135,7 +135,12 @@ class CallControls:
     id: str
     inbound: Channel
     turns: TurnTaking
+    voice: ReplyVoice
     _control: Channel | None = None
+
+    def set_voice(self, voice: ReplyVoice) -> None:
+        """Replies started from now on speak with ``voice`` (one in progress keeps its own)."""
+        self.voice = voice
 
     async def user_text(self, text: str) -> None:
         """A whole user turn typed instead of spoken: stop the bot and answer it."""
