@@ -25,6 +25,7 @@ from agent.session import Models, Session, SessionEvent, SessionSettings
 from agent.session_events import (
     AgentText,
     Interrupted,
+    MarkReached,
     Notice,
     TurnLatency,
     UserTranscript,
@@ -51,12 +52,13 @@ class Script:
     """Answers every turn with ``answer``; records what the session said was heard."""
 
     answer: str = "We open at nine."
+    ssml: bool = False
     turns: list[str] = field(default_factory=list)
     reports: list[tuple[int, str, bool]] = field(default_factory=list)
 
     async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
         self.turns.append(text)
-        yield Say(self.answer)
+        yield Say(self.answer, ssml=self.ssml)
 
     async def prompt(
         self, kind: Literal["greeting", "idle"], count: int = 0
@@ -149,6 +151,9 @@ async def test_a_call_greets_hears_a_turn_and_answers_it(
     assert {"nine", "9"} & set(re.findall(r"\w+", words(whisper_decoder, bytes(sink.audio[2]))))
     finals = [e for e in sink.events(UserTranscript) if isinstance(e, UserTranscript) and e.final]
     assert "open" in finals[0].text.lower()
+    [turn] = sink.events(UserTurn)
+    assert isinstance(turn, UserTurn)
+    assert turn.rule in {"T4", "T5"}  # the end of turn names the rule of the table that ended it
     [latency] = sink.events(TurnLatency)
     assert isinstance(latency, TurnLatency)
     assert {"total", "end_of_turn->first_text", "first_audio->audio_out"} <= set(latency.stages)
@@ -361,3 +366,27 @@ async def test_a_commit_ends_the_turn_without_trailing_silence(
     assert script.turns == [turn.text]
     [empty] = sink.events(Notice)
     assert empty == Notice(code="ignored.no_words", message="")
+
+
+async def test_ssml_marks_reach_the_client_in_order_as_their_audio_plays(
+    vad_runner: object, asr_runner: object, tts_engine: object
+) -> None:
+    answer = (
+        '<speak>We open at nine. <mark name="hours"/>On weekends we open at ten, '
+        '<mark name="weekend"/>and we close at midnight.</speak>'
+    )
+    script, sink = Script(answer=answer, ssml=True), Recorder()
+    session = Session(Models(vad_runner, asr_runner, tts_engine), script, sink, settings())  # type: ignore[arg-type]
+    with sink.deadline(60, session):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            await sink.wait_for(lambda: ("end", 1) in sink.log)
+            await speak(session, "When are you open?")
+            await sink.wait_for(lambda: ("end", 2) in sink.log)
+            session.end_input()
+    marks = [e for e in sink.events(MarkReached) if isinstance(e, MarkReached)]
+    assert [(m.generation, m.name) for m in marks] == [(2, "hours"), (2, "weekend")]
+    assert 0 < marks[0].at_ms < marks[1].at_ms < 1000 * len(sink.audio[2]) / 2 / 16000
+    sent = [(k, v) for k, v in sink.log if k != "event" or isinstance(v, MarkReached)]
+    first_audio = sent.index(("audio", 2))
+    assert first_audio < sent.index(("event", marks[0])) < sent.index(("end", 2))
