@@ -31,7 +31,7 @@ from agent.session_events import (
 )
 from agent.ws_io import Sender, WsCall, WsTransport, serve_call
 from agent.ws_sink import ProtocolSink
-from transports.audio import AudioIn
+from pipeline.events import AudioFrame
 from transports.native import (
     Bye,
     CommitRequest,
@@ -120,21 +120,21 @@ async def native_call(
         async def handle(event: NativeEvent, call: WsCall) -> bool:
             session = call.session
             match event:
-                case AudioIn(pcm=pcm) if session is not None:
+                case AudioFrame(pcm=pcm) if session is not None:
                     await session.push_audio(pcm)
                 case Hello():
                     call.start(Session(models, responder(), sink, settings, session_id=session_id))
                 case UserText(text=typed) if session is not None:
-                    session.user_text(typed)
+                    await session.user_text(typed)
                 case InterruptRequest() if session is not None:
-                    session.interrupt()
+                    await session.interrupt()
                 case CommitRequest() if session is not None:
                     await session.commit_turn()
                 case Bye():
                     return False
                 case Playback():
                     pass  # the protocol keeps the position; clear_audio reports it at barge-in
-                case PeerError() | AudioIn() | UserText() | InterruptRequest() | CommitRequest():
+                case PeerError() | AudioFrame() | UserText() | InterruptRequest() | CommitRequest():
                     pass
             return True
 

@@ -62,7 +62,7 @@ from agent.session_events import (
 )
 from agent.turns import TurnConfig
 from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
-from transports.audio import PIPELINE_RATE, AudioIn
+from pipeline.events import PIPELINE_RATE, AudioFrame
 from transports.realtime import RealtimeProtocol
 from transports.realtime_events import (
     EAGERNESS_SILENCE_MS,
@@ -337,7 +337,7 @@ class RealtimeSink(CallSink):
         session = self.session
         assert session is not None
         match event:
-            case AudioIn(pcm=pcm):
+            case AudioFrame(pcm=pcm):
                 await session.push_audio(pcm)
             case SessionUpdated(config=config):
                 self._apply_session(session, config)
@@ -346,14 +346,14 @@ class RealtimeSink(CallSink):
                 if turns != self._turns:
                     self._turns = turns
                     session.answer_turns = turns[1]
-                    session.set_turns(turns[0])
+                    await session.set_turns(turns[0])
             case CommitRequested(item_id=item_id):
                 self._committed = item_id
                 await session.commit_turn()
             case InputCleared():
                 self._committed = self._item = None
                 self._sent.clear()
-                session.discard_turn()
+                await session.discard_turn()
             case ItemCreated(item=item) if item.type == "message" and item.role == "user":
                 self._typed.append(item.text)
             case ResponseRequested(params=params):
@@ -366,9 +366,9 @@ class RealtimeSink(CallSink):
             case CancelRequested(generation=generation):
                 self._open.discard(generation)
                 self._response_over(generation)
-                session.interrupt(generation)
+                await session.interrupt(generation)
             case TruncateRequested(generation=generation, samples=samples):
-                session.truncate(generation, samples)
+                await session.truncate(generation, samples)
             case _:
                 pass  # peer errors (answered already), items Voxline keeps no history of
 

@@ -27,7 +27,7 @@ from agent.session_events import (
 )
 from agent.ws_io import Sender, WsCall, WsTransport, serve_call
 from agent.ws_sink import ProtocolSink
-from transports.audio import AudioIn
+from pipeline.events import AudioFrame
 from transports.twilio import (
     TWILIO_FORMAT,
     Dtmf,
@@ -83,7 +83,7 @@ async def twilio_call(
 
         async def handle(event: TwilioEvent, call: WsCall) -> bool:
             match event:
-                case AudioIn(pcm=pcm) if call.session is not None:
+                case AudioFrame(pcm=pcm) if call.session is not None:
                     await call.session.push_audio(pcm)
                 case StreamStarted(stream_sid=sid, call_sid=call_sid):
                     log.info("twilio stream %s (call %s) started", sid, call_sid)

@@ -57,7 +57,7 @@ from agent.session_events import CallSink
 from agent.webrtc_io import AudioTrackOut, DataChannelWriter, WebRtcSink, pcm_of
 from pipeline.clock import MonotonicClock, WallClock
 from pipeline.errors import ProtocolError, ServerError
-from transports.audio import AudioIn
+from pipeline.events import AudioFrame
 from transports.native import (
     Bye,
     CommitRequest,
@@ -233,16 +233,16 @@ class WebRtcCall:
             for event in events:
                 match event:
                     case UserText(text=text):
-                        session.user_text(text)
+                        await session.user_text(text)
                     case InterruptRequest():
-                        session.interrupt()
+                        await session.interrupt()
                     case CommitRequest():
                         await session.commit_turn()
                     case Bye():
                         self.end("bye")
                     case Playback():
                         pass  # the protocol keeps the position; clear_audio reports it
-                    case Hello() | AudioIn() | PeerError():
+                    case Hello() | AudioFrame() | PeerError():
                         pass  # the channel opens already greeted; audio comes on the track
             self._flush()
 

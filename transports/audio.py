@@ -1,9 +1,12 @@
 """Audio at the edge of a transport: formats, validation and conversion to and from 16 kHz.
 
-Every transport hands the pipeline the same thing, :class:`AudioIn`: mono PCM16 little-endian
-at :data:`~pipeline.events.PIPELINE_RATE` (re-exported here) with ``pts`` counted in samples
-from the start of the call; and takes whatever the bot says (PCM16 at the synthesizer's rate)
-back to the client's format.
+Every transport hands the pipeline the same thing, a :class:`~pipeline.events.AudioFrame` of
+the caller's side (generation ``0``): mono PCM16 little-endian at
+:data:`~pipeline.events.PIPELINE_RATE` (re-exported here) with ``pts`` counted in samples from
+the start of the call; and takes whatever the bot says (PCM16 at the synthesizer's rate) back
+to the client's format. A transport does not know the session it feeds (its adapter creates
+that), so the frames it makes have an empty ``session_id``: the adapter passes their ``pcm``
+to the session, which frames it again under its own id.
 
 - :class:`AudioFormat` is what a client declared: an encoding (``pcm16``, ``mulaw``, ``alaw``)
   and a sample rate; :meth:`AudioFormat.problem` says what is wrong with one, if anything.
@@ -27,7 +30,7 @@ from typing import Literal
 import msgspec
 
 from pipeline.errors import InvalidAudio
-from pipeline.events import BYTES_PER_SAMPLE, PIPELINE_RATE
+from pipeline.events import BYTES_PER_SAMPLE, PIPELINE_RATE, AudioFrame
 from pipeline.resample import StreamResampler
 from transports.g711 import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, ulaw_to_pcm16
 
@@ -36,7 +39,6 @@ __all__ = [
     "MIN_RATE",
     "PIPELINE_RATE",
     "AudioFormat",
-    "AudioIn",
     "Encoding",
     "InboundAudio",
     "OutboundAudio",
@@ -47,21 +49,6 @@ MIN_RATE = 8000
 MAX_RATE = 48000
 
 Encoding = Literal["pcm16", "mulaw", "alaw"]
-
-
-class AudioIn(msgspec.Struct, frozen=True):
-    """Caller audio for the pipeline: PCM16 LE mono at 16 kHz; ``pts`` in samples (16 kHz)."""
-
-    pcm: bytes
-    pts: int
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.pcm) // BYTES_PER_SAMPLE
-
-    @property
-    def end_pts(self) -> int:
-        return self.pts + self.num_samples
 
 
 class AudioFormat(msgspec.Struct, frozen=True):
@@ -132,7 +119,7 @@ class InboundAudio:
         self.pts = start
         self._resampler = StreamResampler(format.sample_rate, PIPELINE_RATE, quality=quality)
 
-    def convert(self, payload: bytes) -> AudioIn | None:
+    def convert(self, payload: bytes) -> AudioFrame | None:
         """The 16 kHz audio that ``payload`` completes (``None`` while the filter fills)."""
         if len(payload) > self.max_bytes:
             raise InvalidAudio(f"audio payload of {len(payload)} bytes (limit {self.max_bytes})")
@@ -140,14 +127,14 @@ class InboundAudio:
             raise InvalidAudio(f"pcm16 audio needs an even number of bytes, got {len(payload)}")
         return self._emit(self._resampler.process(_decode(self.format.encoding, payload)))
 
-    def flush(self) -> AudioIn | None:
+    def flush(self) -> AudioFrame | None:
         """End of this stream: what the resampler still holds."""
         return self._emit(self._resampler.flush())
 
-    def _emit(self, pcm: bytes) -> AudioIn | None:
+    def _emit(self, pcm: bytes) -> AudioFrame | None:
         if not pcm:
             return None
-        chunk = AudioIn(pcm, self.pts)
+        chunk = AudioFrame(session_id="", sample_rate=PIPELINE_RATE, pcm=pcm, pts=self.pts)
         self.pts = chunk.end_pts
         return chunk
 

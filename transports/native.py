@@ -36,10 +36,10 @@ from typing import Any
 import msgspec
 
 from pipeline.errors import InvalidAudio
+from pipeline.events import AudioFrame
 from transports.audio import (
     PIPELINE_RATE,
     AudioFormat,
-    AudioIn,
     Encoding,
     InboundAudio,
     OutboundAudio,
@@ -119,7 +119,7 @@ class Bye(msgspec.Struct, frozen=True):
 
 
 NativeEvent = (
-    Hello | AudioIn | UserText | InterruptRequest | CommitRequest | Playback | Bye | PeerError
+    Hello | AudioFrame | UserText | InterruptRequest | CommitRequest | Playback | Bye | PeerError
 )
 
 

@@ -16,7 +16,7 @@ what the protocol answers by itself:
 
 ======================================  ===================================================
 ``session.update``                      :class:`SessionUpdated` (``session.updated``)
-``input_audio_buffer.append``           :class:`~transports.audio.AudioIn` at 16 kHz
+``input_audio_buffer.append``           :class:`~pipeline.events.AudioFrame` at 16 kHz
 ``input_audio_buffer.commit``           :class:`CommitRequested` (``committed``, the user
                                         item ``conversation.item.added``)
 ``input_audio_buffer.clear``            :class:`InputCleared` (``cleared``)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from transports.audio import AudioIn
+from pipeline.events import AudioFrame
 from transports.errors import PeerError
 from transports.realtime_events import Item, RealtimeSessionConfig, ResponseParams
 
@@ -80,7 +80,7 @@ class CancelRequested(msgspec.Struct, frozen=True):
 
 RealtimeEvent = (
     SessionUpdated
-    | AudioIn
+    | AudioFrame
     | CommitRequested
     | InputCleared
     | ItemCreated

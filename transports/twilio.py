@@ -16,7 +16,7 @@ echoes the marks still pending at once. Those echoes say nothing about playback,
 swallowed, and the heard position is the last mark echoed before the clear (conservative: at
 most one interval early).
 
-Inbound audio comes out as 16 kHz :class:`~transports.audio.AudioIn` on a continuous
+Inbound audio comes out as 16 kHz :class:`~pipeline.events.AudioFrame` on a continuous
 timeline: a jump in Twilio's media timestamps (lost packets) is filled with silence, up to
 ``max_gap_ms`` at a time, so durations counted in samples stay true.
 
@@ -33,7 +33,8 @@ from typing import Any
 
 import msgspec
 
-from transports.audio import AudioFormat, AudioIn, InboundAudio, OutboundAudio
+from pipeline.events import AudioFrame
+from transports.audio import AudioFormat, InboundAudio, OutboundAudio
 from transports.errors import PeerError
 
 __all__ = [
@@ -94,7 +95,7 @@ class StreamStopped(msgspec.Struct, frozen=True):
     """The call or the stream ended; nothing more will arrive."""
 
 
-TwilioEvent = Connected | StreamStarted | AudioIn | Played | Dtmf | StreamStopped | PeerError
+TwilioEvent = Connected | StreamStarted | AudioFrame | Played | Dtmf | StreamStopped | PeerError
 
 
 # -- wire messages from Twilio ----------------------------------------------------------------

@@ -11,7 +11,7 @@ as plain classes, with the adapter in :mod:`agent.webrtc_call`:
   :class:`~pipeline.errors.ProtocolError`.
 - :class:`InboundFrames` turns decoded RTP audio (interleaved PCM16, any channel count, any
   rate: Opus decodes to 48 kHz stereo) into the pipeline's 16 kHz mono
-  :class:`~transports.audio.AudioIn` on one continuous timeline.
+  :class:`~pipeline.events.AudioFrame` on one continuous timeline.
 - :class:`OutboundFrames` is the outgoing track's jitter queue: reply audio, written a little
   ahead of real time by the session's playout, cut into the 20 ms frames the track sends,
   silence when there is nothing to say. It holds :data:`JITTER_S` at most (the playout's
@@ -37,8 +37,8 @@ import msgspec
 import numpy as np
 
 from pipeline.errors import ProtocolError
-from pipeline.events import BYTES_PER_SAMPLE
-from transports.audio import AudioFormat, AudioIn, InboundAudio
+from pipeline.events import BYTES_PER_SAMPLE, AudioFrame
+from transports.audio import AudioFormat, InboundAudio
 from transports.native import NativeProtocol
 
 __all__ = [
@@ -204,10 +204,10 @@ class InboundFrames:
         self._audio: InboundAudio | None = None
         self.pts = 0
 
-    def convert(self, pcm: bytes, channels: int, sample_rate: int) -> AudioIn | None:
+    def convert(self, pcm: bytes, channels: int, sample_rate: int) -> AudioFrame | None:
         if channels < 1 or len(pcm) % (channels * BYTES_PER_SAMPLE):
             raise ValueError(f"{len(pcm)} bytes is not whole frames of {channels} channels")
-        head: AudioIn | None = None
+        head: AudioFrame | None = None
         if self._audio is None or self._audio.format.sample_rate != sample_rate:
             if self._audio is not None:
                 head = self._audio.flush()
@@ -222,7 +222,7 @@ class InboundFrames:
             return chunk
         if chunk is None:
             return head
-        return AudioIn(head.pcm + chunk.pcm, head.pts)
+        return head.append(chunk)
 
 
 # -- audio out ----------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InvalidAudio
-from transports.audio import AudioFormat, AudioIn, InboundAudio, OutboundAudio, samples_to_ms
+from pipeline.events import PIPELINE_RATE, AudioFrame
+from transports.audio import AudioFormat, InboundAudio, OutboundAudio, samples_to_ms
 from transports.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 
 
@@ -20,7 +21,7 @@ def tone(seconds: float, rate: int, frequency: float = 440.0) -> bytes:
     return (np.sin(2 * np.pi * frequency * t) * 12000).astype("<i2").tobytes()
 
 
-def convert_in_pieces(fmt: AudioFormat, payload: bytes, cuts: list[int]) -> list[AudioIn]:
+def convert_in_pieces(fmt: AudioFormat, payload: bytes, cuts: list[int]) -> list[AudioFrame]:
     inbound = InboundAudio(fmt)
     step = fmt.bytes_per_sample
     bounds = [0, *sorted(step * (c // step) for c in cuts), len(payload)]
@@ -52,7 +53,9 @@ def test_16_khz_pcm_passes_through_unchanged_with_running_pts() -> None:
     inbound = InboundAudio(AudioFormat("pcm16", 16000))
     first = inbound.convert(tone(0.02, 16000))
     second = inbound.convert(tone(0.01, 16000))
-    assert first == AudioIn(tone(0.02, 16000), 0)
+    assert first == AudioFrame(
+        session_id="", sample_rate=PIPELINE_RATE, pcm=tone(0.02, 16000), pts=0
+    )
     assert second is not None
     assert second.pts == 320
     assert second.end_pts == 480

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from agent.native_call import NativeSink
 from agent.session_events import Interrupted, MarkReached, Notice, UserTurn
-from transports.audio import AudioFormat, AudioIn
+from pipeline.events import PIPELINE_RATE, AudioFrame
+from transports.audio import AudioFormat
 from transports.g711 import pcm16_to_ulaw
 from transports.native import (
     Bye,
@@ -32,6 +33,11 @@ from transports.native import (
 def tone(seconds: float, rate: int) -> bytes:
     t = np.arange(round(seconds * rate)) / rate
     return (np.sin(2 * np.pi * 440 * t) * 12000).astype("<i2").tobytes()
+
+
+def caller(pcm: bytes, pts: int) -> AudioFrame:
+    """Caller audio as the protocol hands it over (16 kHz; no session id: see transports.audio)."""
+    return AudioFrame(session_id="", sample_rate=PIPELINE_RATE, pcm=pcm, pts=pts)
 
 
 def sent(protocol: NativeProtocol) -> list[Any]:
@@ -118,17 +124,17 @@ def test_a_second_hello_is_refused() -> None:
 def test_16_khz_audio_comes_through_as_sent() -> None:
     protocol = opened()
     pcm = tone(0.02, 16000)
-    assert protocol.receive_bytes(pcm) == [AudioIn(pcm, 0)]
-    assert protocol.receive_bytes(pcm) == [AudioIn(pcm, 320)]
+    assert protocol.receive_bytes(pcm) == [caller(pcm, 0)]
+    assert protocol.receive_bytes(pcm) == [caller(pcm, 320)]
     assert sent(protocol) == []
 
 
 def test_mulaw_audio_is_decoded_and_resampled_to_16_khz() -> None:
     protocol = opened(8000, "mulaw")
-    chunks: list[AudioIn] = []
+    chunks: list[AudioFrame] = []
     for n in range(50):
         frame = pcm16_to_ulaw(tone(1.0, 8000)[n * 320 : (n + 1) * 320])
-        chunks += [e for e in protocol.receive_bytes(frame) if isinstance(e, AudioIn)]
+        chunks += [e for e in protocol.receive_bytes(frame) if isinstance(e, AudioFrame)]
     total = sum(c.num_samples for c in chunks)
     assert 15_500 < total <= 16_000  # the resampler holds a few ms back until the end
     assert [c.pts for c in chunks] == [
@@ -146,7 +152,7 @@ def test_bad_audio_frames_are_refused_and_the_call_goes_on(frame: bytes, code: s
     assert isinstance(event, PeerError)
     assert event.code == code
     assert sent(protocol)[0]["code"] == code
-    assert protocol.receive_bytes(b"\x01\x00") == [AudioIn(b"\x01\x00", 0)]
+    assert protocol.receive_bytes(b"\x01\x00") == [caller(b"\x01\x00", 0)]
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from agent.realtime_call import RealtimeSink
 from agent.session_events import MarkReached
 from agent.turns import TurnConfig
+from pipeline.events import AudioFrame
 from tests.transports.realtime_support import (
     CLIENT_MODELS,
     SERVER_MODELS,
@@ -32,7 +33,6 @@ from tests.transports.realtime_support import (
     tone,
     types,
 )
-from transports.audio import AudioIn
 from transports.g711 import pcm16_to_ulaw
 from transports.realtime import PeerError, RealtimeProtocol
 from transports.realtime_events import AudioPCMU, ServerVad
@@ -95,7 +95,7 @@ def test_session_update_changes_only_the_fields_given() -> None:
         protocol,
         {"type": "input_audio_buffer.append", "audio": base64.b64encode(payload).decode()},
     )
-    assert all(isinstance(c, AudioIn) for c in chunks)
+    assert all(isinstance(c, AudioFrame) for c in chunks)
 
 
 def test_turn_detection_null_turns_it_off() -> None:
@@ -214,7 +214,7 @@ def test_an_unchanged_voice_is_accepted_after_the_assistant_has_spoken() -> None
 
 def test_appended_24_khz_audio_reaches_the_pipeline_at_16_khz() -> None:
     protocol = fresh()
-    chunks: list[AudioIn] = []
+    chunks: list[AudioFrame] = []
     for n in range(10):
         chunks += append(protocol, tone(1.0, 24000)[n * 4800 : (n + 1) * 4800])
     assert 15_600 < sum(c.num_samples for c in chunks) <= 16_000

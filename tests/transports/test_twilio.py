@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from agent.session_events import MarkReached
 from agent.twilio_call import TwilioSink
-from transports.audio import AudioIn
+from pipeline.events import AudioFrame
 from transports.g711 import pcm16_to_ulaw
 from transports.twilio import (
     Connected,
@@ -97,13 +97,13 @@ def test_connected_and_start_describe_the_call() -> None:
 def test_caller_audio_becomes_16_khz_on_a_continuous_timeline() -> None:
     protocol = started()
     speech = pcm16_to_ulaw(tone(1.0, 8000))
-    chunks: list[AudioIn] = []
+    chunks: list[AudioFrame] = []
     for n in range(50):
         events = protocol.receive_text(media(speech[n * 160 : (n + 1) * 160], 20 * n, n + 1))
-        chunks += [e for e in events if isinstance(e, AudioIn)]
+        chunks += [e for e in events if isinstance(e, AudioFrame)]
     events = protocol.receive_text(json.dumps({"event": "stop", "streamSid": STREAM, "stop": {}}))
     assert events[-1] == StreamStopped()
-    chunks += [e for e in events if isinstance(e, AudioIn)]
+    chunks += [e for e in events if isinstance(e, AudioFrame)]
     assert sum(c.num_samples for c in chunks) == 16000
     assert all(b.pts == a.end_pts for a, b in itertools.pairwise(chunks))
     assert protocol.gaps_filled_ms == 0
