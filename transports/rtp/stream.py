@@ -1,0 +1,254 @@
+"""One G.711 RTP call leg, sans-I/O: 20 ms frames both ways, DTMF, symmetric RTP, RTCP.
+
+:class:`RtpStream` is driven by the adapter's media clock: feed every datagram that arrives on
+the leg's port to :meth:`~RtpStream.receive` (with where it came from and when, in samples
+at 8 kHz), and call :meth:`~RtpStream.tick` once per 20 ms. Each tick returns the caller's next
+20 ms (PCM16, 8 kHz, silence where nothing could be played) and the datagram to send with
+where to send it. Bot audio goes in with :meth:`~RtpStream.send_audio` (PCM16 8 kHz) and is cut
+into 20 ms frames; :meth:`~RtpStream.clear` drops what is queued (barge-in: the next tick
+already sends silence, so the reply stops on the wire within one frame).
+
+=====  ======================================================================  ============
+rule   event                                                                   result
+=====  ======================================================================  ============
+T1     an RTP packet of the negotiated codec                                   jitter buffer
+T2     a telephone-event packet (the negotiated type); an audio packet         Digit events
+       past a digit whose end packets were all lost (D4, on its timestamp)
+T3     any other payload type, or a packet that does not parse                 dropped,
+                                                                               counted
+T4     the first valid packet from an address other than the one in the SDP    we send there
+       (symmetric RTP, behind NAT: RFC 4961); later, a new port on that host   from now on
+       (a NAT rebinding)
+T4b    once latched, a packet from another host                                dropped,
+                                                                               counted
+T5     RTCP BYE                                                                RtcpBye
+T6     a tick with bot audio queued                                            that audio
+T7     a tick with none (the bot is quiet)                                     comfort
+                                                                               silence (or
+                                                                               nothing when
+                                                                               ``comfort`` is
+                                                                               False)
+T8     a tick while a DTMF digit is being sent                                 its event
+                                                                               packet, not
+                                                                               audio
+=====  ======================================================================  ============
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from transports.g711 import (
+    ALAW_ENCODE,
+    ULAW_ENCODE,
+    alaw_to_pcm16,
+    pcm16_to_alaw,
+    pcm16_to_ulaw,
+    ulaw_to_pcm16,
+)
+from transports.rtp.dtmf import Digit, DtmfReceiver, digit_packets
+from transports.rtp.jitter import JitterBuffer
+from transports.rtp.packet import (
+    Bye,
+    ReceiverReport,
+    RtcpPacket,
+    RtpError,
+    RtpPacket,
+    Sdes,
+    SenderReport,
+    build_rtcp,
+    is_rtcp,
+    parse_rtcp,
+    parse_rtp,
+)
+
+__all__ = ["FRAME_SAMPLES", "Address", "RtcpBye", "RtpStream", "StreamStats"]
+
+#: samples (and timestamp units) in one 20 ms G.711 frame at 8 kHz
+FRAME_SAMPLES = 160
+_FRAME_BYTES = 2 * FRAME_SAMPLES
+Address = tuple[str, int]
+_CODECS = {0: (pcm16_to_ulaw, ulaw_to_pcm16), 8: (pcm16_to_alaw, alaw_to_pcm16)}
+_SILENCE = {0: bytes([int(ULAW_ENCODE[0])]), 8: bytes([int(ALAW_ENCODE[0])])}
+
+
+class RtcpBye(msgspec.Struct, frozen=True):
+    """The far end said (in RTCP) that it stops sending."""
+
+    ssrcs: tuple[int, ...]
+    reason: str
+
+
+class StreamStats(msgspec.Struct):
+    sent_packets: int = 0
+    sent_octets: int = 0
+    received_packets: int = 0
+    dropped: int = 0  # T3
+    last_drop: str = ""
+
+
+class RtpStream:
+    """One leg: codec payload type 0 (PCMU) or 8 (PCMA), optionally a telephone-event type.
+
+    ``ssrc``, ``sequence`` and ``timestamp`` are the first values we send with (the adapter
+    draws them at random, RFC 3550 §5.1); ``remote`` is the address from the far end's SDP.
+    """
+
+    def __init__(
+        self,
+        payload_type: int,
+        *,
+        remote: Address,
+        ssrc: int,
+        sequence: int = 0,
+        timestamp: int = 0,
+        dtmf: int | None = None,
+        comfort: bool = True,
+        jitter: JitterBuffer | None = None,
+        cname: str = "voxline",
+    ) -> None:
+        if payload_type not in _CODECS:
+            raise ValueError(f"payload type {payload_type} is not G.711")
+        self.payload_type = payload_type
+        self.dtmf = dtmf
+        self.remote = remote
+        self.ssrc = ssrc
+        self.comfort = comfort
+        self.cname = cname
+        self.jitter = jitter or JitterBuffer()
+        self.stats = StreamStats()
+        self._encode, self._decode = _CODECS[payload_type]
+        self._sequence = sequence & 0xFFFF
+        self._timestamp = timestamp & 0xFFFFFFFF
+        self._queued = bytearray()  # bot audio, PCM16 8 kHz
+        self._events: list[tuple[bool, bytes]] = []  # DTMF payloads still to send
+        self._event_timestamp = 0
+        self._talking = False
+        self._flush = False
+        self._latched = False
+        self._digits = DtmfReceiver()
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    def receive(self, data: bytes, source: Address, arrival: int) -> list[Digit | RtcpBye]:
+        """One datagram from ``source``; ``arrival`` in samples at 8 kHz (any origin)."""
+        if is_rtcp(data):
+            reports = parse_rtcp(data)
+            if isinstance(reports, RtpError):
+                return self._drop(f"RTCP {reports.rule}: {reports.reason}")
+            return [RtcpBye(r.ssrcs, r.reason) for r in reports if isinstance(r, Bye)]
+        packet = parse_rtp(data)
+        if isinstance(packet, RtpError):
+            return self._drop(f"{packet.rule}: {packet.reason}")
+        if packet.payload_type not in (self.payload_type, self.dtmf):
+            return self._drop(f"payload type {packet.payload_type}")
+        if self._latched and source[0] != self.remote[0]:
+            return self._drop(f"from another host than {self.remote[0]}")  # T4b
+        self.stats.received_packets += 1
+        self.remote, self._latched = source, True  # T4
+        if packet.payload_type == self.dtmf:
+            return list(self._digits.receive(packet))
+        self.jitter.push(packet, arrival)
+        return list(self._digits.expire(packet.timestamp))  # a digit whose ends were lost
+
+    def _drop(self, reason: str) -> list[Digit | RtcpBye]:
+        self.stats.dropped += 1
+        self.stats.last_drop = reason
+        return []
+
+    # -- outbound --------------------------------------------------------------------------
+
+    def send_audio(self, pcm: bytes) -> None:
+        """Queue bot audio (PCM16 little-endian, 8 kHz mono). It goes out in whole 20 ms
+        frames; a last partial frame waits for :meth:`flush`."""
+        if len(pcm) % 2:
+            raise ValueError("PCM16 needs an even number of bytes")
+        self._queued += pcm
+
+    def flush(self) -> None:
+        """The reply ended: its last partial frame goes out padded with silence."""
+        self._flush = bool(self._queued)
+
+    @property
+    def queued_samples(self) -> int:
+        return len(self._queued) // 2
+
+    def clear(self) -> int:
+        """Drop the queued bot audio; returns how many samples were dropped."""
+        dropped = self.queued_samples
+        self._queued.clear()
+        self._flush = False
+        return dropped
+
+    def send_digit(self, digit: str, duration: int = 800) -> None:
+        """Send a DTMF digit (``duration`` in samples) starting at the next tick; raises
+        ``ValueError`` when no telephone-event type was negotiated or for a non-digit."""
+        if self.dtmf is None:
+            raise ValueError("no telephone-event payload type was negotiated")
+        self._events += digit_packets(digit, duration=duration, interval=FRAME_SAMPLES)
+
+    def tick(self) -> tuple[bytes, bytes | None, Address]:
+        """One 20 ms step: the caller's next frame (PCM16 8 kHz, 320 bytes), the datagram to
+        send (None: nothing) and where to send it."""
+        played = self.jitter.pop()
+        frame = self._decode(played.payload) if played is not None else b""
+        frame = (frame + b"\x00" * _FRAME_BYTES)[:_FRAME_BYTES]
+        return frame, self._next_packet(), self.remote
+
+    def _next_packet(self) -> bytes | None:
+        packet: bytes | None
+        if self._events:  # T8: a digit keeps its start timestamp across its packets
+            marker, payload = self._events.pop(0)
+            if marker:
+                self._event_timestamp = self._timestamp
+            packet = self._packet(self.dtmf or 0, payload, marker, self._event_timestamp)
+        elif len(self._queued) >= _FRAME_BYTES or (self._queued and self._flush):  # T6
+            chunk = bytes(self._queued[:_FRAME_BYTES]).ljust(_FRAME_BYTES, b"\x00")
+            del self._queued[:_FRAME_BYTES]
+            self._flush = self._flush and bool(self._queued)
+            packet = self._packet(
+                self.payload_type, self._encode(chunk), not self._talking, self._timestamp
+            )
+            self._talking = True
+        else:  # T7
+            self._talking = False
+            silence = _SILENCE[self.payload_type] * FRAME_SAMPLES
+            packet = (
+                self._packet(self.payload_type, silence, False, self._timestamp)
+                if self.comfort
+                else None
+            )
+        self._timestamp = (self._timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+        return packet
+
+    def _packet(self, payload_type: int, payload: bytes, marker: bool, timestamp: int) -> bytes:
+        packet = RtpPacket(payload_type, self._sequence, timestamp, self.ssrc, payload, marker)
+        self._sequence = (self._sequence + 1) & 0xFFFF
+        self.stats.sent_packets += 1
+        self.stats.sent_octets += len(payload)
+        return bytes(packet)
+
+    # -- RTCP ------------------------------------------------------------------------------
+
+    def rtcp(self, ntp_time: int, *, bye: str | None = None) -> bytes:
+        """A compound RTCP packet: SR (RR before we sent anything) with a report block for
+        the far end, SDES CNAME, and BYE when ``bye`` is given. ``ntp_time`` is the 64-bit
+        NTP wall time the adapter read (RFC 3550 §4)."""
+        block = self.jitter.report()
+        blocks = (block,) if block is not None else ()
+        first: RtcpPacket
+        if self.stats.sent_packets:
+            first = SenderReport(
+                self.ssrc,
+                ntp_time,
+                self._timestamp,
+                self.stats.sent_packets,
+                self.stats.sent_octets,
+                blocks,
+            )
+        else:
+            first = ReceiverReport(self.ssrc, blocks)
+        packets: list[RtcpPacket] = [first, Sdes(self.ssrc, self.cname)]
+        if bye is not None:
+            packets.append(Bye((self.ssrc,), bye))
+        return build_rtcp(*packets)
