@@ -5,8 +5,11 @@ A transport adapter is a :class:`CallConnection`, and :func:`run_call` runs it i
 1. **begin**, before the session exists: what the protocol needs before its call starts. A
    WebSocket reads until its protocol starts the call (the native ``hello``, Twilio's
    ``start``; Realtime starts at once and sends ``session.created``) and sends what the
-   protocol queues itself; WebRTC waits for ICE to connect; SIP will answer the INVITE and
-   wait for its ACK. ``begin`` returns the session (``None``: the peer left first).
+   protocol queues itself, under the opening deadline (``server.open_timeout_s``: a socket
+   whose call has not started by then is closed, :data:`agent.ws_io.OPEN_TIMEOUT`, so idle
+   sockets cannot hold session slots); WebRTC waits for ICE to connect, under its own; SIP
+   will answer the INVITE and wait for its ACK. ``begin`` returns the session (``None``: the
+   peer left first, or the deadline passed).
 2. **run**: :meth:`Session.run(tasks=...) <agent.session.Session.run>`. The adapter's tasks
    (the reader or readers of its connection, and the writer or the media clock that feeds it)
    run in the session's own task group, beside the stages and the replies: the call's only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +22,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", default=DEFAULT_CONFIG, help="agent file (.yaml or .toml)")
     serve.add_argument("--host", help="address to bind (default: the config's server.host)")
     serve.add_argument("--port", type=int, help="port to bind (default: the config's server.port)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve beyond loopback without API keys (anyone who reaches it may call)",
+    )
     check = commands.add_parser("check", help="validate agent files without starting")
     check.add_argument("files", nargs="+")
     call_command.add_parser(commands)
@@ -41,15 +47,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: ok")
         return 1 if failed else 0
 
+    from agent.auth import exposure_problem, load_keys
+
     try:
         config = load_config(args.config)
+        keys = load_keys(config.server.auth, os.environ)
     except ConfigError as error:
         print(f"{args.config}: {error}", file=sys.stderr)
+        return 2
+    host = args.host or config.server.host
+    problem = exposure_problem(host, keys, insecure=args.insecure)
+    if problem is not None:
+        print(f"voxline: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from agent.server import serve as run_server
 
-    run_server(config, args.host, args.port)
+    run_server(config, host, args.port, keys=keys)
     return 0
 
 

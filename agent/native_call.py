@@ -109,8 +109,10 @@ async def native_call(
     settings: SessionSettings,
     *,
     send_timeout: float = 10.0,
+    open_timeout: float | None = None,
 ) -> None:
-    """Serve one ``/v1/stream`` connection until either side ends it."""
+    """Serve one ``/v1/stream`` connection until either side ends it (``open_timeout``: the
+    seconds the client has to send its ``hello``)."""
     session_id = uuid.uuid4().hex
     protocol = NativeProtocol(session_id)
 
@@ -141,6 +143,9 @@ async def native_call(
         def ended(session: Session) -> None:
             protocol.close(session.ended or "ended")  # session.ended is the last message
 
-        return WsTransport(protocol, sink.flush, handle, ended=ended)
+        def expired(seconds: float) -> None:
+            protocol.send_error("hello_timeout", f"no hello within {seconds:g} s")
 
-    await serve_call(ws, transport, send_timeout=send_timeout)
+        return WsTransport(protocol, sink.flush, handle, ended=ended, expired=expired)
+
+    await serve_call(ws, transport, send_timeout=send_timeout, open_timeout=open_timeout)

@@ -383,8 +383,10 @@ async def realtime_call(
     settings: SessionSettings,
     *,
     send_timeout: float = 10.0,
+    open_timeout: float | None = None,
 ) -> None:
-    """Serve one ``/v1/realtime`` connection until either side ends it."""
+    """Serve one ``/v1/realtime`` connection until either side ends it (the call starts at
+    once, well within ``open_timeout``)."""
     offered = ws.scope.get("subprotocols") or []
     session_id = uuid.uuid4().hex
     dialogue = responder()
@@ -424,4 +426,10 @@ async def realtime_call(
         return WsTransport(protocol, sink.flush, handle, ended=ended, opened=opened)
 
     subprotocol = "realtime" if "realtime" in offered else None
-    await serve_call(ws, transport, send_timeout=send_timeout, subprotocol=subprotocol)
+    await serve_call(
+        ws,
+        transport,
+        send_timeout=send_timeout,
+        open_timeout=open_timeout,
+        subprotocol=subprotocol,
+    )

@@ -2,11 +2,14 @@
 
 Models load in the background at start-up; ``/health/ready`` turns 200 (and the log says
 ``voxline ready``) only once they are loaded and warm, and calls are refused until then.
+Every route is behind the access rules of :mod:`agent.auth` (API keys, the Origin allowlist);
+a WebSocket's call must start within ``server.open_timeout_s`` (:mod:`agent.ws_io`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,11 +20,14 @@ import anyio
 import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from agent.auth import AccessPolicy, ApiKeys, is_loopback, load_keys
+from agent.auth_asgi import AccessGuard
 from agent.config import AgentConfig
 from agent.config.runtime import llm_config
 from agent.dialogue.engine import IntentEngine
@@ -52,6 +58,7 @@ class CallAdapter(Protocol):
         settings: SessionSettings,
         *,
         send_timeout: float = ...,
+        open_timeout: float | None = ...,
     ) -> None: ...
 
 
@@ -99,7 +106,11 @@ async def _load(state: ServerState) -> None:
     log.info("voxline ready: agent %r", state.config.name)
 
 
-def create_app(config: AgentConfig) -> Starlette:
+def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette:
+    """The server's app; ``keys`` default to those of the environment and the keys file."""
+    if keys is None:
+        keys = load_keys(config.server.auth, os.environ)
+    policy = AccessPolicy(keys, config.server.auth, metrics_public=config.server.metrics_public)
     state = ServerState(config)
     webrtc = WebRtcCalls(config.server.webrtc)
 
@@ -153,6 +164,7 @@ def create_app(config: AgentConfig) -> Starlette:
                     state.responder,
                     session_settings(config, state.models.voice),
                     send_timeout=config.server.send_timeout_s,
+                    open_timeout=config.server.open_timeout_s,
                 )
             except* StageFailed:
                 log.exception("session failed")
@@ -172,11 +184,30 @@ def create_app(config: AgentConfig) -> Starlette:
             *webrtc_routes(state, webrtc),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(AccessGuard, policy=policy)],
     )
 
 
-def serve(config: AgentConfig, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    config: AgentConfig,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    keys: ApiKeys | None = None,
+) -> None:
+    """Serve until interrupted (``voxline serve``: the exposure check is the caller's,
+    :func:`agent.auth.exposure_problem`)."""
     import uvicorn
+
+    host = host or config.server.host
+    if keys is None:
+        keys = load_keys(config.server.auth, os.environ)
+    if keys:
+        log.info("auth: an API key is required on every endpoint (%d configured)", len(keys))
+    elif is_loopback(host):
+        log.info("auth: off (no API key configured; listening on loopback only)")
+    else:
+        log.warning("auth: OFF on %s (--insecure): anyone who reaches it may call", host)
 
     try:
         import uvloop  # noqa: F401
@@ -185,8 +216,8 @@ def serve(config: AgentConfig, host: str | None = None, port: int | None = None)
     except ImportError:  # pragma: no cover - uvloop is installed on Linux
         loop = "asyncio"
     settings = uvicorn.Config(
-        create_app(config),
-        host=host or config.server.host,
+        create_app(config, keys=keys),
+        host=host,
         port=port if port is not None else config.server.port,
         loop=loop,
         ws="websockets-sansio",  # the `websockets` library, through its sans-I/O core

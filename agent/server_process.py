@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,17 +52,26 @@ class RunningServer:
 
 @contextmanager
 def running_server(
-    config: str = "configs/default.yaml", timeout: float = 120
+    config: str = "configs/default.yaml",
+    timeout: float = 120,
+    *,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
-    """Run ``voxline serve`` until the ``with`` ends; wait until it says its models are ready."""
+    """Run ``voxline serve`` until the ``with`` ends; wait until it says its models are ready.
+
+    ``args`` are added to its command line (``--insecure``); ``env`` is added to this
+    process's environment for it (``VOXLINE_API_KEYS``).
+    """
     port = free_port()
+    command = [sys.executable, "-m", "agent.cli", "serve", "--config", config]
     process = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "serve", "--config", config, "--port", str(port)],
+        [*command, "--port", str(port), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
     )
     log: list[str] = []
     started = threading.Event()

@@ -74,8 +74,10 @@ async def twilio_call(
     settings: SessionSettings,
     *,
     send_timeout: float = 10.0,
+    open_timeout: float | None = None,
 ) -> None:
-    """Serve one Twilio media stream until either side ends it."""
+    """Serve one Twilio media stream until either side ends it (``open_timeout``: the seconds
+    Twilio has to send ``start``)."""
     protocol = TwilioProtocol()
 
     def transport(outgoing: Sender) -> WsTransport[TwilioEvent]:
@@ -100,4 +102,4 @@ async def twilio_call(
 
         return WsTransport(protocol, sink.flush, handle)
 
-    await serve_call(ws, transport, send_timeout=send_timeout)
+    await serve_call(ws, transport, send_timeout=send_timeout, open_timeout=open_timeout)

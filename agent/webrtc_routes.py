@@ -17,7 +17,9 @@
 Errors have the REST API's shape, ``{"error": {"message", "type", "param", "code"}}``, with
 codes ``bad_offer`` (400: the message says what the offer lacks), ``unknown_agent`` and
 ``unknown_voice`` (404), ``offer_too_large`` (413), ``not_ready`` (503: models still loading)
-and ``at_capacity`` (503: ``server.max_sessions``).
+and ``at_capacity`` (503: ``server.max_sessions``). Like every route but the page, they are
+behind the access rules (:mod:`agent.auth`): an API key where keys are configured (401), and an
+offer from a page of a foreign origin is refused (403 ``forbidden_origin``).
 Offers are not trickled: the browser gathers its candidates first (no STUN by default, so that
 is quick) and the answer holds the server's.
 """

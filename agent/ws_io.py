@@ -7,7 +7,12 @@ out) and a thin adapter (its ``CallSink``'s flush, and what each event does to t
 
 - **begin**: accept, then read frames until the protocol starts the call (:meth:`WsCall.start`),
   sending what the protocol queues directly after each frame; the events of that frame after
-  the start wait for the session.
+  the start wait for the session. The opening deadline (``open_timeout`` seconds from the
+  accept, ``server.open_timeout_s``) bounds the waiting for those frames: a client that has
+  not started its call by then gets the transport's words for it (``expired``: the native
+  protocol's ``error`` event) and is closed with :data:`OPEN_TIMEOUT` (counted as
+  ``voxline_errors{where="websocket",kind="open_timeout"}``), so an idle socket holds a
+  session slot for that long at most.
 - **run**: the session's task group holds the two tasks of the connection: the *reader* (feeds
   the protocol what the socket receives, applies its events, flushes) and the *writer* (sends
   the outgoing queue). The peer's goodbye or its disconnect ends the session's input
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +49,7 @@ from agent.metrics import METRICS
 from agent.session import Session
 
 __all__ = [
+    "OPEN_TIMEOUT",
     "OUTBOX_SIZE",
     "Message",
     "Outbox",
@@ -59,6 +66,9 @@ log = logging.getLogger("voxline.server")
 Message = str | bytes
 #: messages a call's outgoing queue holds while its writer runs (see the module doc)
 OUTBOX_SIZE = 256
+#: the close code of a socket whose call did not start within its opening deadline (4000 +
+#: HTTP's 408 Request Timeout; docs/protocol.md)
+OPEN_TIMEOUT = 4408
 
 E = TypeVar("E")
 
@@ -148,7 +158,8 @@ class WsTransport(Generic[E]):
     session with :meth:`WsCall.start` when the protocol says the call has begun, and returns
     ``False`` when the peer has ended its side (its goodbye); ``ended`` queues the protocol's
     last words once the session is over; ``opened`` runs once before the first read (it may
-    start the call at once).
+    start the call at once); ``expired`` queues the protocol's words for a client that did not
+    start its call within the opening deadline (the socket is closed after them).
     """
 
     protocol: WireProtocol[E]
@@ -156,6 +167,7 @@ class WsTransport(Generic[E]):
     handle: Callable[[E, WsCall], Awaitable[bool]]
     ended: Callable[[Session], None] | None = None
     opened: Callable[[WsCall], Awaitable[None]] | None = None
+    expired: Callable[[float], None] | None = None
 
 
 class WsCall:
@@ -176,23 +188,34 @@ class _Connection(Generic[E]):
     """One WebSocket as a :class:`~agent.call_loop.CallConnection`."""
 
     def __init__(
-        self, ws: WebSocket, transport: WsTransport[E], outgoing: Outgoing, send_timeout: float
+        self,
+        ws: WebSocket,
+        transport: WsTransport[E],
+        outgoing: Outgoing,
+        send_timeout: float,
+        open_timeout: float | None,
     ) -> None:
         self.ws = ws
         self.transport = transport
         self.outgoing = outgoing
         self.send_timeout = send_timeout
+        self.open_timeout = open_timeout
         self.call = WsCall()
         #: why nothing more may be sent: the client left, or stopped reading
         self.gone: str | None = None
+        #: the call did not start within the opening deadline
+        self.expired = False
         self._goodbye = False
         self._early: list[E] = []  # events of the starting frame, after the start
 
     async def begin(self) -> Session | None:
+        deadline = math.inf
+        if self.open_timeout is not None:
+            deadline = anyio.current_time() + self.open_timeout
         if self.transport.opened is not None:
             await self.transport.opened(self.call)
         while await self._send_queued() and not self._started() and not self._goodbye:
-            events = await self._receive()
+            events = await self._receive_opening(deadline)
             if events is None:
                 return None
             for index, event in enumerate(events):
@@ -205,6 +228,20 @@ class _Connection(Generic[E]):
 
     def _started(self) -> bool:
         return self.call.session is not None
+
+    async def _receive_opening(self, deadline: float) -> list[E] | None:
+        """The next frame's events, unless the deadline passes first (``None``: it passed,
+        and :attr:`expired`; or the client left). Only the waiting is under the deadline:
+        what the protocol queues is sent whole."""
+        with anyio.CancelScope(deadline=deadline):
+            return await self._receive()
+        assert self.open_timeout is not None  # only a deadline cancels the scope
+        METRICS.error("websocket", "open_timeout")
+        log.info("a WebSocket did not start its call within %g s: closed", self.open_timeout)
+        self.expired = True
+        if self.transport.expired is not None:
+            self.transport.expired(self.open_timeout)
+        return None
 
     def tasks(self, session: Session) -> Sequence[Task]:
         self.outgoing.bounded = True
@@ -220,6 +257,8 @@ class _Connection(Generic[E]):
             return
         if failure is not None:
             code, reason = 1011, "internal error"
+        elif self.expired:
+            code, reason = OPEN_TIMEOUT, "the call did not start in time"
         else:
             code, reason = 1000, (session.ended if session is not None else None) or "ended"
         with contextlib.suppress(WebSocketDisconnect):  # it left meanwhile: closed either way
@@ -299,6 +338,7 @@ async def serve_call(
     make: Callable[[Sender], WsTransport[E]],
     *,
     send_timeout: float,
+    open_timeout: float | None = None,
     subprotocol: str | None = None,
 ) -> None:
     """Serve one WebSocket call with the transport ``make`` builds, until either side ends it.
@@ -307,11 +347,12 @@ async def serve_call(
     ``1000`` and the session's end reason, after the messages left are sent), when the peer
     disconnects (nothing more is sent), or when it stops reading for ``send_timeout`` seconds
     (dropped). A failure of the session raises :class:`~pipeline.errors.StageFailed` after
-    the socket is closed with ``1011``.
+    the socket is closed with ``1011``. A call not started ``open_timeout`` seconds after the
+    accept is closed with :data:`OPEN_TIMEOUT` (``None``: no deadline).
     """
     try:
         await ws.accept(subprotocol=subprotocol)
     except WebSocketDisconnect:
         return
     outgoing = Outgoing(OUTBOX_SIZE)
-    await run_call(_Connection(ws, make(outgoing), outgoing, send_timeout))
+    await run_call(_Connection(ws, make(outgoing), outgoing, send_timeout, open_timeout))

@@ -38,6 +38,7 @@ from agent.config.loading import load_config, parse_config
 from agent.config.schema import (
     AgentConfig,
     AsrConfig,
+    AuthConfig,
     EmbeddingsConfig,
     GreetingConfig,
     LimitsConfig,
@@ -55,6 +56,7 @@ __all__ = [
     "Action",
     "AgentConfig",
     "AsrConfig",
+    "AuthConfig",
     "Branch",
     "ChoiceSlot",
     "ConfigError",

@@ -160,6 +160,40 @@ class WebRtcConfig(Section, frozen=True, kw_only=True):
     media_timeout_s: Seconds = 10.0
 
 
+#: an origin a browser may call from: ``scheme://host`` or ``scheme://host:port``, ``:*`` for
+#: any port, or ``*`` for every origin
+Origin = Annotated[
+    str,
+    msgspec.Meta(pattern=r"^(\*|https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}|\*))?)$"),
+]
+
+#: the origins allowed by default besides the server's own: pages served from this machine
+LOOPBACK_ORIGINS: tuple[str, ...] = (
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://localhost:*",
+    "https://127.0.0.1:*",
+    "https://[::1]:*",
+)
+
+
+class AuthConfig(Section, frozen=True, kw_only=True):
+    """Who may call (agent/auth.py): API keys and the browser origins allowed.
+
+    Keys also come from the environment (``VOXLINE_API_KEYS``, comma-separated); with none
+    from either, authentication is off, which ``voxline serve`` allows on loopback only
+    (or with ``--insecure``).
+    """
+
+    #: a file of API keys, one per line (``#`` starts a comment), read at start-up; relative
+    #: to the working directory
+    keys_file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    #: origins whose pages may open WebSockets and send WebRTC offers (and any request but
+    #: GET/HEAD), besides the server's own origin (always allowed)
+    allowed_origins: tuple[Origin, ...] = LOOPBACK_ORIGINS
+
+
 class ServerConfig(Section, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 8000
@@ -173,6 +207,12 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     #: the kernel's autotuning, up to megabytes per connection). Paced audio needs little: this
     #: bounds what a stalled client costs and how soon it is noticed.
     send_buffer_kib: Annotated[int, msgspec.Meta(ge=0, le=65_536)] = 256
+    #: a WebSocket whose call has not started this long after it opened (no native ``hello``,
+    #: no Twilio ``start``) is closed (code 4408), so idle sockets cannot hold session slots
+    open_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    #: ``/metrics`` without an API key (for a scraper on a private network)
+    metrics_public: bool = False
+    auth: AuthConfig = AuthConfig()
     webrtc: WebRtcConfig = WebRtcConfig()
 
 

@@ -1,0 +1,281 @@
+"""Who may use the server: API keys, the browser Origin allowlist, and what is refused.
+
+The decision is a pure function of a request's path, kind and headers
+(:meth:`AccessPolicy.judge`); :mod:`agent.auth_asgi` applies it in front of every route.
+The rules, in the order they are applied:
+
+====  ==========================================================================================
+id    rule
+====  ==========================================================================================
+A1    ``/health/live``, ``/health/ready``, the demo page ``/`` and ``/static/…`` are open
+A2    ``/metrics`` is open when ``server.metrics_public``, otherwise like any other path
+O1    a WebSocket upgrade, or any request but GET/HEAD, whose ``Origin`` header is neither the
+      server's own origin nor allowed (``server.auth.allowed_origins``) is refused: 403
+      ``forbidden_origin``, close code 4403 (clients that are not browsers send no Origin)
+A3    no API key configured: authentication is off (``voxline serve`` allows that on loopback
+      only, or with ``--insecure``: :func:`exposure_problem`)
+A4    otherwise ``Authorization: Bearer <key>`` must hold one of the keys: 401
+      ``missing_api_key`` or ``invalid_api_key``, close code 4401
+====  ==========================================================================================
+
+The server's own origin is the request's ``Host``. Without keys that is trusted only when the
+host is an IP address or ``localhost``: a page on a domain that rebinds its DNS to this
+machine sends its own name as ``Host`` and ``Origin``, and must not pass for the server's page.
+
+Keys come from ``VOXLINE_API_KEYS`` (comma-separated) and ``server.auth.keys_file`` (one per
+line, ``#`` starts a comment). They are kept as SHA-256 digests and compared with
+:func:`hmac.compare_digest`, every key every time, so neither a key's length nor which key
+matched shows in the time taken. No key, nor any part of one, is ever logged or echoed: errors
+name a key by its position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config.schema import AuthConfig
+from pipeline.errors import ConfigError
+
+__all__ = [
+    "ENV_VAR",
+    "FORBIDDEN",
+    "MIN_KEY_CHARS",
+    "UNAUTHORIZED",
+    "AccessPolicy",
+    "ApiKeys",
+    "Refusal",
+    "exposure_problem",
+    "is_loopback",
+    "load_keys",
+]
+
+#: the environment variable of API keys (comma-separated)
+ENV_VAR = "VOXLINE_API_KEYS"
+#: the shortest key accepted: shorter ones can be guessed
+MIN_KEY_CHARS = 16
+#: WebSocket close codes: 4000 + the HTTP status (docs/protocol.md)
+UNAUTHORIZED = 4401
+FORBIDDEN = 4403
+
+#: RFC 6750's ``b64token``: what may follow ``Bearer``
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_OPEN_PATHS = frozenset({"/", "/health/live", "/health/ready"})
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class ApiKeys:
+    """A set of API keys, held as digests; :meth:`check` takes the same time whichever matches."""
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self._digests = tuple(_digest(key) for key in keys)
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def __repr__(self) -> str:
+        return f"ApiKeys({len(self)} keys)"  # never the keys
+
+    def check(self, presented: str) -> bool:
+        """Whether ``presented`` is one of the keys (every key is compared, always)."""
+        digest = _digest(presented)
+        found = False
+        for key in self._digests:
+            found |= hmac.compare_digest(key, digest)
+        return found
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+
+
+def load_keys(auth: AuthConfig, environ: Mapping[str, str]) -> ApiKeys:
+    """The keys of ``environ[ENV_VAR]`` and of ``auth.keys_file``.
+
+    An unset or blank variable gives none; a keys file that cannot be read or holds no key, or
+    a key that is too short or not a bearer token, is a :class:`ConfigError` naming where.
+    """
+    keys: list[str] = []
+    for index, key in enumerate(environ.get(ENV_VAR, "").split(","), start=1):
+        if key.strip():
+            keys.append(_valid(key.strip(), ENV_VAR, f"key {index}"))
+    if auth.keys_file is not None:
+        where = "$.server.auth.keys_file"
+        try:
+            text = Path(auth.keys_file).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(where, f"cannot read {auth.keys_file}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(where, f"{auth.keys_file} is not UTF-8 text") from None
+        found = 0
+        for number, line in enumerate(text.splitlines(), start=1):
+            key = line.split("#", 1)[0].strip()
+            if key:
+                keys.append(_valid(key, where, f"line {number} of {auth.keys_file}"))
+                found += 1
+        if not found:
+            raise ConfigError(where, f"{auth.keys_file} holds no key")
+    return ApiKeys(keys)
+
+
+def _valid(key: str, where: str, which: str) -> str:
+    if not _TOKEN.fullmatch(key):
+        raise ConfigError(where, f"{which}: a key may hold letters, digits and -._~+/ only")
+    if len(key) < MIN_KEY_CHARS:
+        raise ConfigError(where, f"{which}: a key must be at least {MIN_KEY_CHARS} characters")
+    return key
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name to listen on) is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere, or "" (every interface)
+
+
+def exposure_problem(host: str, keys: ApiKeys, *, insecure: bool) -> str | None:
+    """Why serving on ``host`` with ``keys`` is refused (``None``: it is not)."""
+    if keys or insecure or is_loopback(host):
+        return None
+    return (
+        f"refusing to serve on {host or 'every interface'} without an API key: anyone who can "
+        f"reach it could use every endpoint. Set {ENV_VAR} (comma-separated keys) or "
+        "server.auth.keys_file, or pass --insecure to serve without authentication."
+    )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request refused: its HTTP status, WebSocket close code, error code and message."""
+
+    status: int
+    close_code: int
+    code: str
+    message: str
+
+
+MISSING_KEY = Refusal(
+    401, UNAUTHORIZED, "missing_api_key", "an API key is required: send Authorization: Bearer"
+)
+INVALID_KEY = Refusal(401, UNAUTHORIZED, "invalid_api_key", "the API key is not valid")
+FOREIGN_ORIGIN = Refusal(403, FORBIDDEN, "forbidden_origin", "this origin may not call the server")
+
+
+class AccessPolicy:
+    """The rules of the module doc, for one server's keys and settings."""
+
+    def __init__(self, keys: ApiKeys, auth: AuthConfig, *, metrics_public: bool) -> None:
+        self.keys = keys
+        self.metrics_public = metrics_public
+        self._any_origin = "*" in auth.allowed_origins
+        self._origins = [
+            _origin(entry, pattern=True) for entry in auth.allowed_origins if entry != "*"
+        ]
+
+    @property
+    def enabled(self) -> bool:
+        """Whether API keys are required (A3)."""
+        return bool(self.keys)
+
+    def judge(
+        self,
+        path: str,
+        *,
+        websocket: bool,
+        method: str = "GET",
+        authorization: str | None = None,
+        origin: str | None = None,
+        host: str | None = None,
+    ) -> Refusal | None:
+        """The refusal of this request (``None``: it may go on); header values as received."""
+        if path in _OPEN_PATHS or path.startswith("/static/"):  # A1
+            return None
+        if path == "/metrics" and self.metrics_public:  # A2
+            return None
+        browser_call = websocket or method.upper() not in _SAFE_METHODS
+        if origin is not None and browser_call and not self._origin_allowed(origin, host):
+            return FOREIGN_ORIGIN  # O1
+        if not self.enabled:  # A3
+            return None
+        key = _bearer(authorization)  # A4
+        if key is None:
+            return MISSING_KEY
+        return None if self.keys.check(key) else INVALID_KEY
+
+    def _origin_allowed(self, origin: str, host: str | None) -> bool:
+        if self._any_origin:
+            return True
+        try:
+            theirs = _origin(origin)
+        except ValueError:
+            return False  # "null" (a file, a sandboxed frame), or garbage
+        if any(
+            allowed[0] == theirs[0] and allowed[1] == theirs[1] and allowed[2] in (None, theirs[2])
+            for allowed in self._origins
+        ):
+            return True
+        own = _host(host)
+        if own is None or own[0] != theirs[1]:
+            return False
+        # a Host without a port: the default port of the page's scheme (a TLS proxy in front
+        # may have turned an https request into an http one)
+        if (own[1] or _DEFAULT_PORTS[theirs[0]]) != theirs[2]:
+            return False
+        return self.enabled or own[0] == "localhost" or _is_address(own[0])
+
+
+def _bearer(authorization: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (``None``: no such header)."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _origin(text: str, *, pattern: bool = False) -> tuple[str, str, int | None]:
+    """``scheme://host[:port]`` as (scheme, host, port); a ``pattern``'s port may be ``:*``
+    (``None``)."""
+    scheme, sep, rest = text.strip().lower().partition("://")
+    if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
+        raise ValueError(f"not an origin: {text!r}")
+    host, port = _split_port(rest)
+    if port == "*" and pattern:
+        return scheme, host, None
+    return scheme, host, int(port) if port else _DEFAULT_PORTS[scheme]
+
+
+def _host(header: str | None) -> tuple[str, int | None] | None:
+    """The ``Host`` header as (host, port); port ``None`` if it names none."""
+    if not header:
+        return None
+    host, port = _split_port(header.strip().lower())
+    if not port:
+        return host, None
+    return (host, int(port)) if port.isdigit() else None
+
+
+def _split_port(netloc: str) -> tuple[str, str]:
+    if netloc.startswith("["):  # [::1]:8000
+        host, _, rest = netloc.partition("]")
+        return host + "]", rest.removeprefix(":")
+    host, _, port = netloc.partition(":")
+    return host, port
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
