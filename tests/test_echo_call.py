@@ -51,7 +51,10 @@ async def test_the_bots_echo_neither_interrupts_it_nor_swallows_the_next_questio
     assert all("message" in a.text for a in answers)  # the default agent's `help` reply
     finals = [e["text"].lower() for e in caller.events if e["type"] == "transcript.final"]
     assert sum("what can you do" in f for f in finals) == 2, finals
-    assert not [e for e in caller.events if e["type"] == "interrupted"]
+    interrupted = [e for e in caller.events if e["type"] == "interrupted"]
+    assert not interrupted, (
+        f"interrupted by rule {[e.get('rule') for e in interrupted]}: {interrupted}"
+    )
     # the echo was heard as speech, and recognised as the bot's (notices, not errors)
     notices = [e for e in caller.errors() if e["code"].startswith("ignored.")]
     assert any(e["code"] == "ignored.echo" for e in notices)
