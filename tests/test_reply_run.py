@@ -125,13 +125,14 @@ class Call:
             await self.replies.sent(run, frame.num_samples)
 
     async def play(self, seconds: float) -> None:
-        """Let ``seconds`` of reply audio play (waiting for synthesis when none is ready)."""
-        for _ in range(round(seconds / 0.02)):
+        """Let ``seconds`` of reply audio play, 100 ms at a time (the playout sends the frames
+        each step makes due at once), waiting for synthesis when none is ready."""
+        for _ in range(round(seconds / 0.1)):
             await wait_all_tasks_blocked()
             while not self.playout.buffer.buffered_samples and self.tts.running:
                 await self.tts.changed.wait()
                 await wait_all_tasks_blocked()
-            self.clock.advance(0.02)
+            self.clock.advance(0.1)
         await wait_all_tasks_blocked()
 
 
