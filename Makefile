@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Debian packages the tests use: espeak-ng makes test speech, sox measures audio, chromium is
 # the real browser of the WebRTC tests; g++/cmake build llama-cpp-python once (LLM tests).
-APT_PACKAGES := espeak-ng sox chromium g++ cmake
+APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester
 
 .PHONY: run test setup setup-test apt lint typecheck pytest bench clean
 

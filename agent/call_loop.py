@@ -33,17 +33,16 @@ The seam for a new transport is this one protocol, plus a ``CallSink`` for what 
 says. The WebSocket adapters (:mod:`agent.ws_io`: native, Realtime, Twilio) contribute a
 sans-I/O protocol and a handler; WebRTC (:mod:`agent.webrtc_call`) contributes a data-channel
 reader (aiortc's callback only queues, bounded), a track reader and the outgoing track's media
-clock. SIP fits the same way, needing nothing else:
+clock. SIP (:mod:`agent.sip_server`, :mod:`agent.sip_call`) fits the same way:
 
-- a process-wide user agent (like :class:`~agent.webrtc_call.WebRtcCalls`) owns the UDP
-  signalling socket and routes each dialog's requests into its call's bounded inbox;
-- ``begin``: answer the INVITE (SDP answer, one RTP port) and wait for the ACK, under a timeout;
-- tasks: ``signalling-in`` (BYE ends the call; re-INVITE, OPTIONS answered), ``rtp-in``
-  (G.711 in, RFC 4733 DTMF, a media timeout, into ``session.push_audio``) and ``rtp-out``,
-  the media clock: every 20 ms the next frame of the jitter queue
-  (:class:`~transports.webrtc.OutboundFrames`, silence between replies) goes out as RTP;
-- its sink writes reply audio into that queue and, on barge-in, clears it and reports what was
-  sent as heard, as :class:`~agent.webrtc_io.WebRtcSink` does;
+- a process-wide user agent per listen address owns the UDP signalling socket and routes each
+  dialog's requests into its call's bounded inbox;
+- ``begin``: answer the INVITE (SDP answer, one RTP port; 180, then 200) and wait for the ACK;
+- tasks: ``signalling`` (BYE ends the call), ``rtp-in`` (RTP into the call leg's jitter
+  buffer, a media timeout) and ``media-clock``: every 20 ms the caller's next frame goes to
+  ``session.push_audio`` and the bot's next frame (or comfort silence) goes out as RTP;
+- its sink writes reply audio into the call leg (:class:`~transports.rtp.stream.RtpStream`)
+  and, on barge-in, clears it and reports what was sent as heard;
 - ``finish``: BYE when the agent hung up, then the RTP socket closed.
 
 Reply audio comes from the session's playout, paced a bounded ``lead`` ahead of real time, so

@@ -8,8 +8,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+import msgspec
+
 from agent import call_command
-from agent.config import load_config
+from agent.config import SipConfig, load_config
 from pipeline.errors import ConfigError
 
 DEFAULT_CONFIG = "configs/default.yaml"
@@ -22,6 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", default=DEFAULT_CONFIG, help="agent file (.yaml or .toml)")
     serve.add_argument("--host", help="address to bind (default: the config's server.host)")
     serve.add_argument("--port", type=int, help="port to bind (default: the config's server.port)")
+    serve.add_argument(
+        "--sip",
+        metavar="HOST:PORT",
+        help="take SIP calls over UDP there (instead of the config's server.sip.listen)",
+    )
     serve.add_argument(
         "--insecure",
         action="store_true",
@@ -55,6 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"{args.config}: {error}", file=sys.stderr)
         return 2
+    if args.sip:  # checked as the file's section is (a wildcard host needs public_address)
+        section = {**msgspec.to_builtins(config.server.sip), "listen": [f"udp:{args.sip}"]}
+        try:
+            sip = msgspec.convert(section, SipConfig)
+        except msgspec.ValidationError as error:
+            print(f"voxline: --sip {args.sip}: {error}", file=sys.stderr)
+            return 2
+        server = msgspec.structs.replace(config.server, sip=sip)
+        config = msgspec.structs.replace(config, server=server)
     host = args.host or config.server.host
     problem = exposure_problem(host, keys, insecure=args.insecure)
     if problem is not None:

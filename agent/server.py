@@ -40,6 +40,7 @@ from agent.reply import Responder
 from agent.responders import BUILTINS, IntentResponder, LLMResponder
 from agent.rest import rest_routes
 from agent.session import Models, SessionSettings
+from agent.sip_server import ServerAdmission, SipServer
 from agent.twilio_call import twilio_call
 from agent.webrtc_call import WebRtcCalls
 from agent.webrtc_routes import webrtc_routes
@@ -119,6 +120,9 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
         async with anyio.create_task_group() as tg:
             tg.start_soon(_load, state)
             await tg.start(webrtc.run)
+            if config.server.sip.listen:  # calls get BYE when the group is cancelled
+                sip = SipServer(config.server.sip, ServerAdmission(state))
+                await tg.start(sip.run)
             try:
                 yield
             finally:

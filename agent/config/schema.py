@@ -6,6 +6,7 @@ in docs/config.md.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 import msgspec
@@ -160,6 +161,45 @@ class WebRtcConfig(Section, frozen=True, kw_only=True):
     media_timeout_s: Seconds = 10.0
 
 
+#: a SIP listen address: ``udp:HOST:PORT`` (an IPv4 address or a name)
+SipListen = Annotated[str, msgspec.Meta(pattern=r"^udp:[A-Za-z0-9.-]+:[0-9]{1,5}$")]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65_535)]
+
+
+class SipConfig(Section, frozen=True, kw_only=True):
+    """Phone calls over SIP (docs/sip.md): off unless ``listen`` names an address."""
+
+    #: where to take SIP requests, ``udp:HOST:PORT`` each (empty: no SIP)
+    listen: tuple[SipListen, ...] = ()
+    #: the first and last UDP port calls take their RTP from (one port a call)
+    rtp_ports: tuple[Port, Port] = (20000, 20999)
+    #: the address written in SDP and Contact (default: the listen host, which then may not
+    #: be a wildcard)
+    public_address: str | None = None
+    #: the networks INVITEs may come from (others get 403); default: this machine only
+    allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    #: how long a call rings (180) before it is answered
+    ring_ms: Milliseconds = 0
+    #: no RTP from the caller this long: the call is over (a phone that vanished)
+    media_timeout_s: Seconds = 60.0
+
+    def __post_init__(self) -> None:
+        first, last = self.rtp_ports
+        if first > last:
+            raise ValueError(f"rtp_ports: {first} is above {last}")
+        for network in self.allowed_networks:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError:
+                raise ValueError(f"allowed_networks: {network!r} is not a network") from None
+        for address in self.listen:
+            host, port = address.split(":")[1:]
+            if not 0 < int(port) <= 65_535:
+                raise ValueError(f"listen: port {port} of {address!r} is out of range")
+            if host in ("0.0.0.0", "") and not self.public_address:
+                raise ValueError(f"listen: {address!r} needs a public_address for SDP")
+
+
 #: an origin a browser may call from: ``scheme://host`` or ``scheme://host:port``, ``:*`` for
 #: any port, or ``*`` for every origin
 Origin = Annotated[
@@ -214,6 +254,7 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     metrics_public: bool = False
     auth: AuthConfig = AuthConfig()
     webrtc: WebRtcConfig = WebRtcConfig()
+    sip: SipConfig = SipConfig()
 
 
 class AgentConfig(Section, frozen=True, kw_only=True):

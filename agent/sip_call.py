@@ -1,0 +1,363 @@
+"""One inbound SIP call: its RTP socket, its media clock and its session.
+
+The thin adapter around :class:`~transports.rtp.stream.RtpStream` (the G.711 leg: jitter
+buffer, symmetric RTP, comfort silence) for one dialog of :mod:`agent.sip_server`'s user
+agent, run in the one call shape of :mod:`agent.call_loop`:
+
+- **begin**: the caller's offer answered (:func:`~transports.sip.sdp.answer_offer`, one RTP
+  port of ``server.sip.rtp_ports``), 180 then (after ``ring_ms``) 200, and the ACK awaited.
+  A CANCEL meanwhile ends it (the user agent answers 487); an offer we cannot take gets 488,
+  a server still loading or at its session limit 503.
+- **tasks**, in the session's task group: ``signalling`` (the dialog's events: a BYE ends the
+  call, a re-INVITE is refused with 488 and the call goes on as it was), ``rtp-in`` (every
+  datagram to :meth:`RtpStream.receive`, no RTP for ``media_timeout_s`` ends the call) and
+  ``media-clock``: every 20 ms one :meth:`RtpStream.tick`, whose caller frame (8 kHz PCM16,
+  silence where a packet was missing) goes to 16 kHz and into the session, and whose packet
+  (the bot's next 20 ms, or comfort silence) goes out.
+- **finish**: BYE unless the caller hung up first (the agent hung up, the call failed, the
+  server is stopping), then the RTP socket closed.
+
+:class:`SipSink` is the session's side: the playout writes reply audio at 8 kHz (it resamples
+to :attr:`SipSink.output_rate`) a bounded ``lead`` ahead of real time into the stream's queue;
+a barge-in clears that queue, so the next tick sends silence (the reply stops on the wire
+within one frame) and what went out is reported as heard.
+
+Socket buffers: anyio keeps at most 100 datagrams a socket and drops the oldest past that
+(real-time audio from the network is never blocked); the jitter buffer holds 200 ms at most.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import anyio
+from anyio.abc import UDPSocket
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from agent.call_loop import Task, run_call
+from agent.config.schema import SipConfig
+from agent.session import Session
+from agent.session_events import (
+    CallEnded,
+    CallSink,
+    Interrupted,
+    Notice,
+    SessionEvent,
+    TransferRequested,
+)
+from pipeline.clock import MonotonicClock, WallClock
+from transports.audio import AudioFormat, InboundAudio
+from transports.rtp.dtmf import Digit
+from transports.rtp.stream import FRAME_SAMPLES, RtpStream
+from transports.sip.events import (
+    CallCancelled,
+    CallConfirmed,
+    CallEvent,
+    DtmfInfo,
+    IncomingCall,
+    Reoffer,
+)
+from transports.sip.events import CallEnded as DialogEnded
+from transports.sip.sdp import Negotiated, Origin, SdpError, answer_offer, parse_sdp
+
+log = logging.getLogger("voxline.sip")
+
+RATE = 8000
+FRAME_S = FRAME_SAMPLES / RATE
+#: dialog events waiting for the call's signalling task (a handful a call: BYE, re-INVITE)
+EVENTS_IN = 16
+#: ticks the media clock runs late before it skips them rather than catching up
+MAX_BEHIND = 10
+#: the ACK for our 200 comes within 64*T1 (32 s) or the user agent ends the call; a little more
+ACK_TIMEOUT_S = 40.0
+
+
+class Signalling(Protocol):
+    """What a call asks of its endpoint's user agent (each sends what it queues)."""
+
+    async def ring(self, call_id: str) -> None: ...
+    async def answer(self, call_id: str, sdp: bytes) -> None: ...
+    async def reject(self, call_id: str, status: int) -> None: ...
+    async def hangup(self, call_id: str) -> None: ...
+
+
+class Admission(Protocol):
+    """The server's side of a call: whether one may start, its session, its end."""
+
+    def admit(self) -> int | None:
+        """``None``: a call may start (it is counted until :meth:`release`); else the SIP
+        status to refuse it with (503 while loading or at the session limit)."""
+        ...
+
+    def new_session(self, call_id: str, sink: CallSink) -> Session: ...
+
+    def release(self) -> None: ...
+
+
+class SipSink(CallSink):
+    """What the session says: reply audio into the RTP stream, the rest to the log.
+
+    It counts what was written per reply and what the stream has sent, so a barge-in
+    reports as heard the samples that went out on the wire.
+    """
+
+    def __init__(self, stream: RtpStream, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.written = 0  # samples written, all replies
+        self.dropped = 0  # samples cleared before they were sent
+        #: the live reply: generation -> (where it starts among the samples that go out, count)
+        self._replies: dict[int, tuple[int, int]] = {}
+
+    @property
+    def output_rate(self) -> int:
+        return RATE
+
+    @property
+    def sent(self) -> int:
+        return self.written - self.dropped - self.stream.queued_samples
+
+    async def send_audio(self, generation: int, pcm: bytes) -> None:
+        first, count = self._replies.get(generation, (self.written - self.dropped, 0))
+        samples = len(pcm) // 2
+        self._replies = {generation: (first, count + samples)}  # the live reply only
+        self.written += samples
+        self.stream.send_audio(pcm)
+
+    async def end_audio(self, generation: int) -> None:
+        self.stream.flush()
+
+    async def clear_audio(self, generation: int) -> int:
+        sent = self.sent
+        self.dropped += self.stream.clear()
+        first, count = self._replies.get(generation, (sent, 0))
+        return max(0, min(count, sent - first))
+
+    async def send_event(self, event: SessionEvent) -> None:
+        match event:
+            case CallEnded(reason=reason):
+                log.info("sip call %s: the agent ended it (%s)", self.name, reason)
+            case Interrupted(generation=generation, played_ms=played):
+                log.info(
+                    "sip call %s: reply %d interrupted at %d ms", self.name, generation, played
+                )
+            case Notice(code=code, rule=rule):  # the message may quote the caller: not logged
+                log.info("sip call %s: %s %s", self.name, code, rule)
+            case TransferRequested():
+                log.warning("sip call %s: transfer is not supported yet", self.name)
+            case _:
+                pass  # the caller hears the call; there is no one to tell the rest
+
+
+class SipCall:
+    """One dialog from its INVITE to its end (:meth:`run`), as a
+    :class:`~agent.call_loop.CallConnection`."""
+
+    def __init__(
+        self,
+        incoming: IncomingCall,
+        signalling: Signalling,
+        admission: Admission,
+        config: SipConfig,
+        open_rtp: Callable[[], Awaitable[tuple[UDPSocket, int]]],
+        public_address: str,
+        *,
+        clock: WallClock | None = None,
+    ) -> None:
+        self.id = incoming.call_id
+        self.name = incoming.call_id[:12]  # for log lines (no caller ids there)
+        self.incoming = incoming
+        self.signalling = signalling
+        self.admission = admission
+        self.config = config
+        self.public_address = public_address
+        self.clock = clock or MonotonicClock()
+        self.reason: str | None = None
+        self.rtp: UDPSocket | None = None
+        self.stream: RtpStream | None = None
+        self.negotiated: Negotiated | None = None
+        self._open_rtp = open_rtp
+        self._admitted = False
+        self._scope = anyio.CancelScope()
+        self._send: MemoryObjectSendStream[CallEvent]
+        self._inbox: MemoryObjectReceiveStream[CallEvent]
+        self._send, self._inbox = anyio.create_memory_object_stream[CallEvent](EVENTS_IN)
+
+    def deliver(self, event: CallEvent) -> None:
+        """A dialog event for this call (from the endpoint's receiver: never waits)."""
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            log.warning("sip call %s: %s dropped (events not read)", self.name, type(event))
+        except anyio.ClosedResourceError:
+            pass  # the call is over
+
+    def end(self, reason: str) -> None:
+        """End the call (the first reason given is the one reported)."""
+        if self.reason is None:
+            self.reason = reason
+        self._scope.cancel()
+
+    async def run(self) -> None:
+        try:
+            with self._scope:
+                await run_call(self)
+        except Exception:  # one call's failure ends that call, never the endpoint
+            log.exception("sip call %s failed", self.name)
+        finally:
+            self._send.close()
+            self._inbox.close()
+
+    # -- the call's shape (agent.call_loop) ---------------------------------------------------
+
+    async def begin(self) -> Session | None:
+        offer = parse_sdp(self.incoming.offer)
+        if isinstance(offer, SdpError):
+            await self._refuse(offer.status if self.incoming.offer else 488, offer.reason)
+            return None
+        status = self.admission.admit()
+        if status is not None:
+            await self._refuse(status, "not admitted")
+            return None
+        self._admitted = True
+        try:
+            self.rtp, port = await self._open_rtp()
+        except OSError as error:
+            await self._refuse(503, str(error))
+            return None
+        origin = Origin("-", secrets.randbelow(1 << 31), 0, self.public_address)
+        answered = answer_offer(offer, origin, port)
+        if isinstance(answered, SdpError):
+            await self._refuse(answered.status, answered.reason)
+            return None
+        answer, self.negotiated = answered
+        self.stream = RtpStream(
+            self.negotiated.codec.payload_type,
+            remote=(self.negotiated.address, self.negotiated.port),
+            ssrc=secrets.randbits(32),
+            sequence=secrets.randbits(16),
+            timestamp=secrets.randbits(32),
+            dtmf=self.negotiated.dtmf,
+        )
+        await self.signalling.ring(self.id)
+        if await self._wait_for_ack(bytes(answer)):
+            log.info("sip call %s answered (%s)", self.name, self.negotiated.codec.name)
+            return self.admission.new_session(self.id, SipSink(self.stream, self.name))
+        return None
+
+    def tasks(self, session: Session) -> Sequence[Task]:
+        assert self.rtp is not None
+        assert self.stream is not None
+        rtp, stream = self.rtp, self.stream
+        return [
+            ("signalling", lambda: self._signalling(session)),
+            ("rtp-in", lambda: self._receive_rtp(rtp, stream)),
+            ("media-clock", lambda: self._media_clock(rtp, stream, session)),
+        ]
+
+    async def finish(self, session: Session | None, failure: Exception | None) -> None:
+        if self.reason is None:  # every end from within names itself: this is from outside
+            ended = session.ended if session is not None else None
+            self.reason = ended or ("internal" if failure is not None else "server_shutdown")
+        with anyio.CancelScope(shield=True):
+            await self.signalling.hangup(self.id)  # BYE, unless the caller's came first
+            if self.rtp is not None:
+                await self.rtp.aclose()
+            if self._admitted:
+                self.admission.release()
+        if self.stream is None:
+            log.info("sip call %s ended: %s", self.name, self.reason)
+            return
+        stats, jitter = self.stream.stats, self.stream.jitter.stats
+        log.info(
+            "sip call %s ended: %s (RTP: %d packets in, %d out, %d dropped; jitter buffer: "
+            "%d late, %d lost, %d underruns, %d overflows)",
+            self.name, self.reason, stats.received_packets, stats.sent_packets, stats.dropped,
+            jitter.late, jitter.lost, jitter.underrun, jitter.overflow,
+        )  # fmt: skip
+
+    # -- begin's steps ------------------------------------------------------------------------
+
+    async def _refuse(self, status: int, reason: str) -> None:
+        log.info("sip call %s refused with %d: %s", self.name, status, reason)
+        self.reason = f"refused_{status}"
+        await self.signalling.reject(self.id, status)
+
+    async def _wait_for_ack(self, sdp: bytes) -> bool:
+        """Ring ``ring_ms``, answer with ``sdp``, wait for the ACK: ``False`` if the call ended
+        first (cancelled while ringing, never ACKed)."""
+        with anyio.move_on_after(self.config.ring_ms / 1000):
+            if await self._next_setup_event() is not None:
+                return False
+        await self.signalling.answer(self.id, sdp)
+        with anyio.move_on_after(ACK_TIMEOUT_S):
+            return await self._next_setup_event() is None
+        self.reason = self.reason or "no_ack"
+        return False
+
+    async def _next_setup_event(self) -> str | None:
+        """Until the ACK (``None``) or an event that ends the call (its reason)."""
+        async for event in self._inbox:
+            match event:
+                case CallConfirmed():
+                    return None
+                case CallCancelled():
+                    self.reason = "cancelled"
+                    return "cancelled"
+                case DialogEnded(reason=reason):
+                    self.reason = reason
+                    return reason
+                case _:
+                    pass  # nothing else comes before the ACK
+        self.reason = self.reason or "ended"
+        return "ended"
+
+    # -- the tasks ----------------------------------------------------------------------------
+
+    async def _signalling(self, session: Session) -> None:
+        async for event in self._inbox:
+            match event:
+                case DialogEnded(reason=reason):
+                    self.reason = "hangup" if reason == "bye" else reason
+                    session.end_input()
+                    return
+                case Reoffer():
+                    await self.signalling.reject(self.id, 488)  # the call goes on as it was
+                case DtmfInfo(digit=digit):
+                    log.info("sip call %s: DTMF %s by INFO (not used yet)", self.name, digit)
+                case _:
+                    pass
+
+    async def _receive_rtp(self, rtp: UDPSocket, stream: RtpStream) -> None:
+        start = self.clock.now()
+        while True:
+            with anyio.move_on_after(self.config.media_timeout_s):
+                data, (host, port) = await rtp.receive()
+                arrival = round((self.clock.now() - start) * RATE)
+                for event in stream.receive(data, (host, port), arrival):
+                    if isinstance(event, Digit):
+                        log.info("sip call %s: DTMF %s (not used yet)", self.name, event.digit)
+                continue
+            self.end("media_timeout")
+            return
+
+    async def _media_clock(self, rtp: UDPSocket, stream: RtpStream, session: Session) -> None:
+        inbound = InboundAudio(AudioFormat("pcm16", RATE))
+        sending = self.negotiated is None or self.negotiated.sending
+        start = self.clock.now()
+        ticks = 0
+        while True:
+            ticks += 1
+            await self.clock.sleep_until(start + ticks * FRAME_S)
+            behind = int((self.clock.now() - start) / FRAME_S) - ticks
+            if behind > MAX_BEHIND:
+                ticks += behind  # a stall: skip rather than burst
+            frame, packet, peer = stream.tick()
+            if packet is not None and sending:
+                await rtp.sendto(packet, *peer)
+            chunk = inbound.convert(frame)
+            if chunk is not None:
+                await session.push_audio(chunk.pcm)

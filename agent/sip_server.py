@@ -1,0 +1,277 @@
+"""The SIP listener: one UDP endpoint per ``server.sip.listen`` address, each owning one user
+agent (:class:`~transports.sip.dialog.UserAgent`), and the calls they take.
+
+The adapter holds no protocol: :class:`SipEndpoint` feeds the user agent every datagram of its
+socket (``receive``) and its clock (a task sleeping until ``next_timer``, woken whenever the
+user agent was used), sends what it queues, and routes its events: an
+:class:`~transports.sip.events.IncomingCall` becomes a :class:`~agent.sip_call.SipCall` run in
+the endpoint's task group; the other events of a dialog go to that call's bounded inbox.
+INVITEs from outside ``allowed_networks`` get 403 from the user agent (its ``accept_source``).
+
+::
+
+    SipServer.run                         the server's lifespan owns it (only when configured)
+    └─ SipEndpoint.run  (one per listen address: one UDP socket, one UserAgent)
+         ├─ receive    datagrams -> UserAgent.receive -> events routed, replies sent
+         ├─ timers     UserAgent.on_timer when next_timer is due (retransmissions, 2xx resends)
+         └─ SipCall.run, one per call (agent.sip_call): begin / Session.run(tasks) / finish
+
+At shutdown the endpoints' task groups are cancelled: every call's ``finish`` (shielded) sends
+its BYE before the signalling socket closes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import anyio
+from anyio.abc import SocketAttribute, TaskGroup, TaskStatus, UDPSocket
+
+from agent.config import AgentConfig
+from agent.config.schema import SipConfig
+from agent.models import LoadedModels, session_settings
+from agent.reply import Responder
+from agent.session import Session
+from agent.session_events import CallSink
+from agent.sip_call import Admission, SipCall
+from transports.sip.dialog import UserAgent
+from transports.sip.events import CallEvent, Dropped, IncomingCall
+from transports.sip.transaction import Address
+
+__all__ = [
+    "RtpPorts",
+    "ServerAdmission",
+    "SipEndpoint",
+    "SipServer",
+    "parse_listen",
+    "source_filter",
+]
+
+log = logging.getLogger("voxline.sip")
+
+
+def parse_listen(address: str) -> tuple[str, int]:
+    """``udp:HOST:PORT`` (the config's pattern) as ``(HOST, PORT)``."""
+    _, host, port = address.split(":")
+    return host, int(port)
+
+
+def source_filter(networks: Sequence[str]) -> Callable[[Address], bool]:
+    """Whether a source address is in one of ``networks`` (CIDRs)."""
+    parsed = [ipaddress.ip_network(network) for network in networks]
+
+    def allowed(source: Address) -> bool:
+        try:
+            address = ipaddress.ip_address(source[0])
+        except ValueError:
+            return False
+        return any(address in network for network in parsed)
+
+    return allowed
+
+
+class ServerState(Protocol):
+    """What :class:`ServerAdmission` uses of :class:`agent.server.ServerState`."""
+
+    config: AgentConfig
+    models: LoadedModels | None
+    sessions: int
+    ready: anyio.Event
+
+    def responder(self) -> Responder: ...
+
+
+class ServerAdmission(Admission):
+    """Calls count against ``server.max_sessions`` like every other transport's; none is
+    taken before the models are ready (503 both)."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def admit(self) -> int | None:
+        state = self.state
+        if not state.ready.is_set() or state.sessions >= state.config.server.max_sessions:
+            return 503
+        state.sessions += 1
+        return None
+
+    def new_session(self, call_id: str, sink: CallSink) -> Session:
+        models = self.state.models
+        assert models is not None
+        settings = session_settings(self.state.config, models.voice)
+        return Session(models.session_models(), self.state.responder(), sink, settings)
+
+    def release(self) -> None:
+        self.state.sessions -= 1
+
+
+class RtpPorts:
+    """UDP ports for calls' RTP, from ``first`` to ``last`` (even ports: RTCP would take the
+    odd one above), handed out round robin; a port in use is skipped."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self.ports = [p for p in range(first, last + 1) if p % 2 == 0] or [first]
+        self._next = 0
+
+    async def open(self, host: str) -> tuple[UDPSocket, int]:
+        """A socket bound to ``host`` on the next free port; ``OSError`` if none is free."""
+        for _ in range(len(self.ports)):
+            port = self.ports[self._next]
+            self._next = (self._next + 1) % len(self.ports)
+            try:
+                return await anyio.create_udp_socket(local_host=host, local_port=port), port
+            except OSError:
+                continue
+        raise OSError(f"no free RTP port in {self.ports[0]}-{self.ports[-1]}")
+
+
+class SipEndpoint:
+    """One listen address: its socket, its user agent and its calls."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        config: SipConfig,
+        admission: Admission,
+        ports: RtpPorts,
+        *,
+        max_calls: int = 100,
+    ) -> None:
+        self.host, self.port = host, port
+        self.config = config
+        self.public_address = config.public_address or host
+        self.admission = admission
+        self.ports = ports
+        self.ua = UserAgent(
+            self.public_address,
+            port,
+            accept_source=source_filter(config.allowed_networks),
+            max_calls=max_calls,
+        )
+        self.calls: dict[str, SipCall] = {}
+        self._socket: UDPSocket | None = None
+        self._tg: TaskGroup | None = None
+        self._wake = anyio.Event()
+        self._sending = anyio.Lock()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; started once the socket is bound (``OSError`` if it cannot)."""
+        async with await anyio.create_udp_socket(
+            local_host=self.host, local_port=self.port
+        ) as sock:
+            self._socket = sock
+            self.port = sock.extra(SocketAttribute.local_port)
+            log.info("sip: listening on udp:%s:%d", self.host, self.port)
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    tg.start_soon(self._receive, sock)
+                    tg.start_soon(self._timers)
+                    task_status.started()
+            finally:
+                self._tg = None
+
+    # -- what calls ask (agent.sip_call.Signalling) -------------------------------------------
+
+    async def ring(self, call_id: str) -> None:
+        self.ua.ring(call_id, anyio.current_time())
+        await self._flush()
+
+    async def answer(self, call_id: str, sdp: bytes) -> None:
+        self.ua.answer(call_id, sdp, anyio.current_time())
+        await self._flush()
+
+    async def reject(self, call_id: str, status: int) -> None:
+        self.ua.reject(call_id, status, anyio.current_time())
+        await self._flush()
+
+    async def hangup(self, call_id: str) -> None:
+        self.ua.hangup(call_id, anyio.current_time())
+        await self._flush()
+
+    async def open_rtp(self) -> tuple[UDPSocket, int]:
+        return await self.ports.open(self.host)
+
+    # -- the endpoint's tasks -----------------------------------------------------------------
+
+    async def _receive(self, sock: UDPSocket) -> None:
+        async for data, (host, port) in sock:
+            try:
+                events = self.ua.receive(data, (host, port), anyio.current_time())
+            except Exception:  # a bug of ours: that datagram is lost, the other calls go on
+                log.exception("sip: a datagram from %s could not be handled", host)
+                continue
+            self._route(events)
+            await self._flush()
+
+    async def _timers(self) -> None:
+        while True:
+            self._wake = anyio.Event()
+            due = self.ua.next_timer()
+            wait = None if due is None else max(0.0, due - anyio.current_time())
+            with anyio.move_on_after(wait):
+                await self._wake.wait()
+            if due is not None and anyio.current_time() >= due:
+                self._route(self.ua.on_timer(anyio.current_time()))
+                await self._flush()
+
+    def _route(self, events: list[CallEvent]) -> None:
+        for event in events:
+            if isinstance(event, Dropped):
+                status = f" ({event.status})" if event.status else ""
+                log.info("sip udp:%s:%d dropped: %s%s", self.host, self.port, event.reason, status)
+            elif isinstance(event, IncomingCall):
+                self._start(event)
+            elif (call := self.calls.get(event.call_id)) is not None:
+                call.deliver(event)
+
+    def _start(self, incoming: IncomingCall) -> None:
+        call = SipCall(
+            incoming, self, self.admission, self.config, self.open_rtp, self.public_address
+        )
+        if self._tg is None:  # stopping: no new call
+            return
+        self.calls[call.id] = call
+
+        async def run() -> None:
+            try:
+                await call.run()
+            finally:
+                self.calls.pop(call.id, None)
+
+        self._tg.start_soon(run, name=f"sip call {call.name}")
+
+    async def _flush(self) -> None:
+        """Send what the user agent queued; its next timer may have changed: wake the timers."""
+        sock = self._socket
+        async with self._sending:
+            for outgoing in self.ua.data_to_send():
+                if sock is None:
+                    break
+                try:
+                    await sock.sendto(outgoing.data, *outgoing.peer)
+                except OSError as error:  # an unreachable peer is that peer's problem
+                    log.info("sip: sending to %s failed: %s", outgoing.peer[0], error)
+        self._wake.set()
+
+
+class SipServer:
+    """Every endpoint of ``server.sip``, owned by the task group of :meth:`run`."""
+
+    def __init__(self, config: SipConfig, admission: Admission, *, max_calls: int = 100) -> None:
+        ports = RtpPorts(*config.rtp_ports)
+        self.endpoints = [
+            SipEndpoint(host, port, config, admission, ports, max_calls=max_calls)
+            for host, port in map(parse_listen, config.listen)
+        ]
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve on every endpoint until cancelled (started once all are bound)."""
+        async with anyio.create_task_group() as tg:
+            for endpoint in self.endpoints:
+                await tg.start(endpoint.run)
+            task_status.started()
