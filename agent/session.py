@@ -116,9 +116,7 @@ class Session(CallControls):
             self.outbox,
             max_chars=settings.max_reply_chars,
         )
-        self.answer_turns = settings.answer_turns
-        #: the voice replies speak with; see :meth:`set_voice`
-        self.voice = settings.voice
+        self.answer_turns, self.voice = settings.answer_turns, settings.voice  # see set_voice
         #: set once :meth:`run` has started the call (the methods below work from then on)
         self.started = anyio.Event()
         self.ended: str | None = None
@@ -255,8 +253,9 @@ class Session(CallControls):
     async def _transcript(self, event: Transcript) -> None:
         if event.is_final:
             self._marks["asr_final"] = self.clock.now()
-        if self._previews is not None:
-            self._previews.drop() if event.is_final else self._previews.offer(event.text)
+        if self._previews is not None:  # a caller's turn only, never speech over the bot
+            partial = not event.is_final and self.turns.user is UserState.TURN
+            self._previews.offer(event.text) if partial else self._previews.drop()
         await self.outbox.emit(
             out.UserTranscript(
                 event.text, event.is_final, event.utterance, event.stable, event.unstable
