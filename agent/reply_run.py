@@ -202,14 +202,15 @@ class Replies:
         assert runtime.start_generation(speak, name=run.kind) == generation
         return run
 
-    async def sent(self, run: ReplyRun, samples: int) -> None:
-        """A frame of ``run`` went out: ``samples`` of it are out now."""
+    async def sent(self, run: ReplyRun, samples: int) -> int:
+        """A frame of ``samples`` of ``run`` went out; returns how many of its samples are out."""
         played = self.playout.buffer.played_samples(run.generation) + samples
         for mark in run.sent(played):
             await self.outbox.emit(mark)
         if run.frames == 1 and (stages := run.latency(self.clock.now())):
             METRICS.observe_turn(stages)
             await self.outbox.emit(TurnLatency(generation=run.generation, stages=stages))
+        return played
 
     async def interrupt(self, generation: int, rule: str = "") -> None:
         """Barge-in: cancel ``generation``, clear its audio down to the client, keep what was

@@ -331,11 +331,10 @@ class Session(CallControls):
         await self.outbox.audio(generation, frame.pcm)
         if run is None:
             return
-        await self.replies.sent(run, frame.num_samples)
+        played = await self.replies.sent(run, frame.num_samples)
         if run.frames == 1:
             await self._signal(turn.PlayoutStarted(generation))
         elif run.frames % 10 == 1:
-            played = self.playout.buffer.played_samples(generation) + frame.num_samples
             await self._signal(turn.PlayoutProgress(generation, played, run.spoken.played(played)))
 
     async def _on_heard(self, report: Heard) -> None:
