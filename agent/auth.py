@@ -14,8 +14,11 @@ O1    a WebSocket upgrade, or any request but GET/HEAD, whose ``Origin`` header 
       ``forbidden_origin``, close code 4403 (clients that are not browsers send no Origin)
 A3    no API key configured: authentication is off (``voxline serve`` allows that on loopback
       only, or with ``--insecure``: :func:`exposure_problem`)
-A4    otherwise ``Authorization: Bearer <key>`` must hold one of the keys: 401
-      ``missing_api_key`` or ``invalid_api_key``, close code 4401
+A4    otherwise ``Authorization: Bearer <key>`` (or, on a WebSocket, the subprotocol
+      ``openai-insecure-api-key.<key>``) must hold one of the keys: 401 ``missing_api_key`` or
+      ``invalid_api_key``, close code 4401
+A5    ... or a client secret (:mod:`agent.client_secrets`) that has not expired (401
+      ``expired_client_secret``), on a path that opens calls (403 ``secret_not_allowed``)
 ====  ==========================================================================================
 
 The server's own origin is the request's ``Host``. Without keys that is trusted only when the
@@ -39,6 +42,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.client_secrets import PREFIX as SECRET_PREFIX
+from agent.client_secrets import ClientSecret, ClientSecrets, opens_calls, presented_secret
 from agent.config.schema import AuthConfig
 from pipeline.errors import ConfigError
 
@@ -129,6 +134,8 @@ def _valid(key: str, where: str, which: str) -> str:
         raise ConfigError(where, f"{which}: a key may hold letters, digits and -._~+/ only")
     if len(key) < MIN_KEY_CHARS:
         raise ConfigError(where, f"{which}: a key must be at least {MIN_KEY_CHARS} characters")
+    if key.startswith(SECRET_PREFIX):
+        raise ConfigError(where, f"{which}: {SECRET_PREFIX!r} starts client secrets, not keys")
     return key
 
 
@@ -168,13 +175,27 @@ MISSING_KEY = Refusal(
 )
 INVALID_KEY = Refusal(401, UNAUTHORIZED, "invalid_api_key", "the API key is not valid")
 FOREIGN_ORIGIN = Refusal(403, FORBIDDEN, "forbidden_origin", "this origin may not call the server")
+EXPIRED_SECRET = Refusal(
+    401, UNAUTHORIZED, "expired_client_secret", "the client secret has expired: mint another"
+)
+SECRET_HERE = Refusal(
+    403, FORBIDDEN, "secret_not_allowed", "a client secret opens calls only: use an API key"
+)
 
 
 class AccessPolicy:
     """The rules of the module doc, for one server's keys and settings."""
 
-    def __init__(self, keys: ApiKeys, auth: AuthConfig, *, metrics_public: bool) -> None:
+    def __init__(
+        self,
+        keys: ApiKeys,
+        auth: AuthConfig,
+        *,
+        metrics_public: bool,
+        secrets: ClientSecrets | None = None,
+    ) -> None:
         self.keys = keys
+        self.secrets = secrets if secrets is not None else ClientSecrets()
         self.metrics_public = metrics_public
         self._any_origin = "*" in auth.allowed_origins
         self._origins = [
@@ -195,8 +216,10 @@ class AccessPolicy:
         authorization: str | None = None,
         origin: str | None = None,
         host: str | None = None,
+        subprotocols: list[str] | None = None,
     ) -> Refusal | None:
-        """The refusal of this request (``None``: it may go on); header values as received."""
+        """The refusal of this request (``None``: it may go on); header values as received,
+        ``subprotocols`` as a WebSocket client offered them."""
         if path in _OPEN_PATHS or path.startswith("/static/"):  # A1
             return None
         if path == "/metrics" and self.metrics_public:  # A2
@@ -206,10 +229,29 @@ class AccessPolicy:
             return FOREIGN_ORIGIN  # O1
         if not self.enabled:  # A3
             return None
-        key = _bearer(authorization)  # A4
+        key = self.token(authorization, subprotocols)  # A4
         if key is None:
             return MISSING_KEY
-        return None if self.keys.check(key) else INVALID_KEY
+        if self.keys.check(key):
+            return None
+        secret = self.secrets.find(key)  # A5
+        if secret is None:
+            return INVALID_KEY
+        if self.secrets.expired(secret):
+            return EXPIRED_SECRET
+        return None if opens_calls(path) else SECRET_HERE
+
+    def token(self, authorization: str | None, subprotocols: list[str] | None) -> str | None:
+        """What the client presented: a bearer token, or a browser's subprotocol token."""
+        return _bearer(authorization) or presented_secret(subprotocols)
+
+    def live_secret(
+        self, authorization: str | None, subprotocols: list[str] | None
+    ) -> ClientSecret | None:
+        """The unexpired client secret a request presents (``None``: it presents none)."""
+        token = self.token(authorization, subprotocols)
+        secret = None if token is None else self.secrets.find(token)
+        return None if secret is None or self.secrets.expired(secret) else secret
 
     def _origin_allowed(self, origin: str, host: str | None) -> bool:
         if self._any_origin:

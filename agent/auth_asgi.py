@@ -4,7 +4,9 @@ A refused HTTP request gets the REST API's error (OpenAI's shape) with status 40
 ``WWW-Authenticate: Bearer``) or 403. A refused WebSocket is accepted and at once closed with
 4401 or 4403 and a short reason: a browser sees a close code, never the status of a refused
 upgrade. Refusals are counted (``voxline_errors{where="auth",kind=<code>}``) and logged with
-their path and code, never with what the client sent.
+their path and code, never with what the client sent. A request let in with a client secret
+minted with a ``session`` carries it in its scope (:data:`SECRET_SESSION`) to the Realtime
+endpoint.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from agent.auth import AccessPolicy, Refusal
 from agent.metrics import METRICS
 from agent.rest import ApiError
 
-__all__ = ["AccessGuard"]
+__all__ = ["SECRET_SESSION", "AccessGuard", "close_refused"]
+
+#: the scope key of the Realtime session configuration a client secret was minted with
+SECRET_SESSION = "voxline.secret_session"
 
 log = logging.getLogger("voxline.auth")
 
@@ -38,15 +43,21 @@ class AccessGuard:
             return
         headers = Headers(scope=scope)
         websocket = scope["type"] == "websocket"
+        authorization = headers.get("authorization")
+        subprotocols = scope.get("subprotocols") if websocket else None
         refusal = self.policy.judge(
             scope["path"],
             websocket=websocket,
             method=scope.get("method", "GET"),
-            authorization=headers.get("authorization"),
+            authorization=authorization,
             origin=headers.get("origin"),
             host=headers.get("host"),
+            subprotocols=subprotocols,
         )
         if refusal is None:
+            secret = self.policy.live_secret(authorization, subprotocols)
+            if secret is not None and secret.session is not None:
+                scope = {**scope, SECRET_SESSION: secret.session}
             await self.app(scope, receive, send)
             return
         METRICS.error("auth", refusal.code)
@@ -65,9 +76,14 @@ def _respond(refusal: Refusal) -> ASGIApp:
 
 
 async def _close(ws: WebSocket, refusal: Refusal) -> None:
-    """Accept, then close with the refusal's code (a Realtime client's subprotocol is taken,
-    so that a browser sees the close and not a failed handshake)."""
+    await close_refused(ws, refusal.close_code, refusal.message)
+
+
+async def close_refused(ws: WebSocket, code: int, reason: str) -> None:
+    """Accept, then close with ``code`` (the protocol's own subprotocol is taken, so that a
+    browser sees the close and not a failed handshake)."""
     offered = ws.scope.get("subprotocols") or []
+    chosen = next((p for p in ("realtime", "voxline") if p in offered), None)
     with contextlib.suppress(WebSocketDisconnect):
-        await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
-        await ws.close(refusal.close_code, refusal.message)
+        await ws.accept(subprotocol=chosen)
+        await ws.close(code, reason)

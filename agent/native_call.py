@@ -148,4 +148,13 @@ async def native_call(
 
         return WsTransport(protocol, sink.flush, handle, ended=ended, expired=expired)
 
-    await serve_call(ws, transport, send_timeout=send_timeout, open_timeout=open_timeout)
+    # a browser that offers a client secret as a subprotocol offers "voxline" beside it, and
+    # must be answered with one it offered (agent/client_secrets.py)
+    offered = ws.scope.get("subprotocols") or []
+    await serve_call(
+        ws,
+        transport,
+        send_timeout=send_timeout,
+        open_timeout=open_timeout,
+        subprotocol="voxline" if "voxline" in offered else None,
+    )

@@ -40,6 +40,7 @@ import anyio.to_thread
 import msgspec
 from starlette.websockets import WebSocket
 
+from agent.auth_asgi import SECRET_SESSION
 from agent.config import AgentConfig, VoiceConfig
 from agent.dialogue.llm_history import History
 from agent.models import reply_voice
@@ -69,7 +70,10 @@ from transports.realtime_events import (
     RealtimeSessionConfig,
     ResponseParams,
     ServerVad,
+    SessionSpec,
     TurnDetection,
+    UpdateRejected,
+    apply_update,
 )
 from transports.realtime_inbound import (
     CancelRequested,
@@ -160,6 +164,23 @@ def initial_config(settings: SessionSettings, voice: str = "default") -> Realtim
         interrupt_response=turns.barge_in,
     )
     return RealtimeSessionConfig(turn_detection=detection, voice=voice)
+
+
+def minted_config(
+    ws: WebSocket, config: RealtimeSessionConfig, voices: SessionVoices | None
+) -> RealtimeSessionConfig:
+    """``config`` with the session a client secret was minted with applied (the call was let
+    in with that secret: :mod:`agent.client_secrets`); as it is when that no longer applies
+    (a voice this agent does not have: the client hears of it from ``session.created``)."""
+    spec = ws.scope.get(SECRET_SESSION)
+    if not isinstance(spec, SessionSpec):
+        return config
+    try:
+        names = None if voices is None else frozenset(voices.choices)
+        return apply_update(config, spec, voice_locked=False, voices=names)
+    except UpdateRejected as rejected:
+        log.warning("a client secret's session does not apply: %s", rejected.message)
+        return config
 
 
 class RealtimeSink(CallSink):
@@ -396,7 +417,9 @@ async def realtime_call(
         catalog = await anyio.to_thread.run_sync(served_catalog)
         voices = session_voices(catalog, agent.voice, settings.voice)
     protocol = RealtimeProtocol(
-        initial_config(settings, voices.default if voices else "default"),
+        minted_config(
+            ws, initial_config(settings, voices.default if voices else "default"), voices
+        ),
         id_seed=session_id[:12],
         voices=None if voices is None else frozenset(voices.choices),
     )

@@ -27,12 +27,14 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from agent.auth import AccessPolicy, ApiKeys, is_loopback, load_keys
-from agent.auth_asgi import AccessGuard
+from agent.auth_asgi import AccessGuard, close_refused
+from agent.client_secret_route import client_secret_routes
 from agent.config import AgentConfig
 from agent.config.runtime import llm_config
 from agent.dialogue.engine import IntentEngine
 from agent.dialogue.llm import LLMEngine, make_backend
 from agent.dialogue.llm_tools import Tools
+from agent.metrics import METRICS
 from agent.models import LoadedModels, load_models, session_settings
 from agent.native_call import native_call
 from agent.realtime_call import realtime_call
@@ -154,10 +156,11 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
 
         async def endpoint(ws: WebSocket) -> None:
             if not state.ready.is_set():
-                await ws.close(code=1013, reason="models are still loading")
+                await close_refused(ws, 1013, "models are still loading")
                 return
             if state.sessions >= config.server.max_sessions:
-                await ws.close(code=1013, reason="server is at its session limit")
+                METRICS.error("admission", "at_capacity")
+                await close_refused(ws, 1013, "server is at its session limit")
                 return
             assert state.models is not None
             state.sessions += 1
@@ -185,6 +188,7 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
             WebSocketRoute("/v1/realtime", call(realtime_call)),
             WebSocketRoute("/v1/telephony/twilio", call(twilio_call)),
             *rest_routes(state),
+            *client_secret_routes(policy.secrets),
             *webrtc_routes(state, webrtc),
         ],
         lifespan=lifespan,

@@ -81,7 +81,7 @@ def policy(*keys: str, metrics_public: bool = False, **auth: Any) -> AccessPolic
     ],
 )
 def test_every_path_but_health_and_the_page_needs_a_key(
-    path: str, headers: dict[str, str], expected: str | None
+    path: str, headers: dict[str, Any], expected: str | None
 ) -> None:
     refusal = policy(KEY_ENV).judge(path, websocket=False, **headers)
     assert (refusal.code if refusal else None) == expected
@@ -124,7 +124,7 @@ def test_browsers_may_call_from_the_servers_origin_and_loopback_pages(
     origin: str, host: str, keyed: bool, allowed: bool
 ) -> None:
     keys = (KEY_ENV,) if keyed else ()
-    headers = {"authorization": f"Bearer {KEY_ENV}"} if keyed else {}
+    headers: dict[str, Any] = {"authorization": f"Bearer {KEY_ENV}"} if keyed else {}
     refusal = policy(*keys).judge("/v1/stream", websocket=True, origin=origin, host=host, **headers)
     assert (refusal is None) == allowed
     if refusal is not None:
