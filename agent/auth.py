@@ -12,6 +12,10 @@ A2    ``/metrics`` is open when ``server.metrics_public``, otherwise like any ot
 O1    a WebSocket upgrade, or any request but GET/HEAD, whose ``Origin`` header is neither the
       server's own origin nor allowed (``server.auth.allowed_origins``) is refused: 403
       ``forbidden_origin``, close code 4403 (clients that are not browsers send no Origin)
+T1    ``/v1/telephony/twilio`` with Twilio's auth token configured (``TWILIO_AUTH_TOKEN``):
+      ``X-Twilio-Signature`` must be Twilio's signature of the URL it requested
+      (:mod:`agent.twilio_signature`), and is all it needs (Twilio sends no API key): 403
+      ``invalid_twilio_signature``, close code 4403
 A3    no API key configured: authentication is off (``voxline serve`` allows that on loopback
       only, or with ``--insecure``: :func:`exposure_problem`)
 A4    otherwise ``Authorization: Bearer <key>`` (or, on a WebSocket, the subprotocol
@@ -45,6 +49,7 @@ from pathlib import Path
 from agent.client_secrets import PREFIX as SECRET_PREFIX
 from agent.client_secrets import ClientSecret, ClientSecrets, opens_calls, presented_secret
 from agent.config.schema import AuthConfig
+from agent.twilio_signature import signed_url, valid_signature
 from pipeline.errors import ConfigError
 
 __all__ = [
@@ -70,6 +75,8 @@ FORBIDDEN = 4403
 
 #: RFC 6750's ``b64token``: what may follow ``Bearer``
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: Twilio's media streams (rule T1)
+TWILIO_PATH = "/v1/telephony/twilio"
 _OPEN_PATHS = frozenset({"/", "/health/live", "/health/ready"})
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -178,6 +185,9 @@ FOREIGN_ORIGIN = Refusal(403, FORBIDDEN, "forbidden_origin", "this origin may no
 EXPIRED_SECRET = Refusal(
     401, UNAUTHORIZED, "expired_client_secret", "the client secret has expired: mint another"
 )
+BAD_TWILIO_SIGNATURE = Refusal(
+    403, FORBIDDEN, "invalid_twilio_signature", "the request is not signed by Twilio"
+)
 SECRET_HERE = Refusal(
     403, FORBIDDEN, "secret_not_allowed", "a client secret opens calls only: use an API key"
 )
@@ -193,8 +203,12 @@ class AccessPolicy:
         *,
         metrics_public: bool,
         secrets: ClientSecrets | None = None,
+        twilio_token: str | None = None,
+        twilio_url: str | None = None,
     ) -> None:
         self.keys = keys
+        self.twilio_token = twilio_token or None
+        self.twilio_url = twilio_url
         self.secrets = secrets if secrets is not None else ClientSecrets()
         self.metrics_public = metrics_public
         self._any_origin = "*" in auth.allowed_origins
@@ -217,9 +231,11 @@ class AccessPolicy:
         origin: str | None = None,
         host: str | None = None,
         subprotocols: list[str] | None = None,
+        query: str = "",
+        twilio_signature: str | None = None,
     ) -> Refusal | None:
         """The refusal of this request (``None``: it may go on); header values as received,
-        ``subprotocols`` as a WebSocket client offered them."""
+        ``subprotocols`` as a WebSocket client offered them, ``query`` the raw query string."""
         if path in _OPEN_PATHS or path.startswith("/static/"):  # A1
             return None
         if path == "/metrics" and self.metrics_public:  # A2
@@ -227,6 +243,11 @@ class AccessPolicy:
         browser_call = websocket or method.upper() not in _SAFE_METHODS
         if origin is not None and browser_call and not self._origin_allowed(origin, host):
             return FOREIGN_ORIGIN  # O1
+        if path == TWILIO_PATH and self.twilio_token is not None:  # T1
+            url = signed_url(self.twilio_url, host, path, query)
+            if valid_signature(self.twilio_token, url, twilio_signature):
+                return None
+            return BAD_TWILIO_SIGNATURE
         if not self.enabled:  # A3
             return None
         key = self.token(authorization, subprotocols)  # A4

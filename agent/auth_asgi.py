@@ -53,6 +53,8 @@ class AccessGuard:
             origin=headers.get("origin"),
             host=headers.get("host"),
             subprotocols=subprotocols,
+            query=scope.get("query_string", b"").decode("latin-1"),
+            twilio_signature=headers.get("x-twilio-signature"),
         )
         if refusal is None:
             secret = self.policy.live_secret(authorization, subprotocols)

@@ -97,6 +97,7 @@ def session_settings(config: AgentConfig, voice: ReplyVoice) -> SessionSettings:
             max_utterance=longest, split_search=min(3.0, longest / 2)
         ),
         max_reply_chars=config.limits.max_reply_chars,
+        transfer_timeout=config.dialogue.transfer_timeout_s,
         turns=config.turns,
         voice=voice,
         vad=DetectorConfig.from_seconds(

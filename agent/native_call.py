@@ -4,6 +4,11 @@ The thin adapter over :class:`~transports.native.NativeProtocol` (which holds th
 logic), served by the WebSocket call loop (:func:`agent.ws_io.serve_call`): the session starts
 with the client's ``hello`` and the client's ``bye`` ends its side; ``session.ended`` is the
 last message.
+
+Transfers: a client whose ``hello`` says ``"transfer": true`` gets ``transfer`` events and
+answers each with ``transfer.result`` (the session's
+:meth:`~agent.session.Session.transfer_result`); for any other client a transfer fails at
+once (``unsupported``) and the agent says so.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from starlette.websockets import WebSocket
 
 from agent.reply import Responder
 from agent.session import Models, Session, SessionSettings
+from agent.session_control import CallControls
 from agent.session_events import (
     AgentText,
     CallEnded,
@@ -37,10 +43,12 @@ from transports.native import (
     CommitRequest,
     Hello,
     InterruptRequest,
+    Keys,
     NativeEvent,
     NativeProtocol,
     PeerError,
     Playback,
+    TransferOutcome,
     UserText,
 )
 
@@ -49,6 +57,9 @@ log = logging.getLogger("voxline.native")
 
 class NativeSink(ProtocolSink[NativeProtocol]):
     """What the session says, in the native protocol."""
+
+    #: the call's session, once it has started (a transfer's refusal goes back to it)
+    session: CallControls | None = None
 
     @property
     def output_rate(self) -> int:
@@ -78,8 +89,8 @@ class NativeSink(ProtocolSink[NativeProtocol]):
                     stable=event.stable,
                     unstable=event.unstable,
                 )
-            case UserTurn(text=text, start=start, end=end, rule=rule):
-                p.send_turn_ended(text, start, end, rule=rule)
+            case UserTurn(text=text, start=start, end=end, rule=rule, keypad=keypad):
+                p.send_turn_ended(text, start, end, rule=rule, keypad=keypad)
             case AgentText(generation=generation, delta=delta):
                 p.send_agent_text(generation, delta)
             case Interrupted(generation=generation, heard_text=heard, played_ms=ms, rule=rule):
@@ -95,8 +106,10 @@ class NativeSink(ProtocolSink[NativeProtocol]):
                 p.send_latency(generation, stages)
             case CallEnded(reason=reason):
                 p.close(reason)
-            case TransferRequested(target=target):
-                p.send_error("transfer_unsupported", f"this transport cannot transfer to {target}")
+            case TransferRequested(target=target) if p.transfers:
+                p.send_transfer(target)
+            case TransferRequested() if self.session is not None:
+                await self.session.transfer_result(False, "unsupported")
             case Notice(code=code, message=message, rule=rule):
                 p.send_error(code, message, rule=rule)
         await self.flush()
@@ -125,18 +138,33 @@ async def native_call(
                 case AudioFrame(pcm=pcm) if session is not None:
                     await session.push_audio(pcm)
                 case Hello():
-                    call.start(Session(models, responder(), sink, settings, session_id=session_id))
+                    started = Session(models, responder(), sink, settings, session_id=session_id)
+                    sink.session = started
+                    call.start(started)
                 case UserText(text=typed) if session is not None:
                     await session.user_text(typed)
                 case InterruptRequest() if session is not None:
                     await session.interrupt()
                 case CommitRequest() if session is not None:
                     await session.commit_turn()
+                case TransferOutcome(ok=ok, reason=reason) if session is not None:
+                    await session.transfer_result(ok, reason)
+                case Keys(digits=digits) if session is not None:
+                    for digit in digits:  # checked by the protocol
+                        await session.dtmf(digit)
                 case Bye():
                     return False
                 case Playback():
                     pass  # the protocol keeps the position; clear_audio reports it at barge-in
-                case PeerError() | AudioFrame() | UserText() | InterruptRequest() | CommitRequest():
+                case (
+                    PeerError()
+                    | AudioFrame()
+                    | UserText()
+                    | InterruptRequest()
+                    | CommitRequest()
+                    | TransferOutcome()
+                    | Keys()
+                ):
                     pass
             return True
 

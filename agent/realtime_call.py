@@ -25,6 +25,10 @@ How the API maps onto a call:
   (the same model: another speaker, prosody or style; at the agent file's speed and emotion),
   or one of OpenAI's names (spoken with the agent's voice). Any other name is refused with an
   ``error``; the voice stays as it was.
+- Call actions: the API has no transfer (its clients run their own tools), so a transfer the
+  dialogue asks for fails at once (``unsupported``) and the agent says its
+  ``dialogue.transfer_failed`` line in a response of its own; the conversation goes on. A
+  hang-up closes the socket (``1000`` with the reason) after the last response is done.
 """
 
 from __future__ import annotations
@@ -270,8 +274,10 @@ class RealtimeSink(CallSink):
             case CallEnded(reason=reason):
                 log.info("realtime call ended: %s", reason)
                 p.close()
-            case TransferRequested(target=target):
-                p.send_error(f"this transport cannot transfer to {target}", code="transfer")
+            case TransferRequested() if self.session is not None:
+                await self.session.transfer_result(False, "unsupported")
+            case Notice(code="transfer_failed"):
+                pass  # not an error of the client's: the agent says so in the response
             case Notice(code=code, message=message) if not code.startswith("ignored."):
                 p.send_error(message, code=code)
             case MarkReached():

@@ -116,6 +116,12 @@ class Responder(Protocol):
         """What to say unprompted: the greeting, or the ``count``-th idle prompt."""
         ...
 
+    def transfer_failed(self, target: str, reason: str) -> AsyncGenerator[ReplyPart, None]:
+        """What to say now that the transfer to ``target`` a reply announced did not happen
+        (``reason``: ``no_target``, ``unsupported``, ``timeout``, the far end's words); the
+        conversation goes on."""
+        ...
+
     def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
         """Reply ``generation`` ended; the caller heard ``text`` of it."""
         ...

@@ -3,8 +3,9 @@
 A :class:`ReplyRun` owns a reply's :class:`~agent.reply.Speaker` (and so the text it spoke, with
 word and mark timings, and the speech plans it spoke them with), the frames sent of it, the
 latency marks of the turn it answers, and how it must end (cut at the length limit, or a hang-up
-once it has played). Its steps are the reply's life as the session sees it: :meth:`sent` after
-each frame goes out (the SSML marks it reached), :meth:`latency` at its first frame,
+or a transfer once it has played: the caller hears "let me put you through" first). Its steps
+are the reply's life as the session sees it: :meth:`sent` after each frame goes out (the SSML
+marks it reached), :meth:`latency` at its first frame,
 :meth:`heard` and :meth:`rest` when it stops (what was heard, and the unheard rest as plans
 that keep their SSML prosody and emotion, for a resume).
 
@@ -24,14 +25,7 @@ from agent.dialogue.decision import EndCall, Transfer
 from agent.metrics import METRICS
 from agent.reply import ReplyPart, ReplyVoice, Responder, Speaker, SpokenText
 from agent.reply_limit import capped
-from agent.session_events import (
-    AgentText,
-    Interrupted,
-    MarkReached,
-    Notice,
-    TransferRequested,
-    TurnLatency,
-)
+from agent.session_events import AgentText, Interrupted, MarkReached, Notice, TurnLatency
 from agent.session_outbox import AudioDone, SessionOutbox
 from agent.turn_types import ReplyKind
 from pipeline.clock import WallClock
@@ -60,8 +54,9 @@ class ReplyRun:
     frames: int = 0
     #: cut at the reply length limit: the dialogue hears of it as interrupted
     cut: bool = False
-    #: hang up with this reason once it has played (the dialogue's ``EndCall``)
-    hangup: str | None = None
+    #: what to do once it has played: hang up, or transfer the call (the dialogue's first
+    #: ``EndCall`` or ``Transfer`` in it; an interrupted reply does neither)
+    then: EndCall | Transfer | None = None
     #: how many of the spoken text's marks have been reported
     _marks: int = 0
 
@@ -162,13 +157,18 @@ class Replies:
         prompt: int = 0,
         plans: list[SpeechPlan] | None = None,
         answers: dict[str, float] | None = None,
+        failed: Transfer | None = None,
+        reason: str = "",
     ) -> ReplyRun:
-        """A reply to ``text``, or idle prompt ``prompt`` (from 1), or ``plans`` said again,
-        else the greeting, spoken with ``voice``; ``answers``: the turn's latency marks."""
+        """A reply to ``text``, or idle prompt ``prompt`` (from 1), or ``plans`` said again, or
+        what to say about transfer ``failed`` (for ``reason``), else the greeting, spoken with
+        ``voice``; ``answers``: the turn's latency marks."""
         runtime = self.runtime
         assert runtime is not None
         generation = runtime.generations.latest + 1  # the id start_generation allocates
         kind: ReplyKind = "answer" if text is not None else "prompt" if prompt else "greeting"
+        if failed is not None:
+            kind = "prompt"
         emit = self.outbox.emit
         speaker = Speaker(
             generation,
@@ -192,7 +192,7 @@ class Replies:
                 if plans:
                     await speaker.say_plans(plans)
                 else:
-                    await speaker.speak(self._parts(run, text, prompt))
+                    await speaker.speak(self._parts(run, text, prompt, failed, reason))
             except (ServerError, ClientError) as error:
                 log.warning("reply %d failed: %s", gen, type(error).__name__)
                 self.playout.finish(gen)
@@ -232,17 +232,17 @@ class Replies:
             played_ms = 1000 * report.samples_played / self.playout.buffer.sample_rate
             await self.outbox.emit(Interrupted(report.generation, heard, played_ms, rule=rule))
 
-    async def finished(self, report: Heard) -> str | None:
+    async def finished(self, report: Heard) -> EndCall | Transfer | None:
         """A reply played to its end: the dialogue hears what was said (a reply cut at the
-        length limit as interrupted), the sink that its audio is complete. Returns why to hang
-        up now, if the reply said so."""
+        length limit as interrupted), the sink that its audio is complete. Returns the hang-up
+        or transfer to carry out now, if the reply said so."""
         run = self.live.pop(report.generation, None)
         if run is not None:
             for mark in run.finished(report):
                 await self.outbox.emit(mark)
             self.responder.heard(report.generation, run.heard(report), interrupted=run.cut)
         await self.outbox.emit(AudioDone(report.generation))
-        return run.hangup if run is not None else None
+        return run.then if run is not None else None
 
     def truncated(self, generation: int, played: int) -> None:
         """The client played ``generation`` to sample ``played``: the dialogue hears the rest
@@ -253,10 +253,12 @@ class Replies:
             self.responder.heard(generation, heard, interrupted=True)
 
     def _parts(
-        self, run: ReplyRun, text: str | None, prompt: int
+        self, run: ReplyRun, text: str | None, prompt: int, failed: Transfer | None, reason: str
     ) -> AsyncGenerator[ReplyPart, None]:
         if text is not None:
             parts = self.responder.respond(text, generation=run.generation)
+        elif failed is not None:
+            parts = self.responder.transfer_failed(failed.target, reason)
         else:
             parts = self.responder.prompt("idle" if prompt else "greeting", prompt)
         limit = self.max_chars
@@ -269,8 +271,5 @@ class Replies:
         await self.outbox.emit(Notice(code="reply_cut", message=f"reply cut at {limit} characters"))
 
     async def _action(self, run: ReplyRun, action: EndCall | Transfer) -> None:
-        match action:
-            case EndCall(reason=reason):
-                run.hangup = reason
-            case Transfer(target=target):
-                await self.outbox.emit(TransferRequested(target=target))
+        if run.then is None:
+            run.then = action

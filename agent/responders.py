@@ -16,6 +16,7 @@ from contextlib import aclosing
 from typing import Any, Literal
 
 import anyio
+import msgspec
 
 from agent.config import AgentConfig
 from agent.config.base import Reply, ReplyConfig
@@ -23,7 +24,9 @@ from agent.dialogue.decision import DialogueDecision, EndCall, HandOff, Say, Tra
 from agent.dialogue.engine import IntentEngine, IntentSession
 from agent.dialogue.llm import LLMDone, LLMEngine, LLMFallback, LLMText, LLMToolResult
 from agent.dialogue.llm_history import History
-from agent.dialogue.llm_tools import BuiltinTool, ToolResult
+from agent.dialogue.llm_tools import BuiltinTool, ToolCall, ToolResult
+from agent.dialogue.templates import Template
+from agent.digits import Keypad, KeypadRule
 from agent.reply import ReplyPart, Responder
 
 log = logging.getLogger("voxline.dialogue")
@@ -50,9 +53,16 @@ class IntentResponder:
 
     async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
         async with self._deciding:
-            decision = await self.session.handle(text, final=True)
-        async for part in self._speak(decision, generation):
+            if isinstance(text, Keypad):  # keypad digits: a menu key or a digit slot's value
+                decision = await self.session.handle_keys(text.digits)
+            else:
+                decision = await self.session.handle(text, final=True)
+        async for part in self._speak(decision, generation, text):
             yield part
+
+    def keypad(self) -> KeypadRule:
+        """When keyed digits are complete: what the conversation asks for now."""
+        return self.session.keypad()
 
     async def prompt(
         self, kind: Literal["greeting", "idle"], count: int = 0
@@ -63,12 +73,22 @@ class IntentResponder:
         else:
             yield _say(self.config.turns.idle_prompt)
 
+    async def transfer_failed(self, target: str, reason: str) -> AsyncGenerator[ReplyPart, None]:
+        """The conversation goes back to idle and says ``dialogue.transfer_failed``; an LLM
+        it hands turns to hears of it too."""
+        async with self._deciding:
+            decision = self.session.conversation.transfer_failed(target, reason)
+        if isinstance(self.llm, LLMResponder):
+            self.llm.note_transfer_failed(target, reason, decision.text)
+        for reply in decision.replies:
+            yield reply
+
     def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
         if self.llm is not None:
             self.llm.heard(generation, text, interrupted=interrupted)
 
     async def _speak(
-        self, decision: DialogueDecision, generation: int
+        self, decision: DialogueDecision, generation: int, turn: str = ""
     ) -> AsyncGenerator[ReplyPart, None]:
         for reply in decision.replies:
             yield reply
@@ -78,6 +98,8 @@ class IntentResponder:
                     yield event
                 case HandOff(utterance=utterance, pending=pending):
                     if self.llm is not None:
+                        if isinstance(turn, Keypad) and utterance == turn.digits:
+                            utterance = turn  # the LLM is shown "[keypad] 1234"
                         # closed with this reply (a reply cut at its limit aborts the request)
                         answer = self.llm.respond(utterance, generation=generation)
                         async with aclosing(answer) as parts:
@@ -117,6 +139,11 @@ class LLMResponder:
         #: the caller's turns answered so far
         self.turns = 0
 
+    def keypad(self) -> KeypadRule:
+        """When keyed digits are complete (``dialogue.digits``); the model is shown them as
+        ``[keypad] 1234``."""
+        return KeypadRule.of(self.config.dialogue.digits)
+
     async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
         # A barge-in cancels the previous reply, which writes itself into the history as it
         # unwinds: let it finish, so this turn comes after it.
@@ -126,7 +153,7 @@ class LLMResponder:
         if self.turns > self.config.limits.max_turns:
             yield EndCall("max_turns")
             return
-        self.history.add_user(text)
+        self.history.add_user(str(text))  # plain text: a keyed turn reads "[keypad] 1234"
         done = self._streaming[generation] = anyio.Event()
         try:
             async with aclosing(self._stream(generation)) as parts:  # closed now, not by the GC
@@ -172,6 +199,25 @@ class LLMResponder:
             said = _say(reply)
             self.history.add_assistant(said.text)
             yield said
+
+    async def transfer_failed(self, target: str, reason: str) -> AsyncGenerator[ReplyPart, None]:
+        """``dialogue.transfer_failed`` (``{target}``, ``{reason}`` filled in), and a line in
+        the history saying the transfer failed and why."""
+        reply = self.config.dialogue.transfer_failed
+        said = _say(reply)
+        text = Template(said.text).render({"target": target, "reason": reason}, ssml=said.ssml)
+        said = msgspec.structs.replace(said, text=text)
+        self.note_transfer_failed(target, reason, said.text)
+        yield said
+
+    def note_transfer_failed(self, target: str, reason: str, said: str) -> None:
+        """The history hears that the transfer to ``target`` failed (``reason``), as the
+        transfer tool's result, and what the agent said about it."""
+        call = ToolCall(id=f"transfer-failed-{self.turns}", name="transfer", arguments="{}")
+        result = ToolResult(content=f"the transfer to {target} failed ({reason or 'no reason'})")
+        self.history.add_tool_result(msgspec.structs.replace(call, as_text=True), result)
+        if said:
+            self.history.add_assistant(said)
 
     def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
         if not interrupted:

@@ -43,7 +43,8 @@ from agent.responders import BUILTINS, IntentResponder, LLMResponder
 from agent.rest import rest_routes
 from agent.session import Models, SessionSettings
 from agent.sip_server import ServerAdmission, SipServer
-from agent.twilio_call import twilio_call
+from agent.twilio_call import twilio_calls
+from agent.twilio_signature import TOKEN_ENV as TWILIO_TOKEN_ENV
 from agent.webrtc_call import WebRtcCalls
 from agent.webrtc_routes import webrtc_routes
 from pipeline.errors import StageFailed
@@ -86,41 +87,58 @@ class ServerState:
         assert self.intents is not None
         return IntentResponder(self.intents, self.config, llm=llm)
 
+    async def load(self) -> None:
+        """Load the models and the dialogue engines (``failed`` says why when they do not)."""
+        config = self.config
+        try:
+            self.models = await anyio.to_thread.run_sync(load_models, config)
+            self.http = httpx.AsyncClient()
+            self.intents = await IntentEngine.load(
+                config, embedder=self.models.embedder, http=self.http
+            )
+            if config.dialogue.engine != "intents" and config.profile.llm is not None:
+                settings = llm_config(config)
+                backend = make_backend(settings)
+                await backend.start()
+                tools = Tools(settings.tools, builtins=BUILTINS, http=self.http)
+                self.llm = LLMEngine(settings, backend, tools=tools if settings.tools else None)
+        except Exception as error:
+            self.failed = f"{type(error).__name__}: {error}"
+            log.exception("loading the models failed")
+            return
+        self.ready.set()
+        log.info("voxline ready: agent %r", config.name)
 
-async def _load(state: ServerState) -> None:
-    config = state.config
-    try:
-        state.models = await anyio.to_thread.run_sync(load_models, config)
-        state.http = httpx.AsyncClient()
-        state.intents = await IntentEngine.load(
-            config, embedder=state.models.embedder, http=state.http
-        )
-        if config.dialogue.engine != "intents" and config.profile.llm is not None:
-            settings = llm_config(config)
-            backend = make_backend(settings)
-            await backend.start()
-            tools = Tools(settings.tools, builtins=BUILTINS, http=state.http)
-            state.llm = LLMEngine(settings, backend, tools=tools if settings.tools else None)
-    except Exception as error:
-        state.failed = f"{type(error).__name__}: {error}"
-        log.exception("loading the models failed")
-        return
-    state.ready.set()
-    log.info("voxline ready: agent %r", state.config.name)
+    async def close(self) -> None:
+        """Release what :meth:`load` opened (after the calls have ended)."""
+        if self.llm is not None:
+            await self.llm.backend.aclose()
+        if self.intents is not None:
+            await self.intents.aclose()
+        if self.http is not None:
+            await self.http.aclose()
+        if self.models is not None:
+            await anyio.to_thread.run_sync(self.models.close)
 
 
 def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette:
     """The server's app; ``keys`` default to those of the environment and the keys file."""
     if keys is None:
         keys = load_keys(config.server.auth, os.environ)
-    policy = AccessPolicy(keys, config.server.auth, metrics_public=config.server.metrics_public)
+    policy = AccessPolicy(
+        keys,
+        config.server.auth,
+        metrics_public=config.server.metrics_public,
+        twilio_token=os.environ.get(TWILIO_TOKEN_ENV),
+        twilio_url=config.server.twilio.public_url,
+    )
     state = ServerState(config)
     webrtc = WebRtcCalls(config.server.webrtc)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_load, state)
+            tg.start_soon(state.load)
             await tg.start(webrtc.run)
             if config.server.sip.listen:  # calls get BYE when the group is cancelled
                 sip = SipServer(config.server.sip, ServerAdmission(state))
@@ -129,14 +147,7 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
                 yield
             finally:
                 tg.cancel_scope.cancel()
-        if state.llm is not None:
-            await state.llm.backend.aclose()
-        if state.intents is not None:
-            await state.intents.aclose()
-        if state.http is not None:
-            await state.http.aclose()
-        if state.models is not None:
-            await anyio.to_thread.run_sync(state.models.close)
+        await state.close()
 
     async def live(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -186,7 +197,7 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
             Route("/health/ready", ready),
             WebSocketRoute("/v1/stream", call(native_call)),
             WebSocketRoute("/v1/realtime", call(realtime_call)),
-            WebSocketRoute("/v1/telephony/twilio", call(twilio_call)),
+            WebSocketRoute("/v1/telephony/twilio", call(twilio_calls(config.server.twilio))),
             *rest_routes(state),
             *client_secret_routes(policy.secrets),
             *webrtc_routes(state, webrtc),

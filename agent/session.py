@@ -24,7 +24,15 @@ to turn-taking ahead of the VAD events of the same audio. When the echo is over,
 Channel policies: caller audio COALESCE (the network reader never blocks, nothing is lost); VAD
 -> ASR, ASR -> control and the outbox BLOCK (the models, the control loop and the client pace
 them); playout is bounded in seconds ahead. No task is started per event: a call's tasks are its
-stages, playout, control loop, outbox, early-match previews and the transport's own.
+stages, playout, control loop, outbox, early-match previews, the transfer deadline
+(:mod:`agent.session_transfer`) and the transport's own.
+
+Call actions: a reply's hang-up or transfer is carried out once the reply has played (the
+caller hears "let me put you through" first). A transfer goes to the sink as
+``TransferRequested``; the transport answers with :meth:`CallControls.transfer_result` (ok:
+the call ends ``"transferred"``); no answer within ``transfer_timeout`` fails it
+(``"timeout"``). A failed transfer is a ``Notice("transfer_failed", reason)`` and a reply (the
+responder's ``transfer_failed``): the caller is never left in silence, and the call goes on.
 """
 
 from __future__ import annotations
@@ -39,12 +47,15 @@ import anyio
 
 from agent import session_events as out
 from agent import turn_types as turn
+from agent.dialogue.decision import EndCall, Transfer
+from agent.digits import DigitCollector, KeyedTurn, Keypad, keypad_rule
 from agent.reply import Responder
 from agent.reply_run import Replies, ReplyRun
 from agent.session_control import (
     CallControls,
     Control,
     InterruptReply,
+    Keypress,
     Models,
     NewTurnConfig,
     Previewing,
@@ -52,12 +63,15 @@ from agent.session_control import (
     ReplyHeard,
     SessionSettings,
     Signal,
+    TransferExpired,
+    TransferResult,
     TruncateReply,
     TypedTurn,
     Wake,
 )
 from agent.session_events import CallSink, SessionEvent
 from agent.session_outbox import SessionOutbox
+from agent.session_transfer import PendingTransfer, TransferWait
 from agent.session_turns import echo_detector, new_turns
 from agent.turns import TurnAction, TurnTaking, UserState
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
@@ -126,6 +140,10 @@ class Session(CallControls):
         self._spoke_since_commit = False  # a commit then is not an empty turn
         self._unannounced: deque[ReplyRun] = deque()  # replies turn-taking has not heard of
         self._previews = Previews(responder) if isinstance(responder, Previewing) else None
+        self.keys = DigitCollector()  # keypad digits on their way to a turn (agent.digits)
+        self.transfers = TransferWait(
+            self.clock, settings.transfer_timeout, lambda n: self._signal(TransferExpired(n))
+        )
 
     # -- transport side -----------------------------------------------------------------------
 
@@ -142,6 +160,8 @@ class Session(CallControls):
         await self.inbound.send(frame)
         if split:  # the echo of the bot's reply is over: what follows is the caller's
             await self.inbound.send(Flush(session_id=self.id, commit=False))
+        if (due := self.keys.deadline) is not None and pts >= due:
+            self._wake()  # the keys' timeout counts caller audio, which may come faster
 
     def end_input(self) -> None:
         """The caller's audio has ended (hang-up): finish the call."""
@@ -156,9 +176,14 @@ class Session(CallControls):
         if text is None:
             text, self._unanswered = self._unanswered, None
         self._unannounced.append(run := self.replies.start(self.voice, text=text))
-        with contextlib.suppress(anyio.WouldBlock):  # else the loop has inputs: it wakes anyway
-            self._control.send_nowait(Signal(session_id=self.id, value=Wake()))
+        self._wake()
         return run.generation
+
+    def _wake(self) -> None:
+        """Make the control loop look at the session now (never waits)."""
+        if self._control is not None:
+            with contextlib.suppress(anyio.WouldBlock):  # else the loop has inputs: it wakes
+                self._control.send_nowait(Signal(session_id=self.id, value=Wake()))
 
     # -- the call -----------------------------------------------------------------------------
 
@@ -177,6 +202,7 @@ class Session(CallControls):
             runtime.start_task("playout", lambda: self.playout.run(self._send_frame))
             runtime.start_task("control", lambda: self._control_loop(control))
             runtime.start_task("outbox", self.outbox.opened())
+            runtime.start_task("transfer", self.transfers.run)
             if self._previews is not None:
                 runtime.start_task("preview", self._previews.run)
             for name, task in tasks:
@@ -192,7 +218,8 @@ class Session(CallControls):
 
     async def _control_loop(self, control: Channel) -> None:
         while True:
-            deadline = self.turns.next_deadline()
+            due = [d for d in (self.turns.next_deadline(), self.keys.deadline) if d is not None]
+            deadline = min(due, default=None)
             event: Event | None = None
             wait = None if deadline is None else max(0, deadline - self.input.now()) / PIPELINE_RATE
             with anyio.move_on_after(wait):
@@ -205,6 +232,8 @@ class Session(CallControls):
             while self._unannounced:  # replies started since: before what came after them
                 actions.extend(self._started(self._unannounced.popleft(), now))
             actions.extend(self.turns.advance(now) if event is None else await self._on(event, now))
+            if (keyed := self.keys.expire(now)) is not None:  # digits timed out: a turn
+                actions.extend(await self._keyed(keyed, now))
             while actions:
                 actions.extend(await self._act(actions.popleft(), now))
 
@@ -246,9 +275,34 @@ class Session(CallControls):
                 return actions
             case ReplyHeard(report=report):
                 return await self._finished(report, now)
+            case TransferResult(ok=ok, reason=reason):
+                return await self._transferred(self.transfers.settle(), ok, reason, now)
+            case TransferExpired(number=number):
+                expired = self.transfers.settle(number)
+                return await self._transferred(expired, False, "timeout", now)
+            case Keypress(digit=digit):
+                return await self._keypress(digit, now)
             case Wake():
                 return []
         return self.turns.feed(value, now)
+
+    async def _keypress(self, digit: str, now: int) -> list[TurnAction]:
+        """A key: it stops the reply being spoken (unless the dialogue says not to) and is
+        collected; a digit string it completes is the caller's turn."""
+        rule = keypad_rule(self.responder)
+        actions = await self._interrupt_now(now) if rule.interrupts else []
+        keyed = self.keys.press(digit, now, rule)
+        return actions + (await self._keyed(keyed, now) if keyed is not None else [])
+
+    async def _keyed(self, keyed: KeyedTurn, now: int) -> list[TurnAction]:
+        """A complete digit string: a user turn, answered as a spoken one is."""
+        turn_ended = out.UserTurn(keyed.digits, keyed.start, keyed.end, keyed.rule, keypad=True)
+        await self.outbox.emit(turn_ended)
+        text = Keypad(keyed.digits)
+        if not self.answer_turns:
+            self._unanswered = text
+            return []
+        return self._started(self.replies.start(self.voice, text=text), now)
 
     async def _transcript(self, event: Transcript) -> None:
         if event.is_final:
@@ -314,9 +368,39 @@ class Session(CallControls):
         return self.turns.feed(turn.PlayoutFinished(generation, played), now)
 
     async def _finished(self, report: Heard, now: int) -> list[TurnAction]:
-        if (hangup := await self.replies.finished(report)) is not None:
-            await self._end(hangup)
-        return self.turns.feed(turn.PlayoutFinished(report.generation, report.samples_played), now)
+        actions = self.turns.feed(
+            turn.PlayoutFinished(report.generation, report.samples_played), now
+        )
+        match await self.replies.finished(report):
+            case EndCall(reason=reason):
+                await self._end(reason)
+            case Transfer(target=target):
+                if not target.strip():
+                    actions += await self._failed(target, "no_target", now)
+                elif self.transfers.start(target) is not None:
+                    await self.outbox.emit(out.TransferRequested(target=target))
+                else:
+                    log.info("%s: a transfer is under way already", self.id)
+        return actions
+
+    async def _transferred(
+        self, transfer: PendingTransfer | None, ok: bool, reason: str, now: int
+    ) -> list[TurnAction]:
+        """A transfer's outcome: the call ends (``"transferred"``), or the agent says it could
+        not and the call goes on. ``None``: no transfer waited (a stale outcome): nothing."""
+        if transfer is None or self.ended is not None:
+            return []
+        if ok:
+            await self._end("transferred")
+            return []
+        return await self._failed(transfer.target, reason, now)
+
+    async def _failed(self, target: str, reason: str, now: int) -> list[TurnAction]:
+        """A transfer did not happen: the client is told, and the agent says so in words."""
+        log.info("%s: transfer failed: %s", self.id, reason)
+        await self.outbox.emit(out.Notice("transfer_failed", reason))
+        failed = Transfer(target=target)
+        return self._started(self.replies.start(self.voice, failed=failed, reason=reason), now)
 
     # -- the playout's side -------------------------------------------------------------------
 

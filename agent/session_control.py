@@ -3,10 +3,12 @@ control inputs its one control loop dispatches.
 
 Everything that changes a call's state goes through the session's control channel, in order
 with the ASR's transcripts and VAD events: a client's requests (:class:`TypedTurn`,
-:class:`InterruptReply`, :class:`TruncateReply`, :class:`NewTurnConfig`, a ``DiscardTurn``),
-and the session's own news about replies and playout (``ReplyStarted``, ``PlayoutStarted``,
-``PlayoutProgress``, :class:`ReplyHeard`) and echo (``EchoEstimate``). Each travels as a
-:class:`Signal`; :data:`Control` is their union, and the loop matches on it.
+:class:`InterruptReply`, :class:`TruncateReply`, :class:`NewTurnConfig`, a ``DiscardTurn``,
+a transfer's :class:`TransferResult`, a key's :class:`Keypress`), and the session's own news
+about replies and playout (``ReplyStarted``, ``PlayoutStarted``, ``PlayoutProgress``,
+:class:`ReplyHeard`), echo (``EchoEstimate``) and a transfer's deadline
+(:class:`TransferExpired`). Each travels as a :class:`Signal`; :data:`Control` is their union,
+and the loop matches on it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol, runtime_checkable
 import anyio
 import msgspec
 
+from agent.digits import check_digit
 from agent.reply import ReplyVoice
 from agent.turns import (
     DiscardTurn,
@@ -72,6 +75,9 @@ class SessionSettings:
     #: how replies speak (the agent file's voice: :func:`agent.models.reply_voice`) until
     #: ``Session.set_voice``; the default is the engine's own voice as it is
     voice: ReplyVoice = field(default_factory=ReplyVoice)
+    #: seconds a transfer may wait for its outcome (:meth:`CallControls.transfer_result`)
+    #: before it has failed with reason ``timeout``
+    transfer_timeout: float = 15.0
 
 
 class TypedTurn(msgspec.Struct, frozen=True):
@@ -103,6 +109,26 @@ class ReplyHeard(msgspec.Struct, frozen=True):
     report: Heard
 
 
+class TransferResult(msgspec.Struct, frozen=True):
+    """The transport's outcome of the transfer the session asked for
+    (:class:`~agent.session_events.TransferRequested`)."""
+
+    ok: bool
+    reason: str = ""
+
+
+class TransferExpired(msgspec.Struct, frozen=True):
+    """Transfer ``number`` had no outcome within the session's ``transfer_timeout``."""
+
+    number: int
+
+
+class Keypress(msgspec.Struct, frozen=True):
+    """A keypad digit (DTMF), checked: collected into a digit turn (:mod:`agent.digits`)."""
+
+    digit: str
+
+
 class Wake(msgspec.Struct, frozen=True):
     """Nothing to do but look at what the session queued without waiting (a reply started)."""
 
@@ -113,6 +139,9 @@ Control = (
     | TruncateReply
     | NewTurnConfig
     | ReplyHeard
+    | TransferResult
+    | TransferExpired
+    | Keypress
     | Wake
     | DiscardTurn
     | EchoEstimate
@@ -166,6 +195,19 @@ class CallControls:
         """The client played ``generation`` up to sample ``played`` (at the output rate) and
         no further: the responder hears of the text up to there."""
         await self._signal(TruncateReply(generation, played))
+
+    async def transfer_result(self, ok: bool, reason: str = "") -> None:
+        """The outcome of the transfer the session asked for (``TransferRequested``): ``ok``,
+        the call ends (``"transferred"``); else the agent says it could not, and the call goes
+        on (``reason``: why, for the dialogue and the logs). No transfer waiting: ignored."""
+        await self._signal(TransferResult(ok, reason))
+
+    async def dtmf(self, digit: str) -> None:
+        """A key the caller pressed (0-9, ``*``, ``#``, A-D; any other raises
+        :class:`~pipeline.errors.ProtocolError`): digits make a user turn once complete
+        (:mod:`agent.digits`); a key stops the reply being spoken, unless the dialogue's
+        ``digits.interrupts`` is off."""
+        await self._signal(Keypress(check_digit(digit)))
 
     async def set_turns(self, config: TurnConfig) -> None:
         """New turn-taking settings mid-call (an open user turn is dropped)."""

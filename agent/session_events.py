@@ -31,8 +31,11 @@ class UserTurn(msgspec.Struct, frozen=True, tag="user_turn"):
     text: str
     start: int
     end: int
-    #: the turn-taking rule that ended it (:mod:`agent.turns`' table, e.g. ``"T5"``)
+    #: the turn-taking rule that ended it (:mod:`agent.turns`' table, e.g. ``"T5"``; a keyed
+    #: turn: :mod:`agent.digits`' table, e.g. ``"K1"``)
     rule: str = ""
+    #: keyed in, not spoken: ``text`` is the digits (DTMF)
+    keypad: bool = False
 
 
 class AgentText(msgspec.Struct, frozen=True, tag="agent_text"):

@@ -15,7 +15,11 @@ readers and its media clock).
 - **Events**: the data channel the caller opens (any label) carries the JSON events of the
   native protocol (:func:`~transports.webrtc.data_channel_protocol`), so a browser sees what a
   ``/v1/stream`` client sees, and may send ``text``, ``interrupt``, ``commit``, ``playback``
-  (how much of a reply it has played: a barge-in keeps only that) and ``bye``.
+  (how much of a reply it has played: a barge-in keeps only that), ``dtmf`` (keypad digits:
+  aiortc drops RFC 4733 telephone events on the track, docs/webrtc.md) and ``bye``. A caller whose
+  offer said ``"transfer": true`` gets ``transfer`` events and answers ``transfer.result``
+  (ok: the call ends ``transferred``); for others a transfer fails at once (``unsupported``)
+  and the agent says so.
 
 A call ends when the caller hangs up (``bye`` on the data channel, closing the peer connection,
 ``DELETE /v1/webrtc/sessions/{id}``), when ICE fails, when it does not connect within
@@ -63,8 +67,10 @@ from transports.native import (
     CommitRequest,
     Hello,
     InterruptRequest,
+    Keys,
     PeerError,
     Playback,
+    TransferOutcome,
     UserText,
 )
 from transports.webrtc import InboundFrames, OfferRequest, data_channel_protocol
@@ -129,13 +135,14 @@ class WebRtcCall:
         new_session: Callable[[CallSink], Session],
         *,
         clock: WallClock | None = None,
+        transfer: bool = False,
     ) -> None:
         self.id = session_id
         self.config = config
         #: the outgoing track's media clock
         self.clock = clock or MonotonicClock()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(config)))
-        self.protocol = data_channel_protocol(session_id)
+        self.protocol = data_channel_protocol(session_id, transfer=transfer)
         self.track = AudioTrackOut()
         self.writer = DataChannelWriter()
         self.sink = WebRtcSink(self.protocol, self.track, self.writer)
@@ -201,7 +208,8 @@ class WebRtcCall:
         if not self._connected.is_set():
             self.end("connect_timeout")
             return None
-        return self._new_session(self.sink)
+        session = self.sink.session = self._new_session(self.sink)
+        return session
 
     def tasks(self, session: Session) -> Sequence[Task]:
         tasks: list[Task] = [
@@ -238,8 +246,13 @@ class WebRtcCall:
                         await session.interrupt()
                     case CommitRequest():
                         await session.commit_turn()
+                    case Keys(digits=digits):  # the channel's: aiortc drops RFC 4733 events
+                        for digit in digits:
+                            await session.dtmf(digit)
                     case Bye():
                         self.end("bye")
+                    case TransferOutcome(ok=ok, reason=reason):
+                        await session.transfer_result(ok, reason)
                     case Playback():
                         pass  # the protocol keeps the position; clear_audio reports it
                     case Hello() | AudioFrame() | PeerError():
@@ -356,7 +369,12 @@ class WebRtcCalls:
         if self._tg is None:
             raise ServerError("the WebRTC calls are not running")
         session_id = uuid.uuid4().hex
-        call = WebRtcCall(session_id, self.config, lambda sink: new_session(session_id, sink))
+        call = WebRtcCall(
+            session_id,
+            self.config,
+            lambda sink: new_session(session_id, sink),
+            transfer=offer.transfer,
+        )
         try:
             with anyio.fail_after(NEGOTIATION_TIMEOUT_S):
                 sdp = await call.negotiate(offer)

@@ -26,6 +26,7 @@ from aiortc.mediastreams import MediaStreamError
 from anyio.abc import ObjectSendStream
 
 from agent.native_call import NativeSink
+from agent.session_control import CallControls
 from agent.session_events import CallSink, SessionEvent
 from pipeline.clock import WallClock
 from transports.native import NativeProtocol, Outbound
@@ -176,6 +177,15 @@ class WebRtcSink(CallSink):
     ) -> None:
         self.track = track
         self._events = NativeSink(protocol, writer)
+
+    @property
+    def session(self) -> CallControls | None:
+        """The call's session, once it has started (a transfer's refusal goes back to it)."""
+        return self._events.session
+
+    @session.setter
+    def session(self, session: CallControls | None) -> None:
+        self._events.session = session
 
     @property
     def output_rate(self) -> int:

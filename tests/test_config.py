@@ -235,6 +235,7 @@ def test_the_shipped_agents() -> None:
         "assistant-llm": "llm",
         "default": "intents",
         "gpu": "mixed",
+        "ivr": "intents",
         "receptionist": "intents",
     }
     gpu = load_config(CONFIGS_DIR / "gpu.yaml").profile

@@ -83,6 +83,9 @@ class Said:
     ) -> AsyncGenerator[ReplyPart, None]:
         yield Say("Hello.")
 
+    async def transfer_failed(self, target: str, reason: str) -> AsyncGenerator[ReplyPart, None]:
+        yield Say("Sorry.")
+
     def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
         self.reports.append((generation, text, interrupted))
 

@@ -66,6 +66,9 @@ class Script:
         if kind == "greeting":
             yield Say("Hello.")
 
+    async def transfer_failed(self, target: str, reason: str) -> AsyncGenerator[ReplyPart, None]:
+        yield Say(f"I could not put you through to {target}.")
+
     def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
         self.reports.append((generation, text, interrupted))
 

@@ -119,8 +119,11 @@ class Caller:
 
 
 @asynccontextmanager
-async def calling(server: RunningServer, *, whip: bool = False) -> AsyncIterator[Caller]:
-    """A connected :class:`Caller`; closed (and its recorder stopped) at the end."""
+async def calling(
+    server: RunningServer, *, whip: bool = False, transfer: bool = False
+) -> AsyncIterator[Caller]:
+    """A connected :class:`Caller` (``transfer``: its offer says it carries out transfers);
+    closed (and its recorder stopped) at the end."""
     use_host_addresses(["127.0.0.1"])
     caller = Caller()
     try:
@@ -136,7 +139,12 @@ async def calling(server: RunningServer, *, whip: bool = False) -> AsyncIterator
                 caller.location = response.headers["location"]
                 answer = response.text
             else:
-                response = await http.post(url, json={"type": "offer", "sdp": offer.sdp})
+                body = {
+                    "type": "offer",
+                    "sdp": offer.sdp,
+                    **({"transfer": True} if transfer else {}),
+                }
+                response = await http.post(url, json=body)
                 assert response.status_code == 200, response.text
                 caller.session_id = response.json()["session_id"]
                 answer = response.json()["sdp"]

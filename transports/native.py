@@ -46,6 +46,7 @@ from transports.audio import (
     samples_to_ms,
 )
 from transports.errors import PeerError
+from transports.rtp.dtmf import EVENTS as DTMF_KEYS
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -53,12 +54,14 @@ __all__ = [
     "CommitRequest",
     "Hello",
     "InterruptRequest",
+    "Keys",
     "NativeEvent",
     "NativeProtocol",
     "NativeState",
     "Outbound",
     "PeerError",
     "Playback",
+    "TransferOutcome",
     "UserText",
 ]
 
@@ -78,10 +81,12 @@ class NativeState(enum.Enum):
 
 
 class Hello(msgspec.Struct, frozen=True):
-    """The client's audio format; the session has started (``session.started`` was queued)."""
+    """The client's audio format; the session has started (``session.started`` was queued).
+    ``transfer``: the client carries out transfers (``transfer`` / ``transfer.result``)."""
 
     format: AudioFormat
     version: int = PROTOCOL_VERSION
+    transfer: bool = False
 
 
 class UserText(msgspec.Struct, frozen=True):
@@ -118,8 +123,30 @@ class Bye(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
+class Keys(msgspec.Struct, frozen=True):
+    """The caller pressed keypad ``digits`` (DTMF: 0-9, ``*``, ``#``, A-D), in this order."""
+
+    digits: str
+
+
+class TransferOutcome(msgspec.Struct, frozen=True):
+    """The client's answer to the ``transfer`` it was sent: done (``ok``), or not and why."""
+
+    ok: bool
+    reason: str = ""
+
+
 NativeEvent = (
-    Hello | AudioFrame | UserText | InterruptRequest | CommitRequest | Playback | Bye | PeerError
+    Hello
+    | AudioFrame
+    | UserText
+    | InterruptRequest
+    | CommitRequest
+    | Playback
+    | Bye
+    | TransferOutcome
+    | Keys
+    | PeerError
 )
 
 
@@ -130,6 +157,7 @@ class _HelloMessage(msgspec.Struct, frozen=True, tag="hello"):
     sample_rate: int
     encoding: Encoding = "pcm16"
     version: int = PROTOCOL_VERSION
+    transfer: bool = False
 
 
 class _TextMessage(msgspec.Struct, frozen=True, tag="text"):
@@ -153,6 +181,16 @@ class _ByeMessage(msgspec.Struct, frozen=True, tag="bye"):
     reason: str = ""
 
 
+class _DtmfMessage(msgspec.Struct, frozen=True, tag="dtmf"):
+    digit: str | None = None
+    digits: str | None = None
+
+
+class _TransferResultMessage(msgspec.Struct, frozen=True, tag="transfer.result"):
+    ok: bool
+    reason: str = ""
+
+
 _ClientMessage = (
     _HelloMessage
     | _TextMessage
@@ -160,12 +198,16 @@ _ClientMessage = (
     | _CommitMessage
     | _PlaybackMessage
     | _ByeMessage
+    | _TransferResultMessage
+    | _DtmfMessage
 )
-_TYPES = ("hello", "text", "interrupt", "commit", "playback", "bye")
+_TYPES = ("hello", "text", "interrupt", "commit", "playback", "bye", "transfer.result", "dtmf")
 _decoder = msgspec.json.Decoder(_ClientMessage)
 _encoder = msgspec.json.Encoder()
 #: generations whose rates are remembered for playback reports
 _REMEMBERED = 16
+#: keys one ``dtmf`` message may carry
+MAX_KEYS = 32
 
 
 class NativeProtocol:
@@ -189,6 +231,9 @@ class NativeProtocol:
         self._interrupted: set[int] = set()
         self._rates: dict[int, OutboundAudio] = {}
         self._played: dict[int, int] = {}  # last playback report, source samples
+        #: the client said in its hello that it carries out transfers
+        self.transfers = False
+        self._transferring = False  # a transfer event waits for its transfer.result
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -222,6 +267,13 @@ class NativeProtocol:
             case _ByeMessage(reason=reason):
                 self.close("bye")
                 return [Bye(reason)]
+            case _DtmfMessage(digit=digit, digits=digits):
+                return self._keys(digit, digits)
+            case _TransferResultMessage(ok=ok, reason=reason):
+                if not self._transferring:
+                    return self._error("no_transfer", "no transfer waits for a result")
+                self._transferring = False
+                return [TransferOutcome(ok, reason)]
         raise AssertionError(f"unhandled message {message!r}")  # pragma: no cover
 
     def receive_bytes(self, data: bytes) -> list[NativeEvent]:
@@ -250,6 +302,7 @@ class NativeProtocol:
         if message.version != PROTOCOL_VERSION:
             return self._error("bad_hello", f"protocol version {PROTOCOL_VERSION} only")
         self.format = audio
+        self.transfers = message.transfer
         self._inbound = InboundAudio(audio, max_bytes=self.max_frame_bytes)
         self.state = NativeState.OPEN
         self._emit(
@@ -261,7 +314,7 @@ class NativeProtocol:
                 "encoding": audio.encoding,
             }
         )
-        return [Hello(audio, message.version)]
+        return [Hello(audio, message.version, message.transfer)]
 
     def _playback(self, generation: int, samples: int) -> list[NativeEvent]:
         if samples < 0:
@@ -284,6 +337,18 @@ class NativeProtocol:
             )
         self._played[generation] = source
         return [Playback(generation, samples, source)]
+
+    def _keys(self, digit: str | None, digits: str | None) -> list[NativeEvent]:
+        if (digit is None) == (digits is None):
+            return self._error("bad_message", "dtmf takes one of digit or digits")
+        keys = (digit or digits or "").upper()
+        if digit is not None and len(keys) != 1:
+            return self._error("bad_message", "digit is one key; send several as digits")
+        if not 0 < len(keys) <= MAX_KEYS or not set(keys) <= set(DTMF_KEYS):
+            return self._error(
+                "bad_message", f"dtmf keys are 0-9, *, # and A-D, 1 to {MAX_KEYS} a message"
+            )
+        return [Keys(keys)]
 
     def played(self, generation: int) -> int | None:
         """The last position the client reported for ``generation``, at the rate the session
@@ -331,9 +396,12 @@ class NativeProtocol:
                 }
             )
 
-    def send_turn_ended(self, text: str, start: int, end: int, *, rule: str = "") -> None:
+    def send_turn_ended(
+        self, text: str, start: int, end: int, *, rule: str = "", keypad: bool = False
+    ) -> None:
         """The caller's turn (samples ``start``-``end`` at 16 kHz, the pipeline's timeline)
-        ended with ``text``; ``rule`` is the turn-taking rule that ended it."""
+        ended with ``text``; ``rule`` is the turn-taking rule that ended it. ``keypad``: the
+        turn was keyed in and ``text`` is its digits (``rule`` then is :mod:`agent.digits`')."""
         self._emit(
             {
                 "type": "turn.ended",
@@ -341,6 +409,7 @@ class NativeProtocol:
                 "start_ms": samples_to_ms(start, PIPELINE_RATE),
                 "end_ms": samples_to_ms(end, PIPELINE_RATE),
                 **_rule(rule),
+                **({"keypad": True} if keypad else {}),
             }
         )
 
@@ -435,6 +504,14 @@ class NativeProtocol:
                 "latency_ms": {name: round(value, 1) for name, value in latency_ms.items()},
             }
         )
+
+    def send_transfer(self, target: str) -> None:
+        """Ask the client to transfer the call to ``target``; it answers ``transfer.result``.
+        Raises ``RuntimeError`` unless its hello said it carries out transfers."""
+        if not self.transfers:
+            raise RuntimeError("the client does not carry out transfers")
+        self._transferring = True
+        self._emit({"type": "transfer", "target": target})
 
     def send_error(self, code: str, message: str, *, rule: str = "") -> None:
         """An error or notice from the session (``internal`` for our failures: keep details in

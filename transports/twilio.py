@@ -36,6 +36,7 @@ import msgspec
 from pipeline.events import AudioFrame
 from transports.audio import AudioFormat, InboundAudio, OutboundAudio
 from transports.errors import PeerError
+from transports.rtp.dtmf import EVENTS as DTMF_KEYS
 
 __all__ = [
     "TWILIO_FORMAT",
@@ -88,6 +89,8 @@ class Played(msgspec.Struct, frozen=True):
 
 
 class Dtmf(msgspec.Struct, frozen=True):
+    """The caller pressed a key: ``digit`` is one of 0-9, ``*``, ``#``, A-D (checked)."""
+
     digit: str
 
 
@@ -238,7 +241,10 @@ class TwilioProtocol:
             case _Mark(mark=_MarkInfo(name=name)):
                 return self._mark(name)
             case _Dtmf(dtmf=_DtmfInfo(digit=digit)):
-                return [Dtmf(digit)]
+                key = digit.upper()
+                if len(key) != 1 or key not in DTMF_KEYS:
+                    return [PeerError("bad_dtmf", f"not a DTMF digit: {digit[:8]!r}")]
+                return [Dtmf(key)]
         raise AssertionError(f"unhandled message {message!r}")  # pragma: no cover
 
     def receive_bytes(self, data: bytes) -> list[TwilioEvent]:

@@ -4,7 +4,8 @@ aiortc does the network work (ICE, DTLS, SRTP, SCTP, Opus); what is protocol log
 as plain classes, with the adapter in :mod:`agent.webrtc_call`:
 
 - :func:`parse_offer` takes the body of ``POST /v1/webrtc/offer``: JSON
-  (``{"type": "offer", "sdp": "…", "agent": …, "voice": …}``, answered with JSON) or a bare
+  (``{"type": "offer", "sdp": "…", "agent": …, "voice": …, "transfer": …}``, answered with
+  JSON; ``transfer: true``: the caller carries out transfers on the data channel) or a bare
   ``application/sdp`` body (WHIP style, answered with ``201`` and the SDP). :func:`check_offer`
   refuses offers Voxline cannot answer, in words the caller can act on: not SDP, no audio, no
   Opus, video, no ICE credentials or DTLS fingerprint. Both raise
@@ -22,8 +23,9 @@ as plain classes, with the adapter in :mod:`agent.webrtc_call`:
   track's rate: the data channel carries exactly the JSON events of ``/v1/stream``
   (``session.started`` first, ``transcript.*``, ``agent.text``, ``audio.start``/``audio.end``,
   ``interrupted``, ``turn.latency``, ``error``, ``session.ended`` last) and takes the same
-  client messages (``text``, ``interrupt``, ``commit``, ``playback``, ``bye``); audio goes over
-  the track, never over the channel.
+  client messages (``text``, ``interrupt``, ``commit``, ``playback``, ``bye``; and
+  ``transfer.result`` answering a ``transfer`` event, when the offer said ``transfer: true``);
+  audio goes over the track, never over the channel.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class OfferRequest(msgspec.Struct, frozen=True):
     agent: str | None = None
     voice: str | None = None
     whip: bool = False
+    #: the caller carries out transfers (``transfer`` events on the data channel)
+    transfer: bool = False
 
 
 class _OfferMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -99,6 +103,7 @@ class _OfferMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sdp: str
     agent: str | None = None
     voice: str | None = None
+    transfer: bool = False
 
 
 _offer_decoder = msgspec.json.Decoder(_OfferMessage)
@@ -120,7 +125,11 @@ def parse_offer(content_type: str, body: bytes) -> OfferRequest:
         except msgspec.DecodeError:
             raise ProtocolError("the offer is not valid JSON") from None
         return OfferRequest(
-            message.sdp, check_offer(message.sdp), agent=message.agent, voice=message.voice
+            message.sdp,
+            check_offer(message.sdp),
+            agent=message.agent,
+            voice=message.voice,
+            transfer=message.transfer,
         )
     raise ProtocolError("send the offer as application/json or application/sdp")
 
@@ -346,15 +355,19 @@ class OutboundFrames:
 # -- the data channel ---------------------------------------------------------------------------
 
 
-def data_channel_protocol(session_id: str, sample_rate: int = OPUS_RATE) -> NativeProtocol:
-    """The native protocol for a data channel, already open (``session.started`` is queued).
+def data_channel_protocol(
+    session_id: str, sample_rate: int = OPUS_RATE, *, transfer: bool = False
+) -> NativeProtocol:
+    """The native protocol for a data channel, already open (``session.started`` is queued);
+    ``transfer``: the caller carries out transfers.
 
     The session's audio still goes through it, so ``audio.start``/``audio.end`` and the heard
     positions of ``interrupted`` are right; its binary frames are for the track, not the
     channel: send only the ``str`` items of :meth:`~NativeProtocol.data_to_send`.
     """
     protocol = NativeProtocol(session_id)
-    hello = msgspec.json.encode({"type": "hello", "sample_rate": sample_rate}).decode()
+    message = {"type": "hello", "sample_rate": sample_rate, "transfer": transfer}
+    hello = msgspec.json.encode(message).decode()
     events = protocol.receive_text(hello)
     assert protocol.format is not None, events
     return protocol

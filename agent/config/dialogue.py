@@ -72,7 +72,42 @@ class TextSlot(SlotBase, tag_field="type", tag="text", frozen=True, kw_only=True
     max_words: Annotated[int, msgspec.Meta(ge=1, le=200)] = 12
 
 
-Slot = NumberSlot | TimeSlot | DateSlot | YesNoSlot | ChoiceSlot | TextSlot
+#: the most keypad digits one string holds
+MAX_DIGITS = 32
+#: how many keypad digits a string may have
+DigitCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_DIGITS)]
+#: keypad keys as a string (``"1"``, ``"*9"``)
+KeyString = Annotated[str, msgspec.Meta(pattern=rf"^[0-9*#A-D]{{1,{MAX_DIGITS}}}$")]
+#: what ends a keyed string early (``""``: nothing does)
+Terminator = Literal["#", "*", ""]
+
+
+class DigitsSlot(SlotBase, tag_field="type", tag="digits", frozen=True, kw_only=True):
+    """A string of digits (a code, an account number), keyed in (DTMF) or spoken ("one two
+    three four"); leading zeros are kept. Give ``length``, or ``min_length``/``max_length``."""
+
+    length: DigitCount | None = None
+    min_length: DigitCount = 1
+    max_length: DigitCount | None = None
+    #: ends the digits early while this slot is asked (null: ``dialogue.digits.terminator``)
+    terminator: Terminator | None = None
+
+    def __post_init__(self) -> None:
+        if self.length is not None and (self.min_length != 1 or self.max_length is not None):
+            raise ValueError("give length, or min_length and max_length, not both")
+        if self.max_length is not None and self.max_length < self.min_length:
+            raise ValueError("max_length must not be below min_length")
+
+    def fits(self, digits: str) -> bool:
+        """Whether ``digits`` (0-9 only) is a value of this slot."""
+        if not digits.isdecimal() or not digits.isascii():
+            return False
+        if self.length is not None:
+            return len(digits) == self.length
+        return self.min_length <= len(digits) <= (self.max_length or MAX_DIGITS)
+
+
+Slot = NumberSlot | TimeSlot | DateSlot | YesNoSlot | ChoiceSlot | TextSlot | DigitsSlot
 
 # -- actions and branches -------------------------------------------------------------------
 
@@ -163,6 +198,9 @@ class IntentConfig(Section, frozen=True, kw_only=True):
     keywords: tuple[str, ...] = ()
     #: regular expressions (searched, case-insensitive): a match scores 1.0
     patterns: tuple[str, ...] = ()
+    #: keypad strings that choose it (``["1"]``: "press 1 for sales"); keyed in exactly, they
+    #: match it without embedding
+    keys: tuple[KeyString, ...] = ()
     #: overrides ``dialogue.threshold`` for this intent
     threshold: Probability | None = None
     reply: Reply | None = None
@@ -195,6 +233,17 @@ class FallbackConfig(Section, frozen=True, kw_only=True):
     limit: Positive = 3
     final_reply: Reply | None = None
     actions: tuple[Action, ...] = ()
+
+
+class DigitsConfig(Section, frozen=True, kw_only=True):
+    """Keypad digits (DTMF): when a keyed string is complete (:mod:`agent.digits`)."""
+
+    #: a pause between two keys this long ends the string
+    timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=60_000)] = 3000
+    #: a key that ends the string early (not part of it)
+    terminator: Terminator = "#"
+    #: a key stops the reply being spoken (a barge-in by key, as IVRs do)
+    interrupts: bool = True
 
 
 class LlmDialogueConfig(Section, frozen=True, kw_only=True):
@@ -233,6 +282,14 @@ class DialogueConfig(Section, frozen=True, kw_only=True):
     flows: tuple[FlowConfig, ...] = ()
     fallback: FallbackConfig = FallbackConfig()
     llm: LlmDialogueConfig = LlmDialogueConfig()
+    digits: DigitsConfig = DigitsConfig()
+    #: said when a transfer does not happen (no target, the transport cannot transfer, the far
+    #: end refused or did not answer in time); the conversation goes on. ``{target}`` and
+    #: ``{reason}`` may be used
+    transfer_failed: Reply = "I'm sorry, I couldn't put you through just now. How else can I help?"
+    #: a transfer not confirmed by the transport this long after it was asked for has failed
+    #: (reason ``timeout``)
+    transfer_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 15.0
 
 
 # -- tools ----------------------------------------------------------------------------------
@@ -268,12 +325,15 @@ class ToolsConfig(Section, frozen=True, kw_only=True):
 
 
 __all__ = [
+    "MAX_DIGITS",
     "Action",
     "Branch",
     "Builtin",
     "ChoiceSlot",
     "DateSlot",
     "DialogueConfig",
+    "DigitsConfig",
+    "DigitsSlot",
     "EarlyMatchConfig",
     "EndCallAction",
     "FallbackConfig",

@@ -62,6 +62,7 @@ class _Checker:
         self.slots = {slot.name: slot for slot in dialogue.slots}
         self.flows = {flow.name: flow for flow in dialogue.flows}
         self.webhooks = {hook.name: hook for hook in config.tools.webhooks}
+        self.keys: dict[str, str] = {}  # keypad string -> the intent it chooses
         # Every name a template or condition may use: slots, variables, results, set targets.
         self.values = set(self.slots) | set(dialogue.variables) | BUILTIN_VALUES
         for action in self._all_actions():
@@ -83,8 +84,9 @@ class _Checker:
             self._slot(f"$.dialogue.slots[{i}]", slot)
         for i, intent in enumerate(dialogue.intents):
             where = f"$.dialogue.intents[{i}]"
-            if not (intent.examples or intent.keywords or intent.patterns):
-                raise ConfigError(where, "an intent needs examples, keywords or patterns")
+            if not (intent.examples or intent.keywords or intent.patterns or intent.keys):
+                raise ConfigError(where, "an intent needs examples, keywords or patterns (or keys)")
+            self._keys(f"{where}.keys", intent.name, intent.keys)
             self._patterns(f"{where}.patterns", intent.patterns)
             if intent.flow is not None and intent.flow not in self.flows:
                 raise ConfigError(f"{where}.flow", f"unknown flow {intent.flow!r}")
@@ -98,6 +100,9 @@ class _Checker:
         self._reply("$.dialogue.fallback.reprompt", fallback.reprompt)
         self._reply("$.dialogue.fallback.final_reply", fallback.final_reply)
         self._actions("$.dialogue.fallback.actions", fallback.actions, None)
+        self._reply(
+            "$.dialogue.transfer_failed", dialogue.transfer_failed, extra={"target", "reason"}
+        )
         self._template("$.greeting.text", config.greeting.text)
         self._unique("$.tools.builtins", list(config.tools.builtins), key="slots")
         overlap = set(self.webhooks) & set(config.tools.builtins)
@@ -116,6 +121,16 @@ class _Checker:
                 )
 
     # -- pieces ------------------------------------------------------------------------------
+
+    def _keys(self, where: str, intent: str, keys: Sequence[str]) -> None:
+        """Each keypad string chooses one intent, and can be keyed (the terminator ends one)."""
+        terminator = self.config.dialogue.digits.terminator
+        for key in keys:
+            if key in self.keys:
+                raise ConfigError(where, f"key {key!r} already chooses {self.keys[key]!r}")
+            if terminator and terminator in key and key != terminator:
+                raise ConfigError(where, f"key {key!r} holds the terminator {terminator!r}")
+            self.keys[key] = intent
 
     def _slot(self, where: str, slot: Slot) -> None:
         self._patterns(f"{where}.patterns", slot.patterns)

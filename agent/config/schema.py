@@ -161,9 +161,31 @@ class WebRtcConfig(Section, frozen=True, kw_only=True):
     media_timeout_s: Seconds = 10.0
 
 
+class TwilioConfig(Section, frozen=True, kw_only=True):
+    """Twilio Media Streams calls (``/v1/telephony/twilio``). A transfer updates the call
+    through Twilio's REST API with ``<Dial>``, as the account ``TWILIO_ACCOUNT_SID`` with
+    ``TWILIO_AUTH_TOKEN`` (both from the environment)."""
+
+    #: where Twilio's REST API is (a test points it at a local stand-in)
+    api_base_url: Annotated[str, msgspec.Meta(pattern=r"^https?://")] = "https://api.twilio.com"
+    #: a REST request not answered this long has failed
+    api_timeout_s: Seconds = 10.0
+    #: this server as Twilio reaches it (``wss://voice.example.com``, and a proxy's path
+    #: prefix): the URL Twilio signs starts with it (agent/twilio_signature.py); without it,
+    #: ``wss://`` and the request's ``Host``
+    public_url: Annotated[str, msgspec.Meta(pattern=r"^wss?://[^?#]+$")] | None = None
+
+
 #: a SIP listen address: ``udp:HOST:PORT`` (an IPv4 address or a name)
 SipListen = Annotated[str, msgspec.Meta(pattern=r"^udp:[A-Za-z0-9.-]+:[0-9]{1,5}$")]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65_535)]
+
+
+class SipCredentials(Section, frozen=True, kw_only=True):
+    """Where the SIP user name and password come from: environment variables, never the file."""
+
+    user_env: str = "VOXLINE_SIP_USER"
+    password_env: str = "VOXLINE_SIP_PASSWORD"
 
 
 class SipConfig(Section, frozen=True, kw_only=True):
@@ -182,6 +204,11 @@ class SipConfig(Section, frozen=True, kw_only=True):
     ring_ms: Milliseconds = 0
     #: no RTP from the caller this long: the call is over (a phone that vanished)
     media_timeout_s: Seconds = 60.0
+    #: an outbound call (``voxline dial``) not answered this long is cancelled
+    no_answer_s: Seconds = 30.0
+    #: digest credentials for a 401/407 to our INVITE, from the environment variables named
+    #: here (unset: a challenge fails the call)
+    credentials: SipCredentials = SipCredentials()
 
     def __post_init__(self) -> None:
         first, last = self.rtp_ports
@@ -255,6 +282,7 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     auth: AuthConfig = AuthConfig()
     webrtc: WebRtcConfig = WebRtcConfig()
     sip: SipConfig = SipConfig()
+    twilio: TwilioConfig = TwilioConfig()
 
 
 class AgentConfig(Section, frozen=True, kw_only=True):

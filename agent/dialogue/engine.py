@@ -9,6 +9,8 @@ into a :class:`~agent.dialogue.decision.DialogueDecision`:
 - **Final transcripts** are decided and committed. The utterance is embedded only when the
   conversation needs intent scores (not for a slot answer or a yes/no) and no pattern already
   decides it; embeddings are cached per text. Webhooks run here, one after the other.
+- **Keyed turns** (``await handle_keys(digits)``, keypad digits) are decided by the intents'
+  ``keys`` and the slot being asked (:mod:`agent.dialogue.keypad`): nothing is embedded.
 - **Partial transcripts** (``final=False``) give a preview, at most one per utterance, when
   :class:`~agent.dialogue.intents.EarlyDecider` finds the intent unambiguous and stable (only
   between flows, and never when the reply needs a webhook: previews have no side effects).
@@ -34,8 +36,10 @@ from agent.dialogue.decision import DialogueDecision, WebhookCall
 from agent.dialogue.embeddings import Matrix
 from agent.dialogue.flows import Conversation
 from agent.dialogue.intents import EarlyDecider, IntentMatcher, IntentScores
+from agent.dialogue.keypad import key_scores, keypad_rule
 from agent.dialogue.parsing import normalize, tokenize
 from agent.dialogue.script import Script
+from agent.digits import KeypadRule
 from pipeline.errors import VoxlineError
 
 __all__ = ["Embedder", "IntentEngine", "IntentSession"]
@@ -176,13 +180,32 @@ class IntentSession:
         self._preview = (name, _words(text), scores)
         return msgspec.structs.replace(result, early=True)
 
+    async def handle_keys(self, digits: str) -> DialogueDecision:
+        """Decide a keyed turn (keypad digits): a menu key, a digit slot's value, or the
+        fallback; nothing is embedded (:mod:`agent.dialogue.keypad`)."""
+        self._early.reset()
+        self._preview = None
+        self.reused_preview = False
+        scores = key_scores(self.engine.script, digits)
+        return await self._settle(self.conversation.respond(digits, scores, keyed=True))
+
+    def keypad(self) -> KeypadRule:
+        """When keyed digits are complete, as the conversation stands."""
+        conversation, script = self.conversation, self.engine.script
+        asking = conversation.asking if conversation.stage == "collecting" else None
+        return keypad_rule(script, asking, script.dialogue.digits)
+
     async def _decide(self, text: str) -> DialogueDecision:
         conversation = self.conversation
         scores = self._kept_preview(text)
         self.reused_preview = scores is not None
         if scores is None and conversation.wants_scores(text):
             scores = await self.engine.scores(text)
-        result = conversation.respond(text, scores)
+        return await self._settle(conversation.respond(text, scores))
+
+    async def _settle(self, result: DialogueDecision | WebhookCall) -> DialogueDecision:
+        """The decision, once the webhooks it waits for have answered."""
+        conversation = self.conversation
         try:
             while isinstance(result, WebhookCall):
                 outcome = await call_webhook(

@@ -17,7 +17,11 @@ Stages, and what a turn does in each::
                 changes slots and confirms again; yes goes on; naming a slot without a value
                 ("no, the time") asks for it again; a bare no asks what to change
     changing    (after a bare no) as confirming
-    ended       (the call was ended or transferred) nothing more
+    ended       (the call was ended) nothing more
+
+A transfer ends the turn there (what follows it in the turn is not run) and the flow in
+progress, and the conversation goes back to idle: if the transfer fails,
+:meth:`Conversation.transfer_failed` says so (``dialogue.transfer_failed``) and the call goes on.
 
 "Going on" in a flow: ask for the first missing slot (a rejected value's slot first); once all
 are filled, run the first ``check`` that holds; then confirm (unless confirmed); then run the
@@ -25,8 +29,10 @@ flow's actions and the first ``branch`` that holds. A branch that ``ask`` s forg
 and goes on collecting; one with ``goto`` starts that flow; any other ends the flow. Starting a
 flow forgets its slots, then fills them from the utterance that started it.
 
-Misunderstood turns in a row are counted: on ``fallback.limit`` the fallback's actions run (a
-transfer, say). With the ``mixed`` engine a misunderstood turn is handed to the LLM instead.
+A keyed turn (``keyed``: keypad digits) fills only the slot being asked, or chooses an intent
+by its ``keys`` (:mod:`agent.dialogue.keypad`). Misunderstood turns in a row are counted: on
+``fallback.limit`` the fallback's actions run (a transfer, say). With the ``mixed`` engine a
+misunderstood turn is handed to the LLM instead.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from agent.dialogue.decision import (
     WebhookResult,
 )
 from agent.dialogue.intents import IntentScores
+from agent.dialogue.keypad import read_keys
 from agent.dialogue.script import Script, holds
 from agent.dialogue.slots import Extraction
 from agent.dialogue.templates import json_value
@@ -140,6 +147,7 @@ class _Turn:
     ops: deque[_Op] = field(default_factory=deque)
     waiting: WebhookCall | None = None
     save_as: str | None = None
+    keyed: bool = False  # keypad digits, not words (agent.dialogue.keypad)
 
 
 class Conversation:
@@ -180,6 +188,18 @@ class Conversation:
             replies = (self.script.say(reply, self._state.values),)
         return DialogueDecision(replies=replies, flow=self.flow, stage=self.stage)
 
+    def transfer_failed(self, target: str, reason: str) -> DialogueDecision:
+        """The transfer a turn asked for did not happen (``reason``): the configured
+        ``dialogue.transfer_failed`` reply (``{target}`` and ``{reason}`` fill in); the
+        conversation is idle, its misunderstood turns forgotten, and it goes on."""
+        state = self._state
+        if state.stage != "ended":
+            self._end_flow()
+        state.misses = 0
+        values = {**state.values, "target": target, "reason": reason}
+        reply = self.script.say(self.script.dialogue.transfer_failed, values)
+        return DialogueDecision(replies=(reply,), flow=self.flow, stage=self.stage)
+
     def snapshot(self) -> object:
         """Everything :meth:`restore` needs to undo the turns after this (for previews)."""
         return copy.deepcopy(self._state)
@@ -212,11 +232,14 @@ class Conversation:
 
     # -- a turn ------------------------------------------------------------------------------
 
-    def respond(self, text: str, scores: IntentScores | None) -> DialogueDecision | WebhookCall:
+    def respond(
+        self, text: str, scores: IntentScores | None, *, keyed: bool = False
+    ) -> DialogueDecision | WebhookCall:
+        """A user turn: ``text`` said, or (``keyed``) the digits keyed in."""
         if self._turn is not None:
             raise RuntimeError("the previous turn waits for a webhook result: resume() it")
         state = self._state
-        turn = self._turn = _Turn(text)
+        turn = self._turn = _Turn(text, keyed=keyed)
         if state.stage == "ended":
             turn.understood = False
             return self._finish()
@@ -244,6 +267,10 @@ class Conversation:
 
     def _extract(self, text: str) -> Extraction:
         state = self._state
+        if self._turn is not None and self._turn.keyed:
+            assert state.flow is not None
+            slots, asking = self.script.flows[state.flow].slots, state.asking
+            return read_keys(self.script, slots, asking, text, self.today)
         key = (text, state.flow, state.stage, state.asking)
         if self._peeked is not None and self._peeked[:4] == key:
             return self._peeked[4]
@@ -349,7 +376,7 @@ class Conversation:
         while turn.ops:
             op = turn.ops.popleft()
             budget -= 1
-            if self._state.stage == "ended":
+            if self._state.stage == "ended" or any(isinstance(e, Transfer) for e in turn.events):
                 turn.ops.clear()
                 break
             if budget < 0:  # flows that go to each other without asking anything
@@ -504,7 +531,8 @@ class Conversation:
             case TransferAction():
                 target = self.script.template(action.to).render(values)
                 turn.events.append(Transfer(target=target))
-                state.stage = "ended"
+                state.misses = 0
+                self._end_flow()
             case HandoffAction():
                 note = self.script.template(action.note).render(values)
                 turn.events.append(HandOff(utterance=turn.text, note=note, values=self.values))

@@ -27,6 +27,7 @@ __all__ = [
     "Mention",
     "Token",
     "find_dates",
+    "find_digits",
     "find_numbers",
     "find_times",
     "normalize",
@@ -113,7 +114,7 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class Mention:
-    kind: Literal["time", "date", "number"]
+    kind: Literal["time", "date", "number", "digits"]
     value: Any
     #: tokens ``first`` to ``last`` inclusive
     first: int
@@ -229,6 +230,24 @@ def find_numbers(tokens: Sequence[Token]) -> list[Mention]:
         for i, token in enumerate(tokens)
         if token.number is not None
     ]
+
+
+def find_digits(tokens: Sequence[Token]) -> list[Mention]:
+    """Digit strings said or written one after the other ("one two three four", "0 4 2",
+    "four oh six"): each run of adjacent number tokens as one string (its ``value``, leading
+    zeros kept; "oh" is 0 beside another digit), strength 0."""
+    found: list[Mention] = []
+    run: list[str] = []
+    for i, token in enumerate([*tokens, Token("", 0, 0)]):  # a sentinel ends the last run
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        if token.number is not None:
+            run.append(token.text if token.text.isdigit() else str(token.number))
+        elif token.text in ("oh", "o") and (run or (nxt is not None and nxt.number is not None)):
+            run.append("0")
+        elif run:
+            found.append(Mention("digits", "".join(run), i - len(run), i - 1, strength=0))
+            run = []
+    return found
 
 
 # -- times ---------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ theirs, so a caller may give several values at once or correct one at any time:
    ("4 people", "table for 4") is never a bare time;
 4. one-of choices, by the value's name or a synonym;
 5. numbers: claimed by the slot's units/cues, or any free number for an addressed slot;
-6. yes/no and free text: only for an addressed slot. Free text takes the whole answer, less
+6. digit strings ("one two three four", "0 4 2 9", "four oh six"; leading zeros kept): only
+   for an addressed ``digits`` slot, the longest run of digits said one after the other;
+7. yes/no and free text: only for an addressed slot. Free text takes the whole answer, less
    the slot's ``strip`` prefixes, when nothing else was filled and it is not a question
    (flagged :attr:`Extraction.free_text`: the conversation makes sure it is no request).
 
@@ -35,6 +37,7 @@ from typing import Any
 from agent.config.dialogue import (
     ChoiceSlot,
     DateSlot,
+    DigitsSlot,
     NumberSlot,
     Slot,
     TextSlot,
@@ -45,6 +48,7 @@ from agent.dialogue.parsing import (
     Mention,
     Token,
     find_dates,
+    find_digits,
     find_numbers,
     find_times,
     normalize,
@@ -120,6 +124,7 @@ class SlotFiller:
         self._times(reading, [s for s in specs if isinstance(s, TimeSlot)], addressed, claimed)
         self._choices(reading, [s for s in specs if isinstance(s, ChoiceSlot)])
         self._numbers(reading, [s for s in specs if isinstance(s, NumberSlot)], addressed)
+        self._digits(reading, [s for s in specs if isinstance(s, DigitsSlot)], addressed)
         for spec in specs:
             if isinstance(spec, YesNoSlot) and spec.name in addressed:
                 answer = parse_yes_no(reading.tokens)
@@ -232,6 +237,16 @@ class SlotFiller:
             if choice is not None:
                 _put(reading, spec, choice.value, choice.span)
 
+    def _digits(self, reading: _Reading, specs: Sequence[DigitsSlot], addressed: set[str]) -> None:
+        mentions = find_digits(reading.tokens)
+        for spec in specs:
+            if _taken(reading, spec) or spec.name not in addressed:
+                continue
+            usable = [m for m in mentions if not m.overlaps(reading.used)]
+            if usable:
+                choice = max(usable, key=lambda m: (len(m.value), m.first))
+                _put(reading, spec, choice.value, choice.span)
+
     def _text(
         self, reading: _Reading, spec: TextSlot, expected: str | None, addressed: set[str]
     ) -> None:
@@ -288,6 +303,8 @@ def _allowed(spec: Slot, value: Any, today: dt.date) -> bool:
         return (spec.min is None or value >= spec.min) and (spec.max is None or value <= spec.max)
     if isinstance(spec, TimeSlot):
         return _in_range(value, spec)
+    if isinstance(spec, DigitsSlot):
+        return spec.fits(value)
     if isinstance(spec, DateSlot):
         if not spec.allow_past and value < today:
             return False
