@@ -9,8 +9,9 @@ CONFIG ?= configs/default.yaml
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Debian packages the tests use: espeak-ng makes test speech, sox measures audio, chromium is
-# the real browser of the WebRTC tests; g++/cmake build llama-cpp-python once (LLM tests).
-APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester
+# the real browser of the WebRTC tests; g++/cmake build llama-cpp-python once (LLM tests);
+# sip-tester (sipp) and baresip (a real softphone) are the SIP tests' far ends.
+APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester baresip-core
 
 .PHONY: run test setup setup-test apt lint typecheck pytest bench clean
 

@@ -1,4 +1,4 @@
-"""The ``voxline`` command: ``serve``, ``check`` and ``call``."""
+"""The ``voxline`` command: ``serve``, ``check``, ``call`` and ``dial``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from agent import call_command
+from agent import call_command, sip_dial
 from agent.config import SipConfig, load_config
 from pipeline.errors import ConfigError
 
@@ -37,10 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate agent files without starting")
     check.add_argument("files", nargs="+")
     call_command.add_parser(commands)
+    sip_dial.add_parser(commands)
     args = parser.parse_args(argv)
 
     if args.command == "call":
         return call_command.run(args)
+    if args.command == "dial":
+        return sip_dial.run(args)
 
     if args.command == "check":
         failed = 0

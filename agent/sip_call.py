@@ -1,26 +1,35 @@
-"""One inbound SIP call: its RTP socket, its media clock and its session.
+"""One SIP call, either way: its RTP socket, its media clock and its session.
 
 The thin adapter around :class:`~transports.rtp.stream.RtpStream` (the G.711 leg: jitter
 buffer, symmetric RTP, comfort silence) for one dialog of :mod:`agent.sip_server`'s user
-agent, run in the one call shape of :mod:`agent.call_loop`:
+agent, run in the one call shape of :mod:`agent.call_loop`. Inbound and outbound calls are
+the same :class:`SipCall`; only how the media is agreed differs (its :class:`CallSetup`):
 
-- **begin**: the caller's offer answered (:func:`~transports.sip.sdp.answer_offer`, one RTP
-  port of ``server.sip.rtp_ports``), 180 then (after ``ring_ms``) 200, and the ACK awaited.
-  A CANCEL meanwhile ends it (the user agent answers 487); an offer we cannot take gets 488,
-  a server still loading or at its session limit 503.
+- **begin**: the call admitted (``server.max_sessions``: 503 while loading or at the limit),
+  one RTP port of ``server.sip.rtp_ports`` taken, then the setup. :class:`Answering` (an
+  INVITE came): the caller's offer answered (:func:`~transports.sip.sdp.answer_offer`), 180
+  then (after ``ring_ms``) 200, and the ACK awaited; a CANCEL meanwhile ends it (the user agent
+  answers 487), an offer we cannot take gets 488. :class:`agent.sip_dial.Dialing` (we call):
+  our offer in an INVITE, the callee's answer in its 2xx.
 - **tasks**, in the session's task group: ``signalling`` (the dialog's events: a BYE ends the
-  call, a re-INVITE is refused with 488 and the call goes on as it was), ``rtp-in`` (every
-  datagram to :meth:`RtpStream.receive`, no RTP for ``media_timeout_s`` ends the call) and
+  call, a re-INVITE is refused with 488 and the call goes on as it was, a transfer's REFER
+  answer and NOTIFYs become the session's ``transfer_result``, a key by SIP INFO its
+  ``dtmf``), ``rtp-in`` (every datagram to :meth:`RtpStream.receive`, whose RFC 4733 digits go
+  to the session's ``dtmf``; no RTP for ``media_timeout_s`` ends the call) and
   ``media-clock``: every 20 ms one :meth:`RtpStream.tick`, whose caller frame (8 kHz PCM16,
   silence where a packet was missing) goes to 16 kHz and into the session, and whose packet
   (the bot's next 20 ms, or comfort silence) goes out.
-- **finish**: BYE unless the caller hung up first (the agent hung up, the call failed, the
-  server is stopping), then the RTP socket closed.
+- **finish**: BYE unless the peer hung up first (the agent hung up, the call failed, the
+  server is stopping; CANCEL for our INVITE not yet answered), then the RTP socket closed.
 
 :class:`SipSink` is the session's side: the playout writes reply audio at 8 kHz (it resamples
 to :attr:`SipSink.output_rate`) a bounded ``lead`` ahead of real time into the stream's queue;
 a barge-in clears that queue, so the next tick sends silence (the reply stops on the wire
-within one frame) and what went out is reported as heard.
+within one frame) and what went out is reported as heard. A transfer the session asks for is
+a blind transfer by REFER (RFC 3515): refused, or a NOTIFY with a final status of 300 or more,
+is ``transfer_result(False, ...)``; a NOTIFY with a 2xx is ``transfer_result(True)``, the
+session ends the call (``transferred``) and finish sends the BYE. No answer in time: the
+session's own transfer deadline fails it.
 
 Socket buffers: anyio keeps at most 100 datagrams a socket and drops the oldest past that
 (real-time audio from the network is never blocked); the jitter buffer holds 200 ms at most.
@@ -58,10 +67,13 @@ from transports.sip.events import (
     CallEvent,
     DtmfInfo,
     IncomingCall,
+    ReferAnswered,
+    ReferNotify,
     Reoffer,
 )
 from transports.sip.events import CallEnded as DialogEnded
 from transports.sip.sdp import Negotiated, Origin, SdpError, answer_offer, parse_sdp
+from transports.sip.transaction import Address
 
 log = logging.getLogger("voxline.sip")
 
@@ -82,6 +94,31 @@ class Signalling(Protocol):
     async def answer(self, call_id: str, sdp: bytes) -> None: ...
     async def reject(self, call_id: str, status: int) -> None: ...
     async def hangup(self, call_id: str) -> None: ...
+    async def refer(self, call_id: str, target: str) -> None: ...
+
+    async def invite(
+        self, call: SipCall, target: str, peer: Address, sdp: bytes, no_answer: float
+    ) -> str:
+        """Send our INVITE; its dialog's events go to ``call`` (whose id it returns)."""
+        ...
+
+
+class CallSetup(Protocol):
+    """How one call's media is agreed: :class:`Answering` an INVITE, or
+    :class:`agent.sip_dial.Dialing` out."""
+
+    async def negotiate(self, call: SipCall, port: int) -> Negotiated | None:
+        """Offer/answer with RTP on ``port``: what was agreed (``None``: no call; its
+        :attr:`SipCall.reason` says why)."""
+        ...
+
+    async def refuse(self, call: SipCall, status: int, reason: str) -> None:
+        """The call cannot be taken (not admitted, no RTP port)."""
+        ...
+
+    async def close(self, call: SipCall) -> None:
+        """After the hang-up, shielded: wait for what it must (a CANCEL's outcome)."""
+        ...
 
 
 class Admission(Protocol):
@@ -104,9 +141,15 @@ class SipSink(CallSink):
     reports as heard the samples that went out on the wire.
     """
 
-    def __init__(self, stream: RtpStream, name: str) -> None:
+    def __init__(
+        self,
+        stream: RtpStream,
+        name: str,
+        transfer: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.stream = stream
         self.name = name
+        self._transfer = transfer
         self.written = 0  # samples written, all replies
         self.dropped = 0  # samples cleared before they were sent
         #: the live reply: generation -> (where it starts among the samples that go out, count)
@@ -146,8 +189,8 @@ class SipSink(CallSink):
                 )
             case Notice(code=code, rule=rule):  # the message may quote the caller: not logged
                 log.info("sip call %s: %s %s", self.name, code, rule)
-            case TransferRequested():
-                log.warning("sip call %s: transfer is not supported yet", self.name)
+            case TransferRequested(target=target) if self._transfer is not None:
+                await self._transfer(target)
             case _:
                 pass  # the caller hears the call; there is no one to tell the rest
 
@@ -158,7 +201,8 @@ class SipCall:
 
     def __init__(
         self,
-        incoming: IncomingCall,
+        call_id: str,
+        setup: CallSetup,
         signalling: Signalling,
         admission: Admission,
         config: SipConfig,
@@ -167,15 +211,19 @@ class SipCall:
         *,
         clock: WallClock | None = None,
     ) -> None:
-        self.id = incoming.call_id
-        self.name = incoming.call_id[:12]  # for log lines (no caller ids there)
-        self.incoming = incoming
+        self.id = call_id  # "" for our call until the INVITE is sent
+        self.setup = setup
         self.signalling = signalling
         self.admission = admission
         self.config = config
         self.public_address = public_address
         self.clock = clock or MonotonicClock()
         self.reason: str | None = None
+        #: the SIP status that ended the call before it started (busy, declined, no answer)
+        self.failure: tuple[int, str] | None = None
+        self.answered = False
+        self.done = anyio.Event()  # run() is over
+        self.peer_host = ""  # where the signalling goes (a transfer target's default host)
         self.rtp: UDPSocket | None = None
         self.stream: RtpStream | None = None
         self.negotiated: Negotiated | None = None
@@ -185,6 +233,10 @@ class SipCall:
         self._send: MemoryObjectSendStream[CallEvent]
         self._inbox: MemoryObjectReceiveStream[CallEvent]
         self._send, self._inbox = anyio.create_memory_object_stream[CallEvent](EVENTS_IN)
+
+    @property
+    def name(self) -> str:
+        return self.id[:12]  # for log lines (no caller ids there)
 
     def deliver(self, event: CallEvent) -> None:
         """A dialog event for this call (from the endpoint's receiver: never waits)."""
@@ -210,30 +262,24 @@ class SipCall:
         finally:
             self._send.close()
             self._inbox.close()
+            self.done.set()
 
     # -- the call's shape (agent.call_loop) ---------------------------------------------------
 
     async def begin(self) -> Session | None:
-        offer = parse_sdp(self.incoming.offer)
-        if isinstance(offer, SdpError):
-            await self._refuse(offer.status if self.incoming.offer else 488, offer.reason)
-            return None
         status = self.admission.admit()
         if status is not None:
-            await self._refuse(status, "not admitted")
+            await self.setup.refuse(self, status, "not admitted")
             return None
         self._admitted = True
         try:
             self.rtp, port = await self._open_rtp()
         except OSError as error:
-            await self._refuse(503, str(error))
+            await self.setup.refuse(self, 503, str(error))
             return None
-        origin = Origin("-", secrets.randbelow(1 << 31), 0, self.public_address)
-        answered = answer_offer(offer, origin, port)
-        if isinstance(answered, SdpError):
-            await self._refuse(answered.status, answered.reason)
+        self.negotiated = await self.setup.negotiate(self, port)
+        if self.negotiated is None:
             return None
-        answer, self.negotiated = answered
         self.stream = RtpStream(
             self.negotiated.codec.payload_type,
             remote=(self.negotiated.address, self.negotiated.port),
@@ -242,11 +288,14 @@ class SipCall:
             timestamp=secrets.randbits(32),
             dtmf=self.negotiated.dtmf,
         )
-        await self.signalling.ring(self.id)
-        if await self._wait_for_ack(bytes(answer)):
-            log.info("sip call %s answered (%s)", self.name, self.negotiated.codec.name)
-            return self.admission.new_session(self.id, SipSink(self.stream, self.name))
-        return None
+        self.answered = True
+        log.info("sip call %s answered (%s)", self.name, self.negotiated.codec.name)
+        sink = SipSink(self.stream, self.name, self._transfer)
+        return self.admission.new_session(self.id, sink)
+
+    def origin(self) -> Origin:
+        """A fresh SDP origin at our public address."""
+        return Origin("-", secrets.randbelow(1 << 31), 0, self.public_address)
 
     def tasks(self, session: Session) -> Sequence[Task]:
         assert self.rtp is not None
@@ -254,7 +303,7 @@ class SipCall:
         rtp, stream = self.rtp, self.stream
         return [
             ("signalling", lambda: self._signalling(session)),
-            ("rtp-in", lambda: self._receive_rtp(rtp, stream)),
+            ("rtp-in", lambda: self._receive_rtp(rtp, stream, session)),
             ("media-clock", lambda: self._media_clock(rtp, stream, session)),
         ]
 
@@ -264,6 +313,7 @@ class SipCall:
             self.reason = ended or ("internal" if failure is not None else "server_shutdown")
         with anyio.CancelScope(shield=True):
             await self.signalling.hangup(self.id)  # BYE, unless the caller's came first
+            await self.setup.close(self)
             if self.rtp is not None:
                 await self.rtp.aclose()
             if self._admitted:
@@ -279,41 +329,23 @@ class SipCall:
             jitter.late, jitter.lost, jitter.underrun, jitter.overflow,
         )  # fmt: skip
 
-    # -- begin's steps ------------------------------------------------------------------------
-
-    async def _refuse(self, status: int, reason: str) -> None:
-        log.info("sip call %s refused with %d: %s", self.name, status, reason)
-        self.reason = f"refused_{status}"
-        await self.signalling.reject(self.id, status)
-
-    async def _wait_for_ack(self, sdp: bytes) -> bool:
-        """Ring ``ring_ms``, answer with ``sdp``, wait for the ACK: ``False`` if the call ended
-        first (cancelled while ringing, never ACKed)."""
-        with anyio.move_on_after(self.config.ring_ms / 1000):
-            if await self._next_setup_event() is not None:
-                return False
-        await self.signalling.answer(self.id, sdp)
-        with anyio.move_on_after(ACK_TIMEOUT_S):
-            return await self._next_setup_event() is None
-        self.reason = self.reason or "no_ack"
-        return False
-
-    async def _next_setup_event(self) -> str | None:
-        """Until the ACK (``None``) or an event that ends the call (its reason)."""
+    async def next_setup_event(self) -> CallEvent | None:
+        """The dialog's next event before the call starts (``None``: the call is over)."""
         async for event in self._inbox:
-            match event:
-                case CallConfirmed():
-                    return None
-                case CallCancelled():
-                    self.reason = "cancelled"
-                    return "cancelled"
-                case DialogEnded(reason=reason):
-                    self.reason = reason
-                    return reason
-                case _:
-                    pass  # nothing else comes before the ACK
-        self.reason = self.reason or "ended"
-        return "ended"
+            return event
+        return None
+
+    async def _transfer(self, target: str) -> None:
+        """The session asks for a transfer: REFER the peer to ``target`` (a ``sip:`` URI,
+        or a number or extension at the peer's host)."""
+        uri = target if target.startswith(("sip:", "sips:", "tel:")) else None
+        uri = uri or f"sip:{target}@{self.peer_host}"
+        log.info("sip call %s: transfer by REFER", self.name)
+        try:
+            await self.signalling.refer(self.id, uri)
+        except RuntimeError as error:  # the dialog is not up (any more)
+            log.info("sip call %s: no REFER: %s", self.name, error)
+            self.deliver(ReferAnswered(self.id, 481, "no dialog"))
 
     # -- the tasks ----------------------------------------------------------------------------
 
@@ -326,20 +358,26 @@ class SipCall:
                     return
                 case Reoffer():
                     await self.signalling.reject(self.id, 488)  # the call goes on as it was
+                case ReferAnswered(status=status) if status >= 300:
+                    await session.transfer_result(False, f"refused {status}")
+                case ReferNotify(status=status) if status >= 300:
+                    await session.transfer_result(False, f"failed {status}")
+                case ReferNotify(status=status) if status >= 200:
+                    await session.transfer_result(True)
                 case DtmfInfo(digit=digit):
-                    log.info("sip call %s: DTMF %s by INFO (not used yet)", self.name, digit)
+                    await session.dtmf(digit)  # checked by the dialog (its rule U18)
                 case _:
                     pass
 
-    async def _receive_rtp(self, rtp: UDPSocket, stream: RtpStream) -> None:
+    async def _receive_rtp(self, rtp: UDPSocket, stream: RtpStream, session: Session) -> None:
         start = self.clock.now()
         while True:
             with anyio.move_on_after(self.config.media_timeout_s):
                 data, (host, port) = await rtp.receive()
                 arrival = round((self.clock.now() - start) * RATE)
                 for event in stream.receive(data, (host, port), arrival):
-                    if isinstance(event, Digit):
-                        log.info("sip call %s: DTMF %s (not used yet)", self.name, event.digit)
+                    if isinstance(event, Digit):  # RFC 4733: one of the 16 keys
+                        await session.dtmf(event.digit)
                 continue
             self.end("media_timeout")
             return
@@ -361,3 +399,61 @@ class SipCall:
             chunk = inbound.convert(frame)
             if chunk is not None:
                 await session.push_audio(chunk.pcm)
+
+
+class Answering:
+    """The setup of an inbound call: answer its INVITE (see the module doc)."""
+
+    def __init__(self, incoming: IncomingCall) -> None:
+        self.incoming = incoming
+
+    async def negotiate(self, call: SipCall, port: int) -> Negotiated | None:
+        call.peer_host = self.incoming.source[0]
+        offer = parse_sdp(self.incoming.offer)
+        if isinstance(offer, SdpError):
+            await self.refuse(call, offer.status if self.incoming.offer else 488, offer.reason)
+            return None
+        answered = answer_offer(offer, call.origin(), port)
+        if isinstance(answered, SdpError):
+            await self.refuse(call, answered.status, answered.reason)
+            return None
+        answer, negotiated = answered
+        await call.signalling.ring(call.id)
+        return negotiated if await self._wait_for_ack(call, bytes(answer)) else None
+
+    async def refuse(self, call: SipCall, status: int, reason: str) -> None:
+        log.info("sip call %s refused with %d: %s", call.name, status, reason)
+        call.reason = f"refused_{status}"
+        await call.signalling.reject(call.id, status)
+
+    async def close(self, call: SipCall) -> None:
+        pass
+
+    async def _wait_for_ack(self, call: SipCall, sdp: bytes) -> bool:
+        """Ring ``ring_ms``, answer with ``sdp``, wait for the ACK: ``False`` if the call ended
+        first (cancelled while ringing, never ACKed)."""
+        with anyio.move_on_after(call.config.ring_ms / 1000):
+            if await self._next_setup_event(call) is not None:
+                return False
+        await call.signalling.answer(call.id, sdp)
+        with anyio.move_on_after(ACK_TIMEOUT_S):
+            return await self._next_setup_event(call) is None
+        call.reason = call.reason or "no_ack"
+        return False
+
+    async def _next_setup_event(self, call: SipCall) -> str | None:
+        """Until the ACK (``None``) or an event that ends the call (its reason)."""
+        while (event := await call.next_setup_event()) is not None:
+            match event:
+                case CallConfirmed():
+                    return None
+                case CallCancelled():
+                    call.reason = "cancelled"
+                    return "cancelled"
+                case DialogEnded(reason=reason):
+                    call.reason = reason
+                    return reason
+                case _:
+                    pass  # nothing else comes before the ACK
+        call.reason = call.reason or "ended"
+        return "ended"

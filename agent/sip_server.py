@@ -7,6 +7,8 @@ user agent was used), sends what it queues, and routes its events: an
 :class:`~transports.sip.events.IncomingCall` becomes a :class:`~agent.sip_call.SipCall` run in
 the endpoint's task group; the other events of a dialog go to that call's bounded inbox.
 INVITEs from outside ``allowed_networks`` get 403 from the user agent (its ``accept_source``).
+:meth:`SipEndpoint.dial` places a call the same way (:class:`~agent.sip_dial.Dialing`): the
+call is routed its events from the moment its INVITE is queued.
 
 ::
 
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import anyio
@@ -36,8 +39,9 @@ from agent.models import LoadedModels, session_settings
 from agent.reply import Responder
 from agent.session import Session
 from agent.session_events import CallSink
-from agent.sip_call import Admission, SipCall
+from agent.sip_call import Admission, Answering, CallSetup, SipCall
 from transports.sip.dialog import UserAgent
+from transports.sip.digest import Credentials
 from transports.sip.events import CallEvent, Dropped, IncomingCall
 from transports.sip.transaction import Address
 
@@ -47,6 +51,7 @@ __all__ = [
     "SipEndpoint",
     "SipServer",
     "parse_listen",
+    "sip_credentials",
     "source_filter",
 ]
 
@@ -57,6 +62,13 @@ def parse_listen(address: str) -> tuple[str, int]:
     """``udp:HOST:PORT`` (the config's pattern) as ``(HOST, PORT)``."""
     _, host, port = address.split(":")
     return host, int(port)
+
+
+def sip_credentials(config: SipConfig, environ: Mapping[str, str]) -> Credentials | None:
+    """The digest credentials ``server.sip.credentials`` names, if both are set."""
+    user = environ.get(config.credentials.user_env, "")
+    password = environ.get(config.credentials.password_env, "")
+    return Credentials(user, password) if user and password else None
 
 
 def source_filter(networks: Sequence[str]) -> Callable[[Address], bool]:
@@ -151,6 +163,7 @@ class SipEndpoint:
             port,
             accept_source=source_filter(config.allowed_networks),
             max_calls=max_calls,
+            credentials=sip_credentials(config, os.environ),
         )
         self.calls: dict[str, SipCall] = {}
         self._socket: UDPSocket | None = None
@@ -164,7 +177,7 @@ class SipEndpoint:
             local_host=self.host, local_port=self.port
         ) as sock:
             self._socket = sock
-            self.port = sock.extra(SocketAttribute.local_port)
+            self.port = self.ua.port = sock.extra(SocketAttribute.local_port)
             log.info("sip: listening on udp:%s:%d", self.host, self.port)
             try:
                 async with anyio.create_task_group() as tg:
@@ -192,6 +205,47 @@ class SipEndpoint:
     async def hangup(self, call_id: str) -> None:
         self.ua.hangup(call_id, anyio.current_time())
         await self._flush()
+
+    async def refer(self, call_id: str, target: str) -> None:
+        if call_id not in self.ua.calls:
+            raise RuntimeError("the call has ended")
+        self.ua.refer(call_id, target, anyio.current_time())
+        await self._flush()
+
+    async def invite(
+        self, call: SipCall, target: str, peer: Address, sdp: bytes, no_answer: float
+    ) -> str:
+        now = anyio.current_time()
+        call.id = self.ua.invite(target, peer, sdp, now, no_answer=no_answer)
+        self.calls[call.id] = call  # before anything is sent: every answer finds its call
+        await self._flush()
+        return call.id
+
+    def dial(self, setup: CallSetup) -> SipCall:
+        """Place a call (``setup``: an :class:`agent.sip_dial.Dialing`), run in the endpoint's
+        task group; await its ``done``. ``RuntimeError`` once the endpoint has stopped."""
+        if self._tg is None:
+            raise RuntimeError("the SIP endpoint is not running")
+        call = self._new_call("", setup)
+        self._tg.start_soon(self._run_call, call, name="sip call out")
+        return call
+
+    def _new_call(self, call_id: str, setup: CallSetup) -> SipCall:
+        return SipCall(
+            call_id,
+            setup,
+            self,
+            self.admission,
+            self.config,
+            self.open_rtp,
+            self.public_address,
+        )
+
+    async def _run_call(self, call: SipCall) -> None:
+        try:
+            await call.run()
+        finally:
+            self.calls.pop(call.id, None)
 
     async def open_rtp(self) -> tuple[UDPSocket, int]:
         return await self.ports.open(self.host)
@@ -230,20 +284,11 @@ class SipEndpoint:
                 call.deliver(event)
 
     def _start(self, incoming: IncomingCall) -> None:
-        call = SipCall(
-            incoming, self, self.admission, self.config, self.open_rtp, self.public_address
-        )
+        call = self._new_call(incoming.call_id, Answering(incoming))
         if self._tg is None:  # stopping: no new call
             return
         self.calls[call.id] = call
-
-        async def run() -> None:
-            try:
-                await call.run()
-            finally:
-                self.calls.pop(call.id, None)
-
-        self._tg.start_soon(run, name=f"sip call {call.name}")
+        self._tg.start_soon(self._run_call, call, name=f"sip call {call.name}")
 
     async def _flush(self) -> None:
         """Send what the user agent queued; its next timer may have changed: wake the timers."""

@@ -10,7 +10,12 @@ module                 what it does
                        telephone-event, hold)
 ``transaction``        client and server transactions (RFC 3261 §17, timers A-M on a clock
                        passed in as ``now``)
-``dialog``             the user agent: dialogs, INVITE/ACK/BYE/CANCEL/OPTIONS, re-INVITE
+``call``               one call's dialog state and the requests and responses built in it
+``bodies``             bodies besides SDP: DTMF by INFO, ``message/sipfrag``
+``digest``             digest answers to 401/407 challenges (MD5, SHA-256)
+``uri``                ``sip:`` URIs: where a call we place goes
+``dialog``             the user agent: dialogs, INVITE/ACK/BYE/CANCEL/OPTIONS, re-INVITE,
+                       REFER/NOTIFY, digest retries
 ``events``             what the user agent tells the session (IncomingCall, CallEnded, ...)
 =====================  =====================================================================
 

@@ -27,7 +27,7 @@ U9     a new INVITE                                                            1
 U10    CANCEL for an INVITE not yet answered                                   200, 487,
                                                                                CallCancelled
 U11    CANCEL matching no INVITE transaction                                   481
-U12    BYE, re-INVITE, UPDATE, INFO outside any dialog we hold                 481
+U12    BYE, re-INVITE, UPDATE, INFO, NOTIFY outside any dialog we hold         481
 U13    BYE in a dialog                                                         200, CallEnded
 U14    re-INVITE / UPDATE while an offer of ours or theirs is pending          491
 U15    re-INVITE / UPDATE with an older CSeq                                   500
@@ -37,10 +37,20 @@ U16    re-INVITE / UPDATE with a body                                          R
 U17    UPDATE without a body (a session-timer refresh)                         200
 U18    INFO with ``application/dtmf-relay`` or ``application/dtmf``            200, DtmfInfo
 U19    OPTIONS                                                                 200 (Allow)
-U20    REGISTER, SUBSCRIBE, NOTIFY, REFER, MESSAGE, PUBLISH, PRACK             405 (Allow)
+U20    REGISTER, SUBSCRIBE, REFER, MESSAGE, PUBLISH, PRACK                     405 (Allow)
 U21    any other method                                                        501
 U22    ACK for our 2xx                                                         CallConfirmed
+U23    NOTIFY in a dialog for our REFER (``Event: refer``, a sipfrag body)     200,
+                                                                               ReferNotify
+U24    any other NOTIFY in a dialog                                            489
 =====  ======================================================================  ============
+
+Our INVITE (:meth:`~UserAgent.invite`): a 401/407 is answered once with digest credentials
+(:mod:`~transports.sip.digest`) when the user agent has them; with ``no_answer`` seconds and
+no final response by then it is cancelled, and CallFailed(408) comes once the INVITE ends
+(after our CANCEL, at 64*T1 if no final response came: RFC 3261 §9.1).
+Our REFER (:meth:`~UserAgent.refer`) is answered by ReferAnswered, its NOTIFYs come as
+ReferNotify.
 
 Our 2xx to an INVITE is resent at T1, 2*T1, ... T2 (UDP) until its ACK; with no ACK after
 64*T1 the call is ended with a BYE (§13.3.1.4) and a CallEnded(``no_ack``). Session timers
@@ -51,10 +61,12 @@ address its messages came from (no DNS here; right behind NAT).
 
 from __future__ import annotations
 
-import enum
 import secrets
 from collections.abc import Callable
 
+from transports.sip.bodies import DTMF_DIGITS, dtmf_digit, sipfrag_status
+from transports.sip.call import ALLOW, SDP, CallState, Dialog
+from transports.sip.digest import Credentials, authorization, pick_challenge
 from transports.sip.events import (
     CallAnswered,
     CallCancelled,
@@ -66,6 +78,8 @@ from transports.sip.events import (
     Dropped,
     DtmfInfo,
     IncomingCall,
+    ReferAnswered,
+    ReferNotify,
     Reoffer,
     ReofferAnswered,
     ReofferFailed,
@@ -89,43 +103,10 @@ from transports.sip.transaction import (
     TransactionTimeout,
 )
 
-__all__ = ["ALLOW", "UserAgent"]
+__all__ = ["ALLOW", "UserAgent"]  # ALLOW: transports.sip.call's, re-exported
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
-_NOT_ALLOWED = frozenset(
-    ("REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH", "PRACK")
-)
+_NOT_ALLOWED = frozenset(("REGISTER", "SUBSCRIBE", "REFER", "MESSAGE", "PUBLISH", "PRACK"))
 _MIN_SE = 90
-SDP = "application/sdp"
-
-
-class CallState(enum.Enum):
-    INCOMING = "incoming"  # their INVITE, not answered
-    OUTGOING = "outgoing"  # our INVITE, no final response
-    CANCELLING = "cancelling"  # our INVITE, CANCEL sent
-    CONFIRMED = "confirmed"
-
-
-class _Call:
-    def __init__(self, call_id: str, local: NameAddr, remote: NameAddr, peer: Address) -> None:
-        self.call_id = call_id
-        self.local = local  # with our tag
-        self.remote = remote  # with theirs, once known
-        self.peer = peer
-        self.reliable = False
-        self.state = CallState.INCOMING
-        self.target = remote.uri  # the remote target (Contact)
-        self.routes: list[str] = []
-        self.local_cseq = 0
-        self.remote_cseq = 0
-        self.pending: SipRequest | None = None  # their INVITE/UPDATE awaiting our answer
-        self.our_invite: SipRequest | None = None  # our INVITE awaiting its final response
-        self.ack: SipRequest | None = None  # the ACK we sent for their last 2xx
-        self.session_expires = ""
-        self.sent_2xx: SipResponse | None = None  # resent until the ACK
-        self.resend_at = 0.0
-        self.interval = 0.0
-        self.give_up_at = 0.0
 
 
 class UserAgent:
@@ -142,14 +123,16 @@ class UserAgent:
         new_id: Callable[[], str] = lambda: secrets.token_hex(8),
         accept_source: Callable[[Address], bool] = lambda _: True,
         max_calls: int = 100,
+        credentials: Credentials | None = None,
     ) -> None:
         self.host, self.port, self.user, self.transport = host, port, user, transport
+        self.credentials = credentials
         self.transactions = TransactionLayer(timers)
         self.timers = self.transactions.timers
         self._id = new_id
         self._accept_source = accept_source
         self.max_calls = max_calls
-        self.calls: dict[str, _Call] = {}
+        self.calls: dict[str, Dialog] = {}
 
     @property
     def contact(self) -> str:
@@ -180,8 +163,7 @@ class UserAgent:
         return events
 
     def next_timer(self) -> float | None:
-        times = [c.resend_at for c in self.calls.values() if c.sent_2xx is not None]
-        times += [c.give_up_at for c in self.calls.values() if c.sent_2xx is not None]
+        times = [when for call in self.calls.values() for when in call.deadlines()]
         if (when := self.transactions.next_timer()) is not None:
             times.append(when)
         return min(times, default=None)
@@ -191,6 +173,10 @@ class UserAgent:
         for event in self.transactions.on_timer(now):
             events += self._dispatch(event, now)
         for call in list(self.calls.values()):
+            due = call.no_answer_at
+            if call.state is CallState.OUTGOING and due is not None and now >= due:
+                call.cancelled_with = (408, "No Answer")
+                self.hangup(call.call_id, now)
             if call.sent_2xx is None:
                 continue
             if now >= call.give_up_at:  # §13.3.1.4: no ACK, end the call
@@ -256,7 +242,7 @@ class UserAgent:
             return self._on_cancel(request, now)
         if method in _NOT_ALLOWED:
             return refuse(405, f"{method} is not served", ("Allow", ALLOW))  # U20
-        if method not in ("INVITE", "BYE", "UPDATE", "INFO"):
+        if method not in ("INVITE", "BYE", "UPDATE", "INFO", "NOTIFY"):
             return refuse(501, f"unknown method {method[:20]}", ("Allow", ALLOW))  # U21
         to_tag = request.to_addr.tag
         call = self.calls.get(request.call_id)
@@ -274,10 +260,12 @@ class UserAgent:
         call.remote_cseq = request.cseq.number
         if method == "INFO":
             return self._on_info(call, request, now)
+        if method == "NOTIFY":
+            return self._on_notify(call, request, now)
         if call.pending is not None or call.our_invite is not None or call.sent_2xx is not None:
             return refuse(491, "an offer is already pending")  # U14
         if method == "UPDATE" and not request.body:  # U17
-            self.transactions.respond(request, self._reply(call, request, 200), now)
+            self.transactions.respond(request, call.reply(self.contact, request, 200), now)
             return []
         if contact := request.contact:
             call.target = contact.uri
@@ -301,7 +289,7 @@ class UserAgent:
             return refuse(415, f"body of type {content_type[:40]}", ("Accept", SDP))  # U7
         if request.call_id in self.calls:
             return refuse(482, "Call-ID already in use")  # U8
-        call = _Call(
+        call = Dialog(
             request.call_id, request.to_addr.with_tag(self._id()), request.from_addr, source
         )
         call.reliable = reliable
@@ -322,26 +310,29 @@ class UserAgent:
         call = self.calls.get(invite.call_id)
         if call is None or call.state is not CallState.INCOMING or call.pending is not invite:
             return []  # already answered: the CANCEL changes nothing
-        self.transactions.respond(invite, self._reply(call, invite, 487), now)
+        self.transactions.respond(invite, call.reply(self.contact, invite, 487), now)
         del self.calls[call.call_id]
         return [CallCancelled(call.call_id)]  # U10
 
-    def _on_info(self, call: _Call, request: SipRequest, now: float) -> list[CallEvent]:
+    def _on_info(self, call: Dialog, request: SipRequest, now: float) -> list[CallEvent]:
         content_type = request.get("Content-Type").split(";")[0].strip().lower()
-        text = request.body.decode("utf-8", "replace").strip()
-        digit = ""
-        if content_type == "application/dtmf-relay":
-            for line in text.splitlines():
-                name, _, value = line.partition("=")
-                digit = value.strip() if name.strip().lower() == "signal" else digit
-        elif content_type == "application/dtmf":
-            digit = text
+        digit = dtmf_digit(content_type, request.body)
         if request.body and not digit:
-            self.transactions.respond(request, self._reply(call, request, 415), now)
+            self.transactions.respond(request, call.reply(self.contact, request, 415), now)
             return [Dropped(f"INFO of type {content_type[:40]}", 415)]
-        self.transactions.respond(request, self._reply(call, request, 200), now)
-        valid = len(digit) == 1 and digit.upper() in "0123456789*#ABCD"
-        return [DtmfInfo(call.call_id, digit.upper())] if valid else []  # U18
+        self.transactions.respond(request, call.reply(self.contact, request, 200), now)
+        valid = len(digit) == 1 and digit in DTMF_DIGITS
+        return [DtmfInfo(call.call_id, digit)] if valid else []  # U18
+
+    def _on_notify(self, call: Dialog, request: SipRequest, now: float) -> list[CallEvent]:
+        event = request.get("Event").split(";")[0].strip().lower()
+        status = sipfrag_status(request.body)
+        if event != "refer" or status is None:  # U24
+            self.transactions.respond(request, call.reply(self.contact, request, 489), now)
+            return [Dropped(f"NOTIFY for {event[:20] or 'no event'}", 489)]
+        self.transactions.respond(request, call.reply(self.contact, request, 200), now)
+        state = request.get("Subscription-State").split(";")[0].strip().lower()
+        return [ReferNotify(call.call_id, status, state == "terminated")]  # U23
 
     def _on_ack(self, ack: SipRequest) -> list[CallEvent]:
         call = self.calls.get(ack.call_id)
@@ -357,6 +348,8 @@ class UserAgent:
         self, response: SipResponse, request: SipRequest | None, now: float
     ) -> list[CallEvent]:
         call = self.calls.get(response.call_id)
+        if call is not None and response.cseq.method == "REFER" and response.status >= 200:
+            return [ReferAnswered(call.call_id, response.status, response.reason)]
         if response.cseq.method != "INVITE" or call is None:
             return []  # BYE, CANCEL answers: nothing to do
         ok = 200 <= response.status < 300
@@ -374,10 +367,16 @@ class UserAgent:
         initial = call.state in (CallState.OUTGOING, CallState.CANCELLING)
         if status < 200:
             return [CallProgress(call.call_id, status)] if initial and status > 100 else []
+        if (
+            status in (401, 407)
+            and call.state is CallState.OUTGOING
+            and self._authorize(call, response, now)
+        ):
+            return []  # sent again, with credentials
         call.our_invite = None
         if call.state is CallState.CANCELLING and status >= 300:
-            del self.calls[call.call_id]  # the CANCEL worked: the session knows already
-            return []
+            del self.calls[call.call_id]  # the CANCEL worked
+            return [CallFailed(call.call_id, *call.cancelled_with)]
         if status >= 300:
             if initial:
                 del self.calls[call.call_id]
@@ -393,7 +392,7 @@ class UserAgent:
         self.transactions.send_request(ack, call.peer, call.reliable, now)
         if call.state is CallState.CANCELLING:  # answered while we cancelled: hang up
             self._bye(call, now)
-            return []
+            return [CallFailed(call.call_id, *call.cancelled_with)]
         call.state = CallState.CONFIRMED
         return [
             CallAnswered(call.call_id, response.body)
@@ -401,9 +400,9 @@ class UserAgent:
             else ReofferAnswered(call.call_id, response.body)
         ]
 
-    def _refuse_fork(self, call: _Call, response: SipResponse, now: float) -> list[CallEvent]:
+    def _refuse_fork(self, call: Dialog, response: SipResponse, now: float) -> list[CallEvent]:
         """A 2xx from a second fork of our INVITE: ACK it and hang up that dialog (§13.2.2.4)."""
-        fork = _Call(call.call_id, call.local, response.to_addr, call.peer)
+        fork = Dialog(call.call_id, call.local, response.to_addr, call.peer)
         fork.reliable, fork.local_cseq = call.reliable, response.cseq.number
         fork.target = response.contact.uri if response.contact else fork.remote.uri
         ack = self._request(fork, "ACK", now, cseq=response.cseq.number)
@@ -415,12 +414,15 @@ class UserAgent:
 
     def _on_timeout(self, request: SipRequest, now: float) -> list[CallEvent]:
         call = self.calls.get(request.call_id)
+        if request.method == "REFER" and call is not None:
+            return [ReferAnswered(call.call_id, 408, "Request Timeout")]
         if call is None or request.method != "INVITE":
             return []
         call.our_invite = None
         if call.state in (CallState.OUTGOING, CallState.CANCELLING):
             del self.calls[call.call_id]
-            return [CallFailed(call.call_id, 408, "Request Timeout")]
+            failed = call.cancelled_with if call.state is CallState.CANCELLING else None
+            return [CallFailed(call.call_id, *(failed or (408, "Request Timeout")))]
         self._bye(call, now)  # §14.1: a re-INVITE that timed out ends the call
         return [CallEnded(call.call_id, "timeout")]
 
@@ -429,7 +431,7 @@ class UserAgent:
     def ring(self, call_id: str, now: float, status: int = 180) -> None:
         call = self._incoming(call_id)
         assert call.pending is not None
-        self.transactions.respond(call.pending, self._reply(call, call.pending, status), now)
+        self.transactions.respond(call.pending, call.reply(self.contact, call.pending, status), now)
 
     def answer(self, call_id: str, sdp: bytes, now: float) -> None:
         """Accept the pending INVITE (the call, or a re-INVITE) or UPDATE with ``sdp``."""
@@ -441,7 +443,7 @@ class UserAgent:
         if call.session_expires:
             headers += [("Session-Expires", f"{call.session_expires};refresher=uac")]
             headers += [("Require", "timer")] if "timer" in request.get_all("Supported") else []
-        response = self._reply(call, request, 200, headers, sdp)
+        response = call.reply(self.contact, request, 200, headers, sdp)
         self.transactions.respond(request, response, now)
         call.pending = None
         if request.method == "INVITE":
@@ -455,14 +457,14 @@ class UserAgent:
         call = self.calls[call_id]
         if call.pending is None:
             raise RuntimeError(f"call {call_id} has nothing to reject")
-        self.transactions.respond(call.pending, self._reply(call, call.pending, status), now)
+        self.transactions.respond(call.pending, call.reply(self.contact, call.pending, status), now)
         call.pending = None
         if call.state is CallState.INCOMING:
             del self.calls[call_id]
 
     def hangup(self, call_id: str, now: float) -> None:
-        """End the call whatever its state: 480 before answer, CANCEL before their answer,
-        BYE after. Nothing more is reported for it."""
+        """End the call whatever its state: 480 before answer, CANCEL before their answer
+        (CallFailed(487) follows once our INVITE has ended), BYE after (nothing follows)."""
         call = self.calls.get(call_id)
         if call is None:
             return
@@ -475,20 +477,40 @@ class UserAgent:
             cancel = SipRequest(headers=tuple(headers), method="CANCEL", uri=invite.uri)
             self.transactions.send_request(cancel, call.peer, call.reliable, now)
             call.state = CallState.CANCELLING
+            self.transactions.cancelled(invite, now)
         elif call.state is CallState.CONFIRMED:
             self._bye(call, now)
 
     def invite(
-        self, target: str, peer: Address, sdp: bytes, now: float, *, reliable: bool = False
+        self,
+        target: str,
+        peer: Address,
+        sdp: bytes,
+        now: float,
+        *,
+        reliable: bool = False,
+        no_answer: float | None = None,
     ) -> str:
-        """Call ``target`` (a SIP URI) at ``peer``; returns the new call's id."""
+        """Call ``target`` (a SIP URI) at ``peer``; returns the new call's id. With
+        ``no_answer`` seconds, an INVITE with no final response by then is cancelled."""
         call_id = f"{self._id()}@{self.host}"
         local = NameAddr(f"sip:{self.user}@{self.host}", "", {"tag": self._id()})
-        call = _Call(call_id, local, NameAddr(target), peer)
+        call = Dialog(call_id, local, NameAddr(target), peer)
         call.state, call.reliable = CallState.OUTGOING, reliable
+        call.no_answer_at = None if no_answer is None else now + no_answer
         self.calls[call_id] = call
         self._send_invite(call, sdp, now)
         return call_id
+
+    def refer(self, call_id: str, target: str, now: float) -> None:
+        """Ask the peer to call ``target`` (a blind transfer, RFC 3515): the answer comes as
+        ReferAnswered, the target's progress as ReferNotify."""
+        call = self.calls[call_id]
+        if call.state is not CallState.CONFIRMED:
+            raise RuntimeError(f"call {call_id} cannot transfer now")  # our error
+        headers = [("Refer-To", f"<{target}>"), ("Referred-By", f"<{call.local.uri}>")]
+        request = self._request(call, "REFER", now, headers=headers)
+        self.transactions.send_request(request, call.peer, call.reliable, now)
 
     def reinvite(self, call_id: str, sdp: bytes, now: float) -> None:
         """Offer ``sdp`` in the call (hold, unhold, codec change); the outcome comes as
@@ -500,24 +522,43 @@ class UserAgent:
 
     # -- building ----------------------------------------------------------------------------
 
-    def _incoming(self, call_id: str) -> _Call:
+    def _incoming(self, call_id: str) -> Dialog:
         call = self.calls[call_id]
         if call.pending is None:
             raise RuntimeError(f"call {call_id} has no INVITE pending")
         return call
 
-    def _send_invite(self, call: _Call, sdp: bytes, now: float) -> None:
-        request = self._request(call, "INVITE", now, sdp)
+    def _send_invite(
+        self, call: Dialog, sdp: bytes, now: float, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        request = self._request(call, "INVITE", now, sdp, headers=headers)
         call.our_invite = request
         self.transactions.send_request(request, call.peer, call.reliable, now)
 
-    def _drop_pending(self, call: _Call, now: float) -> None:
+    def _authorize(self, call: Dialog, response: SipResponse, now: float) -> bool:
+        """Send our INVITE again answering the 401/407's digest challenge (False: no
+        credentials, no challenge we can answer, or one answered already)."""
+        proxy = response.status == 407
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        challenge = pick_challenge(response.get_all(name), proxy=proxy)
+        invite = call.our_invite
+        if self.credentials is None or challenge is None or invite is None or call.auth_tries:
+            return False
+        call.auth_tries += 1
+        answer = authorization(
+            challenge, self.credentials, "INVITE", invite.uri, cnonce=self._id(), body=invite.body
+        )
+        self._send_invite(call, invite.body, now, [(challenge.header, answer)])
+        return True
+
+    def _drop_pending(self, call: Dialog, now: float) -> None:
         """Answer 487 to a request of theirs still waiting for us, so its transaction ends."""
         if call.pending is not None:
-            self.transactions.respond(call.pending, self._reply(call, call.pending, 487), now)
+            reply = call.reply(self.contact, call.pending, 487)
+            self.transactions.respond(call.pending, reply, now)
             call.pending = None
 
-    def _bye(self, call: _Call, now: float) -> None:
+    def _bye(self, call: Dialog, now: float) -> None:
         self._drop_pending(call, now)
         self.calls.pop(call.call_id, None)
         self.transactions.send_request(
@@ -525,43 +566,15 @@ class UserAgent:
         )
 
     def _request(
-        self, call: _Call, method: str, now: float, body: bytes = b"", *, cseq: int = 0
+        self,
+        call: Dialog,
+        method: str,
+        now: float,
+        body: bytes = b"",
+        *,
+        cseq: int = 0,
+        headers: list[tuple[str, str]] | None = None,
     ) -> SipRequest:
-        if not cseq:
-            call.local_cseq += 1
-            cseq = call.local_cseq
         branch = f"{MAGIC_COOKIE}{self._id()}"
         via = f"SIP/2.0/{self.transport} {self.host}:{self.port};branch={branch};rport"
-        headers = [
-            ("Via", via),
-            ("Max-Forwards", "70"),
-            ("From", str(call.local)),
-            ("To", str(call.remote)),
-            ("Call-ID", call.call_id),
-            ("CSeq", f"{cseq} {method}"),
-            *[("Route", route) for route in call.routes],
-            ("Contact", self.contact),
-        ]
-        if method == "INVITE":
-            headers += [("Allow", ALLOW), ("Supported", "timer")]
-        if body:
-            headers.append(("Content-Type", SDP))
-        return SipRequest(headers=tuple(headers), body=body, method=method, uri=call.target)
-
-    def _reply(
-        self,
-        call: _Call,
-        request: SipRequest,
-        status: int,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes = b"",
-    ) -> SipResponse:
-        extra = [("Contact", self.contact)] if request.method == "INVITE" and status < 300 else []
-        if request.method == "INVITE" and 200 <= status < 300:
-            extra += [
-                ("Allow", ALLOW),
-                *[("Record-Route", r) for r in request.get_all("Record-Route")],
-            ]
-        return make_response(
-            request, status, to_tag=call.local.tag, headers=[*extra, *(headers or [])], body=body
-        )
+        return call.request(method, via, self.contact, body, cseq=cseq, headers=headers)

@@ -15,6 +15,10 @@ Reoffer                a re-INVITE or UPDATE with a new offer: answer or reject 
 ReofferAnswered        our re-INVITE was accepted
 ReofferFailed          our re-INVITE was refused: the session goes on as it was
 DtmfInfo               a digit by SIP INFO
+ReferAnswered          the final answer to our REFER (202: the transfer is under way; 408:
+                       none came)
+ReferNotify            a NOTIFY of our REFER's implicit subscription: the transfer target's
+                       status so far (a ``message/sipfrag``), and whether it is the last
 Dropped                peer input that was refused or ignored (for a log line)
 =====================  ======================================================================
 """
@@ -36,6 +40,8 @@ __all__ = [
     "Dropped",
     "DtmfInfo",
     "IncomingCall",
+    "ReferAnswered",
+    "ReferNotify",
     "Reoffer",
     "ReofferAnswered",
     "ReofferFailed",
@@ -103,6 +109,18 @@ class DtmfInfo(msgspec.Struct, frozen=True, tag=True):
     digit: str
 
 
+class ReferAnswered(msgspec.Struct, frozen=True, tag=True):
+    call_id: str
+    status: int
+    reason: str
+
+
+class ReferNotify(msgspec.Struct, frozen=True, tag=True):
+    call_id: str
+    status: int  # the sipfrag's: 100 trying, 180 ringing, 200 answered, 486 busy ...
+    terminated: bool  # Subscription-State: terminated (no NOTIFY follows)
+
+
 class Dropped(msgspec.Struct, frozen=True, tag=True):
     """Something the peer sent that was refused or ignored, for a log line."""
 
@@ -122,5 +140,7 @@ CallEvent = (
     | ReofferAnswered
     | ReofferFailed
     | DtmfInfo
+    | ReferAnswered
+    | ReferNotify
     | Dropped
 )

@@ -14,7 +14,10 @@ state               event            action                                 next
 ==================  ===============  =====================================  ==================
 Calling             timer A (UDP)    resend the INVITE, A doubles           Calling
 Calling             timer B          :class:`TransactionTimeout`            Terminated
-Calling             1xx              pass up                                Proceeding
+Calling             1xx              pass up; A and B stop (the core         Proceeding
+                                     cancels a call that rings too long)
+Calling/Proceeding  core cancels     timer B again, from now (§9.1: the     Calling/Proceeding
+                    the INVITE       INVITE is given up with no final)
 Calling/Proceeding  2xx              pass up (the core ACKs it), timer M    Accepted
 Calling/Proceeding  300-699          ACK it, pass up, timer D (32 s UDP)    Completed
 Accepted            2xx again        pass up (the core ACKs it again)       Accepted
@@ -185,6 +188,7 @@ class ClientTransaction(_Transaction):
             if status < 200:
                 self.state = TxState.PROCEEDING
                 self.deadlines.pop("A", None)
+                self.deadlines.pop("B", None)  # §17.1.1.2: B runs in Calling only
                 return up
             self.deadlines.clear()
             if self.invite and status < 300:
@@ -203,6 +207,11 @@ class ClientTransaction(_Transaction):
         if state is TxState.COMPLETED and self.invite and status >= 300:
             out.append(self._ack(response))
         return []  # absorbed
+
+    def give_up_at(self, now: float) -> None:
+        """The INVITE was cancelled: with no final response in 64*T1 it times out."""
+        if self.state in (TxState.CALLING, TxState.PROCEEDING):
+            self._wait("B", now, 64 * self.timers.t1)
 
     def fire(self, name: str, now: float, out: list[Outgoing]) -> list[TransactionEvent]:
         del self.deadlines[name]
@@ -370,6 +379,13 @@ class TransactionLayer:
         client = ClientTransaction(request, peer, reliable, self.timers)
         self._clients[key] = client
         client.start(now, self._out)
+
+    def cancelled(self, invite: SipRequest, now: float) -> None:
+        """Our ``invite`` was cancelled: its transaction times out (B) if no final response
+        comes within 64*T1 (RFC 3261 §9.1)."""
+        client = self._clients.get(_client_key(invite.vias[0].branch, "INVITE"))
+        if client is not None:
+            client.give_up_at(now)
 
     def respond(self, request: SipRequest, response: SipResponse, now: float) -> None:
         """Send ``response`` through ``request``'s server transaction (raises ``KeyError``

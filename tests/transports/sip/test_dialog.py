@@ -461,7 +461,8 @@ def test_hanging_up_before_the_answer_cancels() -> None:
     assert isinstance(cancel, SipRequest)
     assert (cancel.method, cancel.vias, cancel.cseq.number) == ("CANCEL", invite.vias, 1)
     terminated = make_response(invite, 487, to_tag="carol")
-    assert agent.receive(bytes(terminated), PEER, 1.1) == []
+    failed = CallFailed(call_id, 487, "Request Terminated")
+    assert agent.receive(bytes(terminated), PEER, 1.1) == [failed]  # the INVITE has ended
     assert agent.calls == {}
 
 

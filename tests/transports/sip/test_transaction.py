@@ -82,14 +82,16 @@ def test_over_tcp_an_invite_is_never_resent() -> None:
     assert run_until(layer, 100) == [(32.0, "TransactionTimeout")]
 
 
-def test_a_provisional_stops_timer_a_but_not_b() -> None:
+def test_a_provisional_stops_timers_a_and_b_a_ringing_phone_may_ring_on() -> None:
     layer = TransactionLayer()
     invite = request("INVITE")
     layer.send_request(invite, PEER, reliable=False, now=0.0)
     sent(layer)
     events = layer.receive(make_response(invite, 180, to_tag="b"), PEER, False, 0.2)
     assert events == [ResponseReceived(make_response(invite, 180, to_tag="b"), invite)]
-    assert run_until(layer, 100) == [(32.0, "TransactionTimeout")]
+    assert run_until(layer, 100) == []
+    assert sent(layer) == []  # §17.1.1.2: no retransmission in Proceeding
+    assert len(layer) == 1  # the core ends it (its no-answer timer, a CANCEL)
 
 
 def test_a_non_2xx_final_is_acked_each_time_it_comes_and_passed_up_once() -> None:

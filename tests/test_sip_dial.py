@@ -1,0 +1,110 @@
+"""Outbound SIP calls: ``voxline dial`` (a real process with the real models) calls sipp,
+which plays the callee's signalling (tests/sip/callee_*.xml); its SDP points the media at
+a UDP socket of the test's (:class:`tests.test_sip_call.Phone`), whose recording of the
+agent's greeting is transcribed with the tests' Whisper."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from pipeline.asr.decoder import WhisperDecoder
+from tests.server import ARTIFACTS, ROOT
+from tests.test_sip_call import SCENARIOS, SIPP, Phone, assert_one_clean_stream, free_udp_port
+from tests.test_sip_call import transcribe as transcribe_mulaw
+
+pytestmark = pytest.mark.skipif(not Path(SIPP).exists(), reason="sipp (sip-tester) is missing")
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return ("asyncio", {})
+
+
+class Dialled:
+    def __init__(self, status: int, output: str, sipp_status: int) -> None:
+        self.status = status
+        self.output = output
+        self.sipp_status = sipp_status
+
+
+async def dial(
+    scenario: str, phone_port: int, *, pause_ms: int = 0, args: tuple[str, ...] = ()
+) -> Dialled:
+    """sipp waits as the callee of ``scenario``; ``voxline dial`` calls it. Both run to their
+    end; what they printed is kept in artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = Path(scenario).stem
+    port = free_udp_port()
+    callee = ["timeout", "120", SIPP, "-sf", str(SCENARIOS / scenario), "-m", "1"]
+    callee += ["-i", "127.0.0.1", "-p", str(port), "-nostdin", "-timeout", "110s"]
+    callee += ["-timeout_error", "-trace_msg", "-trace_err"]
+    callee += ["-message_file", str(ARTIFACTS / f"sipp-{name}-messages.log")]
+    callee += ["-error_file", str(ARTIFACTS / f"sipp-{name}-errors.log")]
+    callee += ["-key", "rtp_ip", "127.0.0.1", "-key", "rtp_port", str(phone_port)]
+    callee += ["-d", str(pause_ms)] if pause_ms else []
+    caller = ["timeout", "120", sys.executable, "-m", "agent.cli", "dial"]
+    caller += [f"sip:callee@127.0.0.1:{port}", "--config", "configs/default.yaml", *args]
+    screen = (ARTIFACTS / f"sipp-{name}-screen.log").open("wb")
+    with screen:
+        sipp = await anyio.open_process(callee, stdout=screen, stderr=screen)
+        async with sipp:
+            result = await anyio.run_process(caller, cwd=ROOT, check=False, stderr=-2)
+            sipp_status = await sipp.wait()
+    output = result.stdout.decode()
+    (ARTIFACTS / f"dial-{name}.log").write_text(output)
+    return Dialled(result.returncode, output, sipp_status)
+
+
+@pytest.mark.anyio
+async def test_dial_calls_a_phone_that_answers_and_hears_the_greeting(
+    whisper_decoder: WhisperDecoder,
+) -> None:
+    with anyio.fail_after(150):
+        async with await anyio.create_udp_socket(local_host="127.0.0.1") as sock:
+            phone = Phone(sock)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(phone.listen)
+                tg.start_soon(phone.talk)
+                dialled = await dial("callee_answers.xml", phone.port, pause_ms=5000)
+                tg.cancel_scope.cancel()
+    assert dialled.sipp_status == 0, dialled.output
+    assert dialled.status == 0, dialled.output
+    assert "call ended: hangup" in dialled.output
+    assert 200 <= len(phone.packets) <= 300  # 5 s of 20 ms packets
+    assert_one_clean_stream(phone.packets)
+    greeting = transcribe_mulaw(whisper_decoder, bytes(phone.audio))
+    assert "this is" in greeting or "voxline" in greeting, greeting
+
+
+@pytest.mark.anyio
+async def test_dial_reports_a_busy_callee_with_its_status() -> None:
+    with anyio.fail_after(150):
+        dialled = await dial("callee_busy.xml", free_udp_port())
+    assert dialled.sipp_status == 0, dialled.output
+    assert dialled.status == 1
+    assert "486 Busy Here" in dialled.output
+
+
+@pytest.mark.anyio
+async def test_dial_cancels_a_call_nobody_answers() -> None:
+    with anyio.fail_after(150):
+        dialled = await dial("callee_never_answers.xml", free_udp_port(), args=("--timeout", "1"))
+    assert dialled.sipp_status == 0, dialled.output  # CANCEL, 200, 487, ACK
+    assert dialled.status == 1
+    assert "408 No Answer" in dialled.output
+
+
+def test_dial_refuses_what_is_not_a_sip_uri(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    assert main(["dial", "tel:+15551234"]) == 2
+    assert "tel: URIs are not supported" in capsys.readouterr().err
+    assert main(["dial", "sip:bob@host:99999"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["dial", "sip:bob@127.0.0.1", "--timeout", "0"]) == 2
+    assert "--timeout" in capsys.readouterr().err
