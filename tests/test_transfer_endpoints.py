@@ -24,6 +24,7 @@ import msgspec
 import numpy as np
 import pytest
 import websockets
+from twilio.request_validator import RequestValidator
 
 from pipeline.asr.decoder import DecodeRequest, WhisperDecoder
 from tests.audio import espeak, resample, silence
@@ -278,6 +279,17 @@ async def test_webrtc_a_caller_that_transfers_ends_the_call_as_transferred(
 # -- Twilio ------------------------------------------------------------------------------------
 
 
+def twilio_url(server: RunningServer) -> str:
+    return f"{server.ws}/v1/telephony/twilio"
+
+
+def signed(server: RunningServer) -> dict[str, str]:
+    """Twilio's signature of the stream's URL (the server holds the auth token: rule T1),
+    made by Twilio's own validator; Twilio signs the wss:// URL it used."""
+    url = twilio_url(server).replace("ws://", "wss://", 1)
+    return {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, {})}
+
+
 def start_message() -> str:
     start = {
         "accountSid": ACCOUNT,
@@ -315,7 +327,7 @@ async def test_twilio_a_refused_update_is_said_and_the_call_goes_on(
     api.statuses = [404]
     before = len(api.requests)
     with anyio.fail_after(120):
-        async with websockets.connect(f"{server.ws}/v1/telephony/twilio") as ws:
+        async with websockets.connect(twilio_url(server), additional_headers=signed(server)) as ws:
             phone = FakeTwilio(ws)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(phone.receive)
@@ -343,7 +355,7 @@ async def test_twilio_a_transfer_updates_the_call_with_dial_and_ends_the_stream(
     api.statuses = [200]
     before = len(api.requests)
     with anyio.fail_after(120):
-        async with websockets.connect(f"{server.ws}/v1/telephony/twilio") as ws:
+        async with websockets.connect(twilio_url(server), additional_headers=signed(server)) as ws:
             phone = FakeTwilio(ws)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(phone.receive)

@@ -162,7 +162,7 @@ async def test_a_phone_call_barges_in_with_a_clear_and_gets_an_answer(
                 # The caller talks over the greeting and says goodbye: the bot stops (clear),
                 # answers, and hangs up (the server closes the stream).
                 twilio.say(
-                    np.concatenate([espeak("Okay, goodbye then.", RATE), silence(1.0, RATE)])
+                    np.concatenate([espeak("Goodbye, thank you.", RATE), silence(1.0, RATE)])
                 )
                 await twilio.cleared.wait()
                 await twilio.closed.wait()
