@@ -26,6 +26,7 @@ is quick) and the answer holds the server's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,19 +76,40 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
             return error(503, "not_ready", "the server is still loading its models; try again")
         if server.sessions >= config.server.max_sessions:
             return error(503, "at_capacity", "the server is at its call limit; try again later")
+        # the slot is taken before anything is awaited, so offers racing for the last one
+        # cannot overshoot the limit; it is given back unless a call now holds it
+        server.sessions += 1
+        held = False
+
+        def ended() -> None:
+            server.sessions -= 1
+
+        try:
+            response, held = await answer(request, ended)
+        finally:
+            if not held:
+                server.sessions -= 1
+        return response
+
+    async def answer(request: Request, ended: Callable[[], None]) -> tuple[Response, bool]:
+        """The offer's answer, and whether a call started (it then holds the slot)."""
         body = bytearray()
         async for piece in request.stream():
             body += piece
             if len(body) > MAX_OFFER_BYTES:
-                return error(413, "offer_too_large", f"offers are limited to {MAX_OFFER_BYTES} B")
+                message = f"offers are limited to {MAX_OFFER_BYTES} B"
+                return error(413, "offer_too_large", message), False
         try:
             parsed = parse_offer(request.headers.get("content-type", ""), bytes(body))
         except ProtocolError as problem:
-            return error(400, "bad_offer", str(problem))
+            return error(400, "bad_offer", str(problem)), False
         if parsed.agent not in (None, config.name):
-            return error(404, "unknown_agent", f"this server answers as {config.name!r} only")
+            return error(
+                404, "unknown_agent", f"this server answers as {config.name!r} only"
+            ), False
         if parsed.voice not in (None, config.voice.name):
-            return error(404, "unknown_voice", f"this agent speaks as {config.voice.name!r} only")
+            message = f"this agent speaks as {config.voice.name!r} only"
+            return error(404, "unknown_voice", message), False
         models = server.models
         assert models is not None
 
@@ -100,23 +122,17 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
                 session_id=session_id,
             )
 
-        def ended() -> None:
-            server.sessions -= 1
-
-        server.sessions += 1
         try:
             session_id, sdp = await calls.answer(parsed, new_session, ended)
         except ProtocolError as problem:
-            server.sessions -= 1
-            return error(400, "bad_offer", str(problem))
-        except BaseException:
-            server.sessions -= 1
-            raise
+            return error(400, "bad_offer", str(problem)), False
         if parsed.whip:
             location = f"/v1/webrtc/sessions/{session_id}"
             headers = {"Location": location}
-            return Response(sdp, status_code=201, media_type="application/sdp", headers=headers)
-        return JSONResponse({"type": "answer", "sdp": sdp, "session_id": session_id})
+            return Response(
+                sdp, status_code=201, media_type="application/sdp", headers=headers
+            ), True
+        return JSONResponse({"type": "answer", "sdp": sdp, "session_id": session_id}), True
 
     async def hang_up(request: Request) -> Response:
         if calls.hang_up(request.path_params["session_id"]):

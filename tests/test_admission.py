@@ -1,15 +1,16 @@
 """Admission: a call beyond ``server.max_sessions`` is refused with close code 1013 (try again
 later), after the socket is accepted (a browser sees the code, not a failed handshake), and the
-calls already open go on."""
+calls already open go on; a WebRTC offer holds its slot from the moment it is admitted."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import websockets
 
@@ -58,3 +59,45 @@ async def test_a_call_beyond_the_limit_is_closed_with_1013_and_the_open_one_goes
             await first.send(json.dumps({"type": "text", "text": "What can you do?"}))
             while json.loads(await first.recv())["type"] != "agent.text":
                 pass  # the open call is answered
+
+
+async def _sessions(client: httpx.AsyncClient, server: RunningServer) -> int:
+    return int((await client.get(f"{server.http}/health/ready")).json()["sessions"])
+
+
+@pytest.mark.anyio
+async def test_a_webrtc_offer_holds_its_slot_while_it_is_read_so_offers_cannot_overshoot(
+    server: RunningServer,
+) -> None:
+    """The slot is taken before the offer's body is read (a slow client, or many at once,
+    used to pass the check together), and given back when the offer fails."""
+    url = f"{server.http}/v1/webrtc/offer"
+    json_body = {"content-type": "application/json"}
+    release = anyio.Event()
+
+    async def slow_offer() -> AsyncIterator[bytes]:
+        yield b'{"type": "offer", "sdp": "'
+        await release.wait()
+        yield b'not sdp"}'
+
+    with anyio.fail_after(30):
+        async with httpx.AsyncClient(timeout=30) as client:
+            while await _sessions(client, server):
+                pass  # the previous test's call is still closing
+            first: list[httpx.Response] = []
+            async with anyio.create_task_group() as tg:
+
+                async def send_first() -> None:
+                    first.append(await client.post(url, content=slow_offer(), headers=json_body))
+
+                tg.start_soon(send_first)
+                while await _sessions(client, server) == 0:
+                    pass  # until the server holds the slot for the offer it is reading
+                second = await client.post(url, content=b'{"sdp": "x"}', headers=json_body)
+                assert second.status_code == 503
+                assert second.json()["error"]["code"] == "at_capacity"
+                release.set()
+            assert first[0].status_code == 400  # a bad offer: its slot is given back
+            assert await _sessions(client, server) == 0
+            third = await client.post(url, content=b'{"sdp": "x"}', headers=json_body)
+            assert third.status_code == 400
