@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from agent.admission import SCOPE_KEY, Slots
 from agent.auth import AccessPolicy, ApiKeys, is_loopback, load_keys
 from agent.auth_asgi import AccessGuard, close_refused
 from agent.client_secret_route import client_secret_routes
@@ -72,6 +73,8 @@ class ServerState:
     models: LoadedModels | None = None
     intents: IntentEngine | None = None
     sessions: int = 0
+    #: WebSockets accepted whose calls have not started (agent/admission.py)
+    opening: int = 0
     failed: str | None = None
     ready: anyio.Event = field(default_factory=anyio.Event)
 
@@ -133,6 +136,9 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
         twilio_url=config.server.twilio.public_url,
     )
     state = ServerState(config)
+    slots = Slots(
+        state, max_sessions=config.server.max_sessions, max_opening=config.server.max_opening
+    )
     webrtc = WebRtcCalls(config.server.webrtc)
 
     @asynccontextmanager
@@ -173,8 +179,13 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
                 METRICS.error("admission", "at_capacity")
                 await close_refused(ws, 1013, "server is at its session limit")
                 return
+            ticket = slots.open()  # a session slot only once the call starts (hello)
+            if ticket is None:
+                METRICS.error("admission", "too_many_opening")
+                await close_refused(ws, 1013, "too many connections are opening")
+                return
+            ws.scope[SCOPE_KEY] = ticket
             assert state.models is not None
-            state.sessions += 1
             try:
                 await adapter(
                     ws,
@@ -187,7 +198,7 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
             except* StageFailed:
                 log.exception("session failed")
             finally:
-                state.sessions -= 1
+                ticket.close()
 
         return endpoint
 

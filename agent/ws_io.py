@@ -44,6 +44,7 @@ from typing import Generic, Protocol, TypeVar
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from agent.admission import SCOPE_KEY, Ticket
 from agent.call_loop import Task, run_call
 from agent.metrics import METRICS
 from agent.session import Session
@@ -205,6 +206,8 @@ class _Connection(Generic[E]):
         self.gone: str | None = None
         #: the call did not start within the opening deadline
         self.expired = False
+        #: the call started with every session slot taken (:mod:`agent.admission`)
+        self.refused = False
         self._goodbye = False
         self._early: list[E] = []  # events of the starting frame, after the start
 
@@ -214,7 +217,14 @@ class _Connection(Generic[E]):
             deadline = anyio.current_time() + self.open_timeout
         if self.transport.opened is not None:
             await self.transport.opened(self.call)
-        while await self._send_queued() and not self._started() and not self._goodbye:
+        if self._started():
+            self._admit()  # started as it opened (Realtime)
+        while (
+            not self.refused
+            and await self._send_queued()
+            and not self._started()
+            and not self._goodbye
+        ):
             events = await self._receive_opening(deadline)
             if events is None:
                 return None
@@ -223,8 +233,20 @@ class _Connection(Generic[E]):
                     self._goodbye = True
                 if self._started():
                     self._early = events[index + 1 :]
+                    self._admit()
                     break
-        return None if self.gone or self._goodbye else self.call.session
+        if self.gone or self._goodbye or self.refused:
+            return None
+        return self.call.session
+
+    def _admit(self) -> None:
+        """The call has started: it takes a session slot, or is refused (nothing it queued
+        is sent; :mod:`agent.admission`)."""
+        ticket = self.ws.scope.get(SCOPE_KEY)
+        if isinstance(ticket, Ticket) and not ticket.start():
+            METRICS.error("admission", "at_capacity")
+            log.info("a call started with every session slot taken: closed (1013)")
+            self.refused = True
 
     def _started(self) -> bool:
         return self.call.session is not None
@@ -253,12 +275,15 @@ class _Connection(Generic[E]):
             return
         if session is not None and self.transport.ended is not None:
             self.transport.ended(session)
-        if not await self._send_queued():
+        # a refused call's opening messages (session.started) are not sent: it never ran
+        if not self.refused and not await self._send_queued():
             return
         if failure is not None:
             code, reason = 1011, "internal error"
         elif self.expired:
             code, reason = OPEN_TIMEOUT, "the call did not start in time"
+        elif self.refused:
+            code, reason = 1013, "server is at its session limit"
         else:
             code, reason = 1000, (session.ended if session is not None else None) or "ended"
         with contextlib.suppress(WebSocketDisconnect):  # it left meanwhile: closed either way

@@ -4,6 +4,7 @@ calls already open go on; a WebRTC offer holds its slot from the moment it is ad
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -101,3 +102,38 @@ async def test_a_webrtc_offer_holds_its_slot_while_it_is_read_so_offers_cannot_o
             assert await _sessions(client, server) == 0
             third = await client.post(url, content=b'{"sdp": "x"}', headers=json_body)
             assert third.status_code == 400
+
+
+@pytest.mark.anyio
+async def test_sockets_that_never_say_hello_do_not_lock_out_a_call(server: RunningServer) -> None:
+    """100 sockets that never start a call (each would be closed after open_timeout_s) hold
+    no session slot: a real call is answered meanwhile."""
+    with anyio.fail_after(60):
+        async with contextlib.AsyncExitStack() as idle:
+            for _ in range(100):
+                await idle.enter_async_context(websockets.connect(f"{server.ws}/v1/stream"))
+            async with websockets.connect(f"{server.ws}/v1/stream") as caller:
+                await _started(caller)
+                await caller.send(json.dumps({"type": "text", "text": "What can you do?"}))
+                while json.loads(await caller.recv())["type"] != "agent.text":
+                    pass
+
+
+@pytest.mark.anyio
+async def test_a_call_that_starts_with_every_slot_taken_is_closed_before_it_runs(
+    server: RunningServer,
+) -> None:
+    """Two sockets opened while a slot was free: the first to say hello takes it, the other's
+    hello is answered with 1013 and no session.started."""
+    with anyio.fail_after(30):
+        async with (
+            websockets.connect(f"{server.ws}/v1/stream") as first,
+            websockets.connect(f"{server.ws}/v1/stream") as second,
+        ):
+            await _started(first)
+            await second.send(HELLO)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await second.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1013
+    assert closed.value.rcvd.reason == "server is at its session limit"

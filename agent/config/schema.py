@@ -266,6 +266,10 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 8000
     #: the most concurrent sessions this process accepts
     max_sessions: Positive = 100
+    #: the most WebSockets accepted whose calls have not started yet (no ``hello`` or
+    #: ``start``; each is closed after ``open_timeout_s``): beyond it a new one is closed with
+    #: 1013. They hold no session slot: idle sockets cannot lock out calls
+    max_opening: Positive = 256
     #: a WebSocket client that accepts nothing this long while the server has a message for it
     #: is dropped (its outgoing queue is bounded: a client that never reads holds up only its
     #: own call, then loses it)

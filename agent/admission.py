@@ -1,0 +1,76 @@
+"""Who gets a call slot: sockets that are opening and calls that have started, counted apart.
+
+A WebSocket holds an *opening* slot from its accept until its call starts (the native
+``hello``, Twilio's ``start``, a Realtime socket at once) or it ends; ``server.max_opening``
+bounds those, and ``server.open_timeout_s`` bounds how long each may wait. A *session* slot
+(``server.max_sessions``) is taken only when the call starts: sockets that never say ``hello``
+cannot lock out real calls. A call that starts with every session slot taken is closed with
+1013 (try again later) before its session runs.
+
+:class:`Ticket` is one socket's claim; the endpoint opens it (:meth:`Slots.open`), the call
+loop (:mod:`agent.ws_io`) turns it into a session slot (:meth:`Ticket.start`), and it is
+closed when the socket ends, giving back whatever it holds. The ticket travels to the call
+loop in the ASGI scope under :data:`SCOPE_KEY`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["SCOPE_KEY", "Counts", "Slots", "Ticket"]
+
+#: the scope key of a WebSocket's ticket
+SCOPE_KEY = "voxline.ticket"
+
+
+class Counts(Protocol):
+    """What the server counts (:class:`agent.server.ServerState`)."""
+
+    sessions: int
+    opening: int
+
+
+class Ticket:
+    """One socket's claim: an opening slot, then (once started) a session slot."""
+
+    def __init__(self, counts: Counts, max_sessions: int) -> None:
+        self.counts = counts
+        self.max_sessions = max_sessions
+        self.state = "opening"  # "opening" | "session" | "closed"
+
+    def start(self) -> bool:
+        """The call starts: a session slot for it, if one is free (the opening slot is
+        given back either way). ``False``: the server is at its session limit."""
+        if self.state != "opening":
+            return self.state == "session"
+        self.counts.opening -= 1
+        if self.counts.sessions >= self.max_sessions:
+            self.state = "closed"
+            return False
+        self.counts.sessions += 1
+        self.state = "session"
+        return True
+
+    def close(self) -> None:
+        """The socket has ended: whatever slot it holds is free."""
+        if self.state == "opening":
+            self.counts.opening -= 1
+        elif self.state == "session":
+            self.counts.sessions -= 1
+        self.state = "closed"
+
+
+class Slots:
+    """A server's limits on opening sockets and started calls."""
+
+    def __init__(self, counts: Counts, *, max_sessions: int, max_opening: int) -> None:
+        self.counts = counts
+        self.max_sessions = max_sessions
+        self.max_opening = max_opening
+
+    def open(self) -> Ticket | None:
+        """A ticket for a new socket (``None``: ``max_opening`` sockets are opening)."""
+        if self.counts.opening >= self.max_opening:
+            return None
+        self.counts.opening += 1
+        return Ticket(self.counts, self.max_sessions)
