@@ -251,6 +251,8 @@ def serve(
         port=port if port is not None else config.server.port,
         loop=loop,
         ws="websockets-sansio",  # the `websockets` library, through its sans-I/O core
+        ws_ping_interval=config.server.ping_interval_s,
+        ws_ping_timeout=config.server.ping_timeout_s,
         log_level="info",
     )
     listening = settings.bind_socket()

@@ -281,6 +281,10 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     #: a WebSocket whose call has not started this long after it opened (no native ``hello``,
     #: no Twilio ``start``) is closed (code 4408), so idle sockets cannot hold session slots
     open_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    #: WebSocket keepalive: a ping this often, and a client that has not answered one this
+    #: long is dropped (its call ends); a dead NAT or a pulled cable is noticed in seconds
+    ping_interval_s: Seconds = 20.0
+    ping_timeout_s: Seconds = 20.0
     #: ``/metrics`` without an API key (for a scraper on a private network)
     metrics_public: bool = False
     auth: AuthConfig = AuthConfig()
