@@ -56,6 +56,12 @@ class History:
         return tuple(self._messages)
 
     def add_user(self, text: str) -> None:
+        """A new turn. Turns older than what :meth:`render` sends are dropped once twice that
+        many messages are held: they are never sent again, and a long call's memory stays
+        bounded (``max_messages`` bounds the messages; the reply and typed-text caps their
+        size)."""
+        if len(self._messages) >= 2 * self.max_messages:
+            self._messages = list(self._window())
         self._messages.append(Message(role="user", content=text))
 
     def add_assistant(self, text: str, tool_calls: Sequence[ToolCall] = ()) -> None:

@@ -142,3 +142,19 @@ def test_rounds_are_joined_by_one_space_unless_there_is_one() -> None:
     assert join_text(["One moment.", "Done."]) == "One moment. Done."
     assert join_text(["One moment. ", "Done."]) == "One moment. Done."
     assert join_text(["", "Done.", ""]) == "Done."
+
+
+def test_a_long_call_keeps_at_most_twice_the_window_and_renders_the_same() -> None:
+    history = History("be brief", max_messages=4)
+    for turn in range(1000):
+        history.add_user(f"question {turn}")
+        history.add_assistant(f"answer {turn}")
+        assert len(history.messages) <= 2 * 4 + 1
+    rendered = history.render()
+    assert [m["content"] for m in rendered] == [
+        "be brief",
+        "question 998",
+        "answer 998",
+        "question 999",
+        "answer 999",
+    ]
