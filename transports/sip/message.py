@@ -18,7 +18,8 @@ M3     a version other than ``SIP/2.0`` on a request                           5
 M4     a header line without ``:``, or a name that is not a token              400
 M5     Via, From, To, Call-ID or CSeq missing or malformed, a malformed        400
        Contact, CSeq method not the request's, CSeq number over 2**31-1,
-       Max-Forwards not a number
+       Max-Forwards not a number; From, To, Call-ID, CSeq, Max-Forwards or
+       Content-Length more than once in a request
 M6     Content-Length not a number, or more than the bytes that follow         400
 M7     Content-Length less than what follows (a datagram): the rest is         accepted
        dropped (RFC 3261 §18.3)
@@ -69,6 +70,8 @@ MAX_MESSAGE_SIZE = 65_535
 #: most header fields in one message
 MAX_HEADERS = 100
 MAGIC_COOKIE = "z9hG4bK"
+#: fields a request carries once (RFC 3261 §7.3.1; RFC 4475's torture set): twice is a 400
+_ONCE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length")
 
 _COMPACT = {
     "a": "Accept-Contact",
@@ -506,6 +509,9 @@ def _missing(message: SipRequest | SipResponse, *, for_reply: bool = False) -> s
         return str(error)
     if for_reply or isinstance(message, SipResponse):
         return None
+    for name in _ONCE:
+        if len(message.get_all(name)) > 1:
+            return f"{name} more than once"
     if cseq.method != message.method:
         return f"CSeq method {cseq.method} on a {message.method}"
     max_forwards = message.get("Max-Forwards", "70")
