@@ -16,6 +16,9 @@ call is routed its events from the moment its INVITE is queued.
     └─ SipEndpoint.run  (one per listen address: one UDP socket, one UserAgent)
          ├─ receive    datagrams -> UserAgent.receive -> events routed, replies sent
          ├─ timers     UserAgent.on_timer when next_timer is due (retransmissions, 2xx resends)
+         ├─ registration  with server.sip.register (first endpoint only): REGISTER through
+         │                the same socket and timers (agent.sip_register); un-REGISTER at
+         │                shutdown, shielded, after the calls' BYEs
          └─ SipCall.run, one per call (agent.sip_call): begin / Session.run(tasks) / finish
 
 At shutdown the endpoints' task groups are cancelled: every call's ``finish`` (shielded) sends
@@ -34,15 +37,23 @@ import anyio
 from anyio.abc import SocketAttribute, TaskGroup, TaskStatus, UDPSocket
 
 from agent.config import AgentConfig
-from agent.config.schema import SipConfig
+from agent.config.schema import SipConfig, SipRegister
 from agent.models import LoadedModels, session_settings
 from agent.reply import Responder
 from agent.session import Session
 from agent.session_events import CallSink
 from agent.sip_call import Admission, Answering, CallSetup, SipCall
+from agent.sip_register import (
+    UNREGISTER_WAIT_S,
+    log_registration,
+    new_registration,
+    resolve_registrar,
+)
 from transports.sip.dialog import UserAgent
 from transports.sip.digest import Credentials
 from transports.sip.events import CallEvent, Dropped, IncomingCall
+from transports.sip.message import parse_message
+from transports.sip.registration import Registered, Registration, RegistrationEvent
 from transports.sip.transaction import Address
 
 __all__ = [
@@ -152,6 +163,7 @@ class SipEndpoint:
         ports: RtpPorts,
         *,
         max_calls: int = 100,
+        register: SipRegister | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.config = config
@@ -166,6 +178,9 @@ class SipEndpoint:
             credentials=sip_credentials(config, os.environ),
         )
         self.calls: dict[str, SipCall] = {}
+        self.register = register
+        self.registration: Registration | None = None
+        self.registered = anyio.Event()  # set at the first 2xx to our REGISTER
         self._socket: UDPSocket | None = None
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
@@ -184,9 +199,13 @@ class SipEndpoint:
                     self._tg = tg
                     tg.start_soon(self._receive, sock)
                     tg.start_soon(self._timers)
+                    if self.register is not None:
+                        tg.start_soon(self._start_registration, self.register)
                     task_status.started()
             finally:
                 self._tg = None
+                with anyio.CancelScope(shield=True):
+                    await self._unregister(sock)
 
     # -- what calls ask (agent.sip_call.Signalling) -------------------------------------------
 
@@ -253,24 +272,90 @@ class SipEndpoint:
     # -- the endpoint's tasks -----------------------------------------------------------------
 
     async def _receive(self, sock: UDPSocket) -> None:
-        async for data, (host, port) in sock:
+        async for data, source in sock:
+            await self._handle(data, source)
+
+    async def _handle(self, data: bytes, source: Address) -> None:
+        now = anyio.current_time()
+        try:
+            message = parse_message(data)
+            registration = self.registration
+            if registration is not None and registration.owns(message):
+                self._registration_events(registration, registration.receive(message, source, now))
+                events = []
+            else:
+                events = self.ua.receive_message(message, source, now)
+        except Exception:  # a bug of ours: that datagram is lost, the other calls go on
+            log.exception("sip: a datagram from %s could not be handled", source[0])
+            return
+        self._route(events)
+        await self._flush()
+
+    # -- registration (server.sip.register; agent.sip_register) ---------------------------
+
+    async def _start_registration(self, config: SipRegister) -> None:
+        peer = await resolve_registrar(config)
+        credentials = sip_credentials(self.config, os.environ)
+        if credentials is None:
+            log.info("sip: no credentials set: a challenge from %s fails", config.registrar)
+        registration = new_registration(config, peer, self.public_address, self.port, credentials)
+        self.registration = registration
+        registration.start(anyio.current_time())
+        await self._flush()
+
+    def _registration_events(
+        self, registration: Registration, events: list[RegistrationEvent]
+    ) -> None:
+        log_registration(events, registration.registrar_uri)
+        if any(isinstance(event, Registered) for event in events):
+            self.registered.set()
+
+    async def _unregister(self, sock: UDPSocket) -> None:
+        """At shutdown: remove our binding, waiting a little for the registrar's answer."""
+        registration = self.registration
+        if registration is None:
+            return
+        registration.stop(anyio.current_time())
+        await self._flush()
+        with anyio.move_on_after(UNREGISTER_WAIT_S):
             try:
-                events = self.ua.receive(data, (host, port), anyio.current_time())
-            except Exception:  # a bug of ours: that datagram is lost, the other calls go on
-                log.exception("sip: a datagram from %s could not be handled", host)
+                await self._wait_unregistered(registration, sock)
+            except (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as error:
+                log.info("sip: un-REGISTER cut short: %s", error)
+
+    async def _wait_unregistered(self, registration: Registration, sock: UDPSocket) -> None:
+        """Feed the socket and the registration's timers until the un-REGISTER is over."""
+        while not registration.done:
+            due = registration.next_timer()
+            wait = None if due is None else max(0.0, due - anyio.current_time())
+            with anyio.move_on_after(wait):
+                data, source = await sock.receive()
+                await self._handle(data, source)
                 continue
-            self._route(events)
+            events = registration.on_timer(anyio.current_time())
+            self._registration_events(registration, events)
             await self._flush()
 
     async def _timers(self) -> None:
         while True:
             self._wake = anyio.Event()
             due = self.ua.next_timer()
+            if (
+                self.registration is not None
+                and (when := self.registration.next_timer()) is not None
+            ):
+                due = when if due is None else min(due, when)
             wait = None if due is None else max(0.0, due - anyio.current_time())
             with anyio.move_on_after(wait):
                 await self._wake.wait()
             if due is not None and anyio.current_time() >= due:
                 self._route(self.ua.on_timer(anyio.current_time()))
+                await self._flush()
+            registration = self.registration
+            when = None if registration is None else registration.next_timer()
+            if registration is not None and when is not None and anyio.current_time() >= when:
+                events = registration.on_timer(anyio.current_time())
+                self._registration_events(registration, events)
                 await self._flush()
 
     def _route(self, events: list[CallEvent]) -> None:
@@ -294,7 +379,10 @@ class SipEndpoint:
         """Send what the user agent queued; its next timer may have changed: wake the timers."""
         sock = self._socket
         async with self._sending:
-            for outgoing in self.ua.data_to_send():
+            queued = self.ua.data_to_send()
+            if self.registration is not None:
+                queued += self.registration.data_to_send()
+            for outgoing in queued:
                 if sock is None:
                     break
                 try:
@@ -310,8 +398,16 @@ class SipServer:
     def __init__(self, config: SipConfig, admission: Admission, *, max_calls: int = 100) -> None:
         ports = RtpPorts(*config.rtp_ports)
         self.endpoints = [
-            SipEndpoint(host, port, config, admission, ports, max_calls=max_calls)
-            for host, port in map(parse_listen, config.listen)
+            SipEndpoint(
+                host,
+                port,
+                config,
+                admission,
+                ports,
+                max_calls=max_calls,
+                register=config.register if index == 0 else None,
+            )
+            for index, (host, port) in enumerate(map(parse_listen, config.listen))
         ]
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

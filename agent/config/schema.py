@@ -188,6 +188,22 @@ class SipCredentials(Section, frozen=True, kw_only=True):
     password_env: str = "VOXLINE_SIP_PASSWORD"
 
 
+#: a registrar's URI or an address of record: ``sip:[user@]host[:port]``
+SipUri = Annotated[str, msgspec.Meta(pattern=r"^sip:([^@;?\s]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+
+
+class SipRegister(Section, frozen=True, kw_only=True):
+    """Registration with a registrar or SIP trunk (docs/sip.md#registration), so that calls
+    to ``aor`` reach Voxline; digest credentials from ``server.sip.credentials``."""
+
+    #: where the REGISTER goes, and its Request-URI (``sip:host[:port]``, 5060 by default)
+    registrar: SipUri
+    #: the address of record to bind (``sip:user@domain``); its user is our Contact's
+    aor: SipUri
+    #: the binding's lifetime asked for; it is refreshed at half of what the registrar grants
+    expires: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 3600
+
+
 class SipConfig(Section, frozen=True, kw_only=True):
     """Phone calls over SIP (docs/sip.md): off unless ``listen`` names an address."""
 
@@ -209,6 +225,9 @@ class SipConfig(Section, frozen=True, kw_only=True):
     #: digest credentials for a 401/407 to our INVITE, from the environment variables named
     #: here (unset: a challenge fails the call)
     credentials: SipCredentials = SipCredentials()
+    #: register ``aor`` with a registrar from the first listen address (null: no REGISTER;
+    #: no listen address: nothing is registered)
+    register: SipRegister | None = None
 
     def __post_init__(self) -> None:
         first, last = self.rtp_ports

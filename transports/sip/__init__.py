@@ -17,6 +17,7 @@ module                 what it does
 ``dialog``             the user agent: dialogs, INVITE/ACK/BYE/CANCEL/OPTIONS, re-INVITE,
                        REFER/NOTIFY, digest retries
 ``events``             what the user agent tells the session (IncomingCall, CallEnded, ...)
+``registration``       REGISTER with a registrar: digest, refresh, backoff, un-REGISTER
 =====================  =====================================================================
 
 None of them awaits, reads a clock or opens a socket: an adapter moves datagrams and stream
