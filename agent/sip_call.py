@@ -12,7 +12,9 @@ the same :class:`SipCall`; only how the media is agreed differs (its :class:`Cal
   answers 487), an offer we cannot take gets 488. :class:`agent.sip_dial.Dialing` (we call):
   our offer in an INVITE, the callee's answer in its 2xx.
 - **tasks**, in the session's task group: ``signalling`` (the dialog's events: a BYE ends the
-  call, a re-INVITE is refused with 488 and the call goes on as it was, a transfer's REFER
+  call, a re-INVITE or UPDATE is answered by the call's :class:`MediaSession` (hold: no RTP
+  goes out and the caller's side is not pushed; unhold; a codec or address change applied to
+  the stream; 400/488 and nothing changes), a transfer's REFER
   answer and NOTIFYs become the session's ``transfer_result``, a key by SIP INFO its
   ``dtmf``), ``rtp-in`` (every datagram to :meth:`RtpStream.receive`, whose RFC 4733 digits go
   to the session's ``dtmf``; no RTP for ``media_timeout_s`` ends the call) and
@@ -72,7 +74,16 @@ from transports.sip.events import (
     Reoffer,
 )
 from transports.sip.events import CallEnded as DialogEnded
-from transports.sip.sdp import Negotiated, Origin, SdpError, answer_offer, parse_sdp
+from transports.sip.reoffer import MediaSession
+from transports.sip.sdp import (
+    Negotiated,
+    Origin,
+    SdpError,
+    SessionDescription,
+    answer_offer,
+    make_offer,
+    parse_sdp,
+)
 from transports.sip.transaction import Address
 
 log = logging.getLogger("voxline.sip")
@@ -227,6 +238,10 @@ class SipCall:
         self.rtp: UDPSocket | None = None
         self.stream: RtpStream | None = None
         self.negotiated: Negotiated | None = None
+        #: the SDP we answered the INVITE with (None for our INVITE: its offer is remade)
+        self.answered_with: SessionDescription | None = None
+        self.media: MediaSession | None = None  # what re-offers change (hold, codec)
+        self._origin = Origin()
         self._open_rtp = open_rtp
         self._admitted = False
         self._scope = anyio.CancelScope()
@@ -280,6 +295,8 @@ class SipCall:
         self.negotiated = await self.setup.negotiate(self, port)
         if self.negotiated is None:
             return None
+        sent = self.answered_with or make_offer(self._origin, port)  # sip_dial's offer
+        self.media = MediaSession(sent, port, self.negotiated)
         self.stream = RtpStream(
             self.negotiated.codec.payload_type,
             remote=(self.negotiated.address, self.negotiated.port),
@@ -288,14 +305,16 @@ class SipCall:
             timestamp=secrets.randbits(32),
             dtmf=self.negotiated.dtmf,
         )
+        self.stream.sending = self.negotiated.sending
         self.answered = True
         log.info("sip call %s answered (%s)", self.name, self.negotiated.codec.name)
         sink = SipSink(self.stream, self.name, self._transfer)
         return self.admission.new_session(self.id, sink)
 
     def origin(self) -> Origin:
-        """A fresh SDP origin at our public address."""
-        return Origin("-", secrets.randbelow(1 << 31), 0, self.public_address)
+        """A fresh SDP origin at our public address (the call's, from now on)."""
+        self._origin = Origin("-", secrets.randbelow(1 << 31), 0, self.public_address)
+        return self._origin
 
     def tasks(self, session: Session) -> Sequence[Task]:
         assert self.rtp is not None
@@ -356,8 +375,8 @@ class SipCall:
                     self.reason = "hangup" if reason == "bye" else reason
                     session.end_input()
                     return
-                case Reoffer():
-                    await self.signalling.reject(self.id, 488)  # the call goes on as it was
+                case Reoffer(offer=offer):
+                    await self._reoffer(offer)
                 case ReferAnswered(status=status) if status >= 300:
                     await session.transfer_result(False, f"refused {status}")
                 case ReferNotify(status=status) if status >= 300:
@@ -369,6 +388,31 @@ class SipCall:
                 case _:
                     pass
 
+    async def _reoffer(self, offer: bytes) -> None:
+        """A re-INVITE or UPDATE from the peer: answered by the call's :class:`MediaSession`
+        (hold, unhold, codec or address change, refresh), or refused and nothing changes."""
+        assert self.media is not None
+        assert self.stream is not None
+        answered = self.media.reoffer(offer)
+        try:
+            if isinstance(answered, SdpError):
+                log.info("sip call %s: re-offer refused (%s)", self.name, answered.reason)
+                await self.signalling.reject(self.id, answered.status)
+                return
+            agreed = answered.negotiated
+            if answered.changed:  # applied before the answer goes: no RTP of the old media after
+                self.stream.renegotiate(
+                    agreed.codec.payload_type,
+                    remote=(agreed.address, agreed.port),
+                    dtmf=agreed.dtmf,
+                )
+                self.negotiated = agreed
+                self.stream.sending = agreed.sending
+                log.info("sip call %s: media %s %s", self.name, agreed.codec.name, agreed.direction)
+            await self.signalling.answer(self.id, answered.sdp)
+        except RuntimeError as error:  # the dialog is not up (any more)
+            log.info("sip call %s: re-offer not answered: %s", self.name, error)
+
     async def _receive_rtp(self, rtp: UDPSocket, stream: RtpStream, session: Session) -> None:
         start = self.clock.now()
         while True:
@@ -379,12 +423,13 @@ class SipCall:
                     if isinstance(event, Digit):  # RFC 4733: one of the 16 keys
                         await session.dtmf(event.digit)
                 continue
+            if self.media is not None and self.media.negotiated.direction != "sendrecv":
+                continue  # on hold: a phone may send nothing meanwhile
             self.end("media_timeout")
             return
 
     async def _media_clock(self, rtp: UDPSocket, stream: RtpStream, session: Session) -> None:
         inbound = InboundAudio(AudioFormat("pcm16", RATE))
-        sending = self.negotiated is None or self.negotiated.sending
         start = self.clock.now()
         ticks = 0
         while True:
@@ -394,7 +439,9 @@ class SipCall:
             if behind > MAX_BEHIND:
                 ticks += behind  # a stall: skip rather than burst
             frame, packet, peer = stream.tick()
-            if packet is not None and sending:
+            if not stream.sending:
+                continue  # held: the caller cannot hear (nothing went out), its side is no turn
+            if packet is not None:
                 await rtp.sendto(packet, *peer)
             chunk = inbound.convert(frame)
             if chunk is not None:
@@ -418,6 +465,7 @@ class Answering:
             await self.refuse(call, answered.status, answered.reason)
             return None
         answer, negotiated = answered
+        call.answered_with = answer
         await call.signalling.ring(call.id)
         return negotiated if await self._wait_for_ack(call, bytes(answer)) else None
 

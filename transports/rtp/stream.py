@@ -31,6 +31,16 @@ T7     a tick with none (the bot is quiet)                                     c
 T8     a tick while a DTMF digit is being sent                                 its event
                                                                                packet, not
                                                                                audio
+T9     :meth:`~RtpStream.renegotiate` (a re-offer agreed): another codec       sent from the
+       (PCMU <-> PCMA) or telephone-event type; another address in the SDP     next tick;
+       sends there and latches afresh (T4); what the jitter buffer holds       decoded as it
+       plays with the codec it came in                                         came
+T10    a tick while ``sending`` is False (the far end holds the call)          nothing; its
+                                                                               20 ms of bot
+                                                                               audio dropped,
+                                                                               the timestamp
+                                                                               goes on, the
+                                                                               sequence not
 =====  ======================================================================  ============
 """
 
@@ -112,12 +122,14 @@ class RtpStream:
         self.payload_type = payload_type
         self.dtmf = dtmf
         self.remote = remote
+        self._signalled = remote  # the address in the far end's SDP
         self.ssrc = ssrc
         self.comfort = comfort
+        self.sending = True  # T10
         self.cname = cname
         self.jitter = jitter or JitterBuffer()
         self.stats = StreamStats()
-        self._encode, self._decode = _CODECS[payload_type]
+        self._encode = _CODECS[payload_type][0]
         self._sequence = sequence & 0xFFFF
         self._timestamp = timestamp & 0xFFFFFFFF
         self._queued = bytearray()  # bot audio, PCM16 8 kHz
@@ -191,13 +203,32 @@ class RtpStream:
         """One 20 ms step: the caller's next frame (PCM16 8 kHz, 320 bytes), the datagram to
         send (None: nothing) and where to send it."""
         played = self.jitter.pop()
-        frame = self._decode(played.payload) if played is not None else b""
+        frame = b""
+        if played is not None and played.payload_type in _CODECS:  # T9: as it came
+            frame = _CODECS[played.payload_type][1](played.payload)
         frame = (frame + b"\x00" * _FRAME_BYTES)[:_FRAME_BYTES]
         return frame, self._next_packet(), self.remote
 
+    def renegotiate(self, payload_type: int, *, remote: Address, dtmf: int | None) -> None:
+        """A re-offer agreed ``payload_type`` (0 or 8), ``dtmf`` and the far end's SDP address
+        ``remote`` (T9): the sequence, timestamp and SSRC go on as they were."""
+        if payload_type not in _CODECS:
+            raise ValueError(f"payload type {payload_type} is not G.711")
+        self.payload_type, self.dtmf = payload_type, dtmf
+        self._encode = _CODECS[payload_type][0]
+        if remote != self._signalled:  # moved: send to the new address, latch again
+            self.remote = self._signalled = remote
+            self._latched = False
+
     def _next_packet(self) -> bytes | None:
         packet: bytes | None
-        if self._events:  # T8: a digit keeps its start timestamp across its packets
+        if not self.sending:  # T10: the media clock goes on, the sequence waits
+            del self._queued[:_FRAME_BYTES]
+            self._flush = self._flush and bool(self._queued)
+            self._events.clear()
+            self._talking = False
+            packet = None
+        elif self._events:  # T8: a digit keeps its start timestamp across its packets
             marker, payload = self._events.pop(0)
             if marker:
                 self._event_timestamp = self._timestamp
