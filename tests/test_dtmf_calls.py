@@ -11,7 +11,6 @@ shorter one ended by ``#`` is refused with the slot's reply) and a 4-8 digit PIN
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import websockets
 
 from pipeline.asr.decoder import WhisperDecoder
 from tests.server import ROOT, RunningServer, running_server
-from tests.test_sip_call import QUIET, SIPP, Phone, free_udp_port, hear, sipp, transcribe
+from tests.test_sip_call import SIPP, Phone, free_udp_port, hear, sipp, transcribe
 from tests.test_twilio_endpoint import FakeTwilio, start_message
 from tests.test_twilio_endpoint import transcribe as transcribe_mulaw
 from tests.webrtc_client import calling, wait_until_idle
@@ -177,29 +176,19 @@ class KeyingPhone(Phone):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.keys: deque[str] = deque()
+        self.pending: deque[tuple[bool, bytes]] = deque()  # a digit's packets still to send
+        self.event_start = 0
 
-    async def talk(self) -> None:
-        start = time.perf_counter()
-        sequence, timestamp = 1000, 80000
-        pending: deque[tuple[bool, bytes]] = deque()
-        event_start = timestamp
-        for n in range(1_000_000):
-            await anyio.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
-            if self.peer is None or self.stopped.is_set():
-                continue
-            if not pending and self.keys:
-                pending.extend(digit_packets(self.keys.popleft()))
-                event_start = timestamp
-            if pending:
-                marker, payload = pending.popleft()
-                packet = RtpPacket(
-                    TELEPHONE_EVENT, sequence, event_start, 0x1234ABCD, payload, marker
-                )
-            else:
-                payload = self.mic.popleft() if self.mic else QUIET
-                packet = RtpPacket(0, sequence, timestamp, 0x1234ABCD, payload)
-            sequence, timestamp = sequence + 1, timestamp + FRAME
-            await self.sock.sendto(bytes(packet), *self.peer)
+    def packet(self, sequence: int, timestamp: int) -> RtpPacket:
+        if not self.pending and self.keys:
+            self.pending.extend(digit_packets(self.keys.popleft()))
+            self.event_start = timestamp
+        if self.pending:
+            marker, payload = self.pending.popleft()
+            return RtpPacket(
+                TELEPHONE_EVENT, sequence, self.event_start, 0x1234ABCD, payload, marker
+            )
+        return super().packet(sequence, timestamp)
 
 
 @pytest.mark.anyio

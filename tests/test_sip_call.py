@@ -132,10 +132,15 @@ class Phone:
             await anyio.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
             if self.peer is None or self.stopped.is_set():
                 continue
-            payload = self.mic.popleft() if self.mic else QUIET
-            packet = RtpPacket(0, sequence, timestamp, 0x1234ABCD, payload)
+            packet = self.packet(sequence, timestamp)
             sequence, timestamp = sequence + 1, timestamp + FRAME
             await self.sock.sendto(bytes(packet), *self.peer)
+
+    def packet(self, sequence: int, timestamp: int) -> RtpPacket:
+        """The packet of this 20 ms: the microphone's next frame, else quiet (subclasses send
+        other kinds)."""
+        payload = self.mic.popleft() if self.mic else QUIET
+        return RtpPacket(0, sequence, timestamp, 0x1234ABCD, payload)
 
     async def next_reply(self) -> bytes:
         """The μ-law of the next reply that ends (speech, then a second of comfort silence)."""

@@ -11,7 +11,6 @@ packets that came.
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import anyio
@@ -20,6 +19,7 @@ import pytest
 from pipeline.asr.decoder import WhisperDecoder
 from tests.test_sip_call import (
     FRAME,
+    QUIET,
     SIPP,
     Phone,
     Served,
@@ -72,20 +72,13 @@ class MarkedPhone(Phone):
             self.stopped.set()
             return
 
-    async def talk(self) -> None:
-        start = time.perf_counter()
-        sequence, timestamp = 1000, 80000
-        for n in range(1_000_000):
-            await anyio.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
-            if self.peer is None or self.stopped.is_set():
-                continue
-            payload = self.mic.popleft() if self.mic else b"\xff" * FRAME
-            payload_type = 0
-            if self.marked[b"pcma"].is_set():
-                payload, payload_type = pcm16_to_alaw(ulaw_to_pcm16(payload)), 8
-            packet = RtpPacket(payload_type, sequence, timestamp, 0x1234ABCD, payload)
-            sequence, timestamp = sequence + 1, timestamp + FRAME
-            await self.sock.sendto(bytes(packet), *self.peer)
+    def packet(self, sequence: int, timestamp: int) -> RtpPacket:
+        """As the plain phone's, in PCMA once the scenario has switched to it."""
+        payload = self.mic.popleft() if self.mic else QUIET
+        payload_type = 0
+        if self.marked[b"pcma"].is_set():
+            payload, payload_type = pcm16_to_alaw(ulaw_to_pcm16(payload)), 8
+        return RtpPacket(payload_type, sequence, timestamp, 0x1234ABCD, payload)
 
     async def packets_after(self, count: int) -> None:
         """Until ``count`` packets have come after the last mark."""
