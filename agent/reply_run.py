@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from agent.dialogue.decision import EndCall, Transfer
@@ -57,6 +58,9 @@ class ReplyRun:
     #: what to do once it has played: hang up, or transfer the call (the dialogue's first
     #: ``EndCall`` or ``Transfer`` in it; an interrupted reply does neither)
     then: EndCall | Transfer | None = None
+    #: the responder has decided what to say (its first part came, or it ended): a keyed
+    #: turn's digits after this one are read by the rule the decision left (agent.session)
+    decided: bool = False
     #: how many of the spoken text's marks have been reported
     _marks: int = 0
 
@@ -139,9 +143,12 @@ class Replies:
         outbox: SessionOutbox,
         *,
         max_chars: int | None = None,
+        on_decided: Callable[[ReplyRun], None] = lambda run: None,
     ) -> None:
         self.tts, self.playout, self.clock = tts, playout, clock
         self.responder, self.outbox, self.max_chars = responder, outbox, max_chars
+        #: called once per reply, when :attr:`ReplyRun.decided` becomes true (never waits)
+        self.on_decided = on_decided
         #: the call's runtime, while it runs
         self.runtime: SessionRuntime | None = None
         self.live: dict[int, ReplyRun] = {}
@@ -190,17 +197,35 @@ class Replies:
         async def speak(gen: int) -> None:
             try:
                 if plans:
+                    self._decided(run)
                     await speaker.say_plans(plans)
                 else:
-                    await speaker.speak(self._parts(run, text, prompt, failed, reason))
+                    parts = self._parts(run, text, prompt, failed, reason)
+                    await speaker.speak(self._deciding(run, parts))
             except (ServerError, ClientError) as error:
                 log.warning("reply %d failed: %s", gen, type(error).__name__)
                 self.playout.finish(gen)
                 public = str(error) if isinstance(error, ClientError) else "no reply was made"
                 await emit(Notice(code="reply_failed", message=public))
+            finally:  # failed or cancelled before deciding: nothing more will be decided
+                self._decided(run)
 
         assert runtime.start_generation(speak, name=run.kind) == generation
         return run
+
+    async def _deciding(
+        self, run: ReplyRun, parts: AsyncGenerator[ReplyPart, None]
+    ) -> AsyncGenerator[ReplyPart, None]:
+        """``parts``, marking ``run`` decided at the first."""
+        async with aclosing(parts) as stream:
+            async for part in stream:
+                self._decided(run)
+                yield part
+
+    def _decided(self, run: ReplyRun) -> None:
+        if not run.decided:
+            run.decided = True
+            self.on_decided(run)
 
     async def sent(self, run: ReplyRun, samples: int) -> int:
         """A frame of ``samples`` of ``run`` went out; returns how many of its samples are out."""

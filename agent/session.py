@@ -48,7 +48,7 @@ import anyio
 from agent import session_events as out
 from agent import turn_types as turn
 from agent.dialogue.decision import EndCall, Transfer
-from agent.digits import DigitCollector, KeyedTurn, Keypad, keypad_rule
+from agent.digits import DigitCollector, KeyedTurn, Keypad, KeypadAware, keypad_rule
 from agent.reply import Responder
 from agent.reply_run import Replies, ReplyRun
 from agent.session_control import (
@@ -129,6 +129,7 @@ class Session(CallControls):
             responder,
             self.outbox,
             max_chars=settings.max_reply_chars,
+            on_decided=lambda run: self._wake() if run is self._keyed_run else None,
         )
         self.answer_turns, self.voice = settings.answer_turns, settings.voice  # see set_voice
         #: set once :meth:`run` has started the call (the methods below work from then on)
@@ -141,6 +142,9 @@ class Session(CallControls):
         self._unannounced: deque[ReplyRun] = deque()  # replies turn-taking has not heard of
         self._previews = Previews(responder) if isinstance(responder, Previewing) else None
         self.keys = DigitCollector()  # keypad digits on their way to a turn (agent.digits)
+        self._keyed_run: ReplyRun | None = None  # the reply to the last keyed turn
+        #: keys pressed while that reply's decision was under way, with their positions
+        self._held_keys: deque[tuple[str, int]] = deque()
         self.transfers = TransferWait(
             self.clock, settings.transfer_timeout, lambda n: self._signal(TransferExpired(n))
         )
@@ -234,6 +238,7 @@ class Session(CallControls):
             actions.extend(self.turns.advance(now) if event is None else await self._on(event, now))
             if (keyed := self.keys.expire(now)) is not None:  # digits timed out: a turn
                 actions.extend(await self._keyed(keyed, now))
+            actions.extend(await self._release_keys(now))
             while actions:
                 actions.extend(await self._act(actions.popleft(), now))
 
@@ -288,10 +293,30 @@ class Session(CallControls):
 
     async def _keypress(self, digit: str, now: int) -> list[TurnAction]:
         """A key: it stops the reply being spoken (unless the dialogue says not to) and is
-        collected; a digit string it completes is the caller's turn."""
+        collected; a digit string it completes is the caller's turn. While the dialogue is
+        still deciding the last keyed turn, keys wait for it: the rule that reads them is the
+        one that turn leaves ("2" for accounts, then the account number's digits)."""
+        if self._held_keys or self._deciding_keys():
+            self._held_keys.append((digit, now))
+            return []
+        return await self._press(digit, now, now)
+
+    def _deciding_keys(self) -> bool:
+        run = self._keyed_run
+        return run is not None and not run.decided and isinstance(self.responder, KeypadAware)
+
+    async def _release_keys(self, now: int) -> list[TurnAction]:
+        """The keys held while a keyed turn was decided, once it is (in the order pressed)."""
+        actions: list[TurnAction] = []
+        while self._held_keys and not self._deciding_keys():
+            digit, pressed = self._held_keys.popleft()
+            actions.extend(await self._press(digit, pressed, now))
+        return actions
+
+    async def _press(self, digit: str, pressed: int, now: int) -> list[TurnAction]:
         rule = keypad_rule(self.responder)
         actions = await self._interrupt_now(now) if rule.interrupts else []
-        keyed = self.keys.press(digit, now, rule)
+        keyed = self.keys.press(digit, pressed, rule)
         return actions + (await self._keyed(keyed, now) if keyed is not None else [])
 
     async def _keyed(self, keyed: KeyedTurn, now: int) -> list[TurnAction]:
@@ -302,7 +327,8 @@ class Session(CallControls):
         if not self.answer_turns:
             self._unanswered = text
             return []
-        return self._started(self.replies.start(self.voice, text=text), now)
+        self._keyed_run = run = self.replies.start(self.voice, text=text)
+        return self._started(run, now)
 
     async def _transcript(self, event: Transcript) -> None:
         if event.is_final:

@@ -134,6 +134,50 @@ async def test_with_interrupts_off_a_key_lets_the_bot_finish_and_is_answered_aft
     assert menu.turns == ["[keypad] 1"]
 
 
+@dataclass
+class SlowMenu(Menu):
+    """A menu whose choice "2" asks for a 6-digit code; it decides only once :attr:`go` is set,
+    and hears (its :meth:`heard`) in the control loop's order."""
+
+    go: anyio.Event = field(default_factory=anyio.Event)
+    deciding: anyio.Event = field(default_factory=anyio.Event)
+    heard_one: anyio.Event = field(default_factory=anyio.Event)
+
+    async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
+        if text == Keypad("2"):
+            self.deciding.set()
+            await self.go.wait()
+            self.rule = KeypadRule(max_length=6)
+        async for part in super().respond(text, generation=generation):
+            yield part
+
+    def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
+        self.heard_one.set()
+
+
+async def test_keys_pressed_while_a_keyed_turn_is_decided_are_read_by_the_rule_it_leaves(
+    vad_runner: object, asr_runner: object, tts_engine: object
+) -> None:
+    menu, sink = SlowMenu(KeypadRule(max_length=1)), Recorder()
+    session = call(Models(vad_runner, asr_runner, tts_engine), menu, sink)  # type: ignore[arg-type]
+    with sink.deadline(60, session):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            await sink.wait_for(lambda: ("end", 1) in sink.log)
+            await session.dtmf("2")
+            await menu.deciding.wait()
+            for key in "004213":  # keyed ahead, while "2" is being decided
+                await session.dtmf(key)
+            await session.truncate(1, 0)  # the control loop has taken the keys once it hears
+            await menu.heard_one.wait()
+            menu.go.set()
+            await sink.wait_for(lambda: ("end", 3) in sink.log)
+            session.end_input()
+    turns = [(e.text, e.rule) for e in sink.events(UserTurn) if isinstance(e, UserTurn)]
+    assert turns == [("2", "K3"), ("004213", "K3")]
+    assert menu.turns == ["[keypad] 2", "[keypad] 004213"]
+
+
 async def test_a_key_that_is_not_a_dtmf_digit_is_refused_before_it_reaches_the_call(
     vad_runner: object, asr_runner: object, tts_engine: object
 ) -> None:
