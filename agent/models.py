@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import anyio
+import msgspec
 import numpy as np
 
 from agent.config import AgentConfig, VoiceConfig
@@ -77,6 +78,25 @@ def asr_options(config: AgentConfig) -> DecodeOptions:
     )
 
 
+def translation_options(config: AgentConfig) -> DecodeOptions | None:
+    """Whisper's translate task on each final, for an interpreter whose engine is
+    ``whisper`` (in the language the transcription heard; no word timings, no prompt). The
+    transcription has passed the guards already: only the repetition guard applies."""
+    translate = config.dialogue.translate
+    if config.dialogue.engine != "translate" or translate.engine != "whisper":
+        return None
+    return msgspec.structs.replace(
+        asr_options(config),
+        task="translate",
+        word_timestamps=False,
+        initial_prompt=None,
+        hotwords=None,
+        condition_on_previous_text=False,
+        no_speech_threshold=1.0,
+        min_avg_logprob=None,
+    )
+
+
 def reply_voice(config: VoiceConfig, voice: Voice | None) -> ReplyVoice:
     """How a call speaks catalog ``voice`` (``None``: the engine's own): at the agent file's
     ``voice.speed``, in its ``voice.emotion`` (left out: the voice's own style), through the
@@ -93,6 +113,7 @@ def session_settings(config: AgentConfig, voice: ReplyVoice) -> SessionSettings:
     longest = config.limits.max_utterance_s
     return SessionSettings(
         asr=asr_options(config),
+        translation=translation_options(config),
         utterance=TrackerConfig.from_seconds(
             max_utterance=longest, split_search=min(3.0, longest / 2)
         ),

@@ -88,6 +88,7 @@ class NativeSink(ProtocolSink[NativeProtocol]):
                     final=event.final,
                     stable=event.stable,
                     unstable=event.unstable,
+                    language=event.language,
                 )
             case UserTurn(text=text, start=start, end=end, rule=rule, keypad=keypad):
                 p.send_turn_ended(text, start, end, rule=rule, keypad=keypad)

@@ -71,7 +71,7 @@ class IntentResponder:
             async for part in self._speak(self.session.opening(), 0):
                 yield part
         else:
-            yield _say(self.config.turns.idle_prompt)
+            yield say_reply(self.config.turns.idle_prompt)
 
     async def transfer_failed(self, target: str, reason: str) -> AsyncGenerator[ReplyPart, None]:
         """The conversation goes back to idle and says ``dialogue.transfer_failed``; an LLM
@@ -106,12 +106,12 @@ class IntentResponder:
                             async for part in parts:
                                 yield part
                     else:
-                        yield _say(self.config.dialogue.fallback.reply)
+                        yield say_reply(self.config.dialogue.fallback.reply)
                     if pending is not None:
                         yield pending
 
 
-def _say(reply: Reply) -> Say:
+def say_reply(reply: Reply) -> Say:
     """A configured reply, as written (templates are the engine's business, not used here)."""
     if isinstance(reply, str):
         return Say(reply)
@@ -196,7 +196,7 @@ class LLMResponder:
         elif kind == "idle":
             reply = self.config.turns.idle_prompt
         if reply is not None:
-            said = _say(reply)
+            said = say_reply(reply)
             self.history.add_assistant(said.text)
             yield said
 
@@ -204,7 +204,7 @@ class LLMResponder:
         """``dialogue.transfer_failed`` (``{target}``, ``{reason}`` filled in), and a line in
         the history saying the transfer failed and why."""
         reply = self.config.dialogue.transfer_failed
-        said = _say(reply)
+        said = say_reply(reply)
         text = Template(said.text).render({"target": target, "reason": reason}, ssml=said.ssml)
         said = msgspec.structs.replace(said, text=text)
         self.note_transfer_failed(target, reason, said.text)

@@ -44,6 +44,7 @@ from agent.responders import BUILTINS, IntentResponder, LLMResponder
 from agent.rest import rest_routes
 from agent.session import Models, SessionSettings
 from agent.sip_server import ServerAdmission, SipServer
+from agent.translator import TranslatorResponder, translation_llm
 from agent.twilio_call import twilio_calls
 from agent.twilio_signature import TOKEN_ENV as TWILIO_TOKEN_ENV
 from agent.webrtc_call import WebRtcCalls
@@ -84,6 +85,8 @@ class ServerState:
     def responder(self) -> Responder:
         """A new call's dialogue, as the agent file's ``dialogue.engine`` says."""
         engine = self.config.dialogue.engine
+        if engine == "translate":
+            return TranslatorResponder(self.config, self.llm)
         llm = LLMResponder(self.llm, self.config) if self.llm is not None else None
         if engine == "llm" and llm is not None:
             return llm
@@ -105,6 +108,8 @@ class ServerState:
                 await backend.start()
                 tools = Tools(settings.tools, builtins=BUILTINS, http=self.http)
                 self.llm = LLMEngine(settings, backend, tools=tools if settings.tools else None)
+                if config.dialogue.engine == "translate":
+                    self.llm = translation_llm(self.llm, config)
         except Exception as error:
             self.failed = f"{type(error).__name__}: {error}"
             log.exception("loading the models failed")

@@ -73,6 +73,7 @@ from agent.session_events import CallSink, SessionEvent
 from agent.session_outbox import SessionOutbox
 from agent.session_transfer import PendingTransfer, TransferWait
 from agent.session_turns import echo_detector, new_turns
+from agent.translator import TranscriptAware
 from agent.turns import TurnAction, TurnTaking, UserState
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.asr.stage import AsrStage
@@ -201,7 +202,9 @@ class Session(CallControls):
             self._control = control = runtime.channel("asr->control", 256, Policy.BLOCK)
             vad = VadStage(self.models.vad, settings.vad)
             runtime.start_stage("vad", vad, self.inbound, speech)
-            asr = AsrStage(self.models.asr, settings.asr, settings.utterance)
+            asr = AsrStage(
+                self.models.asr, settings.asr, settings.utterance, translation=settings.translation
+            )
             runtime.start_stage("asr", asr, speech, control)
             runtime.start_task("playout", lambda: self.playout.run(self._send_frame))
             runtime.start_task("control", lambda: self._control_loop(control))
@@ -333,12 +336,19 @@ class Session(CallControls):
     async def _transcript(self, event: Transcript) -> None:
         if event.is_final:
             self._marks["asr_final"] = self.clock.now()
+            if isinstance(self.responder, TranscriptAware):  # before the turn it ends
+                self.responder.transcribed(event)
         if self._previews is not None:  # a caller's turn only, never speech over the bot
             partial = not event.is_final and self.turns.user is UserState.TURN
             self._previews.offer(event.text) if partial else self._previews.drop()
         await self.outbox.emit(
             out.UserTranscript(
-                event.text, event.is_final, event.utterance, event.stable, event.unstable
+                event.text,
+                event.is_final,
+                event.utterance,
+                event.stable,
+                event.unstable,
+                language=event.language,
             )
         )
         if event.is_final and event.cut:  # turn-taking ends the turn here (its rule T7)

@@ -58,6 +58,9 @@ class SessionSettings:
         default_factory=lambda: DetectorConfig.from_seconds(min_silence=0.3)
     )
     asr: DecodeOptions = field(default_factory=DecodeOptions)
+    #: Whisper's translate task on each final too (an interpreter's ``engine: whisper``): the
+    #: final transcripts carry their English translation
+    translation: DecodeOptions | None = None
     #: which audio the ASR decodes: ``max_utterance`` is the longest utterance (longer speech
     #: is cut into turns, with ``Notice("utterance_cut")``)
     utterance: TrackerConfig = field(default_factory=TrackerConfig)

@@ -22,6 +22,8 @@ class UserTranscript(msgspec.Struct, frozen=True, tag="transcript"):
     utterance: int
     stable: str = ""
     unstable: str = ""
+    #: the language the ASR heard (an ISO 639-1 code; configured or detected)
+    language: str = ""
 
 
 class UserTurn(msgspec.Struct, frozen=True, tag="user_turn"):

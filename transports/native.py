@@ -381,10 +381,19 @@ class NativeProtocol:
         self._emit({"type": "speech.stopped", "at_ms": samples_to_ms(sample, PIPELINE_RATE)})
 
     def send_transcript(
-        self, utterance: int, text: str, *, final: bool, stable: str = "", unstable: str = ""
+        self,
+        utterance: int,
+        text: str,
+        *,
+        final: bool,
+        stable: str = "",
+        unstable: str = "",
+        language: str = "",
     ) -> None:
+        """A transcript; a final says the ``language`` heard, when the ASR says it."""
         if final:
-            self._emit({"type": "transcript.final", "utterance": utterance, "text": text})
+            message = {"type": "transcript.final", "utterance": utterance, "text": text}
+            self._emit(message | ({"language": language} if language else {}))
         else:
             self._emit(
                 {

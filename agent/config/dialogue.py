@@ -267,10 +267,37 @@ class LlmDialogueConfig(Section, frozen=True, kw_only=True):
     fallback_text: str = "Sorry, I can't answer that right now. Could you say it again?"
 
 
+#: the default instructions of the ``llm`` translation engine (``{source}`` and ``{target}``
+#: are language names)
+TRANSLATE_PROMPT = (
+    "You are a simultaneous interpreter. Translate what the user says from {source} into "
+    "{target}. Reply with the translation only: no notes, quotes or explanations. Keep names, "
+    "numbers, dates and the speaker's tone; translate questions as questions and never answer "
+    "them."
+)
+
+
+class TranslateConfig(Section, frozen=True, kw_only=True):
+    """The ``translate`` engine: each caller utterance is translated and spoken instead of
+    answered. The source language is ``profile.asr.language`` (null: detected per utterance);
+    ``voice.name`` must speak ``target``."""
+
+    #: the language spoken to the caller (ISO 639-1, ``es``)
+    target: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}$")] = "en"
+    #: ``whisper``: the ASR's own translate task (any language into English, no other model);
+    #: ``llm``: the LLM of ``profile.llm`` (any language into any), clause by clause
+    engine: Literal["whisper", "llm"] = "whisper"
+    #: ``llm`` engine: its instructions (``{source}`` and ``{target}`` are filled in)
+    prompt: str = TRANSLATE_PROMPT
+    temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.2
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 256
+
+
 class DialogueConfig(Section, frozen=True, kw_only=True):
     #: ``intents``: scripted; ``llm``: every turn to the LLM; ``mixed``: intents first, the LLM
-    #: for what they do not match (and for ``handoff`` actions)
-    engine: Literal["intents", "llm", "mixed"] = "intents"
+    #: for what they do not match (and for ``handoff`` actions); ``translate``: an interpreter
+    #: (each turn translated and spoken, see ``translate``)
+    engine: Literal["intents", "llm", "mixed", "translate"] = "intents"
     #: the least score an intent needs
     threshold: Probability = 0.5
     keyword_boost: Probability = 0.2
@@ -282,6 +309,7 @@ class DialogueConfig(Section, frozen=True, kw_only=True):
     flows: tuple[FlowConfig, ...] = ()
     fallback: FallbackConfig = FallbackConfig()
     llm: LlmDialogueConfig = LlmDialogueConfig()
+    translate: TranslateConfig = TranslateConfig()
     digits: DigitsConfig = DigitsConfig()
     #: said when a transfer does not happen (no target, the transport cannot transfer, the far
     #: end refused or did not answer in time); the conversation goes on. ``{target}`` and
@@ -326,6 +354,7 @@ class ToolsConfig(Section, frozen=True, kw_only=True):
 
 __all__ = [
     "MAX_DIGITS",
+    "TRANSLATE_PROMPT",
     "Action",
     "Branch",
     "Builtin",
@@ -350,6 +379,7 @@ __all__ = [
     "TimeSlot",
     "ToolsConfig",
     "TransferAction",
+    "TranslateConfig",
     "WebhookAction",
     "WebhookConfig",
     "When",

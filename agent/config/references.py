@@ -33,6 +33,7 @@ from agent.config.dialogue import (
     When,
 )
 from agent.dialogue.templates import TemplateError, placeholders
+from pipeline.asr.decoder import whisper_languages
 from pipeline.errors import ConfigError
 from voices.catalog import load_catalog
 
@@ -52,6 +53,31 @@ def check_references(config: AgentConfig) -> None:
         raise ConfigError(
             "$.voice.name",
             f"{voice.name!r} is a {voice.engine} voice, but profile.tts.engine is {engine!r}",
+        )
+    if config.dialogue.engine == "translate":
+        _translation(config, voice.language)
+
+
+def _translation(config: AgentConfig, voice_language: str) -> None:
+    """The ``translate`` engine: languages Whisper knows, a target the engine can reach and a
+    voice that speaks it."""
+    translate = config.dialogue.translate
+    known = whisper_languages()
+    if translate.target not in known:
+        raise ConfigError("$.dialogue.translate.target", f"unknown language {translate.target!r}")
+    if translate.engine == "whisper" and translate.target != "en":
+        raise ConfigError(
+            "$.dialogue.translate.target",
+            f"the whisper engine translates into English only, not {translate.target!r} "
+            "(use engine: llm)",
+        )
+    if translate.engine == "llm" and config.profile.llm is None:
+        raise ConfigError("$.profile.llm", "the llm translation engine needs an LLM")
+    if voice_language.split("-")[0].lower() != translate.target:
+        raise ConfigError(
+            "$.voice.name",
+            f"{config.voice.name!r} speaks {voice_language}, not the target language "
+            f"{translate.target!r}",
         )
 
 
@@ -226,7 +252,8 @@ class _Checker:
 
     def _llm(self) -> None:
         config = self.config
-        if config.dialogue.engine != "intents" and config.profile.llm is None:
+        engine = config.dialogue.engine
+        if engine in ("llm", "mixed") and config.profile.llm is None:
             raise ConfigError(
                 "$.profile.llm", f"the {config.dialogue.engine!r} engine needs an LLM"
             )

@@ -137,6 +137,9 @@ class Decoded:
     #: the guard that rejected the text (one of ``guards.REASONS``), or ``None``
     dropped: str | None = None
     notes: tuple[str, ...] = ()
+    #: the English translation of ``text``, where the ASR stage asked for one (its
+    #: ``translation`` options: a second decode of the same audio)
+    translation: str = ""
     #: seconds spent: ``features``, ``encode``, ``generate``, ``align``, ``total``
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -49,6 +49,9 @@ class Transcript(Event, frozen=True, kw_only=True, tag="transcript"):
     #: a final of an utterance that reached the longest allowed (the tracker's
     #: ``max_utterance``): the speech goes on in the next utterance
     cut: bool = False
+    #: a final's English translation, when the stage translates (Whisper's translate task on
+    #: the same audio; :class:`~pipeline.asr.stage.AsrStage` ``translation``)
+    translation: str = ""
 
 
 class TranscriptDropped(Event, frozen=True, kw_only=True, tag="transcript_dropped"):

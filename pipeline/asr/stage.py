@@ -37,7 +37,15 @@ it was one more partial (counted: ``speculations``, ``speculations_used``).
 
 Every other event, control or data, passes on unchanged and at once (the speech events
 included, so turn-taking downstream sees them before the final that follows). Audio is passed
-on only with ``forward_audio=True``. When the inbox ends, an open utterance is finalised (its
+on only with ``forward_audio=True``.
+
+**Translation.** With ``translation`` options (Whisper's ``translate`` task), every
+final-quality decode that is kept (speculative ones included, so a used guess costs nothing
+more at the end of speech) is decoded a second time with them, in the language the first
+decode heard, and the final carries the English text as
+:attr:`~pipeline.asr.events.Transcript.translation`. Partials are not translated.
+
+When the inbox ends, an open utterance is finalised (its
 audio may stop mid-word: the guards decide) and the stage returns once every job is done.
 
 :class:`~pipeline.events.Flush` (a client's commit) is the one exception to "at once": it
@@ -49,7 +57,8 @@ of the audio sent before it.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import msgspec
@@ -167,9 +176,13 @@ class AsrStage:
         *,
         agreement: int = 2,
         forward_audio: bool = False,
+        translation: DecodeOptions | None = None,
     ) -> None:
         self.executor = executor
         self.options = options if options is not None else DecodeOptions()
+        if translation is not None and translation.task != "translate":
+            raise ValueError("translation options must have task='translate'")
+        self.translation = translation
         self.tracker_config = tracker if tracker is not None else TrackerConfig()
         self.agreement = agreement
         self.forward_audio = forward_audio
@@ -261,6 +274,8 @@ class AsrStage:
                         self.partials_refused += 1
                         continue
                     decoded = Decoded(text="", dropped=OVERLOADED)
+                if job.final:
+                    decoded = await self._translated(audio, decoded)
             if job.speculative:
                 self.speculations += 1
                 speculated = (job, decoded)
@@ -302,6 +317,20 @@ class AsrStage:
                     notes=decoded.notes,
                 )
             )
+
+
+    async def _translated(self, audio: np.ndarray[Any, Any], decoded: Decoded) -> Decoded:
+        """``decoded`` with its English translation, when the stage translates and the text
+        is kept (a full executor queue leaves it untranslated: the final still goes out)."""
+        if self.translation is None or decoded.dropped is not None or not decoded.text:
+            return decoded
+        options = msgspec.structs.replace(self.translation, language=decoded.language or None)
+        request = DecodeRequest(audio=audio, final=True, options=options)
+        try:
+            english = await self.executor.run(request, priority=FINAL_PRIORITY)
+        except Overloaded:
+            return decoded
+        return replace(decoded, translation=english.text if english.dropped is None else "")
 
 
 def _speculated_final(speculated: tuple[Decode, Decoded] | None, job: Decode) -> Decoded | None:
@@ -346,6 +375,7 @@ def _final_event(session_id: str, job: Decode, decoded: Decoded) -> Transcript |
         no_speech_prob=decoded.no_speech_prob,
         notes=decoded.notes,
         cut=job.reason == "max_length",
+        translation=decoded.translation,
     )
 
 
