@@ -1,7 +1,11 @@
-"""A file transcript in the response formats of OpenAI's ``/v1/audio/transcriptions``.
+"""A file transcript in the response formats of OpenAI's ``/v1/audio/transcriptions`` and
+``/v1/audio/translations``.
 
 ``json`` (``{"text"}``), ``text``, ``srt`` and ``vtt`` subtitles (one cue per segment), and
 ``verbose_json`` (language, duration, segments and, when asked for, words; times in seconds).
+A translation's ``verbose_json`` says ``"task": "translate"`` and, as OpenAI's, names the
+language of its text, ``"english"``; Voxline adds the language detected in the speech as
+``source_language``.
 Pure functions: a :class:`~pipeline.asr.batch.FileTranscript` in, a body and its media type out.
 """
 
@@ -44,6 +48,8 @@ def verbose_json(
         "duration": round(transcript.duration, 3),
         "text": transcript.text,
     }
+    if transcript.translated:
+        body |= {"task": "translate", "language": "english", "source_language": transcript.language}
     if "segment" in granularities:
         body["segments"] = [
             {

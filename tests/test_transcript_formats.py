@@ -81,3 +81,20 @@ def test_verbose_json_has_segments_and_the_words_asked_for() -> None:
         "compression_ratio": 1.0,
         "no_speech_prob": 0.02,
     }
+
+
+def test_a_translation_names_english_and_the_language_heard() -> None:
+    translated = FileTranscript("Hello there.", "de", 2.0, SEGMENTS[:1], translated=True)
+    body, _ = render(translated, "verbose_json")
+    assert isinstance(body, dict)
+    assert (body["task"], body["language"], body["source_language"]) == (
+        "translate",
+        "english",
+        "de",
+    )
+    assert body["text"] == "Hello there."
+    assert [segment["text"] for segment in body["segments"]] == ["Hello there."]
+    transcribed, _ = render(TRANSCRIPT, "verbose_json")
+    assert isinstance(transcribed, dict)
+    assert (transcribed["task"], transcribed["language"]) == ("transcribe", "en")
+    assert "source_language" not in transcribed

@@ -5,7 +5,9 @@ and decodes the windows one after another on the executor every session shares, 
 never holds more than one request in its queue and live calls keep their turn. Each window is
 decoded with the text of the windows before it as Whisper's previous-text prompt (as
 faster-whisper does within a file), after the caller's own prompt. When no language is given,
-the first window with speech decides it for the whole file, as in Whisper.
+the first window with speech decides it for the whole file, as in Whisper. With
+``task="translate"`` every window is decoded into English (Whisper's translate task) and the
+transcript's ``language`` is the language detected (or given) for the speech, not English.
 
 Word times come back in seconds from the start of the file (each window's words shifted by the
 window's start). Words are grouped into :class:`Segment` objects the size of a subtitle
@@ -68,11 +70,14 @@ class Dropped:
 @dataclass(frozen=True, slots=True)
 class FileTranscript:
     text: str
+    #: the language spoken (of the source, when translated)
     language: str
     #: seconds of audio
     duration: float
     segments: tuple[Segment, ...]
     dropped: tuple[Dropped, ...] = ()
+    #: the text is Whisper's English translation of the speech (``task="translate"``)
+    translated: bool = False
 
     @property
     def words(self) -> tuple[Word, ...]:
@@ -114,7 +119,7 @@ async def transcribe_file(
             Word(w.word, (start + a) / PIPELINE_RATE, (start + b) / PIPELINE_RATE, w.probability)
             for w, (a, b) in zip(decoded.words, snap_to_sound(decoded.words, window), strict=True)
         ]
-        joiner = "" if decoded.language in UNSPACED else " "
+        joiner = _joiner(decoded.language, options)
         for group in segment_words(words) if words else []:
             text = joiner.join(w.word for w in group)
             segments.append(
@@ -131,14 +136,19 @@ async def transcribe_file(
                 )
             )  # fmt: skip
         history = (history + decoded.text.split())[-options.context_words :]
-    joiner = "" if language in UNSPACED else " "
     return FileTranscript(
-        text=joiner.join(s.text for s in segments),
+        text=_joiner(language, options).join(s.text for s in segments),
         language=language or "",
         duration=len(audio) / PIPELINE_RATE,
         segments=tuple(segments),
         dropped=tuple(dropped),
+        translated=options.task == "translate",
     )
+
+
+def _joiner(language: str | None, options: DecodeOptions) -> str:
+    """What goes between the words of text in ``language`` (a translation is English)."""
+    return "" if language in UNSPACED and options.task != "translate" else " "
 
 
 def _floats(samples: Floats | npt.NDArray[np.int16]) -> Floats:
