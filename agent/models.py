@@ -30,6 +30,7 @@ from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
 from pipeline.vad.detector import DetectorConfig
 from voices.catalog import Voice, create_engine, load_catalog
 from voices.emotion import parse_style
+from voices.engine import TTSEngine
 from voices.piper_engine import PiperEngine
 from voices.styletts2.engine import StyleTTS2Engine
 
@@ -48,8 +49,14 @@ class LoadedModels:
     #: how calls speak (:func:`reply_voice` of the agent's catalog voice)
     voice: ReplyVoice
     _stack: ExitStack = field(repr=False)
+    #: an interpreter's voices of other languages (``dialogue.translate.voices``), by language
+    voices: dict[str, tuple[TTSEngine, ReplyVoice]] = field(default_factory=dict)
 
-    def session_models(self) -> Models:
+    def session_models(self, language: str | None = None) -> Models:
+        """The models of a call; ``language``: a call heard in that language, spoken by one of
+        :attr:`voices` when the agent's own voice does not speak it."""
+        if language is not None and language in self.voices:
+            return Models(self.vad, self.asr, self.voices[language][0])
         return Models(self.vad, self.asr, self.tts)
 
     def close(self) -> None:
@@ -159,8 +166,15 @@ def load_models(config: AgentConfig) -> LoadedModels:
                     config.profile.embeddings.model, threads=config.profile.embeddings.threads
                 )
             )
-        voice = reply_voice(config.voice, load_catalog().get(config.voice.name))
+        catalog = load_catalog()
+        voice = reply_voice(config.voice, catalog.get(config.voice.name))
         models = LoadedModels(vad, asr, tts, embedder, asr_options(config), voice, stack)
+        if config.dialogue.engine == "translate":
+            for language, name in config.dialogue.translate.voices.items():
+                other = catalog.get(name, where=f"$.dialogue.translate.voices.{language}")
+                engine = create_engine(other, threads=1)
+                stack.enter_context(engine)
+                models.voices[language] = (engine, reply_voice(config.voice, other))
         anyio.run(_warm, models)
     except BaseException:
         stack.close()
@@ -172,8 +186,9 @@ async def _warm(models: LoadedModels) -> None:
     """One call through each model, so the first caller does not pay for lazy set-up."""
     silence = np.zeros(PIPELINE_RATE, dtype=np.float32)  # one second
     await models.asr.run(DecodeRequest(audio=silence, final=True, options=models.asr_options))
-    async for _ in models.tts.synthesize("Ready."):
-        pass
+    for engine in [models.tts, *(engine for engine, _ in models.voices.values())]:
+        async for _ in engine.synthesize("Ready."):
+            pass
     if models.embedder is not None:
         await models.embedder.embed("hello")
     log.info("models warm")

@@ -17,9 +17,12 @@ import logging
 import uuid
 from collections.abc import Callable
 
+import anyio
 from starlette.websockets import WebSocket
 
 from agent.reply import Responder
+from agent.room_calls import RoomCall, RoomService
+from agent.rooms import RoomError
 from agent.session import Models, Session, SessionSettings
 from agent.session_control import CallControls
 from agent.session_events import (
@@ -124,11 +127,15 @@ async def native_call(
     *,
     send_timeout: float = 10.0,
     open_timeout: float | None = None,
+    rooms: RoomService | None = None,
 ) -> None:
     """Serve one ``/v1/stream`` connection until either side ends it (``open_timeout``: the
-    seconds the client has to send its ``hello``)."""
+    seconds the client has to send its ``hello``). ``?room=ID&language=xx`` joins a two-party
+    room of an interpreter agent (``rooms``; :mod:`agent.rooms`)."""
     session_id = uuid.uuid4().hex
     protocol = NativeProtocol(session_id)
+    room_id, language = ws.query_params.get("room"), ws.query_params.get("language")
+    joined: list[RoomCall] = []
 
     def transport(outgoing: Sender) -> WsTransport[NativeEvent]:
         sink = NativeSink(protocol, outgoing)
@@ -138,6 +145,21 @@ async def native_call(
             match event:
                 case AudioFrame(pcm=pcm) if session is not None:
                     await session.push_audio(pcm)
+                case Hello() if room_id is not None:
+                    try:
+                        if rooms is None:
+                            raise RoomError("no_rooms", "room: this agent is not an interpreter")
+                        room = rooms.join(room_id, language or "", settings)
+                    except RoomError as error:
+                        protocol.send_error(error.code, str(error))
+                        protocol.close("refused")
+                        return False
+                    joined.append(room)
+                    started = Session(
+                        room.models, room.responder, sink, room.settings, session_id=session_id
+                    )
+                    room.member.session = sink.session = started
+                    call.start(started)
                 case Hello():
                     started = Session(models, responder(), sink, settings, session_id=session_id)
                     sink.session = started
@@ -180,10 +202,15 @@ async def native_call(
     # a browser that offers a client secret as a subprotocol offers "voxline" beside it, and
     # must be answered with one it offered (agent/client_secrets.py)
     offered = ws.scope.get("subprotocols") or []
-    await serve_call(
-        ws,
-        transport,
-        send_timeout=send_timeout,
-        open_timeout=open_timeout,
-        subprotocol="voxline" if "voxline" in offered else None,
-    )
+    try:
+        await serve_call(
+            ws,
+            transport,
+            send_timeout=send_timeout,
+            open_timeout=open_timeout,
+            subprotocol="voxline" if "voxline" in offered else None,
+        )
+    finally:
+        if joined and rooms is not None:
+            with anyio.CancelScope(shield=True):  # the other member hears the room close
+                await rooms.leave(joined[0])

@@ -42,6 +42,7 @@ from agent.realtime_call import realtime_call
 from agent.reply import Responder
 from agent.responders import BUILTINS, IntentResponder, LLMResponder
 from agent.rest import rest_routes
+from agent.room_calls import RoomService
 from agent.session import Models, SessionSettings
 from agent.sip_server import ServerAdmission, SipServer
 from agent.translator import TranslatorResponder, translation_llm
@@ -81,6 +82,8 @@ class ServerState:
 
     llm: LLMEngine | None = None
     http: httpx.AsyncClient | None = None
+    #: an interpreter's two-party rooms (agent/rooms.py)
+    rooms: RoomService | None = None
 
     def responder(self) -> Responder:
         """A new call's dialogue, as the agent file's ``dialogue.engine`` says."""
@@ -110,6 +113,8 @@ class ServerState:
                 self.llm = LLMEngine(settings, backend, tools=tools if settings.tools else None)
                 if config.dialogue.engine == "translate":
                     self.llm = translation_llm(self.llm, config)
+            if config.dialogue.engine == "translate":
+                self.rooms = RoomService(config, self.models, self.llm)
         except Exception as error:
             self.failed = f"{type(error).__name__}: {error}"
             log.exception("loading the models failed")
@@ -173,6 +178,25 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
             body["error"] = state.failed
         return JSONResponse(body, status_code=200 if state.ready.is_set() else 503)
 
+    async def native(
+        ws: WebSocket,
+        models: Models,
+        responder: Callable[[], Responder],
+        settings: SessionSettings,
+        *,
+        send_timeout: float = 10.0,
+        open_timeout: float | None = None,
+    ) -> None:
+        await native_call(
+            ws,
+            models,
+            responder,
+            settings,
+            send_timeout=send_timeout,
+            open_timeout=open_timeout,
+            rooms=state.rooms,
+        )
+
     def call(adapter: CallAdapter) -> Callable[[WebSocket], Awaitable[None]]:
         """A WebSocket endpoint serving calls with ``adapter``, once ready, within the limit."""
 
@@ -211,7 +235,7 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
         routes=[
             Route("/health/live", live),
             Route("/health/ready", ready),
-            WebSocketRoute("/v1/stream", call(native_call)),
+            WebSocketRoute("/v1/stream", call(native)),
             WebSocketRoute("/v1/realtime", call(realtime_call)),
             WebSocketRoute("/v1/telephony/twilio", call(twilio_calls(config.server.twilio))),
             *rest_routes(state),

@@ -54,6 +54,7 @@ from agent.reply_run import Replies, ReplyRun
 from agent.session_control import (
     CallControls,
     Control,
+    EndNow,
     InterruptReply,
     Keypress,
     Models,
@@ -290,6 +291,9 @@ class Session(CallControls):
                 return await self._transferred(expired, False, "timeout", now)
             case Keypress(digit=digit):
                 return await self._keypress(digit, now)
+            case EndNow(reason=reason):
+                await self._end(reason)
+                return []
             case Wake():
                 return []
         return self.turns.feed(value, now)

@@ -132,6 +132,12 @@ class Keypress(msgspec.Struct, frozen=True):
     digit: str
 
 
+class EndNow(msgspec.Struct, frozen=True):
+    """End the call now, for ``reason`` (the other party of a room left)."""
+
+    reason: str
+
+
 class Wake(msgspec.Struct, frozen=True):
     """Nothing to do but look at what the session queued without waiting (a reply started)."""
 
@@ -145,6 +151,7 @@ Control = (
     | TransferResult
     | TransferExpired
     | Keypress
+    | EndNow
     | Wake
     | DiscardTurn
     | EchoEstimate
@@ -189,6 +196,10 @@ class CallControls:
         committed (with no speech in it: ``Notice("ignored.no_words")``)."""
         if self._control is not None and not self.inbound.closed:
             await self.inbound.send(Flush(session_id=self.id))
+
+    async def end_call(self, reason: str) -> None:
+        """End the call now: ``session.ended`` with ``reason`` goes out, the transport closes."""
+        await self._signal(EndNow(reason))
 
     async def discard_turn(self) -> None:
         """The client dropped the caller's open turn."""

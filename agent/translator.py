@@ -79,33 +79,50 @@ class TranscriptAware(Protocol):
 class TranslatorResponder:
     """One interpreter call (``dialogue.engine: translate``); ``llm`` for ``engine: llm``."""
 
-    def __init__(self, config: AgentConfig, llm: LLMEngine | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        llm: LLMEngine | None = None,
+        *,
+        source: str | None = None,
+        target: str | None = None,
+    ) -> None:
         self.config = config
         self.settings = config.dialogue.translate
         if self.settings.engine == "llm" and llm is None:
             raise ValueError("the llm translation engine needs an LLMEngine")
         self.llm = llm
+        #: the language spoken to the caller (``dialogue.translate.target`` unless given)
+        self.target = target or self.settings.target
         self._finals: deque[Transcript] = deque(maxlen=MAX_PENDING)
         self._pairs: deque[tuple[str, str]] = deque(maxlen=CONTEXT_PAIRS)
         #: the source language of the last turn (``profile.asr.language`` until one is heard)
-        self.source = config.profile.asr.language or ""
+        self.source = source or config.profile.asr.language or ""
 
     def transcribed(self, transcript: Transcript) -> None:
         if transcript.is_final:
             self._finals.append(transcript)
 
-    async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
+    def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
+        return self.translation(text, generation, self.target)
+
+    async def translation(
+        self, text: str, generation: int, target: str
+    ) -> AsyncGenerator[ReplyPart, None]:
+        """Turn ``text`` in ``target``: Whisper's English (``target`` ``en``) or the LLM's."""
         finals = self._turn(text)
         if finals and finals[-1].language:
             self.source = finals[-1].language
         if self.settings.engine == "whisper":
+            if target != "en":
+                raise ServerError(f"Whisper translates into English only, not {target!r}")
             english = " ".join(f.translation.strip() for f in finals if f.translation.strip())
             if not english:
                 raise ServerError(f"no translation of {text!r}")
             self._pairs.append((text, english))
             yield Say(english)
             return
-        async with aclosing(self._llm(text, generation)) as parts:
+        async with aclosing(self._llm(text, generation, target)) as parts:
             async for part in parts:
                 yield part
 
@@ -129,12 +146,14 @@ class TranslatorResponder:
             self._finals.popleft()
         return taken[::-1]
 
-    async def _llm(self, text: str, generation: int) -> AsyncGenerator[ReplyPart, None]:
+    async def _llm(
+        self, text: str, generation: int, target: str
+    ) -> AsyncGenerator[ReplyPart, None]:
         assert self.llm is not None
         settings = self.settings
         system = settings.prompt.format(
             source=language_name(self.source) if self.source else "the speaker's language",
-            target=language_name(settings.target),
+            target=language_name(target),
         )
         history = History(system, max_messages=2 * CONTEXT_PAIRS + 1)
         for source, translation in self._pairs:

@@ -79,6 +79,14 @@ def _translation(config: AgentConfig, voice_language: str) -> None:
             f"{config.voice.name!r} speaks {voice_language}, not the target language "
             f"{translate.target!r}",
         )
+    catalog = load_catalog()
+    for language, name in translate.voices.items():
+        where = f"$.dialogue.translate.voices.{language}"
+        if language not in known:
+            raise ConfigError(where, f"unknown language {language!r}")
+        spoken = catalog.get(name, where=where).language
+        if spoken.split("-")[0].lower() != language:
+            raise ConfigError(where, f"{name!r} speaks {spoken}, not {language!r}")
 
 
 class _Checker:

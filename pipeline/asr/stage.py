@@ -318,7 +318,6 @@ class AsrStage:
                 )
             )
 
-
     async def _translated(self, audio: np.ndarray[Any, Any], decoded: Decoded) -> Decoded:
         """``decoded`` with its English translation, when the stage translates and the text
         is kept (a full executor queue leaves it untranslated: the final still goes out)."""
