@@ -31,6 +31,7 @@ from pipeline.vad.detector import DetectorConfig
 from voices.catalog import Voice, create_engine, load_catalog
 from voices.emotion import parse_style
 from voices.engine import TTSEngine
+from voices.espeak_engine import EspeakEngine
 from voices.piper_engine import PiperEngine
 from voices.styletts2.engine import StyleTTS2Engine
 
@@ -43,7 +44,7 @@ class LoadedModels:
 
     vad: ModelExecutor[VadRequest, VadResult]
     asr: ModelExecutor[DecodeRequest, Decoded]
-    tts: PiperEngine | StyleTTS2Engine
+    tts: PiperEngine | StyleTTS2Engine | EspeakEngine
     embedder: SentenceEmbedder | None
     asr_options: DecodeOptions
     #: how calls speak (:func:`reply_voice` of the agent's catalog voice)
@@ -138,7 +139,7 @@ def session_settings(config: AgentConfig, voice: ReplyVoice) -> SessionSettings:
     )
 
 
-def tts_engine(config: AgentConfig) -> PiperEngine | StyleTTS2Engine:
+def tts_engine(config: AgentConfig) -> PiperEngine | StyleTTS2Engine | EspeakEngine:
     """The speech engine of ``config`` (not started): its catalog voice (``voice.name``), with
     the model ``profile.tts.voice`` names instead, if it names one.
 

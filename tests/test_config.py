@@ -235,6 +235,7 @@ def test_the_shipped_agents() -> None:
         "assistant-llm": "llm",
         "default": "intents",
         "gpu": "mixed",
+        "interpreter": "translate",
         "ivr": "intents",
         "receptionist": "intents",
     }

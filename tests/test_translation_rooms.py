@@ -1,8 +1,9 @@
-"""Two-party rooms and the LLM translation engine, on a real server: an English caller and a
-Spanish caller on the native protocol (``/v1/stream?room=...&language=...``), each hearing
-the other in their own language, translated by the local llama.cpp model (Qwen2.5 0.5B) and
-spoken by Joe (English) and the espeak-ng Spanish voice; what each hears is transcribed back
-by the embedded Whisper told the language.
+"""The LLM translation engine and two-party rooms, on real servers: an English caller heard in
+Spanish by an interpreter whose target is Spanish; and an English caller and a Spanish caller
+on the native protocol (``/v1/stream?room=...&language=...``), each hearing the other in their
+own language. The local llama.cpp model (Qwen2.5 0.5B) translates; Joe (English) and the
+espeak-ng Spanish voice speak; what each caller hears is transcribed back by the embedded
+Whisper told the language.
 """
 
 from __future__ import annotations
@@ -49,6 +50,24 @@ def server(tmp_path_factory: pytest.TempPathFactory, llama: LlamaServer) -> Iter
         yield running
 
 
+@pytest.fixture(scope="module")
+def spanish(
+    tmp_path_factory: pytest.TempPathFactory, llama: LlamaServer
+) -> Iterator[RunningServer]:
+    """An interpreter from English into Spanish: the LLM engine, the espeak-ng Spanish voice."""
+    config = msgspec.yaml.decode((ROOT / "configs" / "interpreter.yaml").read_bytes())
+    config["profile"]["asr"]["language"] = "en"
+    config["profile"]["llm"] = {"base_url": llama.base_url, "model": "qwen2.5-0.5b"}
+    config["profile"]["tts"] = {"engine": "espeak"}
+    config["voice"] = {"name": "espeak-es"}
+    config["greeting"] = {"text": "Hola."}
+    config["dialogue"]["translate"] = {"engine": "llm", "target": "es"}
+    path: Path = tmp_path_factory.mktemp("spanish") / "interpreter-es.yaml"
+    path.write_bytes(msgspec.yaml.encode(config))
+    with running_server(str(path)) as running:
+        yield running
+
+
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, Any]]:
     return ("asyncio", {})
@@ -75,6 +94,29 @@ async def says(speaker: Call, listener: Call, speech: np.ndarray[Any, Any]) -> t
         end = await listener.receive_until(lambda e: e["type"] == "audio.end")
     text = "".join(e["delta"] for e in listener.events[seen:] if e["type"] == "agent.text")
     return text, bytes(listener.audio[end["generation"]])
+
+
+@pytest.mark.anyio
+async def test_english_speech_is_spoken_back_in_spanish_by_the_llm_engine(
+    spanish: RunningServer, whisper_decoder: WhisperDecoder
+) -> None:
+    with anyio.fail_after(120):
+        async with websockets.connect(f"{spanish.ws}/v1/stream") as ws:
+            call = await joined(ws)
+            await call.receive_until(lambda e: e["type"] == "audio.end")  # the greeting
+            seen = len(call.events)
+            async with anyio.create_task_group() as tg:
+                speech = espeak("I would like a coffee, please.", wpm=140)
+                tg.start_soon(call.stream, np.concatenate([speech, silence(1.5)]))
+                end = await call.receive_until(lambda e: e["type"] == "audio.end")
+            await ws.send(json.dumps({"type": "bye"}))
+    events = call.events[seen:]
+    final = next(e for e in events if e["type"] == "transcript.final")
+    text = "".join(e["delta"] for e in events if e["type"] == "agent.text")
+    assert "coffee" in final["text"].lower()
+    assert final["language"] == "en"
+    assert "café" in text.lower(), text
+    assert "café" in heard(whisper_decoder, bytes(call.audio[end["generation"]]), "es"), text
 
 
 @pytest.mark.anyio

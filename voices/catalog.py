@@ -22,7 +22,13 @@ to the voice file or absolute, and must be there when the catalog loads. A Style
 file or absolute) or a hub repository name already in the local Hugging Face cache (see
 :mod:`voices.styletts2.files`); its files are large and not shipped, so the catalog lists it
 whether or not they are on this machine, and the engine looks for them when it is built (at
-start-up). Nothing is ever downloaded.
+start-up). An espeak-ng voice (``engine: espeak``: any language, robotic, run out of process,
+see :mod:`voices.espeak_engine`) names an espeak-ng voice (``es``, ``fr-fr``, ``en-us+f3``) as
+its ``model``; the engine checks that espeak-ng has it at start-up. Nothing is ever downloaded.
+
+:meth:`Catalog.for_language` finds the voices that speak a language (``es`` finds ``es-ES``):
+Piper voices first, espeak-ng last, so an agent that speaks several languages (a translator)
+picks the best voice per target language.
 
 Files are decoded strictly (:mod:`msgspec`): an unknown key, a wrong type, a missing model or an
 unknown speaker is a :class:`~pipeline.errors.ConfigError` naming the file and the key, and so
@@ -37,20 +43,30 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 import msgspec
 
 from pipeline.errors import ConfigError
 from voices.emotion import PRESETS, Expression
 from voices.engine import EMOTIONS, Emotion, Prosody, Style
+from voices.espeak_engine import EspeakEngine
 from voices.piper_engine import PiperEngine
 from voices.ssml.values import PITCH_RANGE, RATE_RANGE, VOLUME_RANGE
 
 if TYPE_CHECKING:
     from voices.styletts2.engine import StyleTTS2Engine
 
-__all__ = ["CATALOG_DIR", "Catalog", "Voice", "VoiceInfo", "create_engine", "load_catalog"]
+__all__ = [
+    "CATALOG_DIR",
+    "ENGINES",
+    "Catalog",
+    "EngineName",
+    "Voice",
+    "VoiceInfo",
+    "create_engine",
+    "load_catalog",
+]
 
 #: the catalog shipped with Voxline
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
@@ -59,6 +75,14 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PATH = re.compile(r"at `(?:key` in `)?(\$[^`]*)`$")
 #: ``owner/repository`` on a model hub (a directory is written with ./ or an absolute path)
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: an espeak-ng voice: a language (``pt-br``), a voice file (``roa/it``), maybe ``+variant``
+_ESPEAK_VOICE = re.compile(r"^[A-Za-z0-9][\w./-]*(\+[\w-]+)?$")
+#: a language code as :meth:`Catalog.for_language` takes it (``es``, ``pt-BR``)
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+#: the engines a voice file may name, best first (the order of :meth:`Catalog.for_language`)
+EngineName = Literal["piper", "styletts2", "espeak"]
+ENGINES: tuple[EngineName, ...] = get_args(EngineName)
 
 
 class PresetOverride(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -75,7 +99,7 @@ class PresetOverride(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class VoiceFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a voice file holds."""
 
-    engine: Literal["piper", "styletts2"]
+    engine: EngineName
     model: str
     config: str | None = None
     #: a speaker of a multi-speaker model: its id, or its name in the model's config
@@ -104,11 +128,11 @@ class Voice:
     """A catalog voice with its files found and its presets merged."""
 
     name: str
-    engine: Literal["piper", "styletts2"]
+    engine: EngineName
     #: Piper: the ``.onnx`` file; StyleTTS2: a checkpoint directory or a hub name (looked up
-    #: when the engine is built)
+    #: when the engine is built); espeak: the espeak-ng voice name
     model: Path | str
-    #: Piper: the model's ``.onnx.json``; StyleTTS2: ``None`` (the checkpoint's folder has it)
+    #: Piper: the model's ``.onnx.json``; StyleTTS2 and espeak: ``None``
     config: Path | None
     language: str
     description: str
@@ -153,6 +177,32 @@ class Catalog:
     def listing(self) -> list[VoiceInfo]:
         """Every voice, for ``GET /v1/voices``."""
         return [voice.info() for voice in self._voices.values()]
+
+    def for_language(self, code: str, *, where: str = "$.language") -> list[Voice]:
+        """The voices that speak language ``code`` (BCP 47, case-insensitive): ``es`` matches
+        ``es-ES`` and ``es-MX``, ``es-MX`` matches ``es-MX`` first and then other ``es`` voices.
+        Best engine first (Piper, StyleTTS2, espeak-ng), then the closer region, then by name.
+        No voice for it (or not a language code) is a :class:`ConfigError` at ``where``."""
+        if not _LANGUAGE.match(code):
+            raise ConfigError(where, f"{code!r} is not a language code (such as es or pt-BR)")
+        wanted = code.lower()
+        primary = wanted.partition("-")[0]
+        found = [
+            voice
+            for voice in self._voices.values()
+            if voice.language.lower().partition("-")[0] == primary
+        ]
+        if not found:
+            known = ", ".join(sorted({v.language for v in self._voices.values()})) or "none"
+            raise ConfigError(where, f"no voice speaks {code!r} (languages: {known})")
+        return sorted(
+            found,
+            key=lambda v: (
+                ENGINES.index(v.engine),
+                "-" in wanted and v.language.lower() != wanted,
+                v.name,
+            ),
+        )
 
 
 def load_catalog(folder: str | Path | None = None) -> Catalog:
@@ -205,6 +255,19 @@ def load_voice(path: Path) -> Voice:
                 )
         model = _styletts2_source(spec.model, path.parent)
         config = None
+    elif spec.engine == "espeak":
+        for key, value in (("config", spec.config), ("speaker", spec.speaker)):
+            if value is not None:
+                raise ConfigError(
+                    f"{where} $.{key}",
+                    "an espeak voice has no such key (its model is an espeak-ng voice name)",
+                )
+        if not _ESPEAK_VOICE.match(spec.model):
+            raise ConfigError(
+                f"{where} $.model", f"{spec.model!r} is not an espeak-ng voice name (such as es)"
+            )
+        model = spec.model
+        config = None
     else:
         model = _locate(spec.model, path.parent, f"{where} $.model")
         config = (
@@ -227,13 +290,18 @@ def load_voice(path: Path) -> Voice:
 
 def create_engine(
     voice: Voice, *, threads: int = 1, use_cuda: bool = False, model: str | None = None
-) -> PiperEngine | StyleTTS2Engine:
+) -> PiperEngine | StyleTTS2Engine | EspeakEngine:
     """An engine that speaks ``voice`` with its presets (not started yet); ``model`` replaces
-    the voice's (a Piper ``.onnx`` file, or a StyleTTS2 checkpoint directory or hub name).
+    the voice's (a Piper ``.onnx`` file, a StyleTTS2 checkpoint directory or hub name, or an
+    espeak-ng voice name).
 
     A StyleTTS2 voice whose files are not on this machine is a
-    :class:`~pipeline.errors.ModelError` (at start-up, where this is called).
+    :class:`~pipeline.errors.ModelError` (at start-up, where this is called); so is an espeak
+    voice without espeak-ng or its voice (when the engine starts).
     """
+    presets = None if voice.presets == PRESETS else voice.presets
+    if voice.engine == "espeak":
+        return EspeakEngine(model if model is not None else str(voice.model), presets=presets)
     if voice.engine == "styletts2":
         from voices.styletts2.engine import StyleTTS2Engine
         from voices.styletts2.files import locate
@@ -248,8 +316,7 @@ def create_engine(
         onnx = Path(model).expanduser()
         config = Path(f"{onnx}.json")
     return PiperEngine(
-        onnx, config=config, threads=threads, use_cuda=use_cuda,
-        presets=None if voice.presets == PRESETS else voice.presets,
+        onnx, config=config, threads=threads, use_cuda=use_cuda, presets=presets,
     )  # fmt: skip
 
 

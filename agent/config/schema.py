@@ -50,10 +50,10 @@ class VadConfig(Section, frozen=True, kw_only=True):
 
 
 class TtsConfig(Section, frozen=True, kw_only=True):
-    engine: Literal["piper", "styletts2"] = "piper"
+    engine: Literal["piper", "styletts2", "espeak"] = "piper"
     #: a model to speak ``voice.name`` with instead of its catalog entry's: a Piper ``.onnx``
     #: file (its ``.onnx.json`` beside it); a StyleTTS2 checkpoint directory or hub name in
-    #: the local cache. Unset: the catalog voice's own model.
+    #: the local cache; an espeak-ng voice name. Unset: the catalog voice's own model.
     voice: str | None = None
     device: Literal["cpu", "cuda"] = "cpu"
 

