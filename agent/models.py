@@ -50,7 +50,7 @@ class LoadedModels:
     #: how calls speak (:func:`reply_voice` of the agent's catalog voice)
     voice: ReplyVoice
     _stack: ExitStack = field(repr=False)
-    #: an interpreter's voices of other languages (``dialogue.translate.voices``), by language
+    #: the agent's voices of other languages (``voice.languages``), by language
     voices: dict[str, tuple[TTSEngine, ReplyVoice]] = field(default_factory=dict)
 
     def session_models(self, language: str | None = None) -> Models:
@@ -170,12 +170,11 @@ def load_models(config: AgentConfig) -> LoadedModels:
         catalog = load_catalog()
         voice = reply_voice(config.voice, catalog.get(config.voice.name))
         models = LoadedModels(vad, asr, tts, embedder, asr_options(config), voice, stack)
-        if config.dialogue.engine == "translate":
-            for language, name in config.dialogue.translate.voices.items():
-                other = catalog.get(name, where=f"$.dialogue.translate.voices.{language}")
-                engine = create_engine(other, threads=1)
-                stack.enter_context(engine)
-                models.voices[language] = (engine, reply_voice(config.voice, other))
+        for language, name in config.voice.languages.items():
+            other = catalog.get(name, where=f"$.voice.languages.{language}")
+            engine = create_engine(other, threads=1)
+            stack.enter_context(engine)
+            models.voices[language] = (engine, reply_voice(config.voice, other))
         anyio.run(_warm, models)
     except BaseException:
         stack.close()

@@ -45,7 +45,7 @@ class RoomService:
     def languages(self) -> dict[str, str]:
         """The languages a member may speak and hear here, with the voice that speaks each."""
         spoken = {self._language_of_voice(): self.config.voice.name}
-        spoken.update(self.config.dialogue.translate.voices)
+        spoken.update(self.config.voice.languages)
         return spoken
 
     def join(self, room_id: str, language: str, settings: SessionSettings) -> RoomCall:
@@ -58,7 +58,7 @@ class RoomService:
             raise RoomError(
                 "no_voice",
                 f"language: no voice of this agent speaks {language_name(language)} "
-                f"(it speaks {', '.join(sorted(voices))}: dialogue.translate.voices)",
+                f"(it speaks {', '.join(sorted(voices))}: voice.languages)",
             )
         if self.config.dialogue.translate.engine == "whisper" and language != "en":
             raise RoomError(

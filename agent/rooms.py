@@ -20,7 +20,7 @@ what joins them is the :class:`RoomResponder` each gets:
 A join is checked before its session starts, each failure a :class:`RoomError` the transport
 reports with its code: ``bad_room`` (the id: 1-64 of ``A-Za-z0-9._-``), ``room_full``,
 ``unknown_language`` (not a language the ASR knows), ``no_voice`` (no voice of this agent speaks
-it: ``voice.name`` and ``dialogue.translate.voices``), ``no_route`` (the engine cannot translate
+it: ``voice.name`` and ``voice.languages``), ``no_route`` (the engine cannot translate
 into it: Whisper's is English only), ``no_rooms`` (the agent is not an interpreter), and
 ``too_many_rooms`` (:data:`MAX_ROOMS`).
 """

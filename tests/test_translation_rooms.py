@@ -39,11 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, llama: LlamaServer) -> Iter
     """The interpreter with the LLM engine, English (Joe) and Spanish (espeak-es) voices."""
     config = msgspec.yaml.decode((ROOT / "configs" / "interpreter.yaml").read_bytes())
     config["profile"]["llm"] = {"base_url": llama.base_url, "model": "qwen2.5-0.5b"}
-    config["dialogue"]["translate"] = {
-        "engine": "llm",
-        "target": "en",
-        "voices": {"es": "espeak-es"},
-    }
+    config["voice"]["languages"] = {"es": "espeak-es"}
+    config["dialogue"]["translate"] = {"engine": "llm", "target": "en"}
     path: Path = tmp_path_factory.mktemp("rooms") / "interpreter-llm.yaml"
     path.write_bytes(msgspec.yaml.encode(config))
     with running_server(str(path)) as running:

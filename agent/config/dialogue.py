@@ -287,13 +287,6 @@ class TranslateConfig(Section, frozen=True, kw_only=True):
     #: ``whisper``: the ASR's own translate task (any language into English, no other model);
     #: ``llm``: the LLM of ``profile.llm`` (any language into any), clause by clause
     engine: Literal["whisper", "llm"] = "whisper"
-    #: more voices by the language they speak (``es: espeak-es``), for two-party rooms: a room
-    #: member hears the other in their own language, spoken by ``voice.name`` when it speaks
-    #: it, else by the voice given here (agent/rooms.py)
-    voices: dict[
-        Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}$")],
-        Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$")],
-    ] = msgspec.field(default_factory=dict)
     #: ``llm`` engine: its instructions (``{source}`` and ``{target}`` are filled in)
     prompt: str = TRANSLATE_PROMPT
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] = 0.2

@@ -54,6 +54,15 @@ def check_references(config: AgentConfig) -> None:
             "$.voice.name",
             f"{voice.name!r} is a {voice.engine} voice, but profile.tts.engine is {engine!r}",
         )
+    catalog = load_catalog()
+    known = whisper_languages()
+    for language, name in config.voice.languages.items():
+        where = f"$.voice.languages.{language}"
+        if language not in known:
+            raise ConfigError(where, f"unknown language {language!r}")
+        spoken = catalog.get(name, where=where).language
+        if spoken.split("-")[0].lower() != language:
+            raise ConfigError(where, f"{name!r} speaks {spoken}, not {language!r}")
     if config.dialogue.engine == "translate":
         _translation(config, voice.language)
 
@@ -79,14 +88,6 @@ def _translation(config: AgentConfig, voice_language: str) -> None:
             f"{config.voice.name!r} speaks {voice_language}, not the target language "
             f"{translate.target!r}",
         )
-    catalog = load_catalog()
-    for language, name in translate.voices.items():
-        where = f"$.dialogue.translate.voices.{language}"
-        if language not in known:
-            raise ConfigError(where, f"unknown language {language!r}")
-        spoken = catalog.get(name, where=where).language
-        if spoken.split("-")[0].lower() != language:
-            raise ConfigError(where, f"{name!r} speaks {spoken}, not {language!r}")
 
 
 class _Checker:

@@ -104,6 +104,13 @@ class VoiceConfig(Section, frozen=True, kw_only=True):
     emotion: Emotion | None = None
     #: speaking rate: 1.0 as the voice speaks, 1.2 faster (multiplies the voice's own rate)
     speed: Annotated[float, msgspec.Meta(ge=0.25, le=4.0)] = 1.0
+    #: more voices, by the language they speak (``es: espeak-es``): an interpreter's room
+    #: member hears the other caller in their own language, spoken by ``name`` when it speaks
+    #: it, else by the voice given here; started with the models
+    languages: dict[
+        Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}$")],
+        Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$")],
+    ] = msgspec.field(default_factory=dict)
 
 
 class GreetingConfig(Section, frozen=True, kw_only=True):
