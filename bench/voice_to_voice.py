@@ -40,14 +40,15 @@ Run: ``python -m bench.voice_to_voice`` (about 4-5 minutes on 2 cores; ``--json 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
-from contextlib import aclosing
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, aclosing
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,9 @@ from bench.v2v_report import (
     report_call,
     report_levels,
 )
-from pipeline.asr.decoder import DecodeRequest, WhisperDecoder, to_model_audio
+from pipeline.asr.decoder import DecodeOptions, DecodeRequest, WhisperDecoder, to_model_audio
 from voices.chunking import ClauseChunker
+from voices.engine import TTSEngine
 from voices.piper_engine import PiperEngine
 from voices.ssml import plan_from_text
 
@@ -270,35 +272,51 @@ def first_clause(text: str) -> str:
     return chunks[0].text if chunks else text
 
 
+def final_request(item: Utterance, options: DecodeOptions) -> DecodeRequest:
+    """The final decode of ``item`` as the server's ASR stage cuts it (0.5 s of pre-roll, the
+    speech, 0.2 s after it)."""
+    audio = np.concatenate([silence(0.5), item.pcm[: item.end + 3200]])
+    return DecodeRequest(audio=to_model_audio(audio, RATE), final=True, options=options)
+
+
+def median_time(run: Callable[[], object], rounds: int = 3) -> float:
+    """Median seconds of ``rounds`` calls of ``run`` (warm it first: a first call of a shape
+    is slower)."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def decode_times(config: AgentConfig, script: Sequence[Utterance], rounds: int = 3) -> list[float]:
-    """Median seconds of the final decode of each utterance, as the server's ASR stage cuts it
-    (0.5 s of pre-roll, the speech, 0.2 s after it)."""
+    """Median seconds of the final decode of each utterance (:func:`final_request`)."""
     decoder = WhisperDecoder.load(asr_model_config(config))
     options = asr_options(config)
     out = []
     for item in script:
-        audio = np.concatenate([silence(0.5), item.pcm[: item.end + 3200]])
-        request = DecodeRequest(audio=to_model_audio(audio, RATE), final=True, options=options)
+        request = final_request(item, options)
         decoder.decode(request)  # warm (first call of a shape)
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            decoder.decode(request)
-            times.append(time.perf_counter() - start)
-        out.append(statistics.median(times))
+        out.append(median_time(functools.partial(decoder.decode, request), rounds))
     return out
 
 
-async def first_chunk_times(replies: Sequence[str], rounds: int = 3) -> list[float]:
-    """Median seconds to Piper's first chunk of each reply's first clause."""
+async def first_chunk_times(
+    replies: Sequence[str],
+    rounds: int = 3,
+    engine: AbstractContextManager[TTSEngine] | None = None,
+) -> list[float]:
+    """Median seconds to the first chunk of each reply's first clause: from ``engine`` (not
+    started; :func:`agent.models.tts_engine`), else Piper (worker process, 1 thread)."""
     out = []
-    with PiperEngine(threads=1) as engine:
+    with engine if engine is not None else PiperEngine(threads=1) as tts:
         for text in replies:
             plan = plan_from_text(first_clause(text))
             times = []
             for _ in range(rounds):
                 start = time.perf_counter()
-                async with aclosing(engine.synthesize(plan)) as chunks:
+                async with aclosing(tts.synthesize(plan)) as chunks:
                     async for _chunk in chunks:
                         times.append(time.perf_counter() - start)
                         break

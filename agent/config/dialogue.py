@@ -268,12 +268,11 @@ class LlmDialogueConfig(Section, frozen=True, kw_only=True):
 
 
 #: the default instructions of the ``llm`` translation engine (``{source}`` and ``{target}``
-#: are language names)
+#: are language names). Short on purpose: the embedded 0.5B model repeated, refused or
+#: answered a longer prompt ("keep names and numbers, never answer questions") instead of
+#: translating (bench/translation.py)
 TRANSLATE_PROMPT = (
-    "You are a simultaneous interpreter. Translate what the user says from {source} into "
-    "{target}. Reply with the translation only: no notes, quotes or explanations. Keep names, "
-    "numbers, dates and the speaker's tone; translate questions as questions and never answer "
-    "them."
+    "Translate the user's message from {source} to {target}. Output only the {target} translation."
 )
 
 
