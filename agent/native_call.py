@@ -21,7 +21,7 @@ import anyio
 from starlette.websockets import WebSocket
 
 from agent.reply import Responder
-from agent.room_calls import RoomCall, RoomService
+from agent.room_calls import RoomCall, RoomService, join_room
 from agent.rooms import RoomError
 from agent.session import Models, Session, SessionSettings
 from agent.session_control import CallControls
@@ -147,18 +147,13 @@ async def native_call(
                     await session.push_audio(pcm)
                 case Hello() if room_id is not None:
                     try:
-                        if rooms is None:
-                            raise RoomError("no_rooms", "room: this agent is not an interpreter")
-                        room = rooms.join(room_id, language or "", settings)
+                        room = join_room(rooms, room_id, language, settings)
                     except RoomError as error:
                         protocol.send_error(error.code, str(error))
                         protocol.close("refused")
                         return False
                     joined.append(room)
-                    started = Session(
-                        room.models, room.responder, sink, room.settings, session_id=session_id
-                    )
-                    room.member.session = sink.session = started
+                    started = sink.session = room.start(sink, session_id)
                     call.start(started)
                 case Hello():
                     started = Session(models, responder(), sink, settings, session_id=session_id)

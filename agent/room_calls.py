@@ -1,5 +1,9 @@
 """Room calls on an interpreter server: a join checked, and the call it makes
-(:mod:`agent.rooms` says what a room is; the native protocol's ``?room=ID&language=xx`` joins).
+(:mod:`agent.rooms` says what a room is). Every transport joins the same way,
+:func:`join_room` then :meth:`RoomCall.start` once its session can start, and
+:meth:`RoomService.leave` when the call is over: the native protocol's
+``/v1/stream?room=ID&language=xx`` (at ``hello``) and a WebRTC offer's ``room`` and
+``language`` (:mod:`agent.webrtc_routes`, before the answer).
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from agent.config import AgentConfig
 from agent.dialogue.llm import LLMEngine
 from agent.models import LoadedModels
 from agent.rooms import Member, RoomError, RoomResponder, Rooms
-from agent.session import Models, SessionSettings
+from agent.session import Models, Session, SessionSettings
+from agent.session_events import CallSink
 from agent.translator import TranslatorResponder, language_name
 from pipeline.asr.decoder import whisper_languages
 from voices.catalog import load_catalog
 
-__all__ = ["RoomCall", "RoomService"]
+__all__ = ["RoomCall", "RoomService", "join_room"]
 
 
 @dataclass
@@ -31,6 +36,25 @@ class RoomCall:
     models: Models
     settings: SessionSettings
     responder: RoomResponder
+
+    def start(self, sink: CallSink, session_id: str) -> Session:
+        """The member's session, saying what it says to ``sink``; the room speaks to the
+        member through it from now on."""
+        session = Session(self.models, self.responder, sink, self.settings, session_id=session_id)
+        self.member.session = session
+        return session
+
+
+def join_room(
+    rooms: RoomService | None, room_id: str, language: str | None, settings: SessionSettings
+) -> RoomCall:
+    """A caller speaking ``language`` joins room ``room_id`` on this server (``rooms``:
+    ``None`` unless the agent is an interpreter); :class:`RoomError` says why not."""
+    if rooms is None:
+        raise RoomError("no_rooms", "room: this agent is not an interpreter")
+    if not language:
+        raise RoomError("unknown_language", "language: name the language you speak in the room")
+    return rooms.join(room_id, language, settings)
 
 
 class RoomService:
@@ -48,24 +72,18 @@ class RoomService:
         spoken.update(self.config.voice.languages)
         return spoken
 
+    def joinable(self) -> list[str]:
+        """The languages a member may join with (what :meth:`join` accepts), sorted."""
+        return [
+            language for language in sorted(self.languages()) if self._refusal(language) is None
+        ]
+
     def join(self, room_id: str, language: str, settings: SessionSettings) -> RoomCall:
         """A member speaking ``language`` joins room ``room_id`` (:class:`RoomError` if not)."""
         language = language.lower()
-        if language not in whisper_languages():
-            raise RoomError("unknown_language", f"language: {language[:16]!r} is not known")
-        voices = self.languages()
-        if language not in voices:
-            raise RoomError(
-                "no_voice",
-                f"language: no voice of this agent speaks {language_name(language)} "
-                f"(it speaks {', '.join(sorted(voices))}: voice.languages)",
-            )
-        if self.config.dialogue.translate.engine == "whisper" and language != "en":
-            raise RoomError(
-                "no_route",
-                f"language: the whisper engine translates into English only, not into "
-                f"{language_name(language)} (dialogue.translate.engine: llm)",
-            )
+        refused = self._refusal(language)
+        if refused is not None:
+            raise refused
         member = self.rooms.join(room_id, language)
         asr = msgspec.structs.replace(settings.asr, language=language)
         translation = settings.translation
@@ -88,6 +106,25 @@ class RoomService:
         # the other call may be ending too: its control loop may be gone already
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
             await self.rooms.leave(call.member)
+
+    def _refusal(self, language: str) -> RoomError | None:
+        """Why a member speaking ``language`` (lower case) cannot join here, if they cannot."""
+        if language not in whisper_languages():
+            return RoomError("unknown_language", f"language: {language[:16]!r} is not known")
+        voices = self.languages()
+        if language not in voices:
+            return RoomError(
+                "no_voice",
+                f"language: no voice of this agent speaks {language_name(language)} "
+                f"(it speaks {', '.join(sorted(voices))}: voice.languages)",
+            )
+        if self.config.dialogue.translate.engine == "whisper" and language != "en":
+            return RoomError(
+                "no_route",
+                f"language: the whisper engine translates into English only, not into "
+                f"{language_name(language)} (dialogue.translate.engine: llm)",
+            )
+        return None
 
     def _language_of_voice(self) -> str:
         spoken = load_catalog().get(self.config.voice.name).language

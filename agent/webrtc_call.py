@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import aioice.ice
 import anyio
@@ -118,6 +118,8 @@ def ice_servers(config: WebRtcConfig) -> list[RTCIceServer]:
 
 class WebRtcCall:
     """One peer connection and its session: :meth:`negotiate`, then :meth:`run` to the end.
+    ``release``: what the call holds beyond its session (a room seat), given back as it
+    finishes, before the connection's close.
 
     The call is a :class:`~agent.call_loop.CallConnection`: ``begin`` waits for ICE to connect
     and makes the session; its tasks, in the session's task group, are the data channel's
@@ -136,6 +138,7 @@ class WebRtcCall:
         *,
         clock: WallClock | None = None,
         transfer: bool = False,
+        release: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.id = session_id
         self.config = config
@@ -151,6 +154,7 @@ class WebRtcCall:
         #: data channel messages dropped because :data:`EVENTS_IN` were waiting
         self.events_dropped = 0
         self._new_session = new_session
+        self._release = release
         self._scope = anyio.CancelScope()
         self._connected = anyio.Event()
         self._peer_gone = anyio.Event()
@@ -226,7 +230,11 @@ class WebRtcCall:
             ended = session.ended if session is not None else None
             self.reason = ended or ("internal" if failure is not None else "ended")
         with anyio.CancelScope(shield=True):
-            await self._close(self.reason)
+            try:
+                if self._release is not None:
+                    await self._release()  # a room: the other member's call ends now
+            finally:
+                await self._close(self.reason)
 
     # -- the tasks ----------------------------------------------------------------------------
 
@@ -360,11 +368,13 @@ class WebRtcCalls:
         offer: OfferRequest,
         new_session: Callable[[str, CallSink], Session],
         on_end: Callable[[], None],
+        *,
+        release: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[str, str]:
         """Start a call for ``offer``: its session id and the answer's SDP.
 
         ``ProtocolError`` when aiortc cannot use the offer; ``on_end`` runs once the call is
-        over (not when this raises).
+        over, ``release`` as it finishes (:class:`WebRtcCall`); neither when this raises.
         """
         if self._tg is None:
             raise ServerError("the WebRTC calls are not running")
@@ -374,6 +384,7 @@ class WebRtcCalls:
             self.config,
             lambda sink: new_session(session_id, sink),
             transfer=offer.transfer,
+            release=release,
         )
         try:
             with anyio.fail_after(NEGOTIATION_TIMEOUT_S):

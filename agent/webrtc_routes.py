@@ -4,20 +4,24 @@
 ``GET /``                                  the demo page (``agent/static/``: plain HTML, CSS
                                            and JavaScript, no build step)
 ``GET /static/…``                          its script and style sheet
-``GET /v1/webrtc/config``                  the agents and voices to pick from, and the ICE
-                                           servers the browser should use
+``GET /v1/webrtc/config``                  the agents and voices to pick from (an agent's
+                                           dialogue ``engine``), the ICE servers the browser
+                                           should use, and an interpreter's ``rooms``
 ``POST /v1/webrtc/offer``                  JSON ``{"type": "offer", "sdp", "agent"?,
-                                           "voice"?}`` -> ``200 {"type": "answer", "sdp",
-                                           "session_id"}``; or WHIP style: an
-                                           ``application/sdp`` body -> ``201`` with the answer
-                                           SDP and ``Location: /v1/webrtc/sessions/{id}``
+                                           "voice"?, "room"?, "language"?}`` -> ``200
+                                           {"type": "answer", "sdp", "session_id"}``; or WHIP
+                                           style: an ``application/sdp`` body (``?room=ID&
+                                           language=xx``) -> ``201`` with the answer SDP and
+                                           ``Location: /v1/webrtc/sessions/{id}``
 ``DELETE /v1/webrtc/sessions/{id}``        hang up (``204``; ``404`` if no such call)
 =========================================  ==================================================
 
-Errors have the REST API's shape, ``{"error": {"message", "type", "param", "code"}}``, with
-codes ``bad_offer`` (400: the message says what the offer lacks), ``unknown_agent`` and
-``unknown_voice`` (404), ``offer_too_large`` (413), ``not_ready`` (503: models still loading)
-and ``at_capacity`` (503: ``server.max_sessions``). Like every route but the page, they are
+Errors have the REST API's shape, ``{"error": {"message", "type", "param", "code"}}``, with codes
+``bad_offer`` (400: the message says what the offer lacks), ``unknown_agent`` and ``unknown_voice``
+(404), ``offer_too_large`` (413), ``not_ready`` (503: models still loading) and ``at_capacity``
+(503: ``server.max_sessions``). An offer with a ``room`` joins it as the native protocol's
+``?room=`` does (:mod:`agent.room_calls`), refused with the room's codes (:data:`ROOM_STATUS`; 400
+unless listed there), and leaves it when the call ends. Like every route but the page, these are
 behind the access rules (:mod:`agent.auth`): an API key where keys are configured (401), and an
 offer from a page of a foreign origin is refused (403 ``forbidden_origin``).
 Offers are not trickled: the browser gathers its candidates first (no STUN by default, so that
@@ -30,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -37,6 +42,8 @@ from starlette.staticfiles import StaticFiles
 
 from agent.config import AgentConfig
 from agent.models import session_settings
+from agent.room_calls import RoomCall, join_room
+from agent.rooms import RoomError
 from agent.session import Session
 from agent.session_events import CallSink
 from agent.webrtc_call import WebRtcCalls
@@ -48,6 +55,10 @@ if TYPE_CHECKING:
     from agent.server import ServerState
 
 STATIC = Path(__file__).resolve().parent / "static"
+
+
+#: the HTTP status of a refused room join, by its code (the others are 400)
+ROOM_STATUS = {"room_full": 409, "too_many_rooms": 503}
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -67,9 +78,15 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def client_config(request: Request) -> JSONResponse:
-        if not options:
-            options.update(_options(config))
-        return JSONResponse(options)
+        if options:
+            return JSONResponse(options)
+        found = _options(config)
+        rooms = server.rooms
+        if rooms is not None:
+            found["rooms"] = {"languages": rooms.joinable()}
+        if rooms is not None or server.ready.is_set():  # an interpreter's rooms: once loaded
+            options.update(found)
+        return JSONResponse(found)
 
     async def offer(request: Request) -> Response:
         if not server.ready.is_set():
@@ -100,7 +117,8 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
                 message = f"offers are limited to {MAX_OFFER_BYTES} B"
                 return error(413, "offer_too_large", message), False
         try:
-            parsed = parse_offer(request.headers.get("content-type", ""), bytes(body))
+            content_type = request.headers.get("content-type", "")
+            parsed = parse_offer(content_type, bytes(body), request.query_params)
         except ProtocolError as problem:
             return error(400, "bad_offer", str(problem)), False
         if parsed.agent not in (None, config.name):
@@ -112,20 +130,37 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
             return error(404, "unknown_voice", message), False
         models = server.models
         assert models is not None
+        settings = session_settings(config, models.voice)
+        room: RoomCall | None = None
+        if parsed.room is not None:
+            try:
+                room = join_room(server.rooms, parsed.room, parsed.language, settings)
+            except RoomError as refused:
+                status = ROOM_STATUS.get(refused.code, 400)
+                return error(status, refused.code, str(refused)), False
 
         def new_session(session_id: str, sink: CallSink) -> Session:
+            if room is not None:
+                return room.start(sink, session_id)
             return Session(
-                models.session_models(),
-                server.responder(),
-                sink,
-                session_settings(config, models.voice),
-                session_id=session_id,
+                models.session_models(), server.responder(), sink, settings, session_id=session_id
             )
 
+        async def leave() -> None:  # the room's seat, when the call is over
+            if room is not None and server.rooms is not None:
+                await server.rooms.leave(room)
+
+        started = False
         try:
-            session_id, sdp = await calls.answer(parsed, new_session, ended)
+            release = leave if room is not None else None
+            session_id, sdp = await calls.answer(parsed, new_session, ended, release=release)
+            started = True
         except ProtocolError as problem:
             return error(400, "bad_offer", str(problem)), False
+        finally:
+            if not started:
+                with anyio.CancelScope(shield=True):
+                    await leave()
         if parsed.whip:
             location = f"/v1/webrtc/sessions/{session_id}"
             headers = {"Location": location}
@@ -149,7 +184,8 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
 
 
 def _options(config: AgentConfig) -> dict[str, Any]:
-    """The pickers' choices: the agent this server runs and the voice it speaks with."""
+    """The pickers' choices: the agent this server runs and the voice it speaks with
+    (``rooms``: the client config adds an interpreter's)."""
     voice: dict[str, Any] = {"name": config.voice.name, "language": "", "description": ""}
     try:
         info = load_catalog().get(config.voice.name).info()
@@ -166,7 +202,14 @@ def _options(config: AgentConfig) -> dict[str, Any]:
             entry["credential"] = server.credential
         servers.append(entry)
     return {
-        "agents": [{"name": config.name, "description": config.description}],
+        "agents": [
+            {
+                "name": config.name,
+                "description": config.description,
+                "engine": config.dialogue.engine,
+            }
+        ],
+        "rooms": None,
         "voices": [voice],
         "ice_servers": servers,
     }

@@ -212,3 +212,53 @@ async def test_a_browser_that_vanishes_mid_call_is_hung_up_on(
                     os.kill(pid, signal.SIGKILL)
         await wait_until_idle(server)
     assert any("ended: media_timeout" in line for line in server.log)
+
+
+@pytest.fixture(scope="module")
+def interpreter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    path = webrtc_agent(tmp_path_factory.mktemp("interpreter"), "interpreter.yaml")
+    with running_server(str(path)) as running:
+        yield running
+
+
+@pytest.mark.anyio
+async def test_the_interpreter_captions_the_callers_language_and_the_translation(
+    interpreter: RunningServer, tmp_path: Path
+) -> None:
+    rate = 48000
+    spanish = espeak("¿Dónde está la estación?", rate, voice="es", wpm=120)
+    speech = np.concatenate([silence(7.0, rate), spanish, silence(14.0, rate)])
+    microphone = tmp_path / "spanish.wav"  # silence while the greeting plays, then the question
+    microphone.write_bytes(write_wav(speech, rate))
+    ARTIFACTS.mkdir(exist_ok=True)
+    with anyio.fail_after(90):
+        async with chromium(tmp_path / "profile", microphone, {"width": 390, "height": 844}) as b:
+            page = b.pages[0] if b.pages else await b.new_page()
+            await page.goto(f"{interpreter.http}/")
+            await page.wait_for_function("!document.getElementById('call').disabled")
+            room_shown = await page.locator("#room").is_visible()
+            languages = await page.locator("#language option").all_inner_texts()
+            await page.locator("#call").click()  # no room: the interpreter alone
+            user = page.locator(".caption.user[data-final=true][data-language=es]")
+            await user.first.wait_for()
+            agent = page.locator(".caption.agent[data-final=true]", has_text="station")
+            await agent.first.wait_for()
+            tag = await user.first.locator(".lang").text_content()
+            label = await agent.first.locator(".who").text_content()
+            unlabelled = await page.evaluate(UNLABELLED)
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth > window.innerWidth"
+            )
+            await page.screenshot(path=str(ARTIFACTS / "browser-interpreter.png"), full_page=True)
+            await page.locator("#call").click()  # hang up
+            await page.wait_for_function("document.getElementById('call').textContent === 'Call'")
+            error = await page.locator("#error").text_content()
+    with anyio.fail_after(10):
+        await wait_until_idle(interpreter)
+    assert room_shown
+    assert languages == ["English (en)"]  # the whisper engine translates into English only
+    assert tag == "ES"
+    assert label == "Interpreter"
+    assert unlabelled == []
+    assert not overflow  # fits a phone screen
+    assert not error

@@ -35,10 +35,11 @@ from transports.webrtc import InboundFrames
 Event = dict[str, Any]
 
 
-def webrtc_agent(folder: Path, **webrtc: Any) -> Path:
-    """The default agent, with WebRTC host candidates on loopback (the machine may have no
-    other interface) and short timeouts (a vanished caller is noticed quickly)."""
-    config = msgspec.yaml.decode((ROOT / "configs" / "default.yaml").read_bytes())
+def webrtc_agent(folder: Path, agent: str = "default.yaml", **webrtc: Any) -> Path:
+    """The default agent (or ``configs/{agent}``), with WebRTC host candidates on loopback (the
+    machine may have no other interface) and short timeouts (a vanished caller is noticed
+    quickly)."""
+    config = msgspec.yaml.decode((ROOT / "configs" / agent).read_bytes())
     settings = {
         "host_addresses": ["127.0.0.1"],
         "connect_timeout_s": 5,
@@ -120,10 +121,15 @@ class Caller:
 
 @asynccontextmanager
 async def calling(
-    server: RunningServer, *, whip: bool = False, transfer: bool = False
+    server: RunningServer,
+    *,
+    whip: bool = False,
+    transfer: bool = False,
+    room: tuple[str, str] | None = None,
 ) -> AsyncIterator[Caller]:
-    """A connected :class:`Caller` (``transfer``: its offer says it carries out transfers);
-    closed (and its recorder stopped) at the end."""
+    """A connected :class:`Caller` (``transfer``: its offer says it carries out transfers;
+    ``room``: the room it joins and the language it speaks there); closed (and its recorder
+    stopped) at the end."""
     use_host_addresses(["127.0.0.1"])
     caller = Caller()
     try:
@@ -132,9 +138,10 @@ async def calling(
             offer = caller.pc.localDescription
             assert offer is not None
             url = f"{server.http}/v1/webrtc/offer"
+            joining = {"room": room[0], "language": room[1]} if room is not None else {}
             if whip:
                 headers = {"Content-Type": "application/sdp"}
-                response = await http.post(url, content=offer.sdp, headers=headers)
+                response = await http.post(url, content=offer.sdp, headers=headers, params=joining)
                 assert response.status_code == 201, response.text
                 caller.location = response.headers["location"]
                 answer = response.text
@@ -143,6 +150,7 @@ async def calling(
                     "type": "offer",
                     "sdp": offer.sdp,
                     **({"transfer": True} if transfer else {}),
+                    **joining,
                 }
                 response = await http.post(url, json=body)
                 assert response.status_code == 200, response.text

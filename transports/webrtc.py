@@ -6,7 +6,9 @@ as plain classes, with the adapter in :mod:`agent.webrtc_call`:
 - :func:`parse_offer` takes the body of ``POST /v1/webrtc/offer``: JSON
   (``{"type": "offer", "sdp": "…", "agent": …, "voice": …, "transfer": …}``, answered with
   JSON; ``transfer: true``: the caller carries out transfers on the data channel) or a bare
-  ``application/sdp`` body (WHIP style, answered with ``201`` and the SDP). :func:`check_offer`
+  ``application/sdp`` body (WHIP style, answered with ``201`` and the SDP). ``room`` and
+  ``language`` (an interpreter's two-party room, :mod:`agent.rooms`) are JSON fields, or for a
+  WHIP offer the request's query parameters. :func:`check_offer`
   refuses offers Voxline cannot answer, in words the caller can act on: not SDP, no audio, no
   Opus, video, no ICE credentials or DTLS fingerprint. Both raise
   :class:`~pipeline.errors.ProtocolError`.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,6 +99,9 @@ class OfferRequest(msgspec.Struct, frozen=True):
     whip: bool = False
     #: the caller carries out transfers (``transfer`` events on the data channel)
     transfer: bool = False
+    #: the two-party room to join, and the language the caller speaks and hears there
+    room: str | None = None
+    language: str | None = None
 
 
 class _OfferMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -104,19 +110,27 @@ class _OfferMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     agent: str | None = None
     voice: str | None = None
     transfer: bool = False
+    room: str | None = None
+    language: str | None = None
 
 
 _offer_decoder = msgspec.json.Decoder(_OfferMessage)
 
 
-def parse_offer(content_type: str, body: bytes) -> OfferRequest:
-    """The body of ``POST /v1/webrtc/offer``, checked; ``ProtocolError`` says what is wrong."""
+def parse_offer(
+    content_type: str, body: bytes, query: Mapping[str, str] | None = None
+) -> OfferRequest:
+    """The body of ``POST /v1/webrtc/offer``, checked; ``ProtocolError`` says what is wrong.
+    ``query``: the request's query parameters (a WHIP offer's ``room`` and ``language``)."""
     if len(body) > MAX_OFFER_BYTES:
         raise ProtocolError(f"the offer is larger than {MAX_OFFER_BYTES} bytes")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "application/sdp":
         sdp = _text(body)
-        return OfferRequest(sdp, check_offer(sdp), whip=True)
+        query = query or {}
+        room, language = query.get("room"), query.get("language")
+        _check_room(room, language)
+        return OfferRequest(sdp, check_offer(sdp), whip=True, room=room, language=language)
     if media_type == "application/json":
         try:
             message = _offer_decoder.decode(body)
@@ -124,14 +138,22 @@ def parse_offer(content_type: str, body: bytes) -> OfferRequest:
             raise ProtocolError(f"bad offer: {error}") from None
         except msgspec.DecodeError:
             raise ProtocolError("the offer is not valid JSON") from None
+        _check_room(message.room, message.language)
         return OfferRequest(
             message.sdp,
             check_offer(message.sdp),
             agent=message.agent,
             voice=message.voice,
             transfer=message.transfer,
+            room=message.room,
+            language=message.language,
         )
     raise ProtocolError("send the offer as application/json or application/sdp")
+
+
+def _check_room(room: str | None, language: str | None) -> None:
+    if language is not None and room is None:
+        raise ProtocolError("language: is for a room only (name the room too)")
 
 
 def _text(body: bytes) -> str:

@@ -2,13 +2,20 @@
 // per-turn latency and level meters. Plain JavaScript, no build step.
 //
 // Signalling: POST /v1/webrtc/offer with the complete offer (ICE gathered first, no trickle).
-// The data channel carries the JSON events of the native protocol (docs/protocol.md).
+// The data channel carries the JSON events of the native protocol (docs/protocol.md). On an
+// interpreter (engine "translate") the page offers its two-party rooms: the offer names the
+// room and the language the caller speaks there.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   agent: $("agent"),
   voice: $("voice"),
+  roomField: $("room-field"),
+  room: $("room"),
+  languageField: $("language-field"),
+  language: $("language"),
+  roomHint: $("room-hint"),
   call: $("call"),
   error: $("error"),
   connection: $("connection"),
@@ -32,9 +39,22 @@ const ENDED = {
   ice_failed: "The connection to the server was lost.",
   server_shutdown: "The server is shutting down; the call has ended.",
   internal: "The call ended because of a server error.",
+  room_closed: "The other caller left; the room has closed.",
 };
+const QUIET_ENDS = ["bye", "hangup", "agent", "room_closed"];
+const languageNames = window.Intl && Intl.DisplayNames
+  ? new Intl.DisplayNames(["en"], { type: "language" }) : null;
+
+function languageName(code) {
+  try {
+    return (languageNames && languageNames.of(code)) || code;
+  } catch (ignored) {
+    return code; // not a language tag
+  }
+}
 
 let iceServers = [];
+let interpreter = false; // the agent translates (dialogue engine "translate")
 let call = null; // the current call, or null
 
 // -- the pickers ------------------------------------------------------------------------------
@@ -48,6 +68,13 @@ async function loadOptions() {
     fill(ui.voice, options.voices, (v) => [v.name, v.language].filter(Boolean).join(" · "),
       (v) => v.description);
     iceServers = options.ice_servers || [];
+    interpreter = options.agents.some((a) => a.engine === "translate");
+    const languages = (options.rooms && options.rooms.languages) || [];
+    fill(ui.language, languages.map((code) => ({ name: code })),
+      (l) => `${languageName(l.name)} (${l.name})`, () => "");
+    for (const element of [ui.roomField, ui.languageField, ui.roomHint]) {
+      element.hidden = languages.length === 0;
+    }
     ui.call.disabled = false;
   } catch (error) {
     showError(`The server could not be reached (${error.message}). Reload the page to try again.`);
@@ -82,9 +109,17 @@ async function startCall() {
     return;
   }
   setBusy(true, "Connecting…");
+  const room = ui.roomField.hidden ? "" : ui.room.value.trim();
+  if (room && !ui.room.checkValidity()) {
+    showError("A room name is 1 to 64 letters, digits, dots, dashes or underscores.");
+    ui.room.focus();
+    return;
+  }
+  const joining = room ? { room, language: ui.language.value } : {};
   const current = {
     pc: null, channel: null, mic: null, audio: null, timers: [], ended: false,
     sessionId: null, agentText: new Map(),
+    agentLabel: room ? "Other caller (translated)" : interpreter ? "Interpreter" : "Agent",
   };
   call = current;
   try {
@@ -115,6 +150,7 @@ async function startCall() {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
         type: "offer", sdp: pc.localDescription.sdp, agent: ui.agent.value, voice: ui.voice.value,
+        ...joining,
       }),
     });
     if (!response.ok) throw new Error(await problem(response));
@@ -239,13 +275,13 @@ function onEvent(current, event) {
       caption(`user-${event.utterance}`, "user", "You", event.text, false);
       break;
     case "transcript.final":
-      caption(`user-${event.utterance}`, "user", "You", event.text, true);
+      caption(`user-${event.utterance}`, "user", "You", event.text, true, event.language);
       setState("thinking");
       break;
     case "agent.text": {
       const text = (current.agentText.get(event.generation) || "") + event.delta;
       current.agentText.set(event.generation, text);
-      caption(`agent-${event.generation}`, "agent", "Agent", text, false);
+      caption(`agent-${event.generation}`, "agent", current.agentLabel, text, false);
       break;
     }
     case "audio.start":
@@ -254,12 +290,12 @@ function onEvent(current, event) {
     case "audio.end":
       if (!event.interrupted) {
         const text = current.agentText.get(event.generation) || "";
-        caption(`agent-${event.generation}`, "agent", "Agent", text, true);
+        caption(`agent-${event.generation}`, "agent", current.agentLabel, text, true);
       }
       setState("listening");
       break;
     case "interrupted": {
-      const item = caption(`agent-${event.generation}`, "agent", "Agent", event.heard_text, true);
+      const item = caption(`agent-${event.generation}`, "agent", current.agentLabel, event.heard_text, true);
       const note = document.createElement("span");
       note.className = "note";
       note.textContent = " (interrupted)";
@@ -276,7 +312,7 @@ function onEvent(current, event) {
       break;
     case "session.ended":
       teardown(current, ENDED[event.reason] || `Call ended (${event.reason}).`);
-      if (!["bye", "hangup", "agent"].includes(event.reason)) showError(ENDED[event.reason] ||
+      if (!QUIET_ENDS.includes(event.reason)) showError(ENDED[event.reason] ||
         `The call ended: ${event.reason}.`);
       break;
     default:
@@ -284,7 +320,8 @@ function onEvent(current, event) {
   }
 }
 
-function caption(key, who, label, text, final) {
+// language: the one heard (transcript.final), shown as a tag ("ES") and set on the text
+function caption(key, who, label, text, final, language) {
   let item = ui.captions.querySelector(`[data-key="${key}"]`);
   if (!item) {
     item = document.createElement("li");
@@ -299,6 +336,15 @@ function caption(key, who, label, text, final) {
     ui.captions.append(item);
   }
   item.querySelector(".text").textContent = text;
+  if (language && !item.dataset.language) {
+    item.dataset.language = language;
+    item.querySelector(".text").lang = language;
+    const tag = document.createElement("abbr");
+    tag.className = "lang";
+    tag.title = languageName(language);
+    tag.textContent = language.toUpperCase();
+    item.querySelector(".who").append(tag);
+  }
   for (const note of item.querySelectorAll(".note")) note.remove();
   item.classList.toggle("partial", !final);
   item.dataset.final = String(final);
@@ -328,6 +374,8 @@ function setBusy(inCall, label) {
   ui.call.disabled = false;
   ui.agent.disabled = inCall;
   ui.voice.disabled = inCall;
+  ui.room.disabled = inCall;
+  ui.language.disabled = inCall;
 }
 
 function setConnection(text) { ui.connection.textContent = text; }

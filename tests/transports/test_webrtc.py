@@ -126,6 +126,18 @@ def test_an_offer_comes_as_json_or_as_sdp() -> None:
     assert whip.summary == offer.summary
 
 
+def test_a_room_comes_in_the_json_or_in_a_whip_offers_query() -> None:
+    body = json.dumps({"type": "offer", "sdp": CHROMIUM_OFFER, "room": "r1", "language": "es"})
+    offer = parse_offer("application/json", body.encode(), {"room": "ignored"})
+    assert (offer.room, offer.language) == ("r1", "es")
+    whip = parse_offer("application/sdp", CHROMIUM_OFFER.encode(), {"room": "r2", "language": "en"})
+    assert (whip.room, whip.language) == ("r2", "en")
+    alone = parse_offer("application/sdp", CHROMIUM_OFFER.encode())
+    assert (alone.room, alone.language) == (None, None)
+    with pytest.raises(ProtocolError, match="for a room only"):
+        parse_offer("application/sdp", CHROMIUM_OFFER.encode(), {"language": "en"})
+
+
 @pytest.mark.parametrize(
     ("content_type", "body", "reason"),
     [
