@@ -25,17 +25,21 @@ from pipeline.asr.model import EMBEDDED, AsrModelConfig
 from pipeline.asr.stage import asr_executor
 from pipeline.asr.utterance import TrackerConfig
 from pipeline.events import PIPELINE_RATE
-from pipeline.executor import ModelExecutor
+from pipeline.executor import ExecutorStatistics, ModelExecutor
 from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
 from pipeline.vad.detector import DetectorConfig
 from voices.catalog import Voice, create_engine, load_catalog
 from voices.emotion import parse_style
 from voices.engine import TTSEngine
-from voices.espeak_engine import EspeakEngine
-from voices.piper_engine import PiperEngine
+from voices.espeak_engine import EspeakEngine, EspeakStatistics
+from voices.piper_engine import PiperEngine, PiperStatistics
+from voices.router import VoiceRouter
 from voices.styletts2.engine import StyleTTS2Engine
 
 log = logging.getLogger("voxline.models")
+
+#: what the agent's speech engine reports to ``/metrics``
+EngineStatistics = PiperStatistics | ExecutorStatistics | EspeakStatistics
 
 
 @dataclass
@@ -44,7 +48,9 @@ class LoadedModels:
 
     vad: ModelExecutor[VadRequest, VadResult]
     asr: ModelExecutor[DecodeRequest, Decoded]
-    tts: PiperEngine | StyleTTS2Engine | EspeakEngine
+    #: the agent's voice; with :attr:`voices`, a router that also speaks each SSML
+    #: ``xml:lang`` (and ``<voice name>``) that one of them speaks in that voice
+    tts: PiperEngine | StyleTTS2Engine | EspeakEngine | VoiceRouter[EngineStatistics]
     embedder: SentenceEmbedder | None
     asr_options: DecodeOptions
     #: how calls speak (:func:`reply_voice` of the agent's catalog voice)
@@ -170,11 +176,20 @@ def load_models(config: AgentConfig) -> LoadedModels:
         catalog = load_catalog()
         voice = reply_voice(config.voice, catalog.get(config.voice.name))
         models = LoadedModels(vad, asr, tts, embedder, asr_options(config), voice, stack)
+        by_name: dict[str, TTSEngine] = {}
         for language, name in config.voice.languages.items():
             other = catalog.get(name, where=f"$.voice.languages.{language}")
             engine = create_engine(other, threads=1)
             stack.enter_context(engine)
             models.voices[language] = (engine, reply_voice(config.voice, other))
+            by_name[name] = engine
+        if models.voices:
+            models.tts = VoiceRouter(
+                tts,
+                {language: engine for language, (engine, _) in models.voices.items()},
+                voices=by_name,
+                language=catalog.get(config.voice.name).language,
+            )
         anyio.run(_warm, models)
     except BaseException:
         stack.close()
