@@ -32,6 +32,7 @@ from voices.chunking import ClauseChunker
 from voices.emotion import InlineTags, StyleChange, parse_style
 from voices.engine import Prosody, SpeechChunk, SpeechPlan, Style, TTSEngine
 from voices.resample import ChunkResampler
+from voices.router import VoiceRouter
 from voices.ssml import InvalidSSML, parse_ssml, parse_ssml_lenient, plan_from_text
 
 if TYPE_CHECKING:
@@ -275,6 +276,10 @@ class Speaker:
         plan, error = self.voice.ssml_plan(document, self._style, lenient=True)
         if error is not None and self.on_warning is not None:
             await self.on_warning(f"invalid SSML, spoken without markup: {error}")
+        unrouted = self.tts.unrouted(plan) if isinstance(self.tts, VoiceRouter) else ()
+        if unrouted and self.on_warning is not None:
+            languages = ", ".join(unrouted)
+            await self.on_warning(f"no voice for xml:lang {languages}: the agent's voice says it")
         await self._text(plan.text)
         await self._synthesize(plan)
 

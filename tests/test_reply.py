@@ -12,6 +12,7 @@ from agent.reply import ReplyPart, Speaker, SpokenText
 from pipeline.clock import FakeClock
 from pipeline.playout import Playout
 from voices.piper_engine import PiperEngine
+from voices.router import VoiceRouter
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +94,17 @@ async def test_valid_ssml_becomes_one_plan_with_its_pause(tts_engine: PiperEngin
         spoken = await speaker(tts_engine, [], warnings).speak(reply())
     assert warnings == []
     assert spoken.samples > 16000 * 0.8  # the break alone is 0.8 s
+
+
+async def test_ssml_in_a_language_no_voice_speaks_is_said_by_the_agents_voice_with_a_warning(
+    tts_engine: PiperEngine,
+) -> None:
+    async def reply() -> AsyncGenerator[ReplyPart, None]:
+        yield Say('<speak>Hello. <lang xml:lang="fr-FR">Bonjour.</lang></speak>', ssml=True)
+
+    router = VoiceRouter(tts_engine, {}, language="en-US")  # no French voice
+    warnings: list[str] = []
+    with anyio.fail_after(60):
+        spoken = await speaker(router, [], warnings).speak(reply())  # type: ignore[arg-type]
+    assert "Bonjour" in spoken.text
+    assert warnings == ["no voice for xml:lang fr-FR: the agent's voice says it"]
