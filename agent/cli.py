@@ -1,4 +1,4 @@
-"""The ``voxline`` command: ``serve``, ``check``, ``call`` and ``dial``."""
+"""The ``voxline`` command: ``serve``, ``check``, ``call``, ``dial`` and ``test``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from agent import call_command, sip_dial
+from agent import call_command, conversation_tests_command, sip_dial
 from agent.config import SipConfig, load_config
 from pipeline.errors import ConfigError
 
@@ -38,12 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("files", nargs="+")
     call_command.add_parser(commands)
     sip_dial.add_parser(commands)
+    conversation_tests_command.add_parser(commands)
     args = parser.parse_args(argv)
 
     if args.command == "call":
         return call_command.run(args)
     if args.command == "dial":
         return sip_dial.run(args)
+    if args.command == "test":
+        return conversation_tests_command.run(args)
 
     if args.command == "check":
         failed = 0
