@@ -10,9 +10,16 @@ How the API maps onto a call:
 - ``turn_detection`` maps to :class:`~agent.turns.TurnConfig` (:func:`turn_config`);
   ``create_response: false`` (or no turn detection) ends turns without answering them, and
   ``response.create`` then answers the turn.
-- A turn's end commits the user item (``committed``, then the transcription events); a reply is
-  a response, created when its first text or audio comes (or at once for ``response.create``)
-  and done when its audio is; a barge-in cancels it (``turn_detected``).
+- ``speech_started`` is turn-taking's decision that the caller has the floor
+  (:class:`~agent.session_events.UserTurnStarted`: a turn, or a barge-in), not every VAD onset:
+  the bot's echo, a cough or a backchannel send none. A turn's end commits the user item
+  (``committed``, then the transcription events); a reply is a response, created when its first
+  text or audio comes (or at once for ``response.create``) and done when its audio is; a
+  barge-in cancels it (``turn_detected``) with its ``speech_started``: no audio of it after.
+- ``input_audio_buffer.clear`` makes the pipeline forget the audio so far
+  (:meth:`Session.discard_turn`: VAD, ASR and the open turn).
+- ``error`` is for the client's mistakes: a failed reply ends its response ``failed``
+  (``status_details.error``); the session's other notices are logged.
 - ``response.cancel`` / ``output_audio_buffer.clear`` stop the reply; ``conversation.item.truncate``
   tells the dialogue the text heard up to ``audio_end_ms`` (from the synthesizer's word timings).
 - ``input_audio_buffer.commit`` flushes the pipeline (:meth:`Session.commit_turn`): the turn
@@ -59,11 +66,13 @@ from agent.session_events import (
     Interrupted,
     MarkReached,
     Notice,
+    ReplyTruncated,
     SessionEvent,
     TransferRequested,
     UserSpeech,
     UserTranscript,
     UserTurn,
+    UserTurnStarted,
 )
 from agent.turns import TurnConfig
 from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
@@ -97,6 +106,8 @@ log = logging.getLogger("voxline.realtime")
 OUTPUT_RATE = 24000
 #: idle prompts before hanging up: the API never hangs up on an idle caller
 _NO_IDLE_HANGUP = 1 << 30
+#: cancelled generations remembered (to drop their frames still on their way)
+_CUT_KEPT = 8
 
 
 def turn_config(base: TurnConfig, detection: TurnDetection | None) -> tuple[TurnConfig, bool]:
@@ -212,9 +223,15 @@ class RealtimeSink(CallSink):
         self._committed: str | None = None
         #: a response.create waiting for a committed turn's transcript
         self._queued: ResponseParams | None = None
-        #: the user item of the speech in progress, and its transcript deltas sent so far
+        #: generations cancelled by a barge-in or the client: nothing more of them goes out
+        self._cut: set[int] = set()
+        #: the user item of the caller's turn in progress, and its transcript deltas sent so far
         self._item: str | None = None
         self._sent: dict[int, str] = {}
+        #: speech_started was sent and its speech_stopped not yet; where the VAD last heard
+        #: speech stop (``None``: speech goes on)
+        self._speaking = False
+        self._stopped: int | None = None
         #: user text added as items, answered by the next response.create
         self._typed: list[str] = []
         self.voices = voices
@@ -236,6 +253,8 @@ class RealtimeSink(CallSink):
     # -- the session's side -------------------------------------------------------------------
 
     async def send_audio(self, generation: int, pcm: bytes) -> None:
+        if generation in self._cut:
+            return  # a frame of a cancelled reply on its way when it was cancelled
         self._ensure_response(generation)
         self.protocol.send_audio(generation, pcm, OUTPUT_RATE)
         await self.flush()
@@ -252,39 +271,83 @@ class RealtimeSink(CallSink):
     async def send_event(self, event: SessionEvent) -> None:
         p = self.protocol
         match event:
-            case UserSpeech(started=True, sample=sample) if self._detecting:
-                self._item = p.speech_started(sample)
-            case UserSpeech(started=False, sample=sample) if self._detecting:
-                self._item = p.speech_stopped(sample)
+            case UserTurnStarted(sample=sample, interrupts=cut):
+                self._turn_started(sample, cut)
+            case UserSpeech(started=True, sample=sample):
+                self._stopped = None
+                if self._detecting and self._item is not None and not self._speaking:
+                    self._speaking = True  # the caller goes on with their turn
+                    p.speech_started(sample)
+            case UserSpeech(sample=sample):
+                self._stopped = sample
+                if self._speaking:
+                    self._speaking = False
+                    p.speech_stopped(sample)
             case UserTranscript():
                 self._transcript_delta(event)
             case UserTurn(text=text, start=start, end=end):
                 self._turn_done(text, (end - start) / PIPELINE_RATE)
-            case Notice(code=code, message=text) if (
-                code.startswith("ignored.") and self._committed is not None
-            ):
-                self._turn_done(text, 0.0)  # a commit with no turn in it still completes
-            case AgentText(generation=generation, delta=delta):
+            case Notice(code=code, message=text) if code.startswith("ignored."):
+                if self._committed is not None:
+                    self._turn_done(text, 0.0)  # a commit with no turn in it still completes
+                self._item = None  # not a turn (its item id is the next turn's)
+            case AgentText(generation=generation, delta=delta) if generation not in self._cut:
                 self._ensure_response(generation)
                 p.send_text(generation, delta)
             case Interrupted(generation=generation):
-                self._open.discard(generation)
-                self._response_over(generation)
-                p.cancel_response(generation, "turn_detected")
+                self._cancel(generation)
+            case ReplyTruncated(generation=generation, heard_text=heard):
+                p.truncated_transcript(generation, heard)
             case CallEnded(reason=reason):
                 log.info("realtime call ended: %s", reason)
                 p.close()
             case TransferRequested() if self.session is not None:
                 await self.session.transfer_result(False, "unsupported")
-            case Notice(code="transfer_failed"):
-                pass  # not an error of the client's: the agent says so in the response
-            case Notice(code=code, message=message) if not code.startswith("ignored."):
-                p.send_error(message, code=code)
+            case Notice(code="reply_failed", message=message):
+                self._failed(message)
+            case Notice(code=code):
+                # not the client's error, and the session goes on: no ``error`` event (clients
+                # take one as fatal). ssml_warning, utterance_cut, reply_cut, transfer_failed
+                # (the agent says so in a response of its own). The message may quote the
+                # caller or the reply: not logged.
+                log.info("realtime call: %s", code)
             case MarkReached():
                 pass  # the Realtime API has no event for an SSML mark
             case _:
-                pass  # latency, ignored input, speech without turn detection: not in the API
+                pass  # latency: not in the API
         await self.flush()
+
+    def _turn_started(self, sample: int, cut: int | None) -> None:
+        """Turn-taking took the caller's speech as theirs: ``speech_started`` (with turn
+        detection) at its start; a barge-in's reply is cancelled with it, so nothing of that
+        reply comes after it (its frames on their way are dropped: ``_cut``)."""
+        if self._detecting:
+            self._item = self.protocol.speech_started(sample)
+            self._speaking = True
+            if self._stopped is not None and self._stopped >= sample:  # it has stopped already
+                self._speaking = False
+                self.protocol.speech_stopped(self._stopped)
+        if cut is not None:
+            self._cancel(cut)
+
+    def _cancel(self, generation: int) -> None:
+        """Reply ``generation`` was interrupted: its response is cancelled (once)."""
+        self._cut.add(generation)
+        if len(self._cut) > _CUT_KEPT:  # only the latest can still have frames on their way
+            self._cut.discard(min(self._cut))
+        self._open.discard(generation)
+        self._response_over(generation)
+        self.protocol.cancel_response(generation, "turn_detected")
+
+    def _failed(self, message: str) -> None:
+        """The reply being made failed (logged by the session): its response ends ``failed``
+        with the error in ``status_details``, as OpenAI ends a failed response; a reply that
+        had no response yet is only logged."""
+        failed = sorted(self._open)
+        self._open.clear()
+        for generation in failed:
+            self._response_over(generation)
+            self.protocol.fail_response(generation, message)
 
     def _turn_done(self, text: str, seconds: float) -> None:
         """The user's turn ended: its item completes with ``text``; a queued response starts."""
@@ -379,6 +442,7 @@ class RealtimeSink(CallSink):
                 await session.commit_turn()
             case InputCleared():
                 self._committed = self._item = None
+                self._speaking = False
                 self._sent.clear()
                 await session.discard_turn()
             case ItemCreated(item=item) if item.type == "message" and item.role == "user":

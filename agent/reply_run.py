@@ -269,13 +269,15 @@ class Replies:
         await self.outbox.emit(AudioDone(report.generation))
         return run.then if run is not None else None
 
-    def truncated(self, generation: int, played: int) -> None:
+    def truncated(self, generation: int, played: int) -> str | None:
         """The client played ``generation`` to sample ``played``: the dialogue hears the rest
-        was not heard."""
+        was not heard. Returns the text heard (``None``: not a recent reply)."""
         spoken = self._recent.get(generation)
-        if spoken is not None:
-            heard = spoken.heard(text_end(spoken.words, played))
-            self.responder.heard(generation, heard, interrupted=True)
+        if spoken is None:
+            return None
+        heard = spoken.heard(text_end(spoken.words, played))
+        self.responder.heard(generation, heard, interrupted=True)
+        return heard
 
     def _parts(
         self, run: ReplyRun, text: str | None, prompt: int, failed: Transfer | None, reason: str

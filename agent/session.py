@@ -244,7 +244,8 @@ class Session(CallControls):
                 actions.extend(await self._keyed(keyed, now))
             actions.extend(await self._release_keys(now))
             while actions:
-                actions.extend(await self._act(actions.popleft(), now))
+                action = actions.popleft()
+                actions.extend(await self._act(action, now, actions[0] if actions else None))
 
     async def _on(self, event: Event, now: int) -> list[TurnAction]:
         """One input from the control channel: what the client hears of it, then turn-taking."""
@@ -264,6 +265,9 @@ class Session(CallControls):
                 return self.turns.feed(event, now)
             case TranscriptDropped() | TranscriptProgress():
                 return self.turns.feed(event, now)
+            case Flush(discard=True):  # the client cleared its input (discard_turn)
+                self._spoke_since_commit = False
+                return self.turns.feed(turn.DiscardTurn(), now)
             case Flush(commit=True):
                 return await self._commit(now)
         return []
@@ -276,7 +280,9 @@ class Session(CallControls):
                 actions = await self._interrupt_now(now)
                 return actions + self._started(self.replies.start(self.voice, text=text), now)
             case TruncateReply(generation=generation, played=played):
-                self.replies.truncated(generation, played)
+                heard = self.replies.truncated(generation, played)
+                if heard is not None:
+                    await self.outbox.emit(out.ReplyTruncated(generation, heard))
                 return []
             case NewTurnConfig(config=config):
                 live, buffer = self.replies.live, self.playout.buffer
@@ -368,11 +374,17 @@ class Session(CallControls):
             return []
         return self.turns.feed(turn.CommitTurn(), now)
 
-    async def _act(self, action: TurnAction, now: int) -> list[TurnAction]:
-        """Carry out one turn-taking decision; returns what turn-taking says to that."""
+    async def _act(
+        self, action: TurnAction, now: int, then: TurnAction | None = None
+    ) -> list[TurnAction]:
+        """Carry out one turn-taking decision (``then``: the one after it); returns what
+        turn-taking says to that."""
         log.debug("%s: %s by rule %s", self.id, type(action).__name__, action.rule)
         voice = self.voice
         match action:
+            case turn.StartOfTurn(start=start):  # a barge-in is StartOfTurn, Interrupt
+                cut = then.generation if isinstance(then, turn.Interrupt) else None
+                await self.outbox.emit(out.UserTurnStarted(start, interrupts=cut))
             case turn.EndOfTurn(text=text, start=start, end=end, rule=rule):
                 await self.outbox.emit(out.UserTurn(text, start, end, rule=rule))
                 if not self.answer_turns:

@@ -202,8 +202,12 @@ class CallControls:
         await self._signal(EndNow(reason))
 
     async def discard_turn(self) -> None:
-        """The client dropped the caller's open turn."""
-        await self._signal(DiscardTurn())
+        """The client dropped the caller's open turn and the audio it sent so far: a
+        :class:`~pipeline.events.Flush` with ``discard`` behind that audio makes the VAD and the
+        ASR forget it (no transcript of it comes after); when it reaches the control loop,
+        turn-taking drops the open turn (``DiscardTurn``)."""
+        if self._control is not None and not self.inbound.closed:
+            await self.inbound.send(Flush(session_id=self.id, commit=False, discard=True))
 
     async def truncate(self, generation: int, played: int) -> None:
         """The client played ``generation`` up to sample ``played`` (at the output rate) and

@@ -16,6 +16,19 @@ class UserSpeech(msgspec.Struct, frozen=True, tag="speech"):
     sample: int
 
 
+class UserTurnStarted(msgspec.Struct, frozen=True, tag="user_turn_started"):
+    """Turn-taking took the caller's speech as theirs (:class:`~agent.turn_types.StartOfTurn`):
+    a turn opened while the bot was silent, or the caller took the floor over a reply. Speech
+    that is not (the bot's echo, a cough, a backchannel) never gets one.
+
+    ``sample``: where the speech began (16 kHz input samples); ``interrupts``: the reply that
+    this barge-in cancels (its :class:`Interrupted` follows), ``None`` when none is.
+    """
+
+    sample: int
+    interrupts: int | None = None
+
+
 class UserTranscript(msgspec.Struct, frozen=True, tag="transcript"):
     text: str
     final: bool
@@ -53,6 +66,15 @@ class Interrupted(msgspec.Struct, frozen=True, tag="interrupted"):
     rule: str = ""
 
 
+class ReplyTruncated(msgspec.Struct, frozen=True, tag="reply_truncated"):
+    """The client said it played reply ``generation`` only up to a point
+    (:meth:`~agent.session_control.CallControls.truncate`): ``heard_text`` is what that
+    audio said."""
+
+    generation: int
+    heard_text: str
+
+
 class MarkReached(msgspec.Struct, frozen=True, tag="mark"):
     """Playout reached an SSML ``<mark name="..."/>`` of reply ``generation``, ``at_ms`` into
     its audio."""
@@ -88,10 +110,12 @@ class Notice(msgspec.Struct, frozen=True, tag="notice"):
 
 SessionEvent = (
     UserSpeech
+    | UserTurnStarted
     | UserTranscript
     | UserTurn
     | AgentText
     | Interrupted
+    | ReplyTruncated
     | MarkReached
     | TurnLatency
     | CallEnded

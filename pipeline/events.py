@@ -97,9 +97,15 @@ class Flush(Event, frozen=True, kw_only=True, tag="flush"):
 
     ``commit``: the turn ends here too (a client's commit); without it only the utterance is
     split (the session's, where the echo of the bot's reply ends: what follows is the caller's).
+
+    ``discard``: forget the audio before it instead (a client cleared its input buffer): the
+    VAD drops its open speech without closing it, the ASR drops the open utterance and any
+    transcript of it still to come (partial or final), and the session drops the open turn.
+    Audio after it starts afresh.
     """
 
     commit: bool = True
+    discard: bool = False
 
 
 class Interrupt(Event, frozen=True, kw_only=True, tag="interrupt"):

@@ -150,10 +150,19 @@ async def test_the_openai_sdk_holds_a_spoken_conversation(
                 await connection.conversation.item.truncate(
                     item_id=item_id, content_index=0, audio_end_ms=played_ms
                 )
+                starts = [e for e in events.seen if e.type == "input_audio_buffer.speech_started"]
+                after = events.seen[events.seen.index(starts[-1]) :]
+                assert not [e for e in after if e in events.of("response.output_audio.delta")]
                 truncated = await events.until("conversation.item.truncated")
                 assert (truncated.item_id, truncated.audio_end_ms) == (item_id, played_ms)
                 done = await events.until("response.done")
             assert done.response.status == "completed"
+            # The truncated item's transcript ends where the client said it stopped playing.
+            await connection.conversation.item.retrieve(item_id=item_id)
+            retrieved = await events.until("conversation.item.retrieved")
+            heard = retrieved.item.content[0].transcript or ""
+            full = cut.response.output[0].content[0].transcript or ""
+            assert 0 < len(heard) < len(full), (heard, full)
             for kind in (
                 "input_audio_buffer.speech_started",
                 "input_audio_buffer.speech_stopped",
@@ -190,7 +199,10 @@ async def test_bad_input_gets_error_events_and_the_session_goes_on(server: Runni
         (json.dumps({"type": "input_audio_buffer.append", "audio": "!!"}), "invalid_value"),
         (json.dumps({"type": "input_audio_buffer.commit"}), "input_audio_buffer_commit_empty"),
         (json.dumps({"type": "response.cancel"}), "response_cancel_not_active"),
-        (json.dumps({"type": "conversation.item.truncate", "item_id": "x"}), "item_not_found"),
+        (
+            json.dumps({"type": "conversation.item.truncate", "item_id": "x"}),
+            "item_truncate_invalid_item_id",
+        ),
         (json.dumps({"type": "session.update", "session": {"type": "x"}}), "invalid_value"),
         ("x" * (5 << 20), "message_too_large"),
     ]
@@ -255,6 +267,35 @@ async def test_push_to_talk_a_commit_right_after_speech_is_answered_at_once(
             said = transcribe(whisper_decoder, events.audio(done.response.id))
             assert said.strip(), "the response has speech"
             print(f"commit -> transcript: {1000 * (transcribed_at - committed_at):.0f} ms")
+
+
+@pytest.mark.anyio
+async def test_a_cleared_input_is_forgotten_and_the_speech_after_it_answered(
+    server: RunningServer,
+) -> None:
+    """As Pipecat's local-VAD mode does: speech, ``input_audio_buffer.clear`` mid-speech, then
+    other speech right after it (no pause between). Only the second is transcribed, and it is
+    answered; nothing of the cleared audio is glued to it."""
+    client = AsyncOpenAI(api_key="x", websocket_base_url=f"{server.ws}/v1")
+    cleared = espeak("Message for Bob, please call him back tomorrow.", RATE)
+    with anyio.fail_after(60):
+        async with client.realtime.connect(model="voxline") as connection:
+            events = Events(connection)
+            await events.until("session.created")
+            await stream(connection, np.concatenate([silence(0.3, RATE), cleared[:-RATE]]))
+            await connection.input_audio_buffer.clear()
+            question = espeak("What can you do?", RATE)
+            await stream(connection, np.concatenate([question, silence(1.0, RATE)]))
+            done = await events.until("response.done")  # its turn's transcript came before
+    assert events.of("input_audio_buffer.cleared")
+    assert done.response.status == "completed"
+    [heard] = [
+        e.transcript.lower()
+        for e in events.of("conversation.item.input_audio_transcription.completed")
+    ]
+    assert "what can you do" in heard
+    assert "bob" not in heard, heard
+    assert "message" not in heard, heard
 
 
 # -- the adapter's mapping of session fields, unit by unit ---------------------------------

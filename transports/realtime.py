@@ -161,6 +161,7 @@ class RealtimeProtocol:
                 return self._commit(event)
             case InputAudioBufferClear():
                 self._buffered = 0
+                self._pending_item = None  # the cleared speech is no item
                 self._emit("input_audio_buffer.cleared")
                 return [InputCleared()]
             case OutputAudioBufferClear():
@@ -169,13 +170,13 @@ class RealtimeProtocol:
                 return self._item_create(event)
             case ConversationItemDelete(item_id=item_id):
                 if item_id not in self.conversation.items:
-                    return self._missing_item(item_id, event.event_id)
+                    return self._missing_item("item_delete_invalid_item_id", item_id, event)
                 self.conversation.forget(item_id)
                 self._emit("conversation.item.deleted", item_id=item_id)
                 return [ItemDeleted(item_id)]
             case ConversationItemRetrieve(item_id=item_id):
                 if item_id not in self.conversation.items:
-                    return self._missing_item(item_id, event.event_id)
+                    return self._missing_item("item_retrieve_invalid_item_id", item_id, event)
                 self._emit("conversation.item.retrieved", item=self.conversation.items[item_id])
                 return []
             case ConversationItemTruncate():
@@ -278,7 +279,12 @@ class RealtimeProtocol:
             )
         previous = event.previous_item_id
         if previous not in (None, "root") and previous not in self.conversation.items:
-            return self._missing_item(previous or "", event.event_id, param="previous_item_id")
+            return self._error(
+                "invalid_value",
+                f"Error adding item: the previous item with id '{previous}' does not exist.",
+                param="previous_item_id",
+                event_id=event.event_id,
+            )
         item = msgspec.structs.replace(
             item, id=item.id or self._ids.next("item"), status=item.status or "completed"
         )
@@ -296,7 +302,7 @@ class RealtimeProtocol:
         found = self.conversation.audio_items.get(event.item_id)
         if found is None:
             if event.item_id not in self.conversation.items:
-                return self._missing_item(event.item_id, event.event_id)
+                return self._missing_item("item_truncate_invalid_item_id", event.item_id, event)
             return self._error(
                 "invalid_value",
                 "only assistant messages with audio can be truncated",
@@ -365,13 +371,17 @@ class RealtimeProtocol:
         return [CancelRequested(generation, response_id)]
 
     def _missing_item(
-        self, item_id: str, event_id: str | None, *, param: str = "item_id"
+        self,
+        code: str,
+        item_id: str,
+        event: ConversationItemDelete | ConversationItemRetrieve | ConversationItemTruncate,
     ) -> list[RealtimeEvent]:
+        """No item ``item_id``: OpenAI's ``code`` names the request (``item_*_invalid_item_id``)."""
         return self._error(
-            "item_not_found",
+            code,
             f"Item with item_id '{item_id}' not found",
-            param=param,
-            event_id=event_id,
+            param="item_id",
+            event_id=event.event_id,
         )
 
     def _error(
@@ -402,9 +412,11 @@ class RealtimeProtocol:
         return out
 
     def speech_started(self, sample: int) -> str:
-        """The caller started a turn at ``sample`` (16 kHz); returns its future item id.
+        """The caller took the floor with speech from ``sample`` (16 kHz); returns its future
+        item id.
 
-        Clients stop their own playback when they see this event: send it on barge-in.
+        Clients stop their own playback when they see this event: send it for the caller's
+        turn or barge-in only, never for speech that is not theirs (the bot's echo).
         """
         item_id = self._pending_item or self._ids.next("item")
         self._pending_item = item_id
@@ -526,6 +538,17 @@ class RealtimeProtocol:
         """Reply ``generation`` is over: ``response.done`` with ``status`` (the rules are
         :meth:`~transports.realtime_conversation.Conversation.end_response`'s)."""
         self.conversation.end_response(generation, status=status, reason=reason)
+
+    def fail_response(self, generation: int, message: str, *, code: str = "reply_failed") -> None:
+        """Our failure to make reply ``generation``: ``response.done`` with status ``failed``
+        and the error in ``status_details`` (not an ``error`` event: the session goes on)."""
+        error = {"type": "server_error", "code": code, "message": message}
+        self.conversation.end_response(generation, status="failed", error=error)
+
+    def truncated_transcript(self, generation: int, heard: str) -> None:
+        """The text heard of a truncated reply (known after ``conversation.item.truncated``,
+        from the synthesizer's word timings): its item's transcript ends there."""
+        self.conversation.truncate_transcript(generation, heard)
 
     def cancel_response(self, generation: int, reason: str = "turn_detected") -> None:
         """Barge-in (or any cancel): :meth:`end_response` with status ``cancelled``."""

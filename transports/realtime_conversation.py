@@ -69,6 +69,8 @@ class Conversation:
         self.last_item: str | None = None
         #: assistant items with audio: their generation and audio stream (for truncation)
         self.audio_items: dict[str, tuple[int, OutboundAudio]] = {}
+        #: the transcripts of truncated assistant items: the text heard up to the cut
+        self.heard: dict[str, str] = {}
         #: true once any assistant audio went out (the voice may not change after that)
         self.voice_locked = False
         self._responses: dict[int, _Response] = {}
@@ -166,10 +168,12 @@ class Conversation:
         *,
         status: ResponseStatus = "completed",
         reason: str | None = None,
+        error: dict[str, str] | None = None,
     ) -> None:
         """Reply ``generation`` is over: close its item and send ``response.done``.
 
-        ``status="cancelled"`` with ``reason="turn_detected"`` is a barge-in. Audio or text
+        ``status="cancelled"`` with ``reason="turn_detected"`` is a barge-in; ``"failed"``
+        carries ``error`` (``type``, ``code``, ``message``) in ``status_details``. Audio or text
         sent for it afterwards is dropped. Ending a response twice does nothing.
         """
         response = self._responses.pop(generation, None)
@@ -179,7 +183,7 @@ class Conversation:
         message = response.message
         if message is not None:
             item_status = "completed" if status == "completed" else "incomplete"
-            text = "".join(message.text)
+            text = self.heard.get(message.item_id, "".join(message.text))
             where = self._where(response, message)
             if message.audio is not None:
                 if status == "completed":
@@ -196,6 +200,8 @@ class Conversation:
         details: dict[str, Any] | None = None
         if status != "completed":
             details = {"type": status, "reason": reason}
+            if error is not None:
+                details["error"] = error
         self._emit("response.done", response=self._response_wire(response, status, details))
 
     # -- helpers ------------------------------------------------------------------------------
@@ -301,9 +307,21 @@ class Conversation:
         self.last_item = next(reversed(self.items))
         return after
 
+    def truncate_transcript(self, generation: int, heard: str) -> None:
+        """The assistant item of ``generation`` was truncated where ``heard`` ends: its
+        transcript is that from now on (in items retrieved, and when its response ends)."""
+        item_id = next((i for i, (g, _) in self.audio_items.items() if g == generation), None)
+        if item_id is None:
+            return
+        self.heard[item_id] = heard
+        content = self.items[item_id].get("content") or []
+        if content and content[0].get("type") == "output_audio":
+            content[0]["transcript"] = heard
+
     def forget(self, item_id: str) -> None:
         del self.items[item_id]
         self.audio_items.pop(item_id, None)
+        self.heard.pop(item_id, None)
         self.last_item = next(reversed(self.items), None)
 
     def before(self, item_id: str) -> str | None:

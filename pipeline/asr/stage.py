@@ -51,7 +51,10 @@ audio may stop mid-word: the guards decide) and the stage returns once every job
 :class:`~pipeline.events.Flush` (a client's commit) is the one exception to "at once": it
 finalises the open utterance at that point (the VAD stage has usually closed it already) and is
 passed on after that final, in the job queue's order, so downstream it follows every transcript
-of the audio sent before it.
+of the audio sent before it. A ``Flush`` with ``discard`` (a client cleared its input) drops the
+open utterance with no final instead (:meth:`UtteranceTracker.discard`), and with it every
+decode still queued or under way for it or an earlier one: no transcript of that audio goes out
+after it.
 """
 
 from __future__ import annotations
@@ -136,6 +139,13 @@ class _Jobs:
         self._queue: deque[Decode | Flush] = deque()
         self._wakeup = anyio.Event()
         self._closed = False
+        #: utterances up to this id were discarded: their decodes are not sent
+        self.dropped_through = -1
+
+    def discard(self, through: int) -> None:
+        """Drop the decodes of utterances up to ``through`` (queued, and any under way)."""
+        self.dropped_through = through
+        self._queue = deque(j for j in self._queue if isinstance(j, Flush) or j.utterance > through)
 
     def put(self, job: Decode | Flush) -> None:
         waiting = self._queue
@@ -231,6 +241,8 @@ class AsrStage:
             elif isinstance(event, SpeechStopped):
                 actions = tracker.speech_stopped(event.sample)
             elif isinstance(event, Flush):
+                if event.discard:  # the client cleared its input: forget it
+                    jobs.discard(tracker.discard())
                 for job in tracker.end_of_stream():  # the commit point ends the utterance
                     jobs.put(job)
                 jobs.put(event)  # sent on after that final
@@ -276,6 +288,10 @@ class AsrStage:
                     decoded = Decoded(text="", dropped=OVERLOADED)
                 if job.final:
                     decoded = await self._translated(audio, decoded)
+            if job.utterance <= jobs.dropped_through:  # discarded while it was decoded
+                agreement.reset()
+                speculated = None
+                continue
             if job.speculative:
                 self.speculations += 1
                 speculated = (job, decoded)

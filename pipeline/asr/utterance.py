@@ -27,6 +27,7 @@ Rules (``C`` is a :class:`TrackerConfig`):
 * A frame that does not continue the stream (a gap or overlap in ``pts``) closes an open
   utterance (reason ``"gap"``) and starts the buffer afresh. :meth:`UtteranceTracker.end_of_stream`
   closes it with reason ``"end_of_stream"``: its audio may stop mid-word.
+  :meth:`UtteranceTracker.discard` drops it with no final, and everything buffered with it.
 """
 
 from __future__ import annotations
@@ -191,6 +192,14 @@ class UtteranceTracker:
         if not self._in_speech:
             return []
         return [self._final(self._length, "end_of_stream")]
+
+    def discard(self) -> int:
+        """Forget the audio so far (a client cleared its input): the open utterance closes
+        with no final and the buffer empties (none of it is the next utterance's pre-roll).
+        Returns the last utterance id given out: none up to it will be finalised."""
+        self._in_speech = False
+        self._chunks, self._length, self._start = [], 0, None
+        return self._utterance
 
     # -- internals -----------------------------------------------------------------------------
 

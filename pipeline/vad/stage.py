@@ -32,6 +32,8 @@ the inbox ends; the last partial frame (under 512 samples) is forwarded but not 
 inbox ended there: open speech is forwarded up to the last sample received (the partial frame
 included) and closed with :class:`SpeechStopped`, then the ``Flush`` is passed on. It is a data
 event, so it comes after every frame sent before it; audio after it starts a new stream.
+A ``Flush`` with ``discard`` drops the stream instead: nothing more of it is sent (no
+:class:`SpeechStopped` for open speech: the ASR and the session forget it on the ``Flush``).
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class VadStage:
         async for event in inbox:
             if not isinstance(event, AudioFrame):
                 if isinstance(event, Flush) and stream is not None:
-                    await stream.finish()  # the commit point ends the utterance
+                    if not event.discard:
+                        await stream.finish()  # the commit point ends the utterance
                     stream = None
                 await outbox.send(event)
                 continue

@@ -342,6 +342,31 @@ async def test_a_commit_right_after_speech_is_transcribed_through_the_real_vad(
 
 
 @pytest.mark.anyio
+async def test_a_discarding_flush_forgets_the_speech_before_it(executor: Executor) -> None:
+    """A client cleared its input mid-speech (no trailing silence): the VAD and the ASR drop
+    that speech (no stop, no final: nothing of it after the flush), and the next speech is
+    transcribed alone, with none of the cleared audio glued to it."""
+    with anyio.fail_after(90), vad_executor(SileroVad()) as vad:
+        asked = espeak("Please cancel my order from last week and refund it.")
+        cleared = np.concatenate([silence(0.5), asked[: len(asked) * 2 // 3]])
+        speech = np.concatenate([silence(0.5), espeak(SENTENCE), silence(1.0)])
+        discard = Flush(session_id="s", commit=False, discard=True)
+        events = [*frames(cleared), discard, *frames(speech, start=len(cleared))]
+        head, tail = await until_flush([VadStage(vad), AsrStage(executor)], events)
+    assert head[-1] == discard
+    assert [type(e) for e in head if isinstance(e, SpeechStarted | SpeechStopped)] == [
+        SpeechStarted
+    ]
+    assert not [e for e in head if isinstance(e, Transcript) and e.is_final]
+    (final,) = [e for e in tail if isinstance(e, Transcript) and e.is_final]
+    assert wer(SENTENCE, final.text) <= 0.15, final.text
+    assert final.start >= len(cleared)
+    assert "cancel" not in final.text.lower()
+    heard = [e.utterance for e in head if isinstance(e, Transcript | TranscriptProgress)]
+    assert all(e.utterance > max(heard, default=0) for e in tail if isinstance(e, Transcript))
+
+
+@pytest.mark.anyio
 async def test_a_pause_starts_the_final_decode_and_a_stop_there_reuses_it(
     executor: Executor,
 ) -> None:

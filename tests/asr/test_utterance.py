@@ -188,3 +188,20 @@ def test_finals_do_not_depend_on_how_the_audio_is_cut(sizes: list[int]) -> None:
     # partials only after speech began, at least one interval apart within an utterance
     for earlier, later in itertools.pairwise(partial_ends):
         assert later - earlier >= CONFIG.partial_interval or later < earlier
+
+
+def test_discarding_drops_the_open_utterance_and_its_audio() -> None:
+    """A client cleared its input mid-speech: no final for it, and none of its audio is the
+    next utterance's pre-roll."""
+    tracker = UtteranceTracker(CONFIG)
+    tracker.speech_started(audio_start=0, speech_start=0)
+    feed(tracker, 0, 4000)
+    assert tracker.discard() == 0  # utterances up to 0 will get no final
+    assert not tracker.in_speech
+    assert tracker.speech_stopped(4000) == []
+    assert tracker.end_of_stream() == []
+    assert feed(tracker, 4000, 5000) == []
+    assert tracker.speech_started(audio_start=3000, speech_start=4500) == []
+    (final,) = tracker.speech_stopped(5000)
+    assert final.utterance == 1
+    assert_covers(final, 4000, 5000)  # nothing from before the discard

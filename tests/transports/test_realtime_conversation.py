@@ -144,7 +144,7 @@ def test_barge_in_then_truncation_to_what_was_heard() -> None:
     [
         ({"audio_end_ms": 5000}, "invalid_value"),
         ({"content_index": 1}, "invalid_value"),
-        ({"item_id": "item_nope"}, "item_not_found"),
+        ({"item_id": "item_nope"}, "item_truncate_invalid_item_id"),
     ],
 )
 def test_a_truncation_that_does_not_fit_is_refused(changes: dict[str, Any], code: str) -> None:
@@ -253,7 +253,33 @@ def test_items_are_created_retrieved_and_deleted() -> None:
     assert types(server(protocol)) == ["conversation.item.deleted"]
     [missing] = client(protocol, delete)
     assert isinstance(missing, PeerError)
-    assert missing.code == "item_not_found"
+    assert missing.code == "item_delete_invalid_item_id"
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        ("conversation.item.retrieve", "item_retrieve_invalid_item_id"),
+        ("conversation.item.delete", "item_delete_invalid_item_id"),
+        ("conversation.item.truncate", "item_truncate_invalid_item_id"),
+    ],
+)
+def test_an_unknown_item_gets_openais_code_for_the_request(kind: str, code: str) -> None:
+    protocol = fresh()
+    request: dict[str, Any] = {"type": kind, "item_id": "item_nope", "event_id": "ev_1"}
+    if kind == "conversation.item.truncate":
+        request |= {"content_index": 0, "audio_end_ms": 0}
+    [refused] = client(protocol, request)
+    assert isinstance(refused, PeerError)
+    [event] = server(protocol)
+    assert event["type"] == "error"
+    assert event["error"] == {
+        "type": "invalid_request_error",
+        "code": code,
+        "message": "Item with item_id 'item_nope' not found",
+        "param": "item_id",
+        "event_id": "ev_1",
+    }
 
 
 def test_items_go_where_the_client_puts_them() -> None:
