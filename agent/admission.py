@@ -4,8 +4,9 @@ A WebSocket holds an *opening* slot from its accept until its call starts (the n
 ``hello``, Twilio's ``start``, a Realtime socket at once) or it ends; ``server.max_opening``
 bounds those, and ``server.open_timeout_s`` bounds how long each may wait. A *session* slot
 (``server.max_sessions``) is taken only when the call starts: sockets that never say ``hello``
-cannot lock out real calls. A call that starts with every session slot taken is closed with
-1013 (try again later) before its session runs.
+cannot lock out real calls. A call that starts with every session slot taken, or once the
+server is draining (:mod:`agent.drain`), is closed with 1013 (try again later) before its
+session runs.
 
 :class:`Ticket` is one socket's claim; the endpoint opens it (:meth:`Slots.open`), the call
 loop (:mod:`agent.ws_io`) turns it into a session slot (:meth:`Ticket.start`), and it is
@@ -15,7 +16,10 @@ loop in the ASGI scope under :data:`SCOPE_KEY`.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from agent.drain import Draining
 
 __all__ = ["SCOPE_KEY", "Counts", "Slots", "Ticket"]
 
@@ -28,6 +32,8 @@ class Counts(Protocol):
 
     sessions: int
     opening: int
+    #: the server is going away: no call starts
+    draining: Draining
 
 
 class Ticket:
@@ -40,11 +46,11 @@ class Ticket:
 
     def start(self) -> bool:
         """The call starts: a session slot for it, if one is free (the opening slot is
-        given back either way). ``False``: the server is at its session limit."""
+        given back either way). ``False``: the server is at its session limit, or draining."""
         if self.state != "opening":
             return self.state == "session"
         self.counts.opening -= 1
-        if self.counts.sessions >= self.max_sessions:
+        if self.counts.sessions >= self.max_sessions or self.counts.draining.is_set():
             self.state = "closed"
             return False
         self.counts.sessions += 1

@@ -56,6 +56,10 @@ from typing import Protocol
 
 from agent.session import Session
 
+#: the sessions running in this process, every transport's: :func:`run_call` holds each here
+#: while it runs, so a server going away can say goodbye to them (:mod:`agent.drain`)
+RUNNING: set[Session] = set()
+
 #: one of a connection's tasks: its name and the function run in the call's task group
 Task = tuple[str, Callable[[], Awaitable[object]]]
 
@@ -88,7 +92,11 @@ async def run_call(connection: CallConnection) -> None:
     try:
         session = await connection.begin()
         if session is not None:
-            await session.run(tasks=connection.tasks(session))
+            RUNNING.add(session)
+            try:
+                await session.run(tasks=connection.tasks(session))
+            finally:
+                RUNNING.discard(session)
     except Exception as error:
         failure = error
         raise

@@ -166,15 +166,17 @@ class Replies:
         answers: dict[str, float] | None = None,
         failed: Transfer | None = None,
         reason: str = "",
+        said: tuple[ReplyPart, ...] = (),
     ) -> ReplyRun:
         """A reply to ``text``, or idle prompt ``prompt`` (from 1), or ``plans`` said again, or
-        what to say about transfer ``failed`` (for ``reason``), else the greeting, spoken with
-        ``voice``; ``answers``: the turn's latency marks."""
+        what to say about transfer ``failed`` (for ``reason``), or the parts ``said`` as they
+        are (the server's goodbye: :class:`~agent.session_control.Farewell`), else the
+        greeting, spoken with ``voice``; ``answers``: the turn's latency marks."""
         runtime = self.runtime
         assert runtime is not None
         generation = runtime.generations.latest + 1  # the id start_generation allocates
         kind: ReplyKind = "answer" if text is not None else "prompt" if prompt else "greeting"
-        if failed is not None:
+        if failed is not None or said:
             kind = "prompt"
         emit = self.outbox.emit
         speaker = Speaker(
@@ -200,7 +202,7 @@ class Replies:
                     self._decided(run)
                     await speaker.say_plans(plans)
                 else:
-                    parts = self._parts(run, text, prompt, failed, reason)
+                    parts = _given(said) if said else self._parts(run, text, prompt, failed, reason)
                     await speaker.speak(self._deciding(run, parts))
             except (ServerError, ClientError) as error:
                 log.warning("reply %d failed: %s", gen, type(error).__name__)
@@ -300,3 +302,8 @@ class Replies:
     async def _action(self, run: ReplyRun, action: EndCall | Transfer) -> None:
         if run.then is None:
             run.then = action
+
+
+async def _given(parts: tuple[ReplyPart, ...]) -> AsyncGenerator[ReplyPart, None]:
+    for part in parts:
+        yield part

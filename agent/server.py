@@ -35,6 +35,7 @@ from agent.config.runtime import llm_config
 from agent.dialogue.engine import IntentEngine
 from agent.dialogue.llm import LLMEngine, make_backend
 from agent.dialogue.llm_tools import Tools
+from agent.drain import Draining, DrainingServer, drain
 from agent.metrics import METRICS
 from agent.models import LoadedModels, load_models, session_settings
 from agent.native_call import native_call
@@ -74,16 +75,36 @@ class ServerState:
     config: AgentConfig
     models: LoadedModels | None = None
     intents: IntentEngine | None = None
-    sessions: int = 0
     #: WebSockets accepted whose calls have not started (agent/admission.py)
     opening: int = 0
     failed: str | None = None
     ready: anyio.Event = field(default_factory=anyio.Event)
+    #: the one definition of "going away": every admission path refuses calls once it has
+    #: started (agent/drain.py)
+    draining: Draining = field(default_factory=Draining)
 
     llm: LLMEngine | None = None
     http: httpx.AsyncClient | None = None
     #: an interpreter's two-party rooms (agent/rooms.py)
     rooms: RoomService | None = None
+    _sessions: int = 0
+    _changed: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def sessions(self) -> int:
+        """Calls holding a session slot (every transport's: ``server.max_sessions``)."""
+        return self._sessions
+
+    @sessions.setter
+    def sessions(self, count: int) -> None:
+        self._sessions = count
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for_no_sessions(self) -> None:
+        """Return once no call holds a session slot."""
+        while self._sessions:
+            await self._changed.wait()
 
     def responder(self) -> Responder:
         """A new call's dialogue, as the agent file's ``dialogue.engine`` says."""
@@ -134,8 +155,11 @@ class ServerState:
             await anyio.to_thread.run_sync(self.models.close)
 
 
-def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette:
-    """The server's app; ``keys`` default to those of the environment and the keys file."""
+def create_app(
+    config: AgentConfig, *, keys: ApiKeys | None = None, draining: Draining | None = None
+) -> Starlette:
+    """The server's app; ``keys`` default to those of the environment and the keys file;
+    ``draining``: the drain its server starts (:class:`~agent.drain.DrainingServer`)."""
     if keys is None:
         keys = load_keys(config.server.auth, os.environ)
     policy = AccessPolicy(
@@ -145,7 +169,7 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
         twilio_token=os.environ.get(TWILIO_TOKEN_ENV),
         twilio_url=config.server.twilio.public_url,
     )
-    state = ServerState(config)
+    state = ServerState(config, draining=draining if draining is not None else Draining())
     slots = Slots(
         state, max_sessions=config.server.max_sessions, max_opening=config.server.max_opening
     )
@@ -155,6 +179,7 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(state.load)
+            tg.start_soon(drain, state, config.server.drain_timeout_s, config.server.drain_message)
             await tg.start(webrtc.run)
             if config.server.sip.listen:  # calls get BYE when the group is cancelled
                 sip = SipServer(config.server.sip, ServerAdmission(state))
@@ -169,14 +194,17 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
         return JSONResponse({"status": "ok"})
 
     async def ready(request: Request) -> JSONResponse:
+        ready = state.ready.is_set() and not state.draining.is_set()
         body: dict[str, object] = {
-            "ready": state.ready.is_set(),
+            "ready": ready,
             "agent": config.name,
             "sessions": state.sessions,
         }
+        if state.draining.is_set():
+            body["draining"] = True
         if state.failed:
             body["error"] = state.failed
-        return JSONResponse(body, status_code=200 if state.ready.is_set() else 503)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def native(
         ws: WebSocket,
@@ -201,6 +229,10 @@ def create_app(config: AgentConfig, *, keys: ApiKeys | None = None) -> Starlette
         """A WebSocket endpoint serving calls with ``adapter``, once ready, within the limit."""
 
         async def endpoint(ws: WebSocket) -> None:
+            if state.draining.is_set():
+                METRICS.error("admission", "draining")
+                await close_refused(ws, 1013, "server is shutting down")
+                return
             if not state.ready.is_set():
                 await close_refused(ws, 1013, "models are still loading")
                 return
@@ -275,7 +307,7 @@ def serve(
     except ImportError:  # pragma: no cover - uvloop is installed on Linux
         loop = "asyncio"
     settings = uvicorn.Config(
-        create_app(config, keys=keys),
+        create_app(config, keys=keys, draining=(draining := Draining())),
         host=host,
         port=port if port is not None else config.server.port,
         loop=loop,
@@ -283,6 +315,8 @@ def serve(
         ws_ping_interval=config.server.ping_interval_s,
         ws_ping_timeout=config.server.ping_timeout_s,
         log_level="info",
+        # after the drain (agent/drain.py): what is still connected has this long to close
+        timeout_graceful_shutdown=5,
     )
     listening = settings.bind_socket()
     if config.server.send_buffer_kib:
@@ -290,4 +324,4 @@ def serve(
         # autotuning up to megabytes, so a client that stops reading is noticed in seconds.
         size = config.server.send_buffer_kib * 1024
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-    uvicorn.Server(settings).run(sockets=[listening])
+    DrainingServer(settings, draining).run(sockets=[listening])

@@ -5,18 +5,21 @@ the server says ``voxline ready`` and stops it when the ``with`` block ends; the
 tests and the benchmarks (bench/) talk to it with a real client such as :mod:`agent.caller`.
 It runs from a source checkout (:data:`ROOT`): configuration paths are relative to it, and what
 the server printed is kept in ``artifacts/`` there (CI keeps that folder), one log per server.
+:meth:`RunningServer.wait_for_log` waits for a line the server prints, and
+:meth:`RunningServer.stop` signals it and returns its exit code (its drain: agent/drain.py).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["ARTIFACTS", "ROOT", "RunningServer", "free_port", "running_server"]
@@ -40,6 +43,8 @@ class RunningServer:
     process: subprocess.Popen[str]
     port: int
     log: list[str]
+    #: notified at each line printed, and when the process ends
+    printed: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def http(self) -> str:
@@ -48,6 +53,24 @@ class RunningServer:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    def wait_for_log(self, text: str, timeout: float) -> str:
+        """The first line printed that holds ``text``, once there is one (blocks; a thread's
+        work in async code). ``TimeoutError`` if none comes in time or the process ends."""
+
+        def found() -> str | None:
+            return next((line for line in self.log if text in line), None)
+
+        with self.printed:
+            self.printed.wait_for(lambda: found() or self.process.poll() is not None, timeout)
+            if (line := found()) is None:
+                raise TimeoutError(f"the server did not print {text!r}:\n" + "".join(self.log))
+            return line
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> int:
+        """Send ``sig`` and wait for the process to exit: its exit code (blocks)."""
+        self.process.send_signal(sig)
+        return self.process.wait(timeout)
 
 
 @contextmanager
@@ -75,21 +98,26 @@ def running_server(
     )
     log: list[str] = []
     started = threading.Event()
+    printed = threading.Condition()
 
     def read() -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            log.append(line)
+            with printed:
+                log.append(line)
+                printed.notify_all()
             if "voxline ready" in line:
                 started.set()
         started.set()  # the process ended: let the waiter see it
+        with printed:
+            printed.notify_all()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         if not started.wait(timeout) or process.poll() is not None:
             raise RuntimeError("voxline serve did not start:\n" + "".join(log))
-        yield RunningServer(process, port, log)
+        yield RunningServer(process, port, log, printed)
     finally:
         process.terminate()
         try:

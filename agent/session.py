@@ -47,7 +47,7 @@ import anyio
 
 from agent import session_events as out
 from agent import turn_types as turn
-from agent.dialogue.decision import EndCall, Transfer
+from agent.dialogue.decision import EndCall, Say, Transfer
 from agent.digits import DigitCollector, KeyedTurn, Keypad, KeypadAware, keypad_rule
 from agent.reply import Responder
 from agent.reply_run import Replies, ReplyRun
@@ -55,6 +55,7 @@ from agent.session_control import (
     CallControls,
     Control,
     EndNow,
+    Farewell,
     InterruptReply,
     Keypress,
     Models,
@@ -300,6 +301,10 @@ class Session(CallControls):
             case EndNow(reason=reason):
                 await self._end(reason)
                 return []
+            case Farewell(text=text, reason=reason):
+                actions = await self._interrupt_now(now)
+                said = (Say(text), EndCall(reason))
+                return actions + self._started(self.replies.start(self.voice, said=said), now)
             case Wake():
                 return []
         return self.turns.feed(value, now)

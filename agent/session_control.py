@@ -138,6 +138,14 @@ class EndNow(msgspec.Struct, frozen=True):
     reason: str
 
 
+class Farewell(msgspec.Struct, frozen=True):
+    """Say ``text`` (stopping the reply being spoken), then hang up for ``reason`` once it has
+    played: the server going away (:mod:`agent.drain`)."""
+
+    text: str
+    reason: str
+
+
 class Wake(msgspec.Struct, frozen=True):
     """Nothing to do but look at what the session queued without waiting (a reply started)."""
 
@@ -152,6 +160,7 @@ Control = (
     | TransferExpired
     | Keypress
     | EndNow
+    | Farewell
     | Wake
     | DiscardTurn
     | EchoEstimate
@@ -200,6 +209,11 @@ class CallControls:
     async def end_call(self, reason: str) -> None:
         """End the call now: ``session.ended`` with ``reason`` goes out, the transport closes."""
         await self._signal(EndNow(reason))
+
+    async def farewell(self, text: str, reason: str) -> None:
+        """Say ``text`` now, then end the call for ``reason`` (``session.ended``) once it has
+        played; a barge-in stops the goodbye, and the call goes on."""
+        await self._signal(Farewell(text, reason))
 
     async def discard_turn(self) -> None:
         """The client dropped the caller's open turn and the audio it sent so far: a

@@ -118,6 +118,10 @@ class CallSetup(Protocol):
     """How one call's media is agreed: :class:`Answering` an INVITE, or
     :class:`agent.sip_dial.Dialing` out."""
 
+    #: the number the caller dialled (the user part of the INVITE's request URI; empty for a
+    #: call we place)
+    dialled: str
+
     async def negotiate(self, call: SipCall, port: int) -> Negotiated | None:
         """Offer/answer with RTP on ``port``: what was agreed (``None``: no call; its
         :attr:`SipCall.reason` says why)."""
@@ -135,14 +139,15 @@ class CallSetup(Protocol):
 class Admission(Protocol):
     """The server's side of a call: whether one may start, its session, its end."""
 
-    def admit(self) -> int | None:
-        """``None``: a call may start (it is counted until :meth:`release`); else the SIP
-        status to refuse it with (503 while loading or at the session limit)."""
+    def admit(self, call_id: str, dialled: str) -> int | None:
+        """``None``: call ``call_id`` to number ``dialled`` may start (it is counted until
+        :meth:`release`); else the SIP status to refuse it with (503 while loading or at the
+        session limit; a dialled room that cannot take it: agent/room_calls.py)."""
         ...
 
     def new_session(self, call_id: str, sink: CallSink) -> Session: ...
 
-    def release(self) -> None: ...
+    async def release(self, call_id: str) -> None: ...
 
 
 class SipSink(CallSink):
@@ -282,7 +287,7 @@ class SipCall:
     # -- the call's shape (agent.call_loop) ---------------------------------------------------
 
     async def begin(self) -> Session | None:
-        status = self.admission.admit()
+        status = self.admission.admit(self.id, self.setup.dialled)
         if status is not None:
             await self.setup.refuse(self, status, "not admitted")
             return None
@@ -336,7 +341,7 @@ class SipCall:
             if self.rtp is not None:
                 await self.rtp.aclose()
             if self._admitted:
-                self.admission.release()
+                await self.admission.release(self.id)
         if self.stream is None:
             log.info("sip call %s ended: %s", self.name, self.reason)
             return
@@ -453,6 +458,7 @@ class Answering:
 
     def __init__(self, incoming: IncomingCall) -> None:
         self.incoming = incoming
+        self.dialled = incoming.dialled
 
     async def negotiate(self, call: SipCall, port: int) -> Negotiated | None:
         call.peer_host = self.incoming.source[0]

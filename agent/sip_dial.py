@@ -55,6 +55,8 @@ CANCEL_WAIT_S = 4.0
 class Dialing:
     """The setup of our call to ``target`` at ``peer`` (see the module doc)."""
 
+    dialled = ""  # we place the call
+
     def __init__(self, target: Target, peer: Address, no_answer: float) -> None:
         self.target = target
         self.peer = peer

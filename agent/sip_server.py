@@ -38,8 +38,11 @@ from anyio.abc import SocketAttribute, TaskGroup, TaskStatus, UDPSocket
 
 from agent.config import AgentConfig
 from agent.config.schema import SipConfig, SipRegister
+from agent.drain import Draining
 from agent.models import LoadedModels, session_settings
 from agent.reply import Responder
+from agent.room_calls import RoomCall, RoomService, join_room
+from agent.rooms import RoomError
 from agent.session import Session
 from agent.session_events import CallSink
 from agent.sip_call import Admission, Answering, CallSetup, SipCall
@@ -103,32 +106,59 @@ class ServerState(Protocol):
     models: LoadedModels | None
     sessions: int
     ready: anyio.Event
+    #: the server is going away (agent/drain.py): 503 to every INVITE
+    draining: Draining
+    #: an interpreter's rooms (agent/room_calls.py), which ``server.sip.rooms`` numbers join
+    rooms: RoomService | None
 
     def responder(self) -> Responder: ...
 
 
 class ServerAdmission(Admission):
     """Calls count against ``server.max_sessions`` like every other transport's; none is
-    taken before the models are ready (503 both)."""
+    taken before the models are ready, nor once the server is draining (503 all)."""
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        sip = state.config.server.sip
+        #: the rooms by the number that joins them (``server.sip.rooms``)
+        self.numbers = {entry.number: entry for entry in sip.rooms}
+        self._rooms: dict[str, RoomCall] = {}  # calls in a room, by call id
 
-    def admit(self) -> int | None:
+    def admit(self, call_id: str, dialled: str) -> int | None:
         state = self.state
-        if not state.ready.is_set() or state.sessions >= state.config.server.max_sessions:
+        if (
+            state.draining.is_set()
+            or not state.ready.is_set()
+            or state.sessions >= state.config.server.max_sessions
+        ):
             return 503
+        entry = self.numbers.get(dialled)
+        if entry is not None:
+            assert state.models is not None  # ready
+            settings = session_settings(state.config, state.models.voice)
+            try:
+                joined = join_room(state.rooms, entry.room, entry.language, settings)
+            except RoomError as error:
+                log.info("sip call %s to %s refused: %s", call_id, dialled, error)
+                return 486 if error.code == "room_full" else 404
+            self._rooms[call_id] = joined
         state.sessions += 1
         return None
 
     def new_session(self, call_id: str, sink: CallSink) -> Session:
+        if (joined := self._rooms.get(call_id)) is not None:
+            return joined.start(sink, call_id)
         models = self.state.models
         assert models is not None
         settings = session_settings(self.state.config, models.voice)
         return Session(models.session_models(), self.state.responder(), sink, settings)
 
-    def release(self) -> None:
+    async def release(self, call_id: str) -> None:
         self.state.sessions -= 1
+        joined = self._rooms.pop(call_id, None)
+        if joined is not None and self.state.rooms is not None:
+            await self.state.rooms.leave(joined)  # the other caller hears the room close
 
 
 class RtpPorts:

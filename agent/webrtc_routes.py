@@ -16,14 +16,15 @@
 ``DELETE /v1/webrtc/sessions/{id}``        hang up (``204``; ``404`` if no such call)
 =========================================  ==================================================
 
-Errors have the REST API's shape, ``{"error": {"message", "type", "param", "code"}}``, with codes
-``bad_offer`` (400: the message says what the offer lacks), ``unknown_agent`` and ``unknown_voice``
-(404), ``offer_too_large`` (413), ``not_ready`` (503: models still loading) and ``at_capacity``
-(503: ``server.max_sessions``). An offer with a ``room`` joins it as the native protocol's
-``?room=`` does (:mod:`agent.room_calls`), refused with the room's codes (:data:`ROOM_STATUS`; 400
-unless listed there), and leaves it when the call ends. Like every route but the page, these are
-behind the access rules (:mod:`agent.auth`): an API key where keys are configured (401), and an
-offer from a page of a foreign origin is refused (403 ``forbidden_origin``).
+Errors have the REST API's shape, ``{"error": {"message", "type", "param", "code"}}``, with
+codes ``bad_offer`` (400: the message says what the offer lacks), ``unknown_agent`` and
+``unknown_voice`` (404), ``offer_too_large`` (413), ``not_ready`` (503: models still loading),
+``at_capacity`` (503: ``server.max_sessions``) and ``draining`` (503: the server is going
+away, :mod:`agent.drain`). An offer with a ``room`` joins it as the native protocol's
+``?room=`` does (:mod:`agent.room_calls`), refused with the room's codes (:data:`ROOM_STATUS`;
+400 unless listed there), and leaves it when the call ends. Like every route but the page,
+these are behind the access rules (:mod:`agent.auth`): an API key where keys are configured
+(401), and an offer from a page of a foreign origin is refused (403 ``forbidden_origin``).
 Offers are not trickled: the browser gathers its candidates first (no STUN by default, so that
 is quick) and the answer holds the server's.
 """
@@ -89,6 +90,8 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
         return JSONResponse(found)
 
     async def offer(request: Request) -> Response:
+        if server.draining.is_set():
+            return error(503, "draining", "the server is shutting down; call another")
         if not server.ready.is_set():
             return error(503, "not_ready", "the server is still loading its models; try again")
         if server.sessions >= config.server.max_sessions:

@@ -175,10 +175,12 @@ async def sipp(
     *,
     source: str = "127.0.0.1",
     pause_ms: int = 0,
+    service: str = "",
 ) -> int:
     """Run one call of ``scenario`` from ``source`` to the end; sipp's exit status (0: every
-    message as scripted). ``pause_ms``: how long its ``<pause/>`` lasts. Its messages and
-    errors are kept in artifacts/."""
+    message as scripted). ``pause_ms``: how long its ``<pause/>`` lasts; ``service``: the
+    number a scenario that dials ``[service]`` dials. Its messages and errors are kept in
+    artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
     name = Path(scenario).stem
     command = ["timeout", "60", SIPP, f"127.0.0.1:{sip_port}"]
@@ -188,6 +190,7 @@ async def sipp(
     command += ["-trace_err", "-error_file", str(ARTIFACTS / f"sipp-{name}-errors.log")]
     command += ["-key", "rtp_ip", "127.0.0.1", "-key", "rtp_port", str(phone_port)]
     command += ["-d", str(pause_ms)] if pause_ms else []
+    command += ["-s", service] if service else []
     with (ARTIFACTS / f"sipp-{name}-screen.log").open("wb") as screen:
         process = await anyio.open_process(command, stdout=screen, stderr=screen)
         async with process:
@@ -430,7 +433,7 @@ class Admitted:
         self.calls = 0
         self.sessions: list[QuietSession] = []
 
-    def admit(self) -> int | None:
+    def admit(self, call_id: str, dialled: str) -> int | None:
         self.live += 1
         self.calls += 1
         return None
@@ -439,7 +442,7 @@ class Admitted:
         self.sessions.append(session := QuietSession())
         return cast(Session, session)
 
-    def release(self) -> None:
+    async def release(self, call_id: str) -> None:
         self.live -= 1
 
 

@@ -33,13 +33,13 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
 class NoCalls(Admission):
     """These tests place and take no call: any INVITE would get 503."""
 
-    def admit(self) -> int | None:
+    def admit(self, call_id: str, dialled: str) -> int | None:
         return 503
 
     def new_session(self, call_id: str, sink: CallSink) -> Session:
         raise AssertionError("no call is admitted")
 
-    def release(self) -> None:
+    async def release(self, call_id: str) -> None:
         raise AssertionError("no call is admitted")
 
 

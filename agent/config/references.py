@@ -65,6 +65,21 @@ def check_references(config: AgentConfig) -> None:
             raise ConfigError(where, f"{name!r} speaks {spoken}, not {language!r}")
     if config.dialogue.engine == "translate":
         _translation(config, voice.language)
+    _sip_rooms(config, known)
+
+
+def _sip_rooms(config: AgentConfig, known: frozenset[str]) -> None:
+    """``server.sip.rooms``: an interpreter's, each number once, languages Whisper knows."""
+    numbers: set[str] = set()
+    for i, entry in enumerate(config.server.sip.rooms):
+        where = f"$.server.sip.rooms[{i}]"
+        if config.dialogue.engine != "translate":
+            raise ConfigError(where, "rooms need an interpreter (dialogue.engine: translate)")
+        if entry.number in numbers:
+            raise ConfigError(f"{where}.number", f"{entry.number!r} is given twice")
+        numbers.add(entry.number)
+        if entry.language not in known:
+            raise ConfigError(f"{where}.language", f"unknown language {entry.language!r}")
 
 
 def _translation(config: AgentConfig, voice_language: str) -> None:

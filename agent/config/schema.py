@@ -211,6 +211,16 @@ class SipRegister(Section, frozen=True, kw_only=True):
     expires: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 3600
 
 
+class SipRoom(Section, frozen=True, kw_only=True):
+    """A number that joins an interpreter's two-party room (agent/rooms.py)."""
+
+    #: the number dialled: the user part of the INVITE's request URI (``1001``)
+    number: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+*#._-]{1,64}$")]
+    #: the room it joins, and the language its caller speaks and hears there
+    room: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    language: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}$")]
+
+
 class SipConfig(Section, frozen=True, kw_only=True):
     """Phone calls over SIP (docs/sip.md): off unless ``listen`` names an address."""
 
@@ -235,6 +245,8 @@ class SipConfig(Section, frozen=True, kw_only=True):
     #: register ``aor`` with a registrar from the first listen address (null: no REGISTER;
     #: no listen address: nothing is registered)
     register: SipRegister | None = None
+    #: numbers that join an interpreter's rooms (any other number reaches the agent)
+    rooms: tuple[SipRoom, ...] = ()
 
     def __post_init__(self) -> None:
         first, last = self.rtp_ports
@@ -313,6 +325,14 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     ping_timeout_s: Seconds = 20.0
     #: ``/metrics`` without an API key (for a scraper on a private network)
     metrics_public: bool = False
+    #: on SIGTERM (or SIGINT) the server drains: it takes no new call and lets those in
+    #: progress go on this long at most; then each hears ``drain_message`` and is hung up
+    #: (``session.ended`` reason ``server_shutdown``), and the process exits (agent/drain.py)
+    drain_timeout_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
+    #: what calls still running at the drain deadline hear before they are hung up
+    drain_message: Annotated[str, msgspec.Meta(min_length=1)] = (
+        "Sorry, we have to end this call now. Goodbye."
+    )
     auth: AuthConfig = AuthConfig()
     webrtc: WebRtcConfig = WebRtcConfig()
     sip: SipConfig = SipConfig()

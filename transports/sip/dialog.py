@@ -102,6 +102,7 @@ from transports.sip.transaction import (
     TransactionLayer,
     TransactionTimeout,
 )
+from transports.sip.uri import Target, parse_target
 
 __all__ = ["ALLOW", "UserAgent"]  # ALLOW: transports.sip.call's, re-exported
 
@@ -299,7 +300,13 @@ class UserAgent:
         call.session_expires = request.get("Session-Expires").split(";")[0].strip()
         call.pending = request
         self.calls[call.call_id] = call
-        return [IncomingCall(call.call_id, request.body, call.remote.uri, call.local.uri, source)]
+        target = parse_target(request.uri)
+        dialled = target.user if isinstance(target, Target) else ""
+        return [
+            IncomingCall(
+                call.call_id, request.body, call.remote.uri, call.local.uri, source, dialled
+            )
+        ]
 
     def _on_cancel(self, cancel: SipRequest, now: float) -> list[CallEvent]:
         invite = self.transactions.cancelled_invite(cancel)

@@ -54,6 +54,7 @@ class IncomingCall(msgspec.Struct, frozen=True, tag=True):
     caller: str  # From URI
     callee: str  # To URI
     source: Address
+    dialled: str = ""  # the request URI's user part: the number dialled
 
 
 class CallProgress(msgspec.Struct, frozen=True, tag=True):

@@ -132,8 +132,8 @@ def test_an_inbound_call_rings_answers_is_acked_and_hung_up_by_the_caller() -> N
     agent, peer = ua(), Peer()
     (event,) = agent.receive(peer.request("INVITE", body=OFFER), PEER, 0.0)
     assert event == IncomingCall(
-        "call-1", OFFER, "sip:alice@atlanta.test", "sip:bot@voxline.test", PEER
-    )
+        "call-1", OFFER, "sip:alice@atlanta.test", "sip:bot@voxline.test", PEER, dialled="bot"
+    )  # the request URI's user: the number dialled
     assert statuses(agent) == [100]  # U9
     agent.ring("call-1", 0.05)
     (ringing,) = sent(agent)
