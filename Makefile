@@ -10,8 +10,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Debian packages the tests use: espeak-ng makes test speech, sox measures audio, chromium is
 # the real browser of the WebRTC tests; g++/cmake build llama-cpp-python once (LLM tests);
-# sip-tester (sipp) and baresip (a real softphone) are the SIP tests' far ends.
-APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester baresip-core
+# sip-tester (sipp) and baresip (a real softphone) are the SIP tests' far ends; postgresql is
+# the call records' production database, started by their tests.
+APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester baresip-core postgresql
 
 .PHONY: run test setup setup-test apt lint typecheck pytest conversations bench clean
 

@@ -60,6 +60,13 @@ from agent.session import Session
 #: while it runs, so a server going away can say goodbye to them (:mod:`agent.drain`)
 RUNNING: set[Session] = set()
 
+#: told of each call as its session starts; returns what to call once the call is over, with
+#: the failure that ended it (``None``: none). Neither may wait or raise
+Watcher = Callable[[Session], Callable[[Exception | None], None]]
+#: what watches every call of this process, every transport's (a server's call records:
+#: :class:`agent.records.Recorder`, while it runs)
+WATCHERS: list[Watcher] = []
+
 #: one of a connection's tasks: its name and the function run in the call's task group
 Task = tuple[str, Callable[[], Awaitable[object]]]
 
@@ -89,10 +96,12 @@ async def run_call(connection: CallConnection) -> None:
     """
     session: Session | None = None
     failure: Exception | None = None
+    watched: list[Callable[[Exception | None], None]] = []
     try:
         session = await connection.begin()
         if session is not None:
             RUNNING.add(session)
+            watched = [watch(session) for watch in WATCHERS]
             try:
                 await session.run(tasks=connection.tasks(session))
             finally:
@@ -101,4 +110,8 @@ async def run_call(connection: CallConnection) -> None:
         failure = error
         raise
     finally:
-        await connection.finish(session, failure)
+        try:
+            await connection.finish(session, failure)
+        finally:
+            for ended in watched:
+                ended(failure)

@@ -8,7 +8,10 @@ default registry leaks in). What is counted as it happens:
   ``total``): the session calls :meth:`Metrics.observe_turn`;
 - ``voxline_interruptions_total``: replies cut off by a barge-in (:meth:`Metrics.interrupted`);
 - ``voxline_errors_total{where,kind}``: errors by place (``rest``, ``session``) and kind;
-- ``voxline_http_requests_total{endpoint,status}``: REST requests by outcome.
+- ``voxline_http_requests_total{endpoint,status}``: REST requests by outcome;
+- ``voxline_records_dropped_total{reason}``: call records not written (``queue_full``: the
+  writer was behind; ``write_failed``: the database refused them; ``unavailable``: it never
+  opened, or the call ended after the writer stopped; :mod:`agent.records`).
 
 What is read when scraped (from the callables given to :meth:`Metrics.watch`):
 
@@ -16,7 +19,10 @@ What is read when scraped (from the callables given to :meth:`Metrics.watch`):
 - per executor (``executor`` label: VAD, Whisper, Piper, embeddings): ``queue_depth``,
   ``max_queue``, ``in_flight``, ``busy_fraction`` (share of time inside the model since it
   started, where the executor measures it) and the ``requests``, ``failed`` and ``rejected``
-  totals.
+  totals;
+- the TTS cache (:mod:`voices.cache`, ``cache`` label): ``voxline_tts_cache_bytes`` (PCM kept)
+  and ``_max_bytes`` (its bound), ``_entries``, and the ``_hits``, ``_misses`` and
+  ``_evictions`` totals.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from voices.cache import CachedEngine, CacheStatistics
 
 if TYPE_CHECKING:
     from agent.models import LoadedModels
@@ -87,8 +95,12 @@ class Metrics:
             "voxline_http_requests", "REST requests, by endpoint and status code.",
             ["endpoint", "status"], registry=self.registry,
         )  # fmt: skip
+        self._records_dropped = Counter(
+            "voxline_records_dropped", "Call records not written, by reason.",
+            ["reason"], registry=self.registry,
+        )  # fmt: skip
         self._sessions: Callable[[], tuple[int, int]] = lambda: (0, 0)
-        self._executors: Callable[[], Iterable[ExecutorStats]] = list
+        self._executors: Callable[[], Iterable[ExecutorStats | CacheStatistics]] = list
         self.registry.register(_Live(self))
 
     # -- what the session and the server report --------------------------------------------
@@ -107,14 +119,17 @@ class Metrics:
     def request(self, endpoint: str, status: int) -> None:
         self._requests.labels(endpoint, str(status)).inc()
 
+    def records_dropped(self, reason: str, count: int = 1) -> None:
+        self._records_dropped.labels(reason).inc(count)
+
     def watch(
         self,
         *,
         sessions: Callable[[], tuple[int, int]],
-        executors: Callable[[], Iterable[ExecutorStats]],
+        executors: Callable[[], Iterable[ExecutorStats | CacheStatistics]],
     ) -> None:
-        """Read ``sessions()`` (open, limit) and ``executors()`` at every scrape (replaces
-        what an earlier call gave)."""
+        """Read ``sessions()`` (open, limit) and ``executors()`` (the executors' statistics,
+        and the TTS cache's) at every scrape (replaces what an earlier call gave)."""
         self._sessions = sessions
         self._executors = executors
 
@@ -152,8 +167,13 @@ class _Live:
                 ("rejected", "Requests refused because the queue was full."),
             )
         }
+        caches = _cache_families()
         for stats in self._metrics._executors():
             label = [stats.name]
+            if isinstance(stats, CacheStatistics):
+                for name, family in caches.items():
+                    family.add_metric(label, getattr(stats, name))
+                continue
             gauges["queue_depth"].add_metric(label, stats.queue_depth)
             gauges["max_queue"].add_metric(label, stats.max_queue)
             gauges["in_flight"].add_metric(label, stats.in_flight)
@@ -165,17 +185,39 @@ class _Live:
             counters["rejected"].add_metric(label, stats.rejected)
         yield from gauges.values()
         yield from counters.values()
+        yield from caches.values()
 
 
-def executor_statistics(models: LoadedModels) -> list[ExecutorStats]:
-    """The statistics of every executor in ``models``."""
-    stats: list[ExecutorStats] = [
+def _cache_families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
+    """The ``voxline_tts_cache_*`` families, by :class:`CacheStatistics` field."""
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+        name: GaugeMetricFamily(f"voxline_tts_cache_{name}", doc, labels=["cache"])
+        for name, doc in (
+            ("bytes", "Bytes of synthesised audio (PCM) the TTS cache keeps."),
+            ("max_bytes", "The most PCM bytes the TTS cache keeps (profile.tts.cache_mb)."),
+            ("entries", "Syntheses the TTS cache keeps."),
+        )
+    }
+    for name, doc in (
+        ("hits", "Synthesis requests replayed from the TTS cache."),
+        ("misses", "Synthesis requests the TTS cache did not hold."),
+        ("evictions", "Entries the TTS cache dropped to make room."),
+    ):
+        families[name] = CounterMetricFamily(f"voxline_tts_cache_{name}", doc, labels=["cache"])
+    return families
+
+
+def executor_statistics(models: LoadedModels) -> list[ExecutorStats | CacheStatistics]:
+    """The statistics of every executor in ``models``, and of its TTS cache."""
+    stats: list[ExecutorStats | CacheStatistics] = [
         models.vad.statistics(),
         models.asr.statistics(),
-        models.tts.statistics(),
+        models.engine.statistics(),
     ]
     if models.embedder is not None:
         stats.append(models.embedder.executor.statistics())
+    if isinstance(models.tts, CachedEngine):
+        stats.append(models.tts.statistics())
     return stats
 
 

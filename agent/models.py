@@ -20,6 +20,7 @@ from agent.config import AgentConfig, VoiceConfig
 from agent.dialogue.embeddings import SentenceEmbedder
 from agent.reply import ReplyVoice
 from agent.session import Models, SessionSettings
+from agent.tts_prefill import prefill
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest
 from pipeline.asr.model import EMBEDDED, AsrModelConfig
 from pipeline.asr.stage import asr_executor
@@ -28,6 +29,7 @@ from pipeline.events import PIPELINE_RATE
 from pipeline.executor import ExecutorStatistics, ModelExecutor
 from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
 from pipeline.vad.detector import DetectorConfig
+from voices.cache import CachedEngine
 from voices.catalog import Voice, create_engine, load_catalog
 from voices.emotion import parse_style
 from voices.engine import TTSEngine
@@ -40,6 +42,10 @@ log = logging.getLogger("voxline.models")
 
 #: what the agent's speech engine reports to ``/metrics``
 EngineStatistics = PiperStatistics | ExecutorStatistics | EspeakStatistics
+#: the agent's speech engine: its voice's, or a router over it and the voices of other languages
+Speech = PiperEngine | StyleTTS2Engine | EspeakEngine | VoiceRouter[EngineStatistics]
+#: bytes in a ``profile.tts.cache_mb``
+MIB = 1 << 20
 
 
 @dataclass
@@ -49,8 +55,9 @@ class LoadedModels:
     vad: ModelExecutor[VadRequest, VadResult]
     asr: ModelExecutor[DecodeRequest, Decoded]
     #: the agent's voice; with :attr:`voices`, a router that also speaks each SSML
-    #: ``xml:lang`` (and ``<voice name>``) that one of them speaks in that voice
-    tts: PiperEngine | StyleTTS2Engine | EspeakEngine | VoiceRouter[EngineStatistics]
+    #: ``xml:lang`` (and ``<voice name>``) that one of them speaks in that voice; behind the
+    #: TTS cache unless ``profile.tts.cache_mb`` is 0
+    tts: Speech | CachedEngine[Speech]
     embedder: SentenceEmbedder | None
     asr_options: DecodeOptions
     #: how calls speak (:func:`reply_voice` of the agent's catalog voice)
@@ -65,6 +72,11 @@ class LoadedModels:
         if language is not None and language in self.voices:
             return Models(self.vad, self.asr, self.voices[language][0])
         return Models(self.vad, self.asr, self.tts)
+
+    @property
+    def engine(self) -> Speech:
+        """:attr:`tts` without its cache."""
+        return self.tts.inner if isinstance(self.tts, CachedEngine) else self.tts
 
     def close(self) -> None:
         self._stack.close()
@@ -190,20 +202,27 @@ def load_models(config: AgentConfig) -> LoadedModels:
                 voices=by_name,
                 language=catalog.get(config.voice.name).language,
             )
-        anyio.run(_warm, models)
+        if config.profile.tts.cache_mb:
+            models.tts = CachedEngine(models.engine, max_bytes=config.profile.tts.cache_mb * MIB)
+        anyio.run(_warm, models, config)
     except BaseException:
         stack.close()
         raise
     return models
 
 
-async def _warm(models: LoadedModels) -> None:
-    """One call through each model, so the first caller does not pay for lazy set-up."""
+async def _warm(models: LoadedModels, config: AgentConfig) -> None:
+    """One call through each model, so the first caller does not pay for lazy set-up; then
+    the agent's fixed replies into the TTS cache (:mod:`agent.tts_prefill`)."""
     silence = np.zeros(PIPELINE_RATE, dtype=np.float32)  # one second
     await models.asr.run(DecodeRequest(audio=silence, final=True, options=models.asr_options))
-    for engine in [models.tts, *(engine for engine, _ in models.voices.values())]:
+    for engine in [models.engine, *(engine for engine, _ in models.voices.values())]:
         async for _ in engine.synthesize("Ready."):
             pass
+    if isinstance(models.tts, CachedEngine):
+        said = await prefill(models.tts, config, models.voice)
+        stats = models.tts.statistics()
+        log.info("TTS cache: %d plans said, %d bytes kept", said, stats.bytes)
     if models.embedder is not None:
         await models.embedder.embed("hello")
     log.info("models warm")

@@ -28,6 +28,7 @@ import msgspec
 from agent.dialogue.decision import EndCall, Say, Transfer
 from pipeline.clock import MonotonicClock, WallClock
 from pipeline.playout import Playout, Word
+from voices.cache import CachedEngine
 from voices.chunking import ClauseChunker
 from voices.emotion import InlineTags, StyleChange, parse_style
 from voices.engine import Prosody, SpeechChunk, SpeechPlan, Style, TTSEngine
@@ -276,7 +277,8 @@ class Speaker:
         plan, error = self.voice.ssml_plan(document, self._style, lenient=True)
         if error is not None and self.on_warning is not None:
             await self.on_warning(f"invalid SSML, spoken without markup: {error}")
-        unrouted = self.tts.unrouted(plan) if isinstance(self.tts, VoiceRouter) else ()
+        tts = self.tts
+        unrouted = tts.unrouted(plan) if isinstance(tts, VoiceRouter | CachedEngine) else ()
         if unrouted and self.on_warning is not None:
             languages = ", ".join(unrouted)
             await self.on_warning(f"no voice for xml:lang {languages}: the agent's voice says it")

@@ -40,6 +40,8 @@ from agent.metrics import METRICS
 from agent.models import LoadedModels, load_models, session_settings
 from agent.native_call import native_call
 from agent.realtime_call import realtime_call
+from agent.records import Recorder
+from agent.records.routes import records_routes
 from agent.reply import Responder
 from agent.responders import BUILTINS, IntentResponder, LLMResponder
 from agent.rest import rest_routes
@@ -174,6 +176,8 @@ def create_app(
         state, max_sessions=config.server.max_sessions, max_opening=config.server.max_opening
     )
     webrtc = WebRtcCalls(config.server.webrtc)
+    records_config = config.server.records
+    records = Recorder(records_config, config.name) if records_config is not None else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -181,6 +185,8 @@ def create_app(
             tg.start_soon(state.load)
             tg.start_soon(drain, state, config.server.drain_timeout_s, config.server.drain_message)
             await tg.start(webrtc.run)
+            if records is not None:  # every call's record, written by its one writer
+                await tg.start(records.run)
             if config.server.sip.listen:  # calls get BYE when the group is cancelled
                 sip = SipServer(config.server.sip, ServerAdmission(state))
                 await tg.start(sip.run)
@@ -188,6 +194,8 @@ def create_app(
                 yield
             finally:
                 tg.cancel_scope.cancel()
+        if records is not None:  # the records of the last calls, then the database closed
+            await records.aclose()
         await state.close()
 
     async def live(request: Request) -> JSONResponse:
@@ -273,6 +281,7 @@ def create_app(
             *rest_routes(state),
             *client_secret_routes(policy.secrets),
             *webrtc_routes(state, webrtc),
+            *records_routes(records),
         ],
         lifespan=lifespan,
         middleware=[Middleware(AccessGuard, policy=policy)],

@@ -17,7 +17,10 @@ Both use one voice (the embedded ``en_US-joe-medium``) and ``--threads`` onnxrun
 Reported per path: time to the first PCM chunk (p50/p95) and the real-time factor (synthesis
 time over audio duration, summed over all requests). A third line, ``worker, first clause``,
 feeds three-sentence replies through :class:`~voices.chunking.ClauseChunker` and times the
-first chunk it yields (what a live reply waits for before its first audio).
+first chunk it yields (what a live reply waits for before its first audio). Two more time the
+first clause of fixed replies (a greeting, an intent's reply) through
+:class:`voices.cache.CachedEngine`: ``fixed reply, uncached`` on a miss (the worker speaks it)
+and ``fixed reply, cached`` once it is kept (replayed from memory; the worker is not asked).
 
 The in-process baseline imports ``piper`` into this benchmark process; the benchmark is a
 development tool, not part of the Voxline package, which only runs Piper out of process.
@@ -38,7 +41,9 @@ from pathlib import Path
 
 import anyio
 
+from voices.cache import CachedEngine
 from voices.chunking import ClauseChunker
+from voices.engine import SpeechPlan, TTSEngine
 from voices.piper_engine import PiperEngine
 
 SENTENCES = [
@@ -69,6 +74,13 @@ REPLIES = [
     "Thanks for waiting, I found your order. It shipped on Monday. It should arrive soon.",
     "Well, that depends on the plan you have. The basic plan includes ten gigabytes. "
     "The premium plan has no limit.",
+]
+
+#: fixed replies (an agent's greeting and intent replies): the cache pre-fills them
+FIXED = [
+    "Hello, thank you for calling Chez Voxline. How can I help you today?",
+    "We are open every day from nine in the morning until late at night.",
+    "For sales, press 1. For support, press 2. For the operator, press 0.",
 ]
 
 
@@ -140,7 +152,7 @@ def time_baseline(
     path.first.append(first)
 
 
-async def time_worker(engine: PiperEngine, text: str, path: Timings) -> None:
+async def time_worker(engine: TTSEngine, text: str | SpeechPlan, path: Timings) -> None:
     start = time.perf_counter()
     first: float | None = None
     async with aclosing(engine.synthesize(text)) as chunks:
@@ -167,12 +179,29 @@ async def time_first_clause(engine: PiperEngine, reply: str, path: Timings) -> N
     await time_worker(engine, first_text, path)
 
 
+def first_clause(reply: str) -> str:
+    chunker = ClauseChunker()
+    return [*chunker.feed(reply), *chunker.flush()][0].text.strip()
+
+
+async def time_fixed(engine: PiperEngine, uncached: Timings, cached: Timings) -> None:
+    """Each fixed reply's first clause through a new cache: a miss, then a hit."""
+    cache = CachedEngine(engine, max_bytes=64 << 20)
+    for reply in FIXED:
+        plan = SpeechPlan.from_text(first_clause(reply))
+        await time_worker(cache, plan, uncached)
+        await time_worker(cache, plan, cached)
+    stats = cache.statistics()
+    assert (stats.hits, stats.misses) == (len(FIXED), len(FIXED)), stats
+
+
 async def main_async(args: argparse.Namespace) -> list[Timings]:
     worker, baseline, clause = (
         Timings("worker"),
         Timings("in-process"),
         Timings("worker, first clause"),
     )
+    uncached, cached = Timings("fixed reply, uncached"), Timings("fixed reply, cached")
     speak = baseline_voice(args.threads)
     with PiperEngine(threads=args.threads) as engine:
         await time_worker(engine, "Warming up the pipe.", Timings("warm-up"))
@@ -182,8 +211,9 @@ async def main_async(args: argparse.Namespace) -> list[Timings]:
                 time_baseline(speak, text, baseline)
             for reply in REPLIES:
                 await time_first_clause(engine, reply, clause)
+            await time_fixed(engine, uncached, cached)
         print(f"worker statistics: {engine.statistics()}")
-    return [worker, baseline, clause]
+    return [worker, baseline, clause, uncached, cached]
 
 
 def main() -> None:

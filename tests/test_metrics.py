@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.metrics import Metrics
 from pipeline.executor import ModelExecutor
+from voices.cache import CacheStatistics
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -51,3 +52,18 @@ def test_counters_and_what_is_read_at_scrape_time() -> None:
     assert 0 <= got[("voxline_executor_busy_fraction", echo)] <= 1
     assert got[("voxline_executor_rejected_total", echo)] == 0
     assert not any(name.endswith("_created") for name, _ in got)
+
+
+def test_the_tts_cache_is_read_at_scrape_time() -> None:
+    metrics = Metrics()
+    cache = CacheStatistics("tts", 7, 3, entries=2, bytes=5000, max_bytes=1 << 20, evictions=1)
+    metrics.watch(sessions=lambda: (0, 1), executors=lambda: [cache])
+    got = samples(metrics)
+    label = (("cache", "tts"),)
+    assert got[("voxline_tts_cache_hits_total", label)] == 7
+    assert got[("voxline_tts_cache_misses_total", label)] == 3
+    assert got[("voxline_tts_cache_evictions_total", label)] == 1
+    assert got[("voxline_tts_cache_entries", label)] == 2
+    assert got[("voxline_tts_cache_bytes", label)] == 5000
+    assert got[("voxline_tts_cache_max_bytes", label)] == 1 << 20
+    assert not any(name.startswith("voxline_executor_") for name, _ in got)

@@ -373,8 +373,12 @@ def test_metrics_expose_sessions_stages_executors_and_errors(server: RunningServ
         "voxline_executor_queue_depth",
         "voxline_executor_busy_fraction",
         "voxline_executor_rejected",
+        "voxline_tts_cache_hits",  # the agent's fixed replies were cached at start-up
+        "voxline_tts_cache_bytes",
     ):
         assert name in families, name
+    [cached] = families["voxline_tts_cache_bytes"].samples
+    assert cached.value > 0
     executors = {s.labels["executor"] for s in families["voxline_executor_queue_depth"].samples}
     assert {"silero-vad", "piper"} <= executors
     assert any(name.startswith("whisper") for name in executors)

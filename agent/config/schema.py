@@ -56,6 +56,9 @@ class TtsConfig(Section, frozen=True, kw_only=True):
     #: the local cache; an espeak-ng voice name. Unset: the catalog voice's own model.
     voice: str | None = None
     device: Literal["cpu", "cuda"] = "cpu"
+    #: the most synthesised audio kept to replay what was said before, in MiB of PCM
+    #: (64: about 25 minutes at 22.05 kHz); the fixed replies are said at start-up; 0: none
+    cache_mb: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 64
 
 
 class LlmConfig(Section, frozen=True, kw_only=True):
@@ -265,6 +268,22 @@ class SipConfig(Section, frozen=True, kw_only=True):
                 raise ValueError(f"listen: {address!r} needs a public_address for SDP")
 
 
+class RecordsConfig(Section, frozen=True, kw_only=True):
+    """Call records (agent/records/): every call's record written to a database."""
+
+    #: ``sqlite:///PATH`` (relative to the working directory; ``~`` is the home directory,
+    #: ``sqlite:////abs/path`` an absolute one, ``sqlite:///:memory:`` a throwaway one) or
+    #: ``postgresql://user[:password]@host[:port]/database`` (libpq's URL)
+    url: Annotated[str, msgspec.Meta(pattern=r"^(sqlite:///.+|postgres(ql)?://.*)$")] = (
+        "sqlite:///~/.local/share/voxline/calls.db"
+    )
+    #: records of calls that started longer ago are deleted (at start-up, then daily)
+    retention_days: Annotated[float, msgspec.Meta(gt=0, le=36_500)] = 30.0
+    #: finished calls waiting to be written; beyond it a record is dropped and counted
+    #: (``voxline_records_dropped_total``): writing never holds up a call
+    queue: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+
+
 #: an origin a browser may call from: ``scheme://host`` or ``scheme://host:port``, ``:*`` for
 #: any port, or ``*`` for every origin
 Origin = Annotated[
@@ -333,6 +352,8 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     drain_message: Annotated[str, msgspec.Meta(min_length=1)] = (
         "Sorry, we have to end this call now. Goodbye."
     )
+    #: call records (agent/records/; null: none are kept)
+    records: RecordsConfig | None = RecordsConfig()
     auth: AuthConfig = AuthConfig()
     webrtc: WebRtcConfig = WebRtcConfig()
     sip: SipConfig = SipConfig()

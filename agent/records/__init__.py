@@ -1,0 +1,31 @@
+"""Call records: every call's record written to a database, and read back over REST.
+
+- :mod:`agent.records.model`: the record (msgspec structs) and the listing's queries;
+- :mod:`agent.records.call_log`: one call's record as it happens (sans-I/O);
+- :mod:`agent.records.recorder`: the sink wrapper that feeds it, the bounded queue and the
+  server's one writer task;
+- :mod:`agent.records.store`: SQLite or PostgreSQL, on a worker thread;
+- :mod:`agent.records.migrations`: the schema, numbered;
+- :mod:`agent.records.routes`: ``GET /v1/calls`` and ``GET /v1/calls/{id}``.
+
+Configured by ``server.records`` (docs/config.md "Call records").
+"""
+
+from __future__ import annotations
+
+from agent.records.model import CallPage, CallQuery, CallRecord, Line, Note, ToolUse
+from agent.records.recorder import Recorder, RecordsUnavailable
+from agent.records.store import CallStore, StoreError
+
+__all__ = [
+    "CallPage",
+    "CallQuery",
+    "CallRecord",
+    "CallStore",
+    "Line",
+    "Note",
+    "Recorder",
+    "RecordsUnavailable",
+    "StoreError",
+    "ToolUse",
+]

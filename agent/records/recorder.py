@@ -1,0 +1,340 @@
+"""A server's call records: every call observed, its record queued, one writer task storing them.
+
+::
+
+    run_call (every transport)                       the server's task group
+    ├─ Recorder.started(session) ─ RecordingSink     └─ Recorder.run: open + migrate,
+    │    wraps the session's sink: what it says           retention (at start, then daily),
+    │    goes on unchanged, and into its CallLog          batches to CallStore.write on a
+    └─ at the end: the record ─► queue ─────────────►     worker thread
+
+:meth:`Recorder.started` is a :data:`agent.call_loop.WATCHERS` entry while :meth:`Recorder.run`
+runs: every transport's call is seen the same way, and the transport gets exactly what it got
+without it (the sink forwards first-hand; recording is a few appends). Queue policy: DROP
+NEWEST, counted (``voxline_records_dropped_total{reason="queue_full"}``): a finished call's
+record is offered without waiting, so a slow or unreachable database never holds up a call.
+A batch the database refuses is dropped and counted too (``write_failed``); the next batch
+opens the connection again. The database is opened in the background (retried, with
+back-off, while it cannot be reached: records wait in the queue meanwhile).
+
+The transport's name is its sink's class (``NativeSink`` is ``native``, ``WebRtcSink``
+``webrtc``). Tool calls are read from the LLM dialogue's history (:mod:`agent.responders`)
+after each reply and at the end: their ``at_s`` is when the record saw them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from agent import call_loop
+from agent.config.schema import RecordsConfig
+from agent.dialogue.llm_history import History
+from agent.metrics import METRICS
+from agent.records.call_log import CallLog
+from agent.records.model import CallRecord
+from agent.records.store import CallStore, redacted
+from agent.responders import IntentResponder, LLMResponder
+from agent.session import Session
+from agent.session_events import CallEnded, CallSink, SessionEvent, UserTurn
+
+__all__ = ["BATCH", "Recorder", "RecordingSink", "RecordsUnavailable", "transport_of"]
+
+log = logging.getLogger("voxline.records")
+
+T = TypeVar("T")
+
+#: records written in one transaction at most
+BATCH = 100
+DAY_S = 86_400.0
+#: the longest wait between two tries to open the database
+MAX_RETRY_S = 60.0
+#: seconds the records still queued at shutdown have to be written
+FLUSH_S = 10.0
+
+
+class RecordsUnavailable(Exception):
+    """The records database is not open (yet): it could not be reached."""
+
+
+def transport_of(sink: CallSink) -> str:
+    """The transport's name, from its sink's class (``NativeSink``: ``native``)."""
+    return type(sink).__name__.removesuffix("Sink").lower() or "unknown"
+
+
+class RecordingSink:
+    """A session's sink that also tells ``log`` what the session says (see the module doc)."""
+
+    def __init__(self, sink: CallSink, log: CallLog, session: Session, start: float) -> None:
+        self.sink = sink
+        self.log = log
+        self._session = session
+        self._start = start
+        self._audio: int | None = None  # the generation whose audio is going out
+        self._failed = False
+
+    @property
+    def output_rate(self) -> int:
+        return self.sink.output_rate
+
+    async def send_audio(self, generation: int, pcm: bytes) -> None:
+        if generation != self._audio:
+            self._audio = generation
+            self._note(lambda at: self.log.audio(generation, at))
+        await self.sink.send_audio(generation, pcm)
+
+    async def end_audio(self, generation: int) -> None:
+        await self.sink.end_audio(generation)
+        self._audio = None
+        self._note(lambda at: self._reply_over(generation, at))
+
+    async def clear_audio(self, generation: int) -> int | None:
+        played = await self.sink.clear_audio(generation)
+        self._audio = None
+        self._note(lambda at: self._reply_over(generation, at))
+        return played
+
+    async def send_event(self, event: SessionEvent) -> None:
+        self._note(lambda at: self._event(event, at))
+        await self.sink.send_event(event)
+
+    def tools_seen(self, at: float) -> None:
+        """Read the tool calls in the LLM's history into the log."""
+        history = _history(self._session.responder)
+        if history is None:
+            return
+        results = {m.tool_call_id: m.content for m in history.messages if m.role == "tool"}
+        for message in history.messages:
+            for call in message.tool_calls:
+                result = results.get(call.id)
+                self.log.tool(call.id, call.name, call.arguments, result, round(at, 3))
+
+    def _event(self, event: SessionEvent, at: float) -> None:
+        self.log.event(event, at)
+        if isinstance(event, UserTurn | CallEnded):
+            self.tools_seen(at)
+
+    def _reply_over(self, generation: int, at: float) -> None:
+        self.log.audio_ended(generation, at)
+        self.tools_seen(at)
+
+    def _note(self, step: Callable[[float], None]) -> None:
+        """Record something; a failure to is logged once and never reaches the call."""
+        if self._failed:
+            return
+        try:
+            step(self._session.clock.now() - self._start)
+        except Exception:
+            self._failed = True
+            log.exception("call %s: recording failed (the call goes on)", self._session.id)
+
+
+def _history(responder: object) -> History | None:
+    if isinstance(responder, IntentResponder):
+        responder = responder.llm
+    return responder.history if isinstance(responder, LLMResponder) else None
+
+
+class Recorder:
+    """One server's call records (see the module doc): ``agent`` names its calls."""
+
+    def __init__(
+        self,
+        config: RecordsConfig,
+        agent: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.agent = agent
+        self.store = CallStore(config.url)
+        self.clock = clock
+        self._send, self._receive = anyio.create_memory_object_stream[CallRecord](config.queue)
+        self._limiter = anyio.CapacityLimiter(1)  # the store's calls, one at a time
+        #: the database is open and migrated
+        self.ready = False
+        self.dropped = 0
+        self._running = False
+        self._stopped = anyio.Event()
+
+    # -- the calls' side (never waits) -------------------------------------------------------
+
+    def started(self, session: Session) -> Callable[[Exception | None], None]:
+        """A call has started (:data:`agent.call_loop.WATCHERS`): observe it; returns what
+        ends its record."""
+        try:
+            outbox = session.outbox
+            inner = outbox.sink
+            while isinstance(inner, RecordingSink):  # another server's in this process
+                inner = inner.sink
+            start = session.clock.now()
+            input_clock = session.input
+            call_log = CallLog(
+                call_id=session.id,
+                agent=self.agent,
+                transport=transport_of(inner),
+                started_at=dt.datetime.now(dt.UTC),
+                caller_time=lambda sample: input_clock.wall_time_of(sample) - start,
+            )
+            sink = outbox.sink = RecordingSink(outbox.sink, call_log, session, start)
+        except Exception:
+            log.exception("call %s: not recorded", session.id)
+            return lambda failure: None
+
+        def ended(failure: Exception | None) -> None:
+            try:
+                sink.tools_seen(session.clock.now() - start)
+                reason = session.ended or ("error" if failure is not None else "hangup")
+                self.submit(call_log.record(dt.datetime.now(dt.UTC), reason))
+            except Exception:
+                log.exception("call %s: its record was lost", session.id)
+
+        return ended
+
+    def submit(self, record: CallRecord) -> bool:
+        """Queue ``record`` for the writer; ``False``: the queue was full (dropped, counted)."""
+        try:
+            self._send.send_nowait(record)
+        except anyio.WouldBlock:
+            self._drop("queue_full", 1)
+            log.warning("call %s: its record was dropped (the records queue is full)", record.id)
+            return False
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._drop("unavailable", 1)
+            return False
+        return True
+
+    def _drop(self, reason: str, count: int) -> None:
+        self.dropped += count
+        METRICS.records_dropped(reason, count)
+
+    # -- the API's side ----------------------------------------------------------------------
+
+    async def read(self, query: Callable[[CallStore], T]) -> T:
+        """``query(store)`` on a worker thread; :class:`RecordsUnavailable` if not open."""
+        if not self.ready:
+            raise RecordsUnavailable("the call records database is not available")
+        return await anyio.to_thread.run_sync(query, self.store, limiter=self._limiter)
+
+    # -- the writer --------------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The writer: observe the calls, open the database, then write what comes, until
+        cancelled (or :meth:`aclose`); retention at start and every day."""
+        self._running = True
+        call_loop.WATCHERS.append(self.started)
+        try:
+            task_status.started()
+            await self._open()
+            await self._retain()
+            due = anyio.current_time() + DAY_S
+            while True:
+                batch: list[CallRecord] = []
+                with anyio.move_on_after(max(0.0, due - anyio.current_time())):
+                    try:
+                        batch = await self._next_batch()
+                    except anyio.EndOfStream:
+                        return
+                await self._write(batch)
+                if anyio.current_time() >= due:
+                    await self._retain()
+                    due = anyio.current_time() + DAY_S
+        finally:
+            call_loop.WATCHERS.remove(self.started)
+            self._running = False
+            self._stopped.set()
+
+    async def aclose(self) -> None:
+        """No more records: what is queued is written (:data:`FLUSH_S` at most), then the
+        database is closed."""
+        self._send.close()
+        with anyio.move_on_after(FLUSH_S, shield=True):
+            if self._running:
+                await self._stopped.wait()  # it writes what is left, then stops
+            left: list[CallRecord] = []
+            while True:
+                try:
+                    left.append(self._receive.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            if left and self.ready:
+                await self._write(left)
+            elif left:  # the database never opened
+                self._drop("unavailable", len(left))
+            await anyio.to_thread.run_sync(self.store.close, limiter=self._limiter)
+        self._receive.close()
+        self.ready = False
+
+    async def _open(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                version = await anyio.to_thread.run_sync(self.store.migrate, limiter=self._limiter)
+            except Exception as error:
+                log.warning(
+                    "call records: cannot open %s (%s: %s); trying again in %g s",
+                    redacted(self.config.url),
+                    type(error).__name__,
+                    error,
+                    delay,
+                )
+                await anyio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_S)
+                continue
+            log.info(
+                "call records: %s (%s, schema %d)",
+                redacted(self.config.url),
+                self.store.engine.name,
+                version,
+            )
+            self.ready = True
+            return
+
+    async def _next_batch(self) -> list[CallRecord]:
+        batch = [await self._receive.receive()]
+        while len(batch) < BATCH:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+        return batch
+
+    async def _write(self, batch: list[CallRecord]) -> None:
+        if not batch:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.store.write, batch, limiter=self._limiter)
+        except Exception as error:
+            self._drop("write_failed", len(batch))
+            log.error(
+                "call records: %d record(s) not written (%s: %s)",
+                len(batch),
+                type(error).__name__,
+                error,
+            )
+            return
+        for record in batch:
+            log.info("call %s recorded", record.id)
+
+    async def _retain(self) -> None:
+        cutoff = self.clock() - self.config.retention_days * DAY_S
+        try:
+            deleted = await anyio.to_thread.run_sync(
+                self.store.delete_before, cutoff, limiter=self._limiter
+            )
+        except Exception as error:
+            log.error("call records: retention failed (%s: %s)", type(error).__name__, error)
+            return
+        if deleted:
+            log.info(
+                "call records: %d older than %g days deleted", deleted, self.config.retention_days
+            )
