@@ -21,10 +21,15 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from agent.drain import Draining
 
-__all__ = ["SCOPE_KEY", "Counts", "Slots", "Ticket"]
+__all__ = ["REFUSALS", "SCOPE_KEY", "Counts", "Slots", "Ticket"]
 
 #: the scope key of a WebSocket's ticket
 SCOPE_KEY = "voxline.ticket"
+#: why a call that started was refused (:attr:`Ticket.refusal`), as its 1013 close says it
+REFUSALS = {
+    "at_capacity": "server is at its session limit",
+    "draining": "server is shutting down",
+}
 
 
 class Counts(Protocol):
@@ -43,6 +48,8 @@ class Ticket:
         self.counts = counts
         self.max_sessions = max_sessions
         self.state = "opening"  # "opening" | "session" | "closed"
+        #: why :meth:`start` refused the call (a key of :data:`REFUSALS`; empty: it did not)
+        self.refusal = ""
 
     def start(self) -> bool:
         """The call starts: a session slot for it, if one is free (the opening slot is
@@ -50,7 +57,11 @@ class Ticket:
         if self.state != "opening":
             return self.state == "session"
         self.counts.opening -= 1
-        if self.counts.sessions >= self.max_sessions or self.counts.draining.is_set():
+        if self.counts.draining.is_set():
+            self.refusal = "draining"
+        elif self.counts.sessions >= self.max_sessions:
+            self.refusal = "at_capacity"
+        if self.refusal:
             self.state = "closed"
             return False
         self.counts.sessions += 1

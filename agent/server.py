@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from agent.admission import SCOPE_KEY, Slots
+from agent.admission import REFUSALS, SCOPE_KEY, Slots
 from agent.auth import AccessPolicy, ApiKeys, is_loopback, load_keys
 from agent.auth_asgi import AccessGuard, close_refused
 from agent.client_secret_route import client_secret_routes
@@ -239,14 +239,14 @@ def create_app(
         async def endpoint(ws: WebSocket) -> None:
             if state.draining.is_set():
                 METRICS.error("admission", "draining")
-                await close_refused(ws, 1013, "server is shutting down")
+                await close_refused(ws, 1013, REFUSALS["draining"])
                 return
             if not state.ready.is_set():
                 await close_refused(ws, 1013, "models are still loading")
                 return
             if state.sessions >= config.server.max_sessions:
                 METRICS.error("admission", "at_capacity")
-                await close_refused(ws, 1013, "server is at its session limit")
+                await close_refused(ws, 1013, REFUSALS["at_capacity"])
                 return
             ticket = slots.open()  # a session slot only once the call starts (hello)
             if ticket is None:

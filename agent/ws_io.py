@@ -44,7 +44,7 @@ from typing import Generic, Protocol, TypeVar
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agent.admission import SCOPE_KEY, Ticket
+from agent.admission import REFUSALS, SCOPE_KEY, Ticket
 from agent.call_loop import Task, run_call
 from agent.metrics import METRICS
 from agent.session import Session
@@ -207,7 +207,8 @@ class _Connection(Generic[E]):
         #: the call did not start within the opening deadline
         self.expired = False
         #: the call started with every session slot taken (:mod:`agent.admission`)
-        self.refused = False
+        #: why the call was refused when it started (a key of ``REFUSALS``; empty: it was not)
+        self.refused = ""
         self._goodbye = False
         self._early: list[E] = []  # events of the starting frame, after the start
 
@@ -244,9 +245,9 @@ class _Connection(Generic[E]):
         is sent; :mod:`agent.admission`)."""
         ticket = self.ws.scope.get(SCOPE_KEY)
         if isinstance(ticket, Ticket) and not ticket.start():
-            METRICS.error("admission", "at_capacity")
-            log.info("a call started with every session slot taken: closed (1013)")
-            self.refused = True
+            METRICS.error("admission", ticket.refusal)
+            log.info("a call started and was refused (%s): closed (1013)", ticket.refusal)
+            self.refused = ticket.refusal
 
     def _started(self) -> bool:
         return self.call.session is not None
@@ -283,7 +284,7 @@ class _Connection(Generic[E]):
         elif self.expired:
             code, reason = OPEN_TIMEOUT, "the call did not start in time"
         elif self.refused:
-            code, reason = 1013, "server is at its session limit"
+            code, reason = 1013, REFUSALS[self.refused]
         else:
             code, reason = 1000, (session.ended if session is not None else None) or "ended"
         with contextlib.suppress(WebSocketDisconnect):  # it left meanwhile: closed either way

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import httpx
 import pytest
 import websockets
 
+from agent.admission import REFUSALS, Slots
+from agent.drain import Draining
 from tests.server import RunningServer, running_server
 from tests.test_auth import agent_file
 
@@ -137,3 +140,29 @@ async def test_a_call_that_starts_with_every_slot_taken_is_closed_before_it_runs
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1013
     assert closed.value.rcvd.reason == "server is at its session limit"
+
+
+@dataclass
+class Counted:
+    """A server's counts, as a ticket sees them."""
+
+    sessions: int = 0
+    opening: int = 0
+    draining: Draining = field(default_factory=Draining)
+
+
+@pytest.mark.anyio
+async def test_a_ticket_says_why_its_call_was_refused() -> None:
+    counts = Counted()
+    slots = Slots(counts, max_sessions=1, max_opening=4)
+    first, second, third = slots.open(), slots.open(), slots.open()
+    assert first is not None
+    assert second is not None
+    assert third is not None
+    assert (first.start(), first.refusal) == (True, "")
+    assert (second.start(), second.refusal) == (False, "at_capacity")
+    counts.draining.started.set()  # the third socket was opening when the drain began
+    first.close()
+    assert (third.start(), third.refusal) == (False, "draining")
+    assert REFUSALS[third.refusal] == "server is shutting down"
+    assert (counts.sessions, counts.opening) == (0, 0)
