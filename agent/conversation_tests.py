@@ -36,7 +36,7 @@ import msgspec
 import yaml  # type: ignore[import-untyped]  # no stubs installed: used as Any
 
 # the agent files' YAML reader and error paths (one definition of each)
-from agent.config.loading import _FIELD, _PATH, _load_yaml, load_config
+from agent.config.loading import convert_strictly, load_config, load_yaml
 from agent.config.schema import AgentConfig
 from agent.digits import KEYS
 from pipeline.errors import ConfigError
@@ -210,17 +210,7 @@ def _decode(raw: bytes, path: Path) -> _RawFile:
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise ConfigError("$", f"a test file is YAML (.yaml), not {path.suffix or 'no suffix'!r}")
     try:
-        data = _load_yaml(raw)
+        data = load_yaml(raw)
     except yaml.YAMLError as error:
         raise ConfigError("$", f"not valid YAML: {error}") from error
-    try:
-        return msgspec.convert(data, _RawFile, strict=True)
-    except msgspec.ValidationError as error:
-        message = str(error)
-        match = _PATH.search(message)
-        where = match.group(1) if match else "$"
-        reason = _PATH.sub("", message).strip().rstrip("-").strip()
-        field = _FIELD.search(reason)
-        if field:
-            where = f"{where}.{field.group(1)}"
-        raise ConfigError(where, reason) from error
+    return convert_strictly(data, _RawFile)

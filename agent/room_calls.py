@@ -65,18 +65,14 @@ class RoomService:
         self.models = models
         self.llm = llm
         self.rooms = Rooms()
-
-    def languages(self) -> dict[str, str]:
-        """The languages a member may speak and hear here, with the voice that speaks each."""
-        spoken = {self._language_of_voice(): self.config.voice.name}
-        spoken.update(self.config.voice.languages)
-        return spoken
+        own = load_catalog().get(config.voice.name).language.split("-")[0].lower()
+        #: the languages a member may speak and hear here, with the voice that speaks each
+        #: (read once: the catalog is files)
+        self.languages = {own: config.voice.name, **config.voice.languages}
 
     def joinable(self) -> list[str]:
         """The languages a member may join with (what :meth:`join` accepts), sorted."""
-        return [
-            language for language in sorted(self.languages()) if self._refusal(language) is None
-        ]
+        return [language for language in sorted(self.languages) if self._refusal(language) is None]
 
     def join(self, room_id: str, language: str, settings: SessionSettings) -> RoomCall:
         """A member speaking ``language`` joins room ``room_id`` (:class:`RoomError` if not)."""
@@ -111,7 +107,7 @@ class RoomService:
         """Why a member speaking ``language`` (lower case) cannot join here, if they cannot."""
         if language not in whisper_languages():
             return RoomError("unknown_language", f"language: {language[:16]!r} is not known")
-        voices = self.languages()
+        voices = self.languages
         if language not in voices:
             return RoomError(
                 "no_voice",
@@ -125,7 +121,3 @@ class RoomService:
                 f"{language_name(language)} (dialogue.translate.engine: llm)",
             )
         return None
-
-    def _language_of_voice(self) -> str:
-        spoken = load_catalog().get(self.config.voice.name).language
-        return spoken.split("-")[0].lower()

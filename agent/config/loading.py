@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import yaml  # type: ignore[import-untyped]  # no stubs installed: used as Any
@@ -17,6 +17,8 @@ import yaml  # type: ignore[import-untyped]  # no stubs installed: used as Any
 from agent.config.references import check_references
 from agent.config.schema import AgentConfig
 from pipeline.errors import ConfigError
+
+T = TypeVar("T")
 
 _PATH = re.compile(r"at `(\$[^`]*)`$")
 _FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
@@ -36,15 +38,23 @@ def parse_config(raw: bytes, suffix: str) -> AgentConfig:
     """Decode an agent file's bytes (``suffix`` picks the format) and check its references."""
     try:
         if suffix in (".yaml", ".yml"):
-            data: Any = _load_yaml(raw)
+            data: Any = load_yaml(raw)
         elif suffix == ".toml":
             data = msgspec.toml.decode(raw)
         else:
             raise ConfigError("$", f"unknown config format {suffix!r} (use .yaml or .toml)")
     except (msgspec.DecodeError, yaml.YAMLError) as error:
         raise ConfigError("$", f"not valid {suffix.lstrip('.').upper()}: {error}") from error
+    config = convert_strictly(data, AgentConfig)
+    check_references(config)
+    return config
+
+
+def convert_strictly(data: object, kind: type[T]) -> T:
+    """Decoded ``data`` as ``kind``, strictly: a mismatch is a
+    :class:`~pipeline.errors.ConfigError` naming the key (``$.turns.barge_in_min_speech``)."""
     try:
-        config = msgspec.convert(data, AgentConfig, strict=True)
+        return msgspec.convert(data, kind, strict=True)
     except msgspec.ValidationError as error:
         message = str(error)
         match = _PATH.search(message)
@@ -54,8 +64,6 @@ def parse_config(raw: bytes, suffix: str) -> AgentConfig:
         if field:
             where = f"{where}.{field.group(1)}"
         raise ConfigError(where, reason) from error
-    check_references(config)
-    return config
 
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -78,5 +86,5 @@ class _StrictLoader(_Loader):  # type: ignore[misc]
         return mapping
 
 
-def _load_yaml(raw: bytes) -> Any:
+def load_yaml(raw: bytes) -> Any:
     return yaml.load(raw, Loader=_StrictLoader)  # a safe loader
