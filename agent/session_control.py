@@ -3,12 +3,11 @@ control inputs its one control loop dispatches.
 
 Everything that changes a call's state goes through the session's control channel, in order
 with the ASR's transcripts and VAD events: a client's requests (:class:`TypedTurn`,
-:class:`InterruptReply`, :class:`TruncateReply`, :class:`NewTurnConfig`, a ``DiscardTurn``,
-a transfer's :class:`TransferResult`, a key's :class:`Keypress`), and the session's own news
-about replies and playout (``ReplyStarted``, ``PlayoutStarted``, ``PlayoutProgress``,
-:class:`ReplyHeard`), echo (``EchoEstimate``) and a transfer's deadline
-(:class:`TransferExpired`). Each travels as a :class:`Signal`; :data:`Control` is their union,
-and the loop matches on it.
+:class:`InterruptReply`, :class:`TruncateReply`, :class:`NewTurnConfig`, a transfer's
+:class:`TransferResult`, a key's :class:`Keypress`), and the session's own news about replies
+and playout (``ReplyStarted``, ``PlayoutStarted``, ``PlayoutProgress``, :class:`ReplyHeard`),
+echo (``EchoEstimate``) and a transfer's deadline (:class:`TransferExpired`). Each travels as a
+:class:`Signal`; :data:`Control` is their union, and the loop matches on it.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import msgspec
 from agent.digits import check_digit
 from agent.reply import ReplyVoice
 from agent.turns import (
-    DiscardTurn,
     EchoEstimate,
     PlayoutProgress,
     PlayoutStarted,
@@ -162,7 +160,6 @@ Control = (
     | EndNow
     | Farewell
     | Wake
-    | DiscardTurn
     | EchoEstimate
     | ReplyStarted
     | PlayoutStarted
