@@ -58,7 +58,8 @@ pytestmark = [
 ]
 
 DOCUMENT = (
-    '<speak>Hello there. <lang xml:lang="es-ES">¿Dónde está la estación?</lang> Thank you.</speak>'
+    "<speak>Good morning, hello there. "
+    '<lang xml:lang="es-ES">¿Dónde está la estación?</lang> Thank you.</speak>'
 )
 SPANISH = "¿Dónde está la estación? "
 
@@ -89,7 +90,7 @@ def spans(router: VoiceRouter[PiperStatistics], plan: SpeechPlan) -> list[tuple[
 def test_xml_lang_and_voice_names_pick_the_engine() -> None:
     router = router_of(PiperEngine(), EspeakEngine("es"))
     table = [
-        (DOCUMENT, [(0, "Hello there. "), (1, SPANISH), (0, "Thank you.")]),
+        (DOCUMENT, [(0, "Good morning, hello there. "), (1, SPANISH), (0, "Thank you.")]),
         # a region, any case: its primary subtag
         ('<speak><s xml:lang="ES-mx">Hola.</s> Bye.</speak>', [(1, "Hola. "), (0, "Bye.")]),
         # a voice by catalog name, whatever its language says
@@ -190,7 +191,7 @@ async def test_a_spanish_sentence_is_spoken_by_the_spanish_voice(
     inside = (spanish[0].sample_offset + spanish[-1].end_offset) // 2
     heard_end = heard_until([w for c in chunks for w in c.words], inside)
     assert spanish_start < heard_end < spanish_end
-    assert text[:heard_end].startswith("Hello there. ¿Dónde")
+    assert text[:heard_end].startswith("Good morning, hello there. ¿Dónde")
 
 
 @pytest.mark.slow
@@ -234,7 +235,7 @@ async def test_cancelling_in_the_spanish_run_kills_its_espeak_process(
             before = piper_engine.statistics().requests_done
             async with anyio.create_task_group() as group:
                 group.start_soon(listen)
-                await first.wait()  # Joe said "Hello there."
+                await first.wait()  # Joe said "Good morning, hello there."
                 process = await until_running(spanish)
                 group.cancel_scope.cancel()
         assert process.returncode == -signal.SIGKILL
@@ -242,7 +243,7 @@ async def test_cancelling_in_the_spanish_run_kills_its_espeak_process(
         assert spanish.processes == ()
         stats = spanish.statistics()
         assert (stats.killed, stats.cancelled, stats.in_flight) == (1, 1, 0)
-    assert {c.text_end for c in received} == {len("Hello there.")}
+    assert {c.text_end for c in received} == {len("Good morning, hello there.")}
     assert piper_engine.statistics().requests_done == before + 1  # "Thank you." never asked
 
 
