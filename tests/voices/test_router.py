@@ -183,7 +183,9 @@ async def test_a_spanish_sentence_is_spoken_by_the_spanish_voice(
     assert {c.sample_rate for c in chunks} == {router.sample_rate} == {22050}
     assert_aligned(text, chunks)  # one coordinate system: offsets continuous, words tile
     assert sum(len(p) for p in parts.values()) == len(chunks)
-    assert "hello" in recognised["english before"], recognised
+    # Whisper base has heard Joe's "hello" as "below" in two CI runs (Piper samples its noise
+    # afresh on every synthesis); "good morning" it has always heard
+    assert {"good", "morning"} <= set(recognised["english before"]), recognised
     assert "estación" in recognised["spanish"], recognised
     assert {"thank", "you"} <= set(recognised["english after"]), recognised
     # a barge-in inside the Spanish run: heard up to a word of the Spanish sentence
