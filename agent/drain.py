@@ -9,7 +9,7 @@ every admission path refuses new calls from then on, each in its protocol's word
 a WebSocket call                closed with 1013 "server is shutting down" at its accept
                                 (one still opening: 1013 at its ``hello``/``start``)
 ``POST /v1/webrtc/offer``       503 ``draining`` (``Retry-After``)
-a SIP INVITE                    503
+a SIP INVITE                    503 (``Retry-After``)
 ==============================  ===========================================================
 
 :func:`drain` (a task of the app's lifespan) then

@@ -108,6 +108,9 @@ __all__ = ["ALLOW", "UserAgent"]  # ALLOW: transports.sip.call's, re-exported
 
 _NOT_ALLOWED = frozenset(("REGISTER", "SUBSCRIBE", "REFER", "MESSAGE", "PUBLISH", "PRACK"))
 _MIN_SE = 90
+#: a 503's ``Retry-After`` (RFC 3261 21.5.4): seconds a proxy leaves this server alone, so it
+#: tries another one (a full or draining server takes no call sooner)
+RETRY_AFTER = ("Retry-After", "5")
 
 
 class UserAgent:
@@ -284,7 +287,7 @@ class UserAgent:
         if not self._accept_source(source):
             return refuse(403, "source not allowed")  # U4
         if len(self.calls) >= self.max_calls:
-            return refuse(503, "too many calls", ("Retry-After", "5"))  # U5
+            return refuse(503, "too many calls", RETRY_AFTER)  # U5
         content_type = request.get("Content-Type").split(";")[0].strip().lower()
         if request.body and content_type != SDP:
             return refuse(415, f"body of type {content_type[:40]}", ("Accept", SDP))  # U7
@@ -460,11 +463,13 @@ class UserAgent:
 
     def reject(self, call_id: str, status: int, now: float) -> None:
         """Refuse the pending INVITE (486, 603, 488...): a new call ends, a refused
-        re-offer keeps the call as it was."""
+        re-offer keeps the call as it was. A 503 says when to retry (:data:`RETRY_AFTER`)."""
         call = self.calls[call_id]
         if call.pending is None:
             raise RuntimeError(f"call {call_id} has nothing to reject")
-        self.transactions.respond(call.pending, call.reply(self.contact, call.pending, status), now)
+        headers = [RETRY_AFTER] if status == 503 else None  # the server's at capacity or draining
+        reply = call.reply(self.contact, call.pending, status, headers)
+        self.transactions.respond(call.pending, reply, now)
         call.pending = None
         if call.state is CallState.INCOMING:
             del self.calls[call_id]
