@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,6 +28,17 @@ from voices.piper_engine import PiperEngine
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     backend: tuple[str, dict[str, Any]] = request.param
     return backend
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The servers the tests start (in process and as children) keep their call records in a
+    data directory of this run's own, never in the user's (``records.url`` left at its
+    default: :func:`agent.records.store.default_url`)."""
+    os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="voxline-test-data-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ["XDG_DATA_HOME"], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -31,6 +31,7 @@ from agent.metrics import METRICS
 from agent.records import CallQuery, CallRecord, CallStore, Line, Note, Recorder, ToolUse
 from agent.records.call_log import CallLog
 from agent.records.model import decode_cursor
+from agent.records.store import default_url
 from agent.server_process import ROOT, free_port
 from agent.session_events import AgentText, CallEnded, Interrupted, TurnLatency, UserTurn
 from tests.audio import espeak, silence
@@ -263,6 +264,21 @@ async def test_a_full_queue_drops_the_record_and_counts_it(tmp_path: Path) -> No
     assert dropped() == before + 1
     with anyio.fail_after(30):
         await recorder.aclose()
+
+
+@pytest.mark.anyio
+async def test_records_go_to_the_xdg_data_directory_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    recorder = Recorder(RecordsConfig(), "default")
+    with anyio.fail_after(30):
+        await recorder.aclose()
+    recorder.store.migrate()
+    recorder.store.close()
+    assert (tmp_path / "voxline" / "calls.db").is_file()
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert default_url() == "sqlite:///~/.local/share/voxline/calls.db"
 
 
 # -- one call's record (sans-I/O) ---------------------------------------------------------------

@@ -273,10 +273,9 @@ class RecordsConfig(Section, frozen=True, kw_only=True):
 
     #: ``sqlite:///PATH`` (relative to the working directory; ``~`` is the home directory,
     #: ``sqlite:////abs/path`` an absolute one, ``sqlite:///:memory:`` a throwaway one) or
-    #: ``postgresql://user[:password]@host[:port]/database`` (libpq's URL)
-    url: Annotated[str, msgspec.Meta(pattern=r"^(sqlite:///.+|postgres(ql)?://.*)$")] = (
-        "sqlite:///~/.local/share/voxline/calls.db"
-    )
+    #: ``postgresql://user[:password]@host[:port]/database`` (libpq's URL); ``None``: SQLite
+    #: in the user's data directory (:func:`agent.records.store.default_url`)
+    url: Annotated[str, msgspec.Meta(pattern=r"^(sqlite:///.+|postgres(ql)?://.*)$")] | None = None
     #: records of calls that started longer ago are deleted (at start-up, then daily)
     retention_days: Annotated[float, msgspec.Meta(gt=0, le=36_500)] = 30.0
     #: finished calls waiting to be written; beyond it a record is dropped and counted

@@ -40,7 +40,7 @@ from agent.dialogue.llm_history import History
 from agent.metrics import METRICS
 from agent.records.call_log import CallLog
 from agent.records.model import CallRecord
-from agent.records.store import CallStore, redacted
+from agent.records.store import CallStore, default_url, redacted
 from agent.responders import IntentResponder, LLMResponder
 from agent.session import Session
 from agent.session_events import CallEnded, CallSink, SessionEvent, UserTurn
@@ -154,7 +154,7 @@ class Recorder:
     ) -> None:
         self.config = config
         self.agent = agent
-        self.store = CallStore(config.url)
+        self.store = CallStore(config.url or default_url())
         self.clock = clock
         self._send, self._receive = anyio.create_memory_object_stream[CallRecord](config.queue)
         self._limiter = anyio.CapacityLimiter(1)  # the store's calls, one at a time
@@ -282,7 +282,7 @@ class Recorder:
             except Exception as error:
                 log.warning(
                     "call records: cannot open %s (%s: %s); trying again in %g s",
-                    redacted(self.config.url),
+                    redacted(self.store.url),
                     type(error).__name__,
                     error,
                     delay,
@@ -292,7 +292,7 @@ class Recorder:
                 continue
             log.info(
                 "call records: %s (%s, schema %d)",
-                redacted(self.config.url),
+                redacted(self.store.url),
                 self.store.engine.name,
                 version,
             )

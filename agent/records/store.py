@@ -9,13 +9,15 @@ batch in flight, not the records after it).
 URLs: ``sqlite:///PATH`` (SQLAlchemy's spelling: ``sqlite:///calls.db`` is relative to the
 working directory, ``sqlite:////var/lib/voxline/calls.db`` absolute, ``~`` expands, and
 ``sqlite:///:memory:`` is a throwaway database); ``postgresql://`` or ``postgres://``, as libpq
-reads them (``?host=/run/postgresql`` for a socket directory).
+reads them (``?host=/run/postgresql`` for a socket directory). With no URL configured, records
+go to ``calls.db`` in the user's data directory (:func:`default_url`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -30,7 +32,7 @@ import msgspec
 from agent.records.migrations import MIGRATIONS, SCHEMA_VERSION_DDL
 from agent.records.model import CallPage, CallQuery, CallRecord, encode_cursor
 
-__all__ = ["CallStore", "StoreError", "redacted"]
+__all__ = ["CallStore", "StoreError", "default_url", "redacted"]
 
 log = logging.getLogger("voxline.records")
 
@@ -80,6 +82,13 @@ class _Engine:
 
 _SQLITE = _Engine("sqlite", "?", "BEGIN IMMEDIATE", "BEGIN", None)
 _POSTGRES = _Engine("postgresql", "%s", None, None, "SELECT pg_advisory_xact_lock(2020081720)")
+
+
+def default_url() -> str:
+    """SQLite in the XDG data directory: ``$XDG_DATA_HOME/voxline/calls.db`` (default
+    ``~/.local/share/voxline/calls.db``)."""
+    base = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
+    return f"sqlite:///{base}/voxline/calls.db"
 
 
 def redacted(url: str) -> str:
