@@ -41,6 +41,7 @@ from agent.session_events import (
 from agent.ws_io import Sender, WsCall, WsTransport, serve_call
 from agent.ws_sink import ProtocolSink
 from pipeline.events import AudioFrame
+from transports.errors import LANGUAGE_WITHOUT_ROOM
 from transports.native import (
     Bye,
     CommitRequest,
@@ -145,6 +146,10 @@ async def native_call(
             match event:
                 case AudioFrame(pcm=pcm) if session is not None:
                     await session.push_audio(pcm)
+                case Hello() if room_id is None and language is not None:
+                    protocol.send_error("bad_room", LANGUAGE_WITHOUT_ROOM)
+                    protocol.close("refused")
+                    return False
                 case Hello() if room_id is not None:
                     try:
                         room = join_room(rooms, room_id, language, settings)

@@ -159,6 +159,7 @@ async def test_two_callers_hear_each_other_translated_and_the_room_closes_with_o
         ("room=desk-2&language=xx", "unknown_language"),
         ("room=desk-2&language=fr", "no_voice"),
         ("room=not%20a%20room&language=en", "bad_room"),
+        ("language=en", "bad_room"),  # a language is for a room only
     ],
 )
 async def test_a_join_that_cannot_be_served_gets_a_clear_error(

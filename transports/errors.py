@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["PeerError"]
+__all__ = ["LANGUAGE_WITHOUT_ROOM", "PeerError"]
+
+#: a call that names the language it speaks but no room (an interpreter's two-party room,
+#: agent/rooms.py): refused by every transport that takes both
+LANGUAGE_WITHOUT_ROOM = "language: is for a room only (name the room too)"
 
 
 class PeerError(msgspec.Struct, frozen=True):

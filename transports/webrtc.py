@@ -44,6 +44,7 @@ import numpy as np
 from pipeline.errors import ProtocolError
 from pipeline.events import BYTES_PER_SAMPLE, AudioFrame
 from transports.audio import AudioFormat, InboundAudio
+from transports.errors import LANGUAGE_WITHOUT_ROOM
 from transports.native import NativeProtocol
 
 __all__ = [
@@ -153,7 +154,7 @@ def parse_offer(
 
 def _check_room(room: str | None, language: str | None) -> None:
     if language is not None and room is None:
-        raise ProtocolError("language: is for a room only (name the room too)")
+        raise ProtocolError(LANGUAGE_WITHOUT_ROOM)
 
 
 def _text(body: bytes) -> str:
