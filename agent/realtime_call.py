@@ -24,6 +24,9 @@ How the API maps onto a call:
   tells the dialogue the text heard up to ``audio_end_ms`` (from the synthesizer's word timings).
 - ``input_audio_buffer.commit`` flushes the pipeline (:meth:`Session.commit_turn`): the turn
   ends with the audio sent before it, without waiting for silence or more audio.
+- With the LLM engine the conversation is the LLM's history and the client's function tools
+  are the model's too (:mod:`agent.realtime_dialogue`); the intent engine answers the user
+  text items added since the last response, and has no tools.
 - ``instructions`` become the system prompt of the call's LLM dialogue (the LLM engine, or the
   intent engine's LLM hand-off), replacing the agent's own; ``""`` restores the agent's. A
   ``response.create`` with ``instructions`` uses them for that response only. The intent engine
@@ -54,7 +57,9 @@ from starlette.websockets import WebSocket
 from agent.auth_asgi import SECRET_SESSION
 from agent.config import AgentConfig, VoiceConfig
 from agent.dialogue.llm_history import History
+from agent.dialogue.llm_tools import ToolCall
 from agent.models import reply_voice
+from agent.realtime_dialogue import RealtimeDialogue, ReplyRequest, client_tools
 from agent.reply import ReplyVoice, Responder
 from agent.responders import IntentResponder, LLMResponder
 from agent.rest import OPENAI_VOICES, served_catalog
@@ -93,6 +98,7 @@ from transports.realtime_inbound import (
     CommitRequested,
     InputCleared,
     ItemCreated,
+    ItemDeleted,
     RealtimeEvent,
     ResponseRequested,
     SessionUpdated,
@@ -240,6 +246,19 @@ class RealtimeSink(CallSink):
         self._instructions = ""
         #: the response whose own ``instructions`` are in the prompt until it ends
         self._instructed: int | None = None
+        #: the LLM dialogue; items changed since the last response; the user item no reply
+        #: has answered yet
+        self._dialogue: RealtimeDialogue | None = None
+        self._fresh = False
+        self._turn_item: str | None = None
+
+    def dialogue(self, dialogue: RealtimeDialogue | None) -> None:
+        """The call's LLM dialogue: the conversation is its history; its client tools."""
+        self._dialogue = dialogue
+        if dialogue is not None:
+            dialogue.on_call, dialogue.on_silent_end = self._client_call, self._silent_end
+            config = self.protocol.config
+            dialogue.tools = client_tools(config.tools, config.tool_choice)
 
     @property
     def output_rate(self) -> int:
@@ -355,6 +374,7 @@ class RealtimeSink(CallSink):
         self._committed = self._item = None
         self._sent.clear()
         self.protocol.input_transcript_completed(item, text, seconds=seconds)
+        self._turn_item = item
         queued, self._queued = self._queued, None
         if queued is not None and not self._turns[1]:
             self._respond(queued, text)
@@ -376,6 +396,8 @@ class RealtimeSink(CallSink):
     def _ensure_response(self, generation: int, params: ResponseParams | None = None) -> None:
         if generation in self._responses:
             return
+        if params is None:  # the session answers the caller's turn
+            self._answering(generation)
         for stale in self._open:  # a reply that never played (it failed, or said nothing)
             self.protocol.end_response(stale)
             self._response_over(stale)
@@ -386,7 +408,11 @@ class RealtimeSink(CallSink):
 
     def _respond(self, params: ResponseParams, text: str | None) -> None:
         assert self.session is not None
-        once = params.instructions is not None and self._llm is not None
+        request = self._request(params, text)
+        if request is not None and (request.continues or request.history is not None):
+            text = ""  # a reply, but to no new turn
+        inside = request is None or request.history is None
+        once = params.instructions is not None and self._llm is not None and inside
         if once:
             self._prompt(params.instructions or "")
         generation = self.session.respond_now(text)
@@ -397,7 +423,40 @@ class RealtimeSink(CallSink):
         else:
             if once:
                 self._instructed = generation
+            if request is not None and self._dialogue is not None:
+                self._dialogue.request(generation, request)
+                if inside and not request.continues:
+                    self._answering(generation)
             self._ensure_response(generation, params)
+
+    def _request(self, params: ResponseParams, text: str | None) -> ReplyRequest | None:
+        """What the LLM dialogue's reply is to do for ``params`` (``None``: no LLM dialogue)."""
+        if self._dialogue is None:
+            return None
+        fresh = text is None and self._fresh and self._turn_item is None
+        self._fresh = self._fresh and params.conversation == "none"
+        return self._dialogue.plan(params, self.protocol.config, fresh=fresh)
+
+    def _answering(self, generation: int) -> None:
+        """Reply ``generation`` answers the caller's last turn, if one is unanswered."""
+        if self._turn_item is not None and self._dialogue is not None:
+            self._dialogue.answered(self._turn_item, generation)
+        self._turn_item = None
+
+    def _client_call(self, generation: int, call: ToolCall) -> None:
+        """The model called a client tool: a ``function_call`` item as its response ends."""
+        if generation not in self._cut:
+            self._ensure_response(generation)
+            p, args = self.protocol, call.arguments
+            p.send_function_call(generation, call_id=call.id, name=call.name, arguments=args)
+
+    async def _silent_end(self, generation: int) -> None:
+        """Reply ``generation`` said nothing (a tool call only): no audio will end it."""
+        if generation in self._open:
+            self._open.discard(generation)
+            self._response_over(generation)
+            self.protocol.end_response(generation)
+        await self.flush()
 
     def _prompt(self, instructions: str) -> None:
         """Make ``instructions`` the LLM's system prompt (``""``: the agent's own)."""
@@ -417,6 +476,8 @@ class RealtimeSink(CallSink):
                 log.info("instructions kept but not used: the intent engine has no prompt")
             elif self._instructed is None:
                 self._prompt(config.instructions)
+        if self._dialogue is not None:
+            self._dialogue.tools = client_tools(config.tools, config.tool_choice)
         voice = None if self.voices is None else self.voices.choices.get(config.voice)
         if voice is not None:
             session.set_voice(voice)
@@ -445,11 +506,19 @@ class RealtimeSink(CallSink):
                 self._speaking = False
                 self._sent.clear()
                 await session.discard_turn()
+            case ItemCreated(item=item) if self._dialogue is not None:
+                self._dialogue.add_item(item, self.protocol.conversation)
+                self._fresh = True
             case ItemCreated(item=item) if item.type == "message" and item.role == "user":
                 self._typed.append(item.text)
+            case ItemDeleted(item_id=item_id, call_id=call, made_by=made) if self._dialogue:
+                self._dialogue.remove_item(item_id, made, call)
+                self._fresh = True
             case ResponseRequested(params=params):
                 if self._committed is not None:
                     self._queued = params  # answer the turn once its transcript is in
+                elif self._dialogue is not None:
+                    self._respond(params, None)
                 else:
                     typed = " ".join(t for t in self._typed if t.strip()) or None
                     self._typed.clear()
@@ -481,6 +550,7 @@ async def realtime_call(
     offered = ws.scope.get("subprotocols") or []
     session_id = uuid.uuid4().hex
     dialogue = responder()
+    realtime = RealtimeDialogue(dialogue) if isinstance(dialogue, LLMResponder) else None
     agent = getattr(dialogue, "config", None)  # the agent file of the dialogue engines
     voices: SessionVoices | None = None
     if isinstance(agent, AgentConfig):
@@ -495,15 +565,15 @@ async def realtime_call(
     )
 
     def transport(outgoing: Sender) -> WsTransport[RealtimeEvent]:
-        sink = RealtimeSink(
-            protocol, outgoing, settings.turns, voices=voices, llm=_llm_history(dialogue)
-        )
+        llm = _llm_history(dialogue)
+        sink = RealtimeSink(protocol, outgoing, settings.turns, voices=voices, llm=llm)
+        sink.dialogue(realtime)
         turns, answer = sink.turns
         call_settings = dataclasses.replace(
             settings, turns=turns, answer_turns=answer, greeting=False
         )
         session = sink.session = Session(
-            models, dialogue, sink, call_settings, session_id=session_id
+            models, realtime or dialogue, sink, call_settings, session_id=session_id
         )
 
         async def opened(call: WsCall) -> None:

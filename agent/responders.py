@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, Literal
 
@@ -22,14 +22,24 @@ from agent.config import AgentConfig
 from agent.config.base import Reply, ReplyConfig
 from agent.dialogue.decision import DialogueDecision, EndCall, HandOff, Say, Transfer
 from agent.dialogue.engine import IntentEngine, IntentSession
-from agent.dialogue.llm import LLMDone, LLMEngine, LLMFallback, LLMText, LLMToolResult
+from agent.dialogue.llm import (
+    LLMDone,
+    LLMEngine,
+    LLMFallback,
+    LLMText,
+    LLMToolCall,
+    LLMToolResult,
+)
 from agent.dialogue.llm_history import History
-from agent.dialogue.llm_tools import BuiltinTool, ToolCall, ToolResult
+from agent.dialogue.llm_tools import BuiltinTool, ClientTools, ToolCall, ToolResult
 from agent.dialogue.templates import Template
 from agent.digits import Keypad, KeypadRule
 from agent.reply import ReplyPart, Responder
 
 log = logging.getLogger("voxline.dialogue")
+
+#: told of each call of a client's tool in reply ``generation`` (it ends the reply)
+OnCall = Callable[[int, ToolCall], None] | None
 
 
 class IntentResponder:
@@ -144,7 +154,16 @@ class LLMResponder:
         ``[keypad] 1234``."""
         return KeypadRule.of(self.config.dialogue.digits)
 
-    async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
+    async def respond(
+        self,
+        text: str,
+        *,
+        generation: int,
+        tools: ClientTools | None = None,
+        on_call: OnCall = None,
+    ) -> AsyncGenerator[ReplyPart, None]:
+        """The reply to the caller's turn ``text``; ``tools``: a client's, offered too, whose
+        calls go to ``on_call`` (they end the reply)."""
         # A barge-in cancels the previous reply, which writes itself into the history as it
         # unwinds: let it finish, so this turn comes after it.
         while self._streaming:
@@ -154,9 +173,39 @@ class LLMResponder:
             yield EndCall("max_turns")
             return
         self.history.add_user(str(text))  # plain text: a keyed turn reads "[keypad] 1234"
+        async with aclosing(self._tracked(generation, tools, on_call)) as parts:
+            async for part in parts:
+                yield part
+
+    async def answer(
+        self,
+        generation: int,
+        *,
+        tools: ClientTools | None = None,
+        on_call: OnCall = None,
+        history: History | None = None,
+    ) -> AsyncGenerator[ReplyPart, None]:
+        """The reply to the history as it stands (a client added to it); or to ``history``,
+        out of band: the call's own history is neither read nor written."""
+        if history is not None:
+            async with aclosing(self._stream(history, generation, tools, on_call)) as parts:
+                async for part in parts:
+                    yield part
+            return
+        while self._streaming:
+            await next(iter(self._streaming.values())).wait()
+        async with aclosing(self._tracked(generation, tools, on_call)) as parts:
+            async for part in parts:
+                yield part
+
+    async def _tracked(
+        self, generation: int, tools: ClientTools | None, on_call: OnCall
+    ) -> AsyncGenerator[ReplyPart, None]:
+        """A reply of the call's history, cut to what was heard once it has unwound."""
         done = self._streaming[generation] = anyio.Event()
         try:
-            async with aclosing(self._stream(generation)) as parts:  # closed now, not by the GC
+            stream = self._stream(self.history, generation, tools, on_call)
+            async with aclosing(stream) as parts:  # closed now, not by the GC
                 async for part in parts:
                     yield part
         finally:
@@ -166,10 +215,15 @@ class LLMResponder:
                 self.history.truncate_last_assistant(heard)
             done.set()
 
-    async def _stream(self, generation: int) -> AsyncGenerator[ReplyPart, None]:
-        async with aclosing(self.engine.respond(self.history, generation=generation)) as events:
+    async def _stream(
+        self, history: History, generation: int, tools: ClientTools | None, on_call: OnCall
+    ) -> AsyncGenerator[ReplyPart, None]:
+        reply = self.engine.respond(history, generation=generation, client=tools)
+        async with aclosing(reply) as events:
             async for event in events:
                 match event:
+                    case LLMToolCall(call=call, client=True) if on_call is not None:
+                        on_call(generation, call)
                     case LLMText(text=delta):
                         yield Say(delta, final=False)
                     case LLMFallback(text=fallback, reason=reason):

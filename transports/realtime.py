@@ -82,6 +82,7 @@ from transports.realtime_events import (
     SessionUpdate,
     UpdateRejected,
     apply_update,
+    check_tools,
     client_event_decoder,
     envelope_decoder,
 )
@@ -171,9 +172,12 @@ class RealtimeProtocol:
             case ConversationItemDelete(item_id=item_id):
                 if item_id not in self.conversation.items:
                     return self._missing_item("item_delete_invalid_item_id", item_id, event)
+                wire = self.conversation.items[item_id]
+                call_id = wire.get("call_id") if wire["type"] == "function_call" else None
+                made_by = self.conversation.made.get(item_id)
                 self.conversation.forget(item_id)
                 self._emit("conversation.item.deleted", item_id=item_id)
-                return [ItemDeleted(item_id)]
+                return [ItemDeleted(item_id, call_id, made_by)]
             case ConversationItemRetrieve(item_id=item_id):
                 if item_id not in self.conversation.items:
                     return self._missing_item("item_retrieve_invalid_item_id", item_id, event)
@@ -344,6 +348,19 @@ class RealtimeProtocol:
                 param="response.output_modalities",
                 event_id=event.event_id,
             )
+        try:
+            tools = self.config.tools if params.tools is None else params.tools
+            check_tools(tools, params.tool_choice, "response")
+        except UpdateRejected as rejected:
+            return self._error(
+                "invalid_value", rejected.message, param=rejected.param, event_id=event.event_id
+            )
+        for n, item in enumerate(params.input or ()):
+            if (problem := item_problem(item)) is not None:
+                param = f"response.input[{n}]{problem[0].removeprefix('item')}"
+                return self._error(
+                    "invalid_value", problem[1], param=param, event_id=event.event_id
+                )
         active = self.conversation.active()
         if params.conversation != "none" and active is not None:
             return self._error(

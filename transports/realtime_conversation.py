@@ -46,6 +46,14 @@ class _Message:
     text: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Call:
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str
+
+
 @dataclass
 class _Response:
     id: str
@@ -55,6 +63,8 @@ class _Response:
     metadata: dict[str, str] | None
     output: list[dict[str, Any]] = field(default_factory=list)
     message: _Message | None = None
+    #: function calls, sent when the response ends (after the message)
+    calls: list[_Call] = field(default_factory=list)
 
 
 class Conversation:
@@ -73,6 +83,8 @@ class Conversation:
         self.heard: dict[str, str] = {}
         #: true once any assistant audio went out (the voice may not change after that)
         self.voice_locked = False
+        #: the generation whose response made each item (assistant messages, function calls)
+        self.made: dict[str, int] = {}
         self._responses: dict[int, _Response] = {}
         self._ended: set[int] = set()
 
@@ -131,36 +143,42 @@ class Conversation:
     def send_function_call(
         self, generation: int, *, call_id: str, name: str, arguments: str
     ) -> str:
-        """A tool call by the assistant (a ``function_call`` item, complete); returns its id."""
+        """A tool call by the assistant (a ``function_call`` item); returns its id. Its events
+        go out when the response ends, after those of the message said before it (the text
+        may still be being spoken)."""
         response = self._response(generation)
         if response is None:
             return ""
         item_id = self._ids.next("item")
+        response.calls.append(_Call(item_id, call_id, name, arguments))
+        return item_id
+
+    def _function_call(self, response: _Response, call: _Call) -> None:
         wire: dict[str, Any] = {
-            "id": item_id,
+            "id": call.item_id,
             "type": "function_call",
             "object": "realtime.item",
             "status": "in_progress",
-            "call_id": call_id,
-            "name": name,
+            "call_id": call.call_id,
+            "name": call.name,
             "arguments": "",
         }
-        index = len(response.output) + (response.message is not None)
+        index = len(response.output)
         self._open_item(response, wire, index)
-        where = {"response_id": response.id, "item_id": item_id, "output_index": index}
+        where = {"response_id": response.id, "item_id": call.item_id, "output_index": index}
+        arguments = call.arguments
         self._emit(
-            "response.function_call_arguments.delta", **where, call_id=call_id, delta=arguments
+            "response.function_call_arguments.delta", **where, call_id=call.call_id, delta=arguments
         )
         self._emit(
             "response.function_call_arguments.done",
             **where,
-            call_id=call_id,
-            name=name,
+            call_id=call.call_id,
+            name=call.name,
             arguments=arguments,
         )
         wire.update(status="completed", arguments=arguments)
         self._close_item(response, wire, index)
-        return item_id
 
     def end_response(
         self,
@@ -197,6 +215,8 @@ class Conversation:
             self._emit("response.content_part.done", **where, part=part)
             wire = self._message_wire(message, item_status, text)
             self._close_item(response, wire, message.output_index)
+        for call in response.calls:
+            self._function_call(response, call)
         details: dict[str, Any] | None = None
         if status != "completed":
             details = {"type": status, "reason": reason}
@@ -238,6 +258,7 @@ class Conversation:
             "response.output_item.added", response_id=response.id, output_index=index, item=wire
         )
         if response.in_conversation:
+            self.made[wire["id"]] = response.generation
             previous = self.add_item(dict(wire), self.last_item)
             self._emit("conversation.item.added", item=wire, previous_item_id=previous)
 
@@ -320,6 +341,7 @@ class Conversation:
 
     def forget(self, item_id: str) -> None:
         del self.items[item_id]
+        self.made.pop(item_id, None)
         self.audio_items.pop(item_id, None)
         self.heard.pop(item_id, None)
         self.last_item = next(reversed(self.items), None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Collection
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -37,6 +37,7 @@ __all__ = [
     "ConversationItemRetrieve",
     "ConversationItemTruncate",
     "Envelope",
+    "FunctionTool",
     "Ids",
     "InputAudioBufferAppend",
     "InputAudioBufferClear",
@@ -52,10 +53,13 @@ __all__ = [
     "SemanticVad",
     "ServerVad",
     "SessionUpdate",
+    "ToolChoice",
+    "ToolChoiceFunction",
     "Transcription",
     "TurnDetection",
     "UpdateRejected",
     "apply_update",
+    "check_tools",
     "client_event_decoder",
     "envelope_decoder",
     "format_of",
@@ -142,6 +146,51 @@ class VoiceId(msgspec.Struct, frozen=True):
     id: str
 
 
+# -- function tools ---------------------------------------------------------------------------
+
+
+class FunctionTool(msgspec.Struct, frozen=True, tag_field="type", tag="function"):
+    """A tool the client runs (``session.tools``, ``response.tools``): the model may call it;
+    the call is a ``function_call`` item, answered by the client's ``function_call_output``."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str = ""
+    #: JSON schema of the arguments (an object)
+    parameters: dict[str, Any] = msgspec.field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+class ToolChoiceFunction(msgspec.Struct, frozen=True, tag_field="type", tag="function"):
+    name: str
+
+
+#: ``auto``, ``none`` (no tool), ``required`` (some tool), or the function to call
+ToolChoice = Literal["auto", "none", "required"] | ToolChoiceFunction
+
+
+def check_tools(
+    tools: list[FunctionTool] | tuple[FunctionTool, ...],
+    choice: ToolChoice | None,
+    where: str,
+) -> None:
+    """Raise :class:`UpdateRejected` (``param`` under ``where``: ``session``, ``response``)
+    for tools the model cannot be given; a named choice must name one of ``tools``."""
+    names: set[str] = set()
+    for n, tool in enumerate(tools):
+        if tool.name in names:
+            raise UpdateRejected(f"{where}.tools[{n}].name", f"duplicate tool name {tool.name!r}")
+        names.add(tool.name)
+        if tool.parameters.get("type", "object") != "object":
+            raise UpdateRejected(
+                f"{where}.tools[{n}].parameters", "parameters must be a JSON schema of an object"
+            )
+    if isinstance(choice, ToolChoiceFunction) and choice.name not in names:
+        raise UpdateRejected(
+            f"{where}.tool_choice", f"tool_choice names no tool given: {choice.name!r}"
+        )
+
+
 # -- session.update ---------------------------------------------------------------------------
 
 
@@ -174,8 +223,8 @@ class SessionSpec(msgspec.Struct, frozen=True):
     voice: str | VoiceId | UnsetType = UNSET
     output_modalities: list[Modality] | UnsetType = UNSET
     audio: AudioSpec | UnsetType = UNSET
-    tools: list[dict[str, Any]] | UnsetType = UNSET
-    tool_choice: str | dict[str, Any] | UnsetType = UNSET
+    tools: list[FunctionTool] | UnsetType = UNSET
+    tool_choice: ToolChoice | UnsetType = UNSET
     max_output_tokens: int | Literal["inf"] | UnsetType | None = UNSET
 
 
@@ -216,8 +265,9 @@ class ResponseParams(msgspec.Struct, frozen=True):
     input: list[Item] | None = None
     metadata: dict[str, str] | None = None
     max_output_tokens: int | Literal["inf"] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    #: this response's tools and choice (``None``: the session's)
+    tools: list[FunctionTool] | None = None
+    tool_choice: ToolChoice | None = None
 
 
 # -- client events ----------------------------------------------------------------------------
@@ -324,8 +374,8 @@ class RealtimeSessionConfig(msgspec.Struct, frozen=True, kw_only=True):
         interrupt_response=True,
     )
     noise_reduction: NoiseReduction | None = None
-    tools: tuple[dict[str, Any], ...] = ()
-    tool_choice: str | dict[str, Any] = "auto"
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice = "auto"
     max_output_tokens: int | Literal["inf"] = "inf"
 
     @property
@@ -362,8 +412,8 @@ class RealtimeSessionConfig(msgspec.Struct, frozen=True, kw_only=True):
                     "speed": self.speed,
                 },
             },
-            "tools": list(self.tools),
-            "tool_choice": self.tool_choice,
+            "tools": msgspec.to_builtins(self.tools),
+            "tool_choice": msgspec.to_builtins(self.tool_choice),
             "max_output_tokens": self.max_output_tokens,
         }
 
@@ -406,6 +456,9 @@ def apply_update(
         changes["tools"] = tuple(spec.tools)
     if not isinstance(spec.tool_choice, UnsetType):
         changes["tool_choice"] = spec.tool_choice
+    if "tools" in changes or "tool_choice" in changes:
+        tools = changes.get("tools", config.tools)
+        check_tools(tools, changes.get("tool_choice", config.tool_choice), "session")
     if not isinstance(spec.max_output_tokens, UnsetType):
         changes["max_output_tokens"] = (
             "inf" if spec.max_output_tokens is None else spec.max_output_tokens

@@ -52,7 +52,12 @@ class ItemCreated(msgspec.Struct, frozen=True):
 
 
 class ItemDeleted(msgspec.Struct, frozen=True):
+    """The client deleted item ``item_id``: a function call's ``call_id``, and the reply
+    (generation) whose response made it, if one did."""
+
     item_id: str
+    call_id: str | None = None
+    made_by: int | None = None
 
 
 class TruncateRequested(msgspec.Struct, frozen=True):

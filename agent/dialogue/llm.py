@@ -7,7 +7,10 @@
   text are held back and never spoken: :mod:`agent.dialogue.llm_stream`);
 - :class:`LLMToolCall` when the model calls a tool, then :class:`LLMToolResult` once the tool
   box (:class:`~agent.dialogue.llm_tools.ToolBox`, injected) answered; the result goes into the
-  history and the model continues, for at most ``max_tool_rounds`` rounds;
+  history and the model continues, for at most ``max_tool_rounds`` rounds. A reply may also
+  offer a client's tools (:class:`~agent.dialogue.llm_tools.ClientTools`, with a
+  ``tool_choice``): a call of one is an :class:`LLMToolCall` with ``client`` set, never run,
+  and it ends the reply (the client answers it later, into the history);
 - :class:`LLMFallback` when a round produced no text because the server said nothing within
   ``first_token_timeout_s``, failed (unreachable, HTTP error, stalled, malformed stream), or
   gave an empty reply (or only tool calls when no more were allowed): the configured
@@ -33,7 +36,7 @@ import os
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 import msgspec
@@ -48,7 +51,7 @@ from agent.dialogue.llm_stream import (
     ToolCallDelta,
     Usage,
 )
-from agent.dialogue.llm_tools import ToolBox, ToolCall, ToolConfig, ToolResult
+from agent.dialogue.llm_tools import ClientTools, ToolBox, ToolCall, ToolConfig, ToolResult
 from pipeline.errors import ModelError
 from voices.chunking import ClauseChunker
 
@@ -92,6 +95,10 @@ class LLMConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     #: how the result of a tool call written as text is shown to the model (``{name}``,
     #: ``{result}``; see :mod:`agent.dialogue.llm_history`)
     tool_result_note: str = TOOL_RESULT_NOTE
+    #: how tool calls and results are shown to the model: ``native`` (the chat API's
+    #: ``tool_calls`` and ``tool`` messages) or ``text`` (as calls written as text are: the
+    #: result in a ``tool_result_note``), for servers whose chat template garbles tool messages
+    tool_messages: Literal["native", "text"] = "native"
 
     def __post_init__(self) -> None:
         for name in ("first_token_timeout_s", "stall_timeout_s", "connect_timeout_s"):
@@ -114,6 +121,8 @@ class LLMText(msgspec.Struct, frozen=True, kw_only=True, tag="llm_text"):
 class LLMToolCall(msgspec.Struct, frozen=True, kw_only=True, tag="llm_tool_call"):
     generation: int
     call: ToolCall
+    #: a client's tool: not run here (no :class:`LLMToolResult` follows; the reply ends)
+    client: bool = False
 
 
 class LLMToolResult(msgspec.Struct, frozen=True, kw_only=True, tag="llm_tool_result"):
@@ -139,7 +148,7 @@ class LLMFallback(msgspec.Struct, frozen=True, kw_only=True, tag="llm_fallback")
 class LLMDone(msgspec.Struct, frozen=True, kw_only=True, tag="llm_done"):
     generation: int
     #: the last round's reason (``stop``, ``length``, ...), or ``first_token_timeout``,
-    #: ``error``, ``empty_reply``, ``tool_final``
+    #: ``error``, ``empty_reply``, ``tool_final``, ``client_tool``
     finish_reason: str | None
     usage: Usage
     #: the whole reply text as streamed (LLMText and LLMFallback texts joined)
@@ -205,19 +214,26 @@ class LLMEngine:
         self.tools = tools
         self._schemas = tools.schemas() if tools is not None else []
 
-    async def respond(self, history: History, *, generation: int) -> AsyncGenerator[LLMEvent, None]:
-        """Stream the reply to ``history`` (whose last message is usually the caller's)."""
+    async def respond(
+        self, history: History, *, generation: int, client: ClientTools | None = None
+    ) -> AsyncGenerator[LLMEvent, None]:
+        """Stream the reply to ``history`` (whose last message is usually the caller's), with
+        ``client``'s tools offered too."""
         config = self.config
         usage = Usage()
         finish: str | None = None
         rounds = 0
+        schemas = self._offered(client)
+        client_names = client.names if client is not None else frozenset()
         while True:
-            offer_tools = bool(self._schemas) and rounds < config.max_tool_rounds
+            offer_tools = bool(schemas) and rounds < config.max_tool_rounds
+            tools = schemas if offer_tools else []
+            choice = client.choice if client is not None and rounds == 0 and tools else None
             rounds += 1
-            round_ = _Round(ReplyAssembler(text_calls=bool(self._schemas), new_id=_call_id))
+            round_ = _Round(ReplyAssembler(text_calls=bool(schemas), new_id=_call_id))
             before = history.reply_text()
             try:
-                async with aclosing(self._round(history, round_, offer_tools)) as texts:
+                async with aclosing(self._round(history, round_, tools, choice)) as texts:
                     async for text in texts:
                         if len(text) == len(round_.assembler.text):  # the round's first text
                             text = separator(before, text) + text
@@ -244,10 +260,18 @@ class LLMEngine:
                 break
             final = False
             for call in round_.calls:
+                if call.name in client_names:
+                    continue
                 yield LLMToolCall(generation=generation, call=call)
                 result = await self._call(history, call)
                 yield LLMToolResult(generation=generation, call=call, result=result)
                 final = final or result.final
+            theirs = [call for call in round_.calls if call.name in client_names]
+            for call in theirs:
+                yield LLMToolCall(generation=generation, call=call, client=True)
+            if theirs:
+                finish = "client_tool"
+                break
             if final:
                 finish = "tool_final"
                 break
@@ -259,17 +283,35 @@ class LLMEngine:
             rounds=rounds,
         )
 
+    def _offered(self, client: ClientTools | None) -> list[dict[str, Any]]:
+        """The tools a reply offers: the agent's (less those a client tool shadows) and the
+        client's; none for ``tool_choice: none``."""
+        if client is None:
+            return self._schemas
+        if client.choice == "none":
+            return []
+        names = client.names
+        own = [s for s in self._schemas if s["function"]["name"] not in names]
+        return own + list(client.schemas)
+
     async def _round(
-        self, history: History, round_: _Round, offer_tools: bool
+        self,
+        history: History,
+        round_: _Round,
+        tools: list[dict[str, Any]],
+        choice: str | dict[str, Any] | None,
     ) -> AsyncGenerator[str, None]:
         """Run one request; yield speakable text; leave calls, end or failure in ``round_``."""
         config = self.config
+        offer_tools = bool(tools)
         request = ChatRequest(
             messages=history.render(
                 interrupted_suffix=config.interrupted_suffix,
                 tool_result_note=config.tool_result_note,
+                calls_as_text=config.tool_messages == "text",
             ),
-            tools=self._schemas if offer_tools else [],
+            tools=tools,
+            tool_choice=choice,
             max_tokens=config.max_tokens,
             temperature=config.temperature,
             top_p=config.top_p,
@@ -318,10 +360,12 @@ class LLMEngine:
 
     async def _call(self, history: History, call: ToolCall) -> ToolResult:
         """Run one tool; its result lands in the history even if the reply is cancelled."""
-        assert self.tools is not None
         result = ToolResult(content="cancelled: the caller interrupted", error=True)
         try:
-            result = await self.tools(call)
+            if self.tools is None:
+                result = ToolResult(content=f"unknown tool {call.name!r}", error=True)
+            else:
+                result = await self.tools(call)
         finally:
             history.add_tool_result(call, result)
         return result

@@ -72,6 +72,8 @@ class OpenAIBackend:
         }
         if request.tools:
             body["tools"] = request.tools
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
         if request.seed is not None:
             body["seed"] = request.seed
         if request.stop:

@@ -42,6 +42,8 @@ class ChatRequest:
 
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
+    #: the chat API's ``tool_choice`` (``None``: the server's default, ``auto``)
+    tool_choice: str | dict[str, Any] | None = None
     max_tokens: int = 256
     temperature: float = 0.7
     top_p: float = 1.0

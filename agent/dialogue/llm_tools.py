@@ -92,6 +92,25 @@ class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
     final: bool = False
 
 
+class ClientTools(msgspec.Struct, frozen=True, kw_only=True):
+    """Tools a client runs itself (the Realtime API's function tools), for one reply.
+
+    Offered to the model beside the agent's own (a client tool shadows an agent tool of the
+    same name); the server never runs them: a call of one ends the reply, unanswered, and the
+    client sends its result later. ``choice`` is the chat API's ``tool_choice`` (``"auto"``,
+    ``"none"``: no tools at all, ``"required"``, or ``{"type": "function", "function":
+    {"name": ...}}``), for the reply's first round.
+    """
+
+    #: declarations in the chat API's ``tools`` format
+    schemas: tuple[dict[str, Any], ...] = ()
+    choice: str | dict[str, Any] = "auto"
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(s["function"]["name"] for s in self.schemas)
+
+
 class ToolBox(Protocol):
     """What the engine needs from tools: their declarations, and a way to call them."""
 
