@@ -40,6 +40,7 @@ from agent.metrics import METRICS
 from agent.models import LoadedModels, load_models, session_settings
 from agent.native_call import native_call
 from agent.realtime_call import realtime_call
+from agent.realtime_transcription import transcription_call
 from agent.records import Recorder
 from agent.records.routes import records_routes
 from agent.reply import Responder
@@ -233,6 +234,36 @@ def create_app(
             rooms=state.rooms,
         )
 
+    async def realtime(
+        ws: WebSocket,
+        models: Models,
+        responder: Callable[[], Responder],
+        settings: SessionSettings,
+        *,
+        send_timeout: float = 10.0,
+        open_timeout: float | None = None,
+    ) -> None:
+        """A conversation; with ``?intent=transcription``, a transcription session."""
+        if ws.query_params.get("intent") == "transcription":
+            await transcription_call(
+                ws,
+                models,
+                responder,
+                settings,
+                send_timeout=send_timeout,
+                open_timeout=open_timeout,
+                asr_model=config.profile.asr.model,
+            )
+        else:
+            await realtime_call(
+                ws,
+                models,
+                responder,
+                settings,
+                send_timeout=send_timeout,
+                open_timeout=open_timeout,
+            )
+
     def call(adapter: CallAdapter) -> Callable[[WebSocket], Awaitable[None]]:
         """A WebSocket endpoint serving calls with ``adapter``, once ready, within the limit."""
 
@@ -276,7 +307,7 @@ def create_app(
             Route("/health/live", live),
             Route("/health/ready", ready),
             WebSocketRoute("/v1/stream", call(native)),
-            WebSocketRoute("/v1/realtime", call(realtime_call)),
+            WebSocketRoute("/v1/realtime", call(realtime)),
             WebSocketRoute("/v1/telephony/twilio", call(twilio_calls(config.server.twilio))),
             *rest_routes(state),
             *client_secret_routes(policy.secrets),

@@ -439,7 +439,11 @@ def apply_update(
     ``voices``: the voice names the session may take (``None``: any name).
     """
     if spec.type != "realtime":
-        raise UpdateRejected("session.type", "Voxline serves 'realtime' sessions only")
+        raise UpdateRejected(
+            "session.type",
+            "this is a 'realtime' session: a transcription session is opened with"
+            " /v1/realtime?intent=transcription",
+        )
     changes: dict[str, Any] = {}
     if not isinstance(spec.model, UnsetType):
         changes["model"] = spec.model
