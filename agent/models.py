@@ -175,7 +175,8 @@ def load_models(config: AgentConfig) -> LoadedModels:
     stack = ExitStack()
     try:
         vad = stack.enter_context(vad_executor(SileroVad()))
-        asr = stack.enter_context(asr_executor(asr_model_config(config)))
+        batch = config.profile.asr.batch_size
+        asr = stack.enter_context(asr_executor(asr_model_config(config), batch_size=batch))
         tts = tts_engine(config)
         stack.enter_context(tts)
         embedder = None

@@ -27,6 +27,12 @@ concurrency
     frame with no buffer of its own (the server sends audio 60 ms ahead of real time, so late
     means the server fell more than 60 ms behind). A level holds when every turn was answered,
     no frame was late and no error came.
+batched ASR (``--asr-batch-sizes 1,4``)
+    the concurrency levels instead on one server per ``profile.asr.batch_size`` (a copy of the
+    agent file), all running, the levels interleaved (N on each, then the next N). Here a level
+    holds when every turn was answered with no error and the v2v p95 stayed under 1.5 s (late
+    frames are reported, not counted: on a shared 2-core machine the client's own stalls make
+    some); a size stops at its first level that does not hold.
 baseline (same run, same machine, no call open)
     the models alone, in this process: the final decode of each utterance with the server's
     decoder settings (Whisper base int8, 2 threads, the agent's options) and Piper's first
@@ -48,7 +54,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, aclosing
+from contextlib import AbstractContextManager, ExitStack, aclosing
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +346,64 @@ def without_echo_guard(path: str, folder: str) -> Path:
     return out
 
 
+def with_asr_batch_size(path: str, folder: str, size: int) -> Path:
+    """A copy of the agent file at ``path`` with ``profile.asr.batch_size: size``."""
+    data = yaml.safe_load(Path(path).read_text())
+    data.setdefault("profile", {}).setdefault("asr", {})["batch_size"] = size
+    out = Path(folder) / f"asr-batch-{size}.yaml"
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
+#: a level holds "in real time" for the batched-ASR comparison when its v2v p95 is under this
+P95_TARGET_MS = 1500.0
+
+
+def holds_p95(level: dict[str, Any]) -> bool:
+    """Every turn answered, no error, v2v p95 under :data:`P95_TARGET_MS`."""
+    answered = level["answered"] == level["turns"] and not level["errors"]
+    return bool(answered and level["v2v_p95_ms"] < P95_TARGET_MS)
+
+
+async def asr_batch_levels(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """The ``--calls`` levels on one server per ``--asr-batch-sizes``, interleaved."""
+    sizes: list[int] = args.asr_batch_sizes
+    out: dict[str, list[dict[str, Any]]] = {str(size): [] for size in sizes}
+    with tempfile.TemporaryDirectory(prefix="voxline-bench-") as folder, ExitStack() as stack:
+        servers = {
+            size: stack.enter_context(
+                running_server(str(with_asr_batch_size(args.config, folder, size)))
+            )
+            for size in sizes
+        }
+        live = list(sizes)
+        for n in args.calls:
+            for size in list(live):
+                server = servers[size]
+                at, before = load(), await executor_counters(server.http)
+                calls = await concurrent_calls(server.ws, n, args.stagger)
+                after = await executor_counters(server.http)
+                counts = {k: v - before.get(k, 0.0) for k, v in after.items()}
+                level = level_summary(n, calls, at, counts)
+                out[str(size)].append(level)
+                held = holds_p95(level)
+                print(
+                    f"batch_size {size}, {n} calls: v2v p50 {level['v2v_p50_ms']:.0f} ms, "
+                    f"p95 {level['v2v_p95_ms']:.0f} ms, {'held' if held else 'did not hold'} "
+                    f"(load {at})"
+                )
+                if not held:
+                    live.remove(size)
+            if not live:
+                break
+    for name, levels in out.items():
+        print(f"\n#### profile.asr.batch_size: {name}")
+        report_levels(levels)
+        kept = [lv["calls"] for lv in levels if holds_p95(lv)]
+        print(f"most calls held with v2v p95 < {P95_TARGET_MS:.0f} ms: {max(kept, default=0)}")
+    return out
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(args.config)
     script = [utterance(text) for text in SCRIPT[: args.turns]]
@@ -366,7 +430,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             loads["echo"] = load()
             echoed = await barge_in_call(server.ws, args.echo_barge_ins, ECHO)
             echo_only = await echo_only_call(server.ws, args.echo_barge_ins, ECHO)
-        for n in args.calls:
+        for n in [] if args.asr_batch_sizes else args.calls:
             at, before = load(), await executor_counters(server.http)
             calls = await concurrent_calls(server.ws, n, args.stagger)
             after = await executor_counters(server.http)
@@ -403,8 +467,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["barge_in_no_echo_guard"] = report_barge_ins(
             unguarded, msgspec.structs.replace(config, turns=guardless), "echo_guard_ms: 0"
         )
-    report_levels(levels)
+    if levels:
+        report_levels(levels)
     report["concurrency"] = levels
+    if args.asr_batch_sizes:
+        report["concurrency_by_asr_batch_size"] = await asr_batch_levels(args)
     print(f"\ntotal {time.perf_counter() - began:.0f} s")
     return report
 
@@ -432,6 +499,12 @@ def main() -> None:
         default=5,
         help="barge-ins (and as many echoed answers with a silent caller) on a line that "
         "echoes the reply (0: none)",
+    )
+    parser.add_argument(
+        "--asr-batch-sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[],
+        help="run the --calls levels on one server per profile.asr.batch_size instead",
     )
     parser.add_argument("--stagger", type=float, default=0.5, help="seconds between call starts")
     parser.add_argument("--json", help="write the numbers to this file")

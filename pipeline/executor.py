@@ -18,13 +18,18 @@ Rules:
   (which is refused with :class:`~pipeline.errors.Overloaded`, counted in ``preempted``).
 - **Micro-batching.** With ``batch_fn`` the worker, whenever it becomes free, takes up to
   ``max_batch`` of the requests waiting then (natural batching: no timers; by priority, as
-  above) and expects one result per request, in order.
+  above) and expects one result per request, in order. With ``batch_key`` too, a batch holds
+  the first request in that order and only waiting requests of its priority and its key (the
+  ASR: finals batch with finals, partials with partials, windows of one length and beam); a
+  request whose key cannot be computed runs alone.
 - **Cancellation.** A caller cancelled while its request waits removes the request: it never
   runs. A caller cancelled while its request runs gets nothing and the result is discarded.
   Both are counted; no other caller is affected.
 - **Errors.** An exception from the model reaches every caller of that batch as
   :class:`~pipeline.errors.ModelError` raised from the original (so is a ``batch_fn`` returning
-  the wrong number of results); the worker keeps running.
+  the wrong number of results); the worker keeps running. A ``batch_fn`` may put an exception
+  in a request's place among its results: that caller alone gets it as the cause of its
+  :class:`~pipeline.errors.ModelError`.
 - **Shutdown.** :meth:`ModelExecutor.close` fails waiting callers with
   :class:`~pipeline.errors.ExecutorClosed`, lets the running batch finish and deliver, and joins
   the thread.
@@ -39,7 +44,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
@@ -65,7 +70,8 @@ class ExecutorStatistics:
     busy_fraction: float
     #: requests the model completed (including results discarded for cancelled callers)
     requests_done: int
-    #: requests whose batch raised (or returned the wrong number of results)
+    #: requests whose batch raised (or returned the wrong number of results), or whose own
+    #: result was an exception
     requests_failed: int
     #: requests refused with :class:`~pipeline.errors.Overloaded` (``preempted`` included)
     rejected: int
@@ -94,6 +100,8 @@ class _Item(Generic[Req, Res]):
     request: Req
     loop: asyncio.AbstractEventLoop
     priority: int = 0
+    #: requests batch only with others of the same key and priority (``batch_key``)
+    key: Hashable = None
     future: asyncio.Future[Res] = field(init=False)
     #: set (under the lock) when the worker takes the request off the queue
     taken: bool = False
@@ -125,8 +133,9 @@ class ModelExecutor(Generic[Req, Res]):
         name: str,
         *,
         fn: Callable[[Req], Res] | None = None,
-        batch_fn: Callable[[list[Req]], list[Res]] | None = None,
+        batch_fn: Callable[[list[Req]], Sequence[Res | Exception]] | None = None,
         max_batch: int = 1,
+        batch_key: Callable[[Req], Hashable] | None = None,
         max_queue: int = 64,
         device: str = "cpu",
         init: Callable[[], None] | None = None,
@@ -143,6 +152,7 @@ class ModelExecutor(Generic[Req, Res]):
         self.max_queue = max_queue
         self._fn = fn
         self._batch_fn = batch_fn
+        self._batch_key = batch_key
         self._init = init
         self._queue: deque[_Item[Req, Res]] = deque()
         self._cond = threading.Condition()
@@ -220,7 +230,9 @@ class ModelExecutor(Generic[Req, Res]):
         """
         if self._thread is None:
             raise RuntimeError(f"executor {self.name!r} was not started")
-        item: _Item[Req, Res] = _Item(request, asyncio.get_running_loop(), priority)
+        item: _Item[Req, Res] = _Item(
+            request, asyncio.get_running_loop(), priority, self._key(request)
+        )
         evicted: _Item[Req, Res] | None = None
         with self._cond:
             if self._closing:
@@ -255,6 +267,14 @@ class ModelExecutor(Generic[Req, Res]):
             self._abandon(item)
             raise
 
+    def _key(self, request: Req) -> Hashable:
+        if self._batch_key is None:
+            return None
+        try:
+            return self._batch_key(request)
+        except Exception:  # a request the model will refuse: it runs alone and fails there
+            return object()
+
     def _evictable(self, priority: int) -> _Item[Req, Res] | None:
         """The newest waiting request of the lowest priority, if that is below ``priority``."""
         lowest = min(item.priority for item in self._queue)
@@ -263,11 +283,16 @@ class ModelExecutor(Generic[Req, Res]):
         return next(item for item in reversed(self._queue) if item.priority == lowest)
 
     def _take(self, count: int) -> list[_Item[Req, Res]]:
-        """Remove and return ``count`` waiting requests: highest priority first, then oldest."""
+        """Remove and return up to ``count`` waiting requests: highest priority first, then
+        oldest (with ``batch_key``: of the first one's priority and key)."""
         first = self._queue[0].priority
-        if all(item.priority == first for item in self._queue):
+        if self._batch_key is None and all(item.priority == first for item in self._queue):
             return [self._queue.popleft() for _ in range(count)]
-        chosen = sorted(self._queue, key=lambda item: -item.priority)[:count]
+        ordered = sorted(self._queue, key=lambda item: -item.priority)
+        if self._batch_key is not None:
+            head = ordered[0]
+            ordered = [i for i in ordered if i.priority == head.priority and i.key == head.key]
+        chosen = ordered[:count]
         for item in chosen:
             self._queue.remove(item)
         return chosen
@@ -302,8 +327,8 @@ class ModelExecutor(Generic[Req, Res]):
                     self._cond.wait()
                 if self._closing:
                     return
-                count = min(self.max_batch, len(self._queue))
-                batch = self._take(count)
+                batch = self._take(min(self.max_batch, len(self._queue)))
+                count = len(batch)
                 for item in batch:
                     item.taken = True
                 self._in_flight = count
@@ -316,12 +341,19 @@ class ModelExecutor(Generic[Req, Res]):
                 self._in_flight = 0
                 self._batch_sizes[count - 1] += 1
                 if failure is None:
-                    self._done += count
+                    failed = sum(isinstance(result, Exception) for result in results)
+                    self._done += count - failed
+                    self._failed += failed
                 else:
                     self._failed += count
             for i, item in enumerate(batch):
-                if failure is None:
-                    self._deliver(item, results[i], None)
+                result = results[i] if failure is None else None
+                if isinstance(result, Exception):
+                    error = ModelError(f"model {self.name!r} failed on a request")
+                    error.__cause__ = result
+                    self._deliver(item, None, error)
+                elif failure is None:
+                    self._deliver(item, cast("Res", result), None)
                 else:
                     message, cause = failure
                     error = ModelError(message)  # one per caller: each raise adds its traceback
@@ -330,7 +362,7 @@ class ModelExecutor(Generic[Req, Res]):
 
     def _call(
         self, requests: list[Req]
-    ) -> tuple[list[Res], tuple[str, BaseException | None] | None]:
+    ) -> tuple[Sequence[Res | Exception], tuple[str, BaseException | None] | None]:
         """Run the model; return the results, or why they failed and the original error."""
         try:
             if self._fn is not None:

@@ -37,6 +37,9 @@ class AsrConfig(Section, frozen=True, kw_only=True):
     #: words the decoder should favour (names, menu items)
     hotwords: tuple[str, ...] = ()
     initial_prompt: str | None = None
+    #: the most windows (of every call) decoded in one pass of the model: finals batch with
+    #: finals, partials with partials (1: one decode at a time)
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
 class VadConfig(Section, frozen=True, kw_only=True):

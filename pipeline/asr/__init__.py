@@ -4,6 +4,8 @@
   wheels assembled once into the user's cache, a local folder, a hub name) and loading it.
 - :mod:`pipeline.asr.decoder`: :class:`WhisperDecoder`, the synchronous decode of one window
   (no 30 s padding), with word timings, language detection, prompts and hotwords.
+- :mod:`pipeline.asr.decode_batch`: how it decodes several windows (several calls') in one
+  pass of the model, each as it would alone.
 - :mod:`pipeline.asr.guards`: the checks that keep it from inventing text (pure functions).
 - :mod:`pipeline.asr.agreement`: :class:`LocalAgreement`, stable partials (sans-I/O).
 - :mod:`pipeline.asr.utterance`: :class:`UtteranceTracker`, what to decode and when (sans-I/O).

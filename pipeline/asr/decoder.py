@@ -20,6 +20,9 @@ greedy search for partials, language detection from the same encoder output when
 is configured, word timestamps from the alignment heads (faster-whisper's
 ``find_alignment``, on the short window).
 
+Several requests (several calls' windows) decode as one batch: :mod:`pipeline.asr.decode_batch`,
+the one path (:meth:`WhisperDecoder.decode` is a batch of one).
+
 Every request returns a :class:`Decoded`; ``dropped`` names the guard that rejected it (see
 :mod:`pipeline.asr.guards`), so callers can say why nothing was transcribed.
 """
@@ -27,16 +30,14 @@ Every request returns a :class:`Decoded`; ``dropped`` names the guard that rejec
 from __future__ import annotations
 
 import functools
-import math
-import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.asr import guards
 from pipeline.asr.events import TranscriptWord
 from pipeline.asr.model import AsrModelConfig, load_whisper
 from pipeline.errors import InvalidAudio
@@ -45,15 +46,10 @@ from pipeline.events import PIPELINE_RATE
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
-#: samples per log-mel frame
-HOP = 160
 #: Whisper's window: the encoder takes at most this many seconds
 WINDOW_SECONDS = 30.0
 #: Whisper's decoder context, prompt included
 MAX_TOKENS = 448
-# Whisper's own punctuation sets (full-width forms included on purpose)
-PREPEND_PUNCTUATION = "\"'“¿([{-"
-APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001
 
 Floats = npt.NDArray[np.float32]
 
@@ -190,85 +186,25 @@ class WhisperDecoder:
         return bool(self.model.model.is_multilingual)
 
     def decode(self, request: DecodeRequest) -> Decoded:
-        started = time.perf_counter()
-        options = request.options
-        audio = request.audio
-        if audio.ndim != 1 or audio.dtype != np.float32:
-            raise InvalidAudio("the decoder takes 1-D float32 samples at 16 kHz")
-        if len(audio) > options.max_audio_seconds * PIPELINE_RATE:
-            raise InvalidAudio(f"at most {options.max_audio_seconds:.2f} s of audio per request")
-        level = guards.activity(audio, floor_dbfs=options.silence_dbfs)
-        if level.peak_dbfs < options.silence_dbfs:
-            return Decoded(text="", dropped=guards.SILENCE, timings=_since(started))
-        if level.active_seconds < options.min_active:
-            return Decoded(text="", dropped=guards.TOO_SHORT, timings=_since(started))
+        """Decode one request (a batch of one: see :mod:`pipeline.asr.decode_batch`).
 
-        timings: dict[str, float] = {}
-        mark = time.perf_counter()
-        content = len(audio) + round(options.tail_silence * PIPELINE_RATE)
-        window = min(max(content, round(options.min_window * PIPELINE_RATE)), 30 * PIPELINE_RATE)
-        padded = np.zeros(window, dtype=np.float32)
-        padded[: len(audio)] = audio
-        features = self.model.feature_extractor(padded)[..., :-1]
-        mark = _lap(timings, "features", mark)
+        Raises :class:`~pipeline.errors.InvalidAudio` for audio it cannot take.
+        """
+        (result,) = self.decode_batch([request])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-        import ctranslate2
+    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Decoded | Exception]:
+        """Decode ``requests`` together (:mod:`pipeline.asr.decode_batch`): one result per
+        request, in order, each what :meth:`decode` gives for it alone, or the error that it
+        alone raised."""
+        from pipeline.asr.decode_batch import decode_batch
 
-        encoded = self.model.model.encode(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None]))
-        )
-        language, language_probability = self._language(encoded, options)
-        tokenizer = self._tokenizer(language, options.task)
-        mark = _lap(timings, "encode", mark)
+        return decode_batch(self, requests)
 
-        prompt = self._prompt(tokenizer, options, request.context)
-        budget = 8 + math.ceil(len(audio) / PIPELINE_RATE * options.max_tokens_per_second)
-        max_length = min(MAX_TOKENS, len(prompt) + budget)
-        result = self.model.model.generate(
-            encoded,
-            [prompt],
-            beam_size=options.beam_size if request.final else options.partial_beam_size,
-            max_length=max_length,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=[-1],
-        )[0]
-        mark = _lap(timings, "generate", mark)
-
-        tokens: list[int] = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-        decoded = Decoded(
-            text=tokenizer.decode(tokens).strip(),
-            language=language,
-            language_probability=language_probability,
-            avg_logprob=float(result.scores[0]) * len(tokens) / (len(tokens) + 1),
-            no_speech_prob=float(result.no_speech_prob),
-            timings=timings,
-        )
-        collapsed, changed = guards.collapse_repeats(decoded.text)
-        if changed:
-            decoded = replace(decoded, text=collapsed, notes=("repetition_collapsed",))
-            tokens = tokenizer.encode(" " + collapsed) if collapsed else []
-        hit_limit = len(result.sequences_ids[0]) >= max_length - len(prompt)
-        dropped = _judge(decoded, options, runaway=hit_limit and not changed)
-        if dropped is None and request.final and options.word_timestamps and tokens:
-            alignment = self._align(tokenizer, tokens, encoded, content)
-            _lap(timings, "align", mark)
-            decoded, dropped = _place_words(decoded, alignment, tokenizer, level, len(audio))
-        timings["total"] = time.perf_counter() - started
-        return replace(decoded, dropped=dropped)
-
-    # -- internals -----------------------------------------------------------------------------
-
-    def _language(self, encoded: Any, options: DecodeOptions) -> tuple[str, float]:
-        if not self.multilingual:
-            return "en", 1.0
-        if options.language is not None:
-            return options.language, 1.0
-        token, probability = self.model.model.detect_language(encoded)[0][0]
-        return str(token)[2:-2], float(probability)
-
-    def _tokenizer(self, language: str, task: str) -> Any:
+    def tokenizer(self, language: str, task: str) -> Any:
+        """faster-whisper's tokenizer for ``language`` and ``task`` (made once, kept)."""
         key = (language, task)
         tokenizer = self._tokenizers.get(key)
         if tokenizer is None:
@@ -281,7 +217,7 @@ class WhisperDecoder:
         return tokenizer
 
     @staticmethod
-    def _prompt(tokenizer: Any, options: DecodeOptions, context: str) -> list[int]:
+    def prompt(tokenizer: Any, options: DecodeOptions, context: str) -> list[int]:
         """``<|startofprev|>`` hotwords, then the prompt and context (their newest tokens),
         then the start of transcript; the whole ``<|startofprev|>`` part is at most half the
         decoder's context, as in Whisper."""
@@ -296,84 +232,3 @@ class WhisperDecoder:
         previous = previous[-(limit - len(hotwords)) :]
         prompt = [tokenizer.sot_prev, *hotwords, *previous] if hotwords or previous else []
         return [*prompt, *tokenizer.sot_sequence, tokenizer.no_timestamps]
-
-    def _align(
-        self, tokenizer: Any, tokens: list[int], encoded: Any, content: int
-    ) -> list[dict[str, Any]]:
-        """Words with start/end (seconds), probability and tokens; punctuation merged into its
-        word as faster-whisper does, empty entries removed."""
-        from faster_whisper.transcribe import merge_punctuations
-
-        (alignment,) = self.model.find_alignment(tokenizer, [tokens], encoded, content // HOP)
-        merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
-        return [a for a in alignment if str(a["word"]).strip()]
-
-
-def _words(alignment: list[dict[str, Any]], bounds: tuple[int, int]) -> tuple[TranscriptWord, ...]:
-    low, high = bounds
-    words = []
-    for timing in alignment:
-        start = min(max(round(float(timing["start"]) * PIPELINE_RATE), low), high)
-        end = min(max(round(float(timing["end"]) * PIPELINE_RATE), start), high)
-        words.append(
-            TranscriptWord(
-                word=str(timing["word"]).strip(),
-                start=start,
-                end=end,
-                probability=float(timing["probability"]),
-            )
-        )
-    return tuple(words)
-
-
-def _judge(decoded: Decoded, options: DecodeOptions, *, runaway: bool) -> str | None:
-    """The guard that rejects this decode, if any (see :mod:`pipeline.asr.guards`)."""
-    if guards.is_no_speech(
-        decoded.no_speech_prob,
-        decoded.avg_logprob,
-        no_speech_threshold=options.no_speech_threshold,
-        log_prob_threshold=options.log_prob_threshold,
-    ):
-        return guards.NO_SPEECH
-    if options.min_avg_logprob is not None and decoded.avg_logprob < options.min_avg_logprob:
-        return guards.LOW_CONFIDENCE
-    if runaway:
-        return guards.RUNAWAY
-    if not any(guards.normalise_word(w) for w in decoded.text.split()):
-        return guards.EMPTY
-    return None
-
-
-def _place_words(
-    decoded: Decoded,
-    alignment: list[dict[str, Any]],
-    tokenizer: Any,
-    level: guards.Activity,
-    length: int,
-) -> tuple[Decoded, str | None]:
-    """Attach word timings; drop trailing words aligned after the end of the audio."""
-    # Words aligned wholly after the audio sit in the silence the decoder appended: nothing
-    # was said there (seen: "Fail better. Fail better." for one "Fail better." in context).
-    spoken = len(alignment)
-    while spoken and alignment[spoken - 1]["start"] * PIPELINE_RATE >= length:
-        spoken -= 1
-    if spoken < len(alignment):
-        text = tokenizer.decode([t for a in alignment[:spoken] for t in a["tokens"]]).strip()
-        decoded = replace(decoded, text=text, notes=(*decoded.notes, "trailing_words_removed"))
-        if not spoken:
-            return decoded, guards.NO_SPEECH
-    # Alignment puts the first word's start at the window's start: keep words where there is
-    # sound (Whisper's alignment is only as precise as its 20 ms frames anyway).
-    margin = PIPELINE_RATE // 20
-    bounds = (max(level.onset - margin, 0), min(level.offset + margin, length))
-    return replace(decoded, words=_words(alignment[:spoken], bounds)), None
-
-
-def _lap(timings: dict[str, float], name: str, mark: float) -> float:
-    now = time.perf_counter()
-    timings[name] = now - mark
-    return now
-
-
-def _since(started: float) -> dict[str, float]:
-    return {"total": time.perf_counter() - started}

@@ -27,6 +27,13 @@ partials, never a late final behind stale ones. In the shared executor a final h
 priority than partials (:data:`FINAL_PRIORITY`): it goes ahead of other calls' partials, and
 takes a partial's place when the executor's queue is full.
 
+**Under load partials thin out, finals do not wait.** Each call has at most one request in the
+executor (one job at a time), and while it waits its newer jobs replace its queued partials, so
+a saturated executor decodes each call's partials less often, never a stale one. With
+``batch_size`` > 1 (:func:`asr_executor`) the executor decodes several calls' windows at once,
+finals only with finals and partials only with partials: a final never waits for partials'
+work beyond the one batch already running.
+
 **Speculative finals.** The VAD's :class:`~pipeline.vad.events.SpeechPaused` (100 ms of
 silence) queues a final-quality decode of the utterance so far, at the final's priority, while
 the VAD is still confirming the end (its ``min_silence``, 300 ms in the default agent). Until
@@ -68,6 +75,7 @@ import msgspec
 import numpy as np
 
 from pipeline.asr.agreement import LocalAgreement
+from pipeline.asr.decode_batch import batch_key
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest, WhisperDecoder
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.asr.model import AsrModelConfig
@@ -100,12 +108,16 @@ def asr_executor(
     *,
     max_queue: int = 32,
     name: str | None = None,
+    batch_size: int = 1,
 ) -> ModelExecutor[DecodeRequest, Decoded]:
     """The one executor for a Whisper model on one device, shared by every session.
 
     Given a config, the model is loaded on the worker thread when the executor starts (a CUDA
     context stays on the thread that uses it); given a loaded :class:`WhisperDecoder`, that one
-    is used. Decodes run one at a time: CTranslate2 already spreads one over ``cpu_threads``.
+    is used. Up to ``batch_size`` waiting requests of one priority and one
+    :func:`~pipeline.asr.decode_batch.batch_key` (window length and beam) are decoded together
+    (:meth:`WhisperDecoder.decode_batch`); 1 decodes one at a time. A request that fails (bad
+    audio) fails alone.
     """
     config = source if isinstance(source, AsrModelConfig) else AsrModelConfig()
     holder: list[WhisperDecoder] = [source] if isinstance(source, WhisperDecoder) else []
@@ -114,13 +126,15 @@ def asr_executor(
         if not holder:
             holder.append(WhisperDecoder.load(config))
 
-    def decode(request: DecodeRequest) -> Decoded:
-        return holder[0].decode(request)
+    def decode(requests: list[DecodeRequest]) -> list[Decoded | Exception]:
+        return holder[0].decode_batch(requests)
 
     device = config.device if not holder else str(holder[0].model.model.device)
     return ModelExecutor(
         name if name is not None else f"whisper:{config.model}",
-        fn=decode,
+        batch_fn=decode,
+        max_batch=batch_size,
+        batch_key=batch_key,
         max_queue=max_queue,
         device=device,
         init=load,
