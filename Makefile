@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml scripts/build_llama_wheel.sh
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,tracing]'
 	$(BIN)/python -m pip install -q --no-deps moonshine-voice==0.1.5
 	# The LLM tests run a real llama.cpp server: its wheel compiles once (minutes), then is
 	# cached under ~/.cache/voxline/wheels.

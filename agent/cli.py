@@ -82,10 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         print(f"voxline: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from agent.server import serve as run_server
+    from agent.tracing_logs import configure_logging
 
-    run_server(config, host, args.port, keys=keys)
+    configure_logging(logging.INFO)  # a call's lines carry its id (and its trace id)
+    try:
+        run_server(config, host, args.port, keys=keys)
+    except ConfigError as error:  # what is checked as the server starts (server.tracing)
+        print(f"{args.config}: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -12,6 +12,10 @@ default registry leaks in). What is counted as it happens:
 - ``voxline_records_dropped_total{reason}``: call records not written (``queue_full``: the
   writer was behind; ``write_failed``: the database refused them; ``unavailable``: it never
   opened, or the call ended after the writer stopped; :mod:`agent.records`).
+- ``voxline_webhooks_dropped_total{reason}``: call events no webhook endpoint received
+  (``queue_full``: the endpoint was behind; ``failed``: every try failed; ``rejected``: it
+  answered a 4xx that is not retried; ``unavailable``: the call ended after the sender stopped;
+  :mod:`agent.webhooks`).
 
 What is read when scraped (from the callables given to :meth:`Metrics.watch`):
 
@@ -99,6 +103,10 @@ class Metrics:
             "voxline_records_dropped", "Call records not written, by reason.",
             ["reason"], registry=self.registry,
         )  # fmt: skip
+        self._webhooks_dropped = Counter(
+            "voxline_webhooks_dropped", "Webhook events not delivered, by reason.",
+            ["reason"], registry=self.registry,
+        )  # fmt: skip
         self._sessions: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self._executors: Callable[[], Iterable[ExecutorStats | CacheStatistics]] = list
         self.registry.register(_Live(self))
@@ -121,6 +129,9 @@ class Metrics:
 
     def records_dropped(self, reason: str, count: int = 1) -> None:
         self._records_dropped.labels(reason).inc(count)
+
+    def webhooks_dropped(self, reason: str, count: int = 1) -> None:
+        self._webhooks_dropped.labels(reason).inc(count)
 
     def watch(
         self,

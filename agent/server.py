@@ -49,12 +49,14 @@ from agent.rest import rest_routes
 from agent.room_calls import RoomService
 from agent.session import Models, SessionSettings
 from agent.sip_server import ServerAdmission, SipServer
+from agent.tracing_logs import install as install_call_logs
 from agent.translator import TranslatorResponder, translation_llm
 from agent.twilio_call import twilio_calls
 from agent.twilio_signature import TOKEN_ENV as TWILIO_TOKEN_ENV
+from agent.webhooks import Webhooks
 from agent.webrtc_call import WebRtcCalls
 from agent.webrtc_routes import webrtc_routes
-from pipeline.errors import StageFailed
+from pipeline.errors import ConfigError, StageFailed
 
 log = logging.getLogger("voxline.server")
 
@@ -179,6 +181,17 @@ def create_app(
     webrtc = WebRtcCalls(config.server.webrtc)
     records_config = config.server.records
     records = Recorder(records_config, config.name) if records_config is not None else None
+    hooks = config.server.webhooks
+    webhooks = Webhooks(hooks, config.name) if hooks else None  # the secrets read now
+    install_call_logs()  # the call id on the log lines of every call
+    tracing = None
+    if config.server.tracing is not None:  # only then is the OpenTelemetry SDK imported
+        try:
+            from agent.tracing import Tracing
+        except ImportError as error:
+            needs = "needs the OpenTelemetry SDK: pip install 'voxline[tracing]'"
+            raise ConfigError("$.server.tracing", needs) from error
+        tracing = Tracing(config.server.tracing, config.name, environ=os.environ)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -188,6 +201,10 @@ def create_app(
             await tg.start(webrtc.run)
             if records is not None:  # every call's record, written by its one writer
                 await tg.start(records.run)
+            if webhooks is not None:  # each call's start and end, POSTed (agent/webhooks.py)
+                await tg.start(webhooks.run)
+            if tracing is not None:  # a span per call and per turn (agent/tracing.py)
+                tracing.start()
             if config.server.sip.listen:  # calls get BYE when the group is cancelled
                 sip = SipServer(config.server.sip, ServerAdmission(state))
                 await tg.start(sip.run)
@@ -197,6 +214,10 @@ def create_app(
                 tg.cancel_scope.cancel()
         if records is not None:  # the records of the last calls, then the database closed
             await records.aclose()
+        if webhooks is not None:  # the last calls' events go out, then the client closed
+            await webhooks.aclose()
+        if tracing is not None:  # the last calls' spans exported, then the SDK shut down
+            await tracing.aclose()
         await state.close()
 
     async def live(request: Request) -> JSONResponse:

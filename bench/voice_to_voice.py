@@ -33,6 +33,10 @@ batched ASR (``--asr-batch-sizes 1,4``)
     holds when every turn was answered with no error and the v2v p95 stayed under 1.5 s (late
     frames are reported, not counted: on a shared 2-core machine the client's own stalls make
     some); a size stops at its first level that does not hold.
+records and traces (``--observability ROUNDS``, this part alone)
+    the scripted call on two servers of the same run, one with call records (SQLite) and
+    traces (to an OTLP/HTTP receiver in this process) on, one with both off, ROUNDS calls each,
+    alternately: voice to voice p50/p95 of each and the ratio of the p50s.
 baseline (same run, same machine, no call open)
     the models alone, in this process: the final decode of each utterance with the server's
     decoder settings (Whisper base int8, 2 threads, the agent's options) and Piper's first
@@ -71,6 +75,7 @@ from agent.config import AgentConfig, load_config
 from agent.models import asr_model_config, asr_options
 from agent.server_process import running_server
 from bench.utterances import utterance
+from bench.v2v_observability import observability
 from bench.v2v_report import (
     BargeIn,
     CallResult,
@@ -406,6 +411,9 @@ async def asr_batch_levels(args: argparse.Namespace) -> dict[str, list[dict[str,
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(args.config)
+    if args.observability:  # this part alone (bench/v2v_observability.py)
+        script = [utterance(text) for text in SCRIPT[: args.turns]]
+        return await observability(args, script, scripted_call)
     script = [utterance(text) for text in SCRIPT[: args.turns]]
     for text in (*CONCURRENT_SCRIPT, TRIGGER, INTERRUPTION):
         utterance(text)  # espeak before the clock runs
@@ -507,6 +515,14 @@ def main() -> None:
         help="run the --calls levels on one server per profile.asr.batch_size instead",
     )
     parser.add_argument("--stagger", type=float, default=0.5, help="seconds between call starts")
+    parser.add_argument(
+        "--observability",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only compare the scripted call with call records and traces on and off, "
+        "ROUNDS calls each, alternately, on two servers of the same run",
+    )
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()
     report = anyio.run(run, args, backend_options={"use_uvloop": True})

@@ -286,6 +286,54 @@ class RecordsConfig(Section, frozen=True, kw_only=True):
     queue: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
 
 
+class TracingConfig(Section, frozen=True, kw_only=True):
+    """Traces (agent/tracing.py): a span per call and per turn, exported over OTLP/HTTP."""
+
+    #: the collector's OTLP/HTTP address (``http://collector:4318``): spans are POSTed to its
+    #: ``/v1/traces`` (a URL that already ends in ``/v1/traces`` is used as it is)
+    otlp_endpoint: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/?#]+[^\s?#]*$")]
+    #: the ``service.name`` the spans are exported under
+    service_name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "voxline"
+    #: the share of calls traced (decided per call, by its trace id)
+    sample_ratio: Probability = 1.0
+    #: the environment variable holding the headers sent to the collector (``key=value`` pairs
+    #: separated by commas, values URL-encoded, as ``OTEL_EXPORTER_OTLP_HEADERS``; an API key),
+    #: never the headers themselves; null: none
+    headers_env: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    #: finished spans waiting to be exported; beyond it the oldest is dropped (the SDK's batch
+    #: processor, which logs it): exporting never holds up a call
+    queue: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2048
+    #: one export not answered this long has failed (the exporter retries within it)
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+
+
+#: the call events a webhook may be sent (agent/webhooks.py)
+WebhookEvent = Literal["call.started", "call.ended"]
+
+
+class WebhookConfig(Section, frozen=True, kw_only=True):
+    """An endpoint told of call events (agent/webhooks.py; docs/config.md "Webhooks")."""
+
+    #: where each event is POSTed (JSON)
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+    #: the environment variable holding the signing secret (never the secret itself)
+    secret_env: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    #: the events it is sent (default: all)
+    events: Annotated[tuple[WebhookEvent, ...], msgspec.Meta(min_length=1)] = (
+        "call.started",
+        "call.ended",
+    )
+    #: one request not answered this long has failed (and is tried again)
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    #: tries of one event, the first included (network errors, 408, 429 and 5xx are retried)
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    #: the first retry's delay; each next one doubles (with jitter), up to 5 minutes
+    backoff_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 1.0
+    #: events waiting for this endpoint; beyond it an event is dropped and counted
+    #: (``voxline_webhooks_dropped_total``): sending never holds up a call
+    queue: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+
+
 #: an origin a browser may call from: ``scheme://host`` or ``scheme://host:port``, ``:*`` for
 #: any port, or ``*`` for every origin
 Origin = Annotated[
@@ -356,6 +404,10 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     )
     #: call records (agent/records/; null: none are kept)
     records: RecordsConfig | None = RecordsConfig()
+    #: endpoints told of each call's start and end (agent/webhooks.py)
+    webhooks: tuple[WebhookConfig, ...] = ()
+    #: traces of every call, exported over OTLP/HTTP (agent/tracing.py; null: none)
+    tracing: TracingConfig | None = None
     auth: AuthConfig = AuthConfig()
     webrtc: WebRtcConfig = WebRtcConfig()
     sip: SipConfig = SipConfig()

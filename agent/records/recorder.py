@@ -45,7 +45,14 @@ from agent.responders import IntentResponder, LLMResponder
 from agent.session import Session
 from agent.session_events import CallEnded, CallSink, SessionEvent, UserTurn
 
-__all__ = ["BATCH", "Recorder", "RecordingSink", "RecordsUnavailable", "transport_of"]
+__all__ = [
+    "BATCH",
+    "Recorder",
+    "RecordingSink",
+    "RecordsUnavailable",
+    "end_reason",
+    "transport_of",
+]
 
 log = logging.getLogger("voxline.records")
 
@@ -65,8 +72,17 @@ class RecordsUnavailable(Exception):
 
 
 def transport_of(sink: CallSink) -> str:
-    """The transport's name, from its sink's class (``NativeSink``: ``native``)."""
+    """The transport's name, from its sink's class (``NativeSink``: ``native``), under the
+    sinks that watchers put around it (:class:`RecordingSink`, :mod:`agent.tracing`'s: each
+    keeps the sink it wraps as ``sink``; no transport's sink has one)."""
+    while (inner := getattr(sink, "sink", None)) is not None:
+        sink = inner
     return type(sink).__name__.removesuffix("Sink").lower() or "unknown"
+
+
+def end_reason(session: Session, failure: Exception | None) -> str:
+    """Why the call ended: the session's reason, else ``error`` (it failed) or ``hangup``."""
+    return session.ended or ("error" if failure is not None else "hangup")
 
 
 class RecordingSink:
@@ -171,15 +187,12 @@ class Recorder:
         ends its record."""
         try:
             outbox = session.outbox
-            inner = outbox.sink
-            while isinstance(inner, RecordingSink):  # another server's in this process
-                inner = inner.sink
             start = session.clock.now()
             input_clock = session.input
             call_log = CallLog(
                 call_id=session.id,
                 agent=self.agent,
-                transport=transport_of(inner),
+                transport=transport_of(outbox.sink),
                 started_at=dt.datetime.now(dt.UTC),
                 caller_time=lambda sample: input_clock.wall_time_of(sample) - start,
             )
@@ -191,7 +204,7 @@ class Recorder:
         def ended(failure: Exception | None) -> None:
             try:
                 sink.tools_seen(session.clock.now() - start)
-                reason = session.ended or ("error" if failure is not None else "hangup")
+                reason = end_reason(session, failure)
                 self.submit(call_log.record(dt.datetime.now(dt.UTC), reason))
             except Exception:
                 log.exception("call %s: its record was lost", session.id)
