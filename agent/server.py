@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
@@ -33,7 +34,8 @@ from agent.client_secret_route import client_secret_routes
 from agent.config import AgentConfig
 from agent.config.runtime import llm_config
 from agent.dialogue.engine import IntentEngine
-from agent.dialogue.llm import LLMEngine, make_backend
+from agent.dialogue.llm import ChatBackend, LLMEngine, make_backend
+from agent.dialogue.llm_local import EmbeddedLlm
 from agent.dialogue.llm_tools import Tools
 from agent.drain import Draining, DrainingServer, drain
 from agent.metrics import METRICS
@@ -122,8 +124,10 @@ class ServerState:
         assert self.intents is not None
         return IntentResponder(self.intents, self.config, llm=llm)
 
-    async def load(self) -> None:
-        """Load the models and the dialogue engines (``failed`` says why when they do not)."""
+    async def load(self, tasks: anyio.abc.TaskGroup | None = None) -> None:
+        """Load the models and the dialogue engines (``failed`` says why when they do not);
+        ``tasks`` runs what serves them meanwhile (the embedded LLM's supervisor; without
+        it, the embedded LLM is not restarted if it dies)."""
         config = self.config
         try:
             self.models = await anyio.to_thread.run_sync(load_models, config)
@@ -133,8 +137,17 @@ class ServerState:
             )
             if config.dialogue.engine != "intents" and config.profile.llm is not None:
                 settings = llm_config(config)
-                backend = make_backend(settings)
-                await backend.start()
+                backend: ChatBackend
+                if config.profile.llm.backend == "embedded":
+                    embedded = await anyio.to_thread.run_sync(EmbeddedLlm.from_config, config)
+                    backend = embedded
+                    if tasks is not None:
+                        await tasks.start(embedded.run)  # restarted if it dies
+                    else:
+                        await embedded.start()
+                else:
+                    backend = make_backend(settings)
+                    await backend.start()
                 tools = Tools(settings.tools, builtins=BUILTINS, http=self.http)
                 self.llm = LLMEngine(settings, backend, tools=tools if settings.tools else None)
                 if config.dialogue.engine == "translate":
@@ -196,7 +209,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(state.load)
+            tg.start_soon(state.load, tg)
             tg.start_soon(drain, state, config.server.drain_timeout_s, config.server.drain_message)
             await tg.start(webrtc.run)
             if records is not None:  # every call's record, written by its one writer

@@ -218,7 +218,7 @@ def test_the_turns_section_is_the_turn_taking_config() -> None:
     assert turns.end_of_turn_silence_ms == 700
 
 
-@pytest.mark.parametrize("name", ["assistant-llm.yaml", "gpu.yaml"])
+@pytest.mark.parametrize("name", ["assistant.yaml", "assistant-llm.yaml", "gpu.yaml"])
 def test_llm_agents_give_the_llm_engine_its_config(name: str) -> None:
     from agent.config.runtime import llm_config
 
@@ -232,6 +232,7 @@ def test_llm_agents_give_the_llm_engine_its_config(name: str) -> None:
 def test_the_shipped_agents() -> None:
     engines = {path.stem: load_config(path).dialogue.engine for path in CONFIGS}
     assert engines == {
+        "assistant": "llm",
         "assistant-llm": "llm",
         "default": "intents",
         "gpu": "mixed",

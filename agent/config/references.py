@@ -6,7 +6,7 @@ variables do not collide; a flow's slots, ``ask`` and ``goto`` exist; an intent'
 a webhook action names a webhook and covers its required arguments; a template's placeholders
 name a slot, a variable, a webhook result (``save_as``) or ``today``; regular expressions
 compile; ranges are ordered; the ``llm`` and ``mixed`` engines have an LLM; the LLM's tools
-exist.
+exist; the embedded LLM's own keys (``model_path``, ``chat_format``) go with its backend only.
 """
 
 from __future__ import annotations
@@ -281,6 +281,14 @@ class _Checker:
             raise ConfigError(
                 "$.profile.llm", f"the {config.dialogue.engine!r} engine needs an LLM"
             )
+        where = config.profile.llm
+        if where is not None and where.backend != "embedded":
+            for key in ("model_path", "chat_format"):
+                if getattr(where, key) is not None:
+                    raise ConfigError(
+                        f"$.profile.llm.{key}",
+                        f"only the embedded backend runs a model file, not {where.backend!r}",
+                    )
         available = set(self.webhooks) | set(config.tools.builtins)
         for i, name in enumerate(config.dialogue.llm.tools):
             if name not in available:

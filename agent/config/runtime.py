@@ -73,7 +73,9 @@ def llm_config(config: AgentConfig) -> LLMConfig:
         raise ValueError("the agent has no `profile.llm`")
     how = config.dialogue.llm
     return LLMConfig(
-        backend=where.backend,
+        # the embedded model is served by llama.cpp's OpenAI-compatible server, whose address
+        # only its supervisor knows (agent.dialogue.llm_local.EmbeddedLlm is the backend)
+        backend="openai" if where.backend == "embedded" else where.backend,
         base_url=where.base_url,
         model=where.model,
         api_key_env=where.api_key_env,

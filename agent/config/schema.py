@@ -68,8 +68,10 @@ class LlmConfig(Section, frozen=True, kw_only=True):
     """Where the LLM runs (how it is prompted is ``dialogue.llm``)."""
 
     #: ``openai``: any OpenAI-compatible server over HTTP (vLLM's, llama.cpp's);
-    #: ``vllm``: an in-process vLLM engine on ``device``
-    backend: Literal["openai", "vllm"] = "openai"
+    #: ``vllm``: an in-process vLLM engine on ``device``; ``embedded``: llama.cpp's server on
+    #: this machine's CPU, a child process the server starts, warms, restarts and stops
+    #: (``model_path``, ``threads``, ``context_tokens``, ``chat_format``, ``tool_grammar``)
+    backend: Literal["openai", "vllm", "embedded"] = "openai"
     base_url: Annotated[str, msgspec.Meta(pattern=r"^https?://")] = "http://127.0.0.1:8080/v1"
     #: the model name the server knows; for ``vllm`` a hub name or a local directory
     model: Annotated[str, msgspec.Meta(min_length=1)]
@@ -78,6 +80,20 @@ class LlmConfig(Section, frozen=True, kw_only=True):
     #: ``vllm`` only: the GPU, and the share of its memory vLLM may take
     device: str = "cuda:0"
     gpu_memory_utilization: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.5
+    #: ``embedded`` only: a GGUF file (relative to the working directory; null: the embedded
+    #: Qwen2.5-Coder 0.5B Instruct, assembled from its wheels into ``~/.cache/voxline``)
+    model_path: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    #: ``embedded``: CPU threads for the model, and its context window in tokens
+    threads: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
+    context_tokens: Annotated[int, msgspec.Meta(ge=512, le=131_072)] = 4096
+    #: ``embedded``: a llama.cpp chat format (``chatml``, ``chatml-function-calling`` ...;
+    #: null: the GGUF's own template)
+    chat_format: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]*$")] | None = None
+    #: ``embedded``: each reply offered tools is constrained to plain text or valid calls of
+    #: those tools (a llama.cpp grammar), and the model may call a tool that means "answer in
+    #: words" (agent/dialogue/llm_local_tools.py): it still chooses, but never writes a broken
+    #: call or an unknown tool, and calls one far less often when none fits
+    tool_grammar: bool = True
     connect_timeout_s: Seconds = 3.0
     #: no first token this long after a request: the fallback text is spoken
     first_token_timeout_s: Seconds = 3.0
