@@ -11,8 +11,9 @@ built as the server builds it (:class:`~agent.responders.IntentResponder` on an
 - **Webhooks** are real HTTP requests of the agent's own client. Those the file declares go
   to a :class:`~agent.conversation_tests_hooks.WebhookServer` on 127.0.0.1; the others to the
   agent's configured URL. Every request is recorded as the turn's tool calls.
-- An agent that needs an LLM is **skipped** with the reason when ``profile.llm`` cannot be
-  reached; an interpreter (``dialogue.engine: translate``) is skipped too (not supported yet).
+- An agent whose LLM is embedded (``profile.llm.backend: embedded``) has it started for the
+  run, as ``voxline serve`` does. One that needs another LLM is **skipped** with the reason
+  when ``profile.llm`` cannot be reached; an interpreter (``dialogue.engine: translate``) is skipped too (not supported yet).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from agent.dialogue.decision import DialogueDecision, EndCall, Say, Transfer
 from agent.dialogue.embeddings import SentenceEmbedder
 from agent.dialogue.engine import IntentEngine, IntentSession
 from agent.dialogue.llm import LLMEngine, make_backend
+from agent.dialogue.llm_local import EmbeddedLlm
 from agent.dialogue.llm_tools import Tools
 from agent.digits import DigitCollector, Keypad, keypad_rule
 from agent.models import asr_model_config, asr_options, tts_engine
@@ -377,6 +379,14 @@ async def _start_llm(config: AgentConfig, http: httpx.AsyncClient) -> tuple[LLME
     if where is None:
         return None, "the agent needs an LLM and has no profile.llm"
     settings = llm_config(config)
+    if where.backend == "embedded":  # llama.cpp's server, started here as the server does
+        try:
+            embedded = await anyio.to_thread.run_sync(EmbeddedLlm.from_config, config)
+            await embedded.start()
+        except VoxlineError as error:  # a ConfigError too (a missing model_path)
+            return None, f"profile.llm (embedded) did not start: {error}"
+        tools = Tools(settings.tools, builtins=BUILTINS, http=http)
+        return LLMEngine(settings, embedded, tools=tools if settings.tools else None), ""
     if settings.backend != "vllm":
         url = settings.base_url.rstrip("/") + "/models"
         try:

@@ -265,6 +265,24 @@ async def test_an_llm_agent_runs_against_its_openai_compatible_server(tmp_path: 
     assert json.loads(tools[0]["content"]) == {"status": "shipped"}
 
 
+@pytest.mark.anyio
+async def test_an_embedded_llm_agent_starts_its_own_model(tmp_path: Path) -> None:
+    """configs/assistant.yaml (profile.llm.backend: embedded): the runner starts llama.cpp's
+    server as ``voxline serve`` does, and the model answers (not the fallback)."""
+    agent = ROOT / "configs" / "assistant.yaml"
+    file = write(
+        tmp_path / "assistant.test.yaml",
+        f"agent: {agent}\nconversations:\n  - name: a question\n"
+        "    greeting: {contains: Voxline assistant}\n    turns:\n"
+        "      - caller: Hello! Who are you?\n"
+        '        expect: {reply: {regex: "^(?!Sorry, I\'m having trouble)\\\\w"}}\n',
+    )
+    with anyio.fail_after(240):  # the model's start and warm-up, then one reply, on 2 cores
+        result = await run_file(load_test_file(file))
+    assert result.skipped is None, result.skipped
+    assert result.passed, text_report([result])
+
+
 def test_a_turn_is_checked_field_by_field() -> None:
     got = Outcome(
         heard="yes",
