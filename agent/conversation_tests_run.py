@@ -13,7 +13,8 @@ built as the server builds it (:class:`~agent.responders.IntentResponder` on an
   agent's configured URL. Every request is recorded as the turn's tool calls.
 - An agent whose LLM is embedded (``profile.llm.backend: embedded``) has it started for the
   run, as ``voxline serve`` does. One that needs another LLM is **skipped** with the reason
-  when ``profile.llm`` cannot be reached; an interpreter (``dialogue.engine: translate``) is skipped too (not supported yet).
+  when ``profile.llm`` cannot be reached; an interpreter (``dialogue.engine: translate``) is
+  skipped too (not supported yet).
 """
 
 from __future__ import annotations
