@@ -4,10 +4,10 @@
 
     run_call (every transport)                           the server's lifespan
     ├─ Tracing.started(session): the call span starts;   ├─ Tracing(config): the SDK's provider,
-    │    TracingSink wraps the session's sink: what it    │    batch processor and OTLP/HTTP
-    │    says goes on unchanged, and into CallSpans       │    exporter (protobuf), on its thread
-    │    (agent/tracing_spans.py): each finished turn     │
-    │    becomes spans at once                            │
+    │    a WatchingSink (agent/call_watch.py) wraps the   │    batch processor and OTLP/HTTP
+    │    session's sink: what it says goes on unchanged,  │    exporter (protobuf), on its thread
+    │    and into CallSpans (agent/tracing_spans.py):     │
+    │    each finished turn becomes spans at once         │
     └─ at the end: turns still open end, then the call    └─ Tracing.aclose(): what waits is
        span (its end reason)                                   exported, then the SDK shuts down
 
@@ -46,16 +46,16 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, Status, StatusCode, format_trace_id
 
 from agent import call_loop
+from agent.call_watch import WatchingSink, transport_of
 from agent.config.schema import TracingConfig
-from agent.records.recorder import end_reason, transport_of
+from agent.records.recorder import end_reason
 from agent.session import Session
-from agent.session_events import CallSink, SessionEvent
+from agent.session_events import SessionEvent
 from agent.tracing_logs import TRACE_ID
 from agent.tracing_spans import Attributes, CallEvent, CallSpans, TurnSpan
-from pipeline.clock import WallClock
 from pipeline.errors import ConfigError
 
-__all__ = ["Tracing", "TracingSink", "headers_from", "traces_url"]
+__all__ = ["SpanListener", "Tracing", "headers_from", "traces_url"]
 
 log = logging.getLogger("voxline.tracing")
 
@@ -95,62 +95,34 @@ def headers_from(config: TracingConfig, environ: Mapping[str, str]) -> dict[str,
     return headers
 
 
-class TracingSink:
-    """A session's sink that also tells ``spans`` what the session says; each finished turn
-    or call event goes to ``finished`` at once."""
+class SpanListener:
+    """A :class:`~agent.call_watch.CallListener` that tells ``spans`` what the session says;
+    each finished turn or call event goes to ``finished`` at once."""
 
     def __init__(
-        self,
-        sink: CallSink,
-        spans: CallSpans,
-        clock: WallClock,
-        finished: Callable[[list[TurnSpan | CallEvent]], None],
-        call_id: str,
+        self, spans: CallSpans, finished: Callable[[list[TurnSpan | CallEvent]], None]
     ) -> None:
-        self.sink = sink
         self.spans = spans
-        self._clock = clock
         self._finished = finished
-        self._call_id = call_id
-        self._audio: int | None = None  # the generation whose audio is going out
-        self._failed = False
 
-    @property
-    def output_rate(self) -> int:
-        return self.sink.output_rate
+    def event(self, event: SessionEvent, at: float) -> None:
+        self.spans.event(event, at)
+        self._take()
 
-    async def send_audio(self, generation: int, pcm: bytes) -> None:
-        if generation != self._audio:
-            self._audio = generation
-            self._note(lambda at: self.spans.audio(generation, at))
-        await self.sink.send_audio(generation, pcm)
+    def audio_started(self, generation: int, at: float) -> None:
+        self.spans.audio(generation, at)
+        self._take()
 
-    async def end_audio(self, generation: int) -> None:
-        await self.sink.end_audio(generation)
-        self._audio = None
-        self._note(lambda at: self.spans.audio_ended(generation, at))
+    def audio_ended(self, generation: int, at: float) -> None:
+        self.spans.audio_ended(generation, at)
+        self._take()
 
-    async def clear_audio(self, generation: int) -> int | None:
-        played = await self.sink.clear_audio(generation)
-        self._audio = None
-        self._note(lambda at: self.spans.audio_ended(generation, at))
-        return played
+    def audio_cleared(self, generation: int, played: int | None, at: float) -> None:
+        self.audio_ended(generation, at)
 
-    async def send_event(self, event: SessionEvent) -> None:
-        self._note(lambda at: self.spans.event(event, at))
-        await self.sink.send_event(event)
-
-    def _note(self, step: Callable[[float], None]) -> None:
-        """Feed the spans; a failure to is logged once and never reaches the call."""
-        if self._failed:
-            return
-        try:
-            step(self._clock.now())
-            if done := self.spans.take():
-                self._finished(done)
-        except Exception:
-            self._failed = True
-            log.exception("call %s: tracing failed (the call goes on)", self._call_id)
+    def _take(self) -> None:
+        if done := self.spans.take():
+            self._finished(done)
 
 
 class Tracing:
@@ -227,7 +199,10 @@ class Tracing:
                         self._turn(item, parent, call_id, ns)
 
             outbox = session.outbox
-            outbox.sink = TracingSink(outbox.sink, spans, clock, finished, call_id)
+            listener = SpanListener(spans, finished)
+            outbox.sink = WatchingSink(
+                outbox.sink, listener, clock.now, call_id=call_id, what="tracing", log=log
+            )
         except Exception:
             log.exception("call %s: not traced", session.id)
             return lambda failure: None

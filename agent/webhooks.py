@@ -5,13 +5,14 @@
     run_call (every transport)                     the server's task group
     ├─ Webhooks.started(session)                   └─ Webhooks.run: one sender per endpoint,
     │    call.started ─► each endpoint's queue ──►      its events one at a time, in order:
-    │    a RecordingSink feeds the call's CallLog       sign, POST, retry with backoff
+    │    record_call: the call's CallLog is fed         sign, POST, retry with backoff
+    │    as the records feed theirs
     └─ at the end: call.ended (its CallRecord) ───►     (agent/webhooks_protocol.py)
 
 :meth:`Webhooks.started` is a :data:`agent.call_loop.WATCHERS` entry while :meth:`Webhooks.run`
 runs, so every transport's calls are seen the same way; ``call.ended`` carries the call's
-record, built as the call records build it (:class:`~agent.records.call_log.CallLog` fed by a
-:class:`~agent.records.recorder.RecordingSink`).
+record, built as the call records build it (:func:`agent.records.recorder.record_call`: a
+:class:`~agent.records.call_log.CallLog` fed by a :class:`~agent.call_watch.WatchingSink`).
 
 Queue policy, per endpoint: DROP NEWEST, counted (``voxline_webhooks_dropped_total{reason=
 "queue_full"}``) and logged: an event is offered without waiting, so a slow or unreachable
@@ -44,10 +45,10 @@ import httpx
 import msgspec
 
 from agent import call_loop
+from agent.call_watch import transport_of, transport_sink
 from agent.config.schema import WebhookConfig
 from agent.metrics import METRICS
-from agent.records.call_log import CallLog
-from agent.records.recorder import RecordingSink, end_reason, transport_of
+from agent.records.recorder import record_call
 from agent.session import Session
 from agent.webhooks_protocol import (
     CallEndedEvent,
@@ -264,10 +265,7 @@ class Webhooks:
         """A call has started (:data:`agent.call_loop.WATCHERS`): ``call.started`` now, and
         what sends ``call.ended`` with its record."""
         try:
-            outbox = session.outbox
-            inner = outbox.sink
-            while (wrapped := getattr(inner, "sink", None)) is not None:  # watchers' sinks
-                inner = wrapped  # (as transport_of unwraps them)
+            inner = transport_sink(session.outbox.sink)  # under the watchers' sinks
             started_at = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
             parties = inner if isinstance(inner, Parties) else None
             data = CallStarted(
@@ -281,26 +279,15 @@ class Webhooks:
             self.submit(CallStartedEvent(id=_event_id(), created_at=started_at, data=data))
             if not self._ended_wanted:
                 return lambda failure: None
-            start = session.clock.now()
-            input_clock = session.input
-            call_log = CallLog(
-                call_id=session.id,
-                agent=self.agent,
-                transport=data.transport,
-                started_at=started_at,
-                caller_time=lambda sample: input_clock.wall_time_of(sample) - start,
-            )
-            sink = outbox.sink = RecordingSink(outbox.sink, call_log, session, start)
+            recording = record_call(session, self.agent, started_at)
         except Exception:
             log.exception("call %s: no webhooks", session.id)
             return lambda failure: None
 
         def ended(failure: Exception | None) -> None:
             try:
-                sink.tools_seen(session.clock.now() - start)
-                reason = end_reason(session, failure)
                 now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
-                record = call_log.record(now, reason)
+                record = recording.record(now, failure)
                 self.submit(CallEndedEvent(id=_event_id(), created_at=now, data=record))
             except Exception:
                 log.exception("call %s: its call.ended webhook was lost", session.id)

@@ -17,6 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -26,17 +27,26 @@ import pytest
 import websockets
 import yaml  # type: ignore[import-untyped]  # no stubs installed
 
+from agent.config import parse_config
+from agent.config.runtime import llm_config
 from agent.config.schema import RecordsConfig
+from agent.dialogue.llm import LLMEngine, make_backend
+from agent.dialogue.llm_tools import ToolCall, ToolResult
 from agent.metrics import METRICS
 from agent.records import CallQuery, CallRecord, CallStore, Line, Note, Recorder, ToolUse
 from agent.records.call_log import CallLog
 from agent.records.model import decode_cursor
+from agent.records.recorder import record_call
 from agent.records.store import default_url
+from agent.responders import LLMResponder
 from agent.server_process import ROOT, free_port
+from agent.session import Models, Session
 from agent.session_events import AgentText, CallEnded, Interrupted, TurnLatency, UserTurn
+from pipeline.clock import FakeClock
 from tests.audio import espeak, silence
 from tests.server import running_server
 from tests.test_server import RATE, Call
+from tests.test_session import Recorder as KeptSink
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -314,6 +324,55 @@ def test_a_barge_in_is_recorded_with_what_the_caller_heard() -> None:
         ToolUse(
             id="t1", name="transfer", arguments='{"target": "operator"}', result="done", at_s=3.5
         )
+    ]
+
+
+LLM_AGENT = b"""
+name: llm-test
+greeting: {text: Hello.}
+profile:
+  llm: {base_url: "http://127.0.0.1:9/v1", model: qwen}
+dialogue:
+  engine: llm
+  llm: {system_prompt: You are a receptionist.}
+"""
+
+
+@pytest.mark.anyio
+async def test_a_call_is_recorded_through_its_sink_with_the_tool_calls_of_its_llm(
+    vad_runner: Any, asr_runner: Any, tts_engine: Any
+) -> None:
+    config = parse_config(LLM_AGENT, ".yaml")
+    settings = llm_config(config)
+    backend = make_backend(settings)  # never asked: the history is written here
+    responder = LLMResponder(LLMEngine(settings, backend), config)
+    transport, clock = KeptSink(), FakeClock(100.0)
+    models = Models(vad_runner, asr_runner, tts_engine)
+    session = Session(models, responder, transport, session_id="c1", clock=clock)
+    recording = record_call(session, "llm-test", NOW)
+    sink = session.outbox.sink
+    transfer = ToolCall(id="t1", name="transfer", arguments='{"target": "operator"}')
+    try:
+        with anyio.fail_after(30):
+            responder.history.add_assistant("", [transfer])
+            clock.advance(0.5)
+            await sink.send_event(AgentText(generation=1, delta="One moment."))
+            await sink.send_audio(1, bytes(640))
+            clock.advance(1.5)
+            await sink.end_audio(1)  # the reply is over: the tool call is seen
+            responder.history.add_tool_result(transfer, ToolResult(content="done"))
+            clock.advance(1.0)
+    finally:
+        await backend.aclose()
+    result = recording.record(NOW + DAY, None)
+    assert transport.log == [("event", AgentText(1, "One moment.")), ("audio", 1), ("end", 1)]
+    assert (result.id, result.agent, result.transport) == ("c1", "llm-test", "recorder")
+    assert (result.end_reason, result.started_at) == ("hangup", NOW)
+    assert [(line.text, line.start_s, line.end_s) for line in result.lines] == [
+        ("One moment.", 0.5, 2.0)
+    ]
+    assert result.tools == [  # seen at the reply's end, its result at the call's
+        ToolUse(id="t1", name="transfer", arguments=transfer.arguments, result="done", at_s=2.0)
     ]
 
 

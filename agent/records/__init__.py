@@ -2,8 +2,8 @@
 
 - :mod:`agent.records.model`: the record (msgspec structs) and the listing's queries;
 - :mod:`agent.records.call_log`: one call's record as it happens (sans-I/O);
-- :mod:`agent.records.recorder`: the sink wrapper that feeds it, the bounded queue and the
-  server's one writer task;
+- :mod:`agent.records.recorder`: the listener that feeds it (:func:`record_call`, through
+  :class:`agent.call_watch.WatchingSink`), the bounded queue and the server's one writer task;
 - :mod:`agent.records.store`: SQLite or PostgreSQL, on a worker thread;
 - :mod:`agent.records.migrations`: the schema, numbered;
 - :mod:`agent.records.routes`: ``GET /v1/calls`` and ``GET /v1/calls/{id}``.

@@ -3,16 +3,17 @@
 ::
 
     run_call (every transport)                       the server's task group
-    ├─ Recorder.started(session) ─ RecordingSink     └─ Recorder.run: open + migrate,
+    ├─ Recorder.started(session): record_call        └─ Recorder.run: open + migrate,
     │    wraps the session's sink: what it says           retention (at start, then daily),
     │    goes on unchanged, and into its CallLog          batches to CallStore.write on a
     └─ at the end: the record ─► queue ─────────────►     worker thread
 
 :meth:`Recorder.started` is a :data:`agent.call_loop.WATCHERS` entry while :meth:`Recorder.run`
 runs: every transport's call is seen the same way, and the transport gets exactly what it got
-without it (the sink forwards first-hand; recording is a few appends). Queue policy: DROP
-NEWEST, counted (``voxline_records_dropped_total{reason="queue_full"}``): a finished call's
-record is offered without waiting, so a slow or unreachable database never holds up a call.
+without it (the sink, :class:`agent.call_watch.WatchingSink`, forwards first-hand; recording
+is a few appends, by :class:`CallRecording`). Queue policy: DROP NEWEST, counted
+(``voxline_records_dropped_total{reason="queue_full"}``): a finished call's record is offered
+without waiting, so a slow or unreachable database never holds up a call.
 A batch the database refuses is dropped and counted too (``write_failed``); the next batch
 opens the connection again. The database is opened in the background (retried, with
 back-off, while it cannot be reached: records wait in the queue meanwhile).
@@ -35,6 +36,7 @@ import anyio.abc
 import anyio.to_thread
 
 from agent import call_loop
+from agent.call_watch import WatchingSink, transport_of
 from agent.config.schema import RecordsConfig
 from agent.dialogue.llm_history import History
 from agent.metrics import METRICS
@@ -43,15 +45,16 @@ from agent.records.model import CallRecord
 from agent.records.store import CallStore, default_url, redacted
 from agent.responders import IntentResponder, LLMResponder
 from agent.session import Session
-from agent.session_events import CallEnded, CallSink, SessionEvent, UserTurn
+from agent.session_events import CallEnded, SessionEvent, UserTurn
 
 __all__ = [
     "BATCH",
+    "CallRecording",
     "Recorder",
-    "RecordingSink",
     "RecordsUnavailable",
     "end_reason",
-    "transport_of",
+    "record_call",
+    "transport_of",  # agent.call_watch's, here too: the records name calls' transports by it
 ]
 
 log = logging.getLogger("voxline.records")
@@ -71,55 +74,39 @@ class RecordsUnavailable(Exception):
     """The records database is not open (yet): it could not be reached."""
 
 
-def transport_of(sink: CallSink) -> str:
-    """The transport's name, from its sink's class (``NativeSink``: ``native``), under the
-    sinks that watchers put around it (:class:`RecordingSink`, :mod:`agent.tracing`'s: each
-    keeps the sink it wraps as ``sink``; no transport's sink has one)."""
-    while (inner := getattr(sink, "sink", None)) is not None:
-        sink = inner
-    return type(sink).__name__.removesuffix("Sink").lower() or "unknown"
-
-
 def end_reason(session: Session, failure: Exception | None) -> str:
     """Why the call ended: the session's reason, else ``error`` (it failed) or ``hangup``."""
     return session.ended or ("error" if failure is not None else "hangup")
 
 
-class RecordingSink:
-    """A session's sink that also tells ``log`` what the session says (see the module doc)."""
+class CallRecording:
+    """One call's record as it happens: a :class:`~agent.call_watch.CallListener` that tells
+    ``log`` what the session says, and the tool calls in its LLM's history after each reply,
+    each caller turn and at the end (``start``: the call's start on the session clock)."""
 
-    def __init__(self, sink: CallSink, log: CallLog, session: Session, start: float) -> None:
-        self.sink = sink
+    def __init__(self, log: CallLog, session: Session, start: float) -> None:
         self.log = log
         self._session = session
         self._start = start
-        self._audio: int | None = None  # the generation whose audio is going out
-        self._failed = False
 
-    @property
-    def output_rate(self) -> int:
-        return self.sink.output_rate
+    def now(self) -> float:
+        """Seconds since the call started."""
+        return self._session.clock.now() - self._start
 
-    async def send_audio(self, generation: int, pcm: bytes) -> None:
-        if generation != self._audio:
-            self._audio = generation
-            self._note(lambda at: self.log.audio(generation, at))
-        await self.sink.send_audio(generation, pcm)
+    def event(self, event: SessionEvent, at: float) -> None:
+        self.log.event(event, at)
+        if isinstance(event, UserTurn | CallEnded):
+            self.tools_seen(at)
 
-    async def end_audio(self, generation: int) -> None:
-        await self.sink.end_audio(generation)
-        self._audio = None
-        self._note(lambda at: self._reply_over(generation, at))
+    def audio_started(self, generation: int, at: float) -> None:
+        self.log.audio(generation, at)
 
-    async def clear_audio(self, generation: int) -> int | None:
-        played = await self.sink.clear_audio(generation)
-        self._audio = None
-        self._note(lambda at: self._reply_over(generation, at))
-        return played
+    def audio_ended(self, generation: int, at: float) -> None:
+        self.log.audio_ended(generation, at)
+        self.tools_seen(at)
 
-    async def send_event(self, event: SessionEvent) -> None:
-        self._note(lambda at: self._event(event, at))
-        await self.sink.send_event(event)
+    def audio_cleared(self, generation: int, played: int | None, at: float) -> None:
+        self.audio_ended(generation, at)
 
     def tools_seen(self, at: float) -> None:
         """Read the tool calls in the LLM's history into the log."""
@@ -132,24 +119,31 @@ class RecordingSink:
                 result = results.get(call.id)
                 self.log.tool(call.id, call.name, call.arguments, result, round(at, 3))
 
-    def _event(self, event: SessionEvent, at: float) -> None:
-        self.log.event(event, at)
-        if isinstance(event, UserTurn | CallEnded):
-            self.tools_seen(at)
+    def record(self, ended_at: dt.datetime, failure: Exception | None) -> CallRecord:
+        """The call's record once it is over (``failure``: what ended it, ``None``: none)."""
+        self.tools_seen(self.now())
+        return self.log.record(ended_at, end_reason(self._session, failure))
 
-    def _reply_over(self, generation: int, at: float) -> None:
-        self.log.audio_ended(generation, at)
-        self.tools_seen(at)
 
-    def _note(self, step: Callable[[float], None]) -> None:
-        """Record something; a failure to is logged once and never reaches the call."""
-        if self._failed:
-            return
-        try:
-            step(self._session.clock.now() - self._start)
-        except Exception:
-            self._failed = True
-            log.exception("call %s: recording failed (the call goes on)", self._session.id)
+def record_call(session: Session, agent: str, started_at: dt.datetime) -> CallRecording:
+    """Record ``session``'s call from now on: its :class:`CallLog`, told what the session says
+    by a :class:`~agent.call_watch.WatchingSink` put around its sink (a failure to tell it is
+    logged once, and the call goes on). Raises what building them raises, wrapping nothing."""
+    outbox = session.outbox
+    start = session.clock.now()
+    input_clock = session.input
+    call_log = CallLog(
+        call_id=session.id,
+        agent=agent,
+        transport=transport_of(outbox.sink),
+        started_at=started_at,
+        caller_time=lambda sample: input_clock.wall_time_of(sample) - start,
+    )
+    recording = CallRecording(call_log, session, start)
+    outbox.sink = WatchingSink(
+        outbox.sink, recording, recording.now, call_id=session.id, what="recording", log=log
+    )
+    return recording
 
 
 def _history(responder: object) -> History | None:
@@ -186,26 +180,14 @@ class Recorder:
         """A call has started (:data:`agent.call_loop.WATCHERS`): observe it; returns what
         ends its record."""
         try:
-            outbox = session.outbox
-            start = session.clock.now()
-            input_clock = session.input
-            call_log = CallLog(
-                call_id=session.id,
-                agent=self.agent,
-                transport=transport_of(outbox.sink),
-                started_at=dt.datetime.now(dt.UTC),
-                caller_time=lambda sample: input_clock.wall_time_of(sample) - start,
-            )
-            sink = outbox.sink = RecordingSink(outbox.sink, call_log, session, start)
+            recording = record_call(session, self.agent, dt.datetime.now(dt.UTC))
         except Exception:
             log.exception("call %s: not recorded", session.id)
             return lambda failure: None
 
         def ended(failure: Exception | None) -> None:
             try:
-                sink.tools_seen(session.clock.now() - start)
-                reason = end_reason(session, failure)
-                self.submit(call_log.record(dt.datetime.now(dt.UTC), reason))
+                self.submit(recording.record(dt.datetime.now(dt.UTC), failure))
             except Exception:
                 log.exception("call %s: its record was lost", session.id)
 
