@@ -43,6 +43,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml scripts/build_llama_wheel.sh
 	$(BIN)/python -m pip install -q -e '.[test,tracing]'
 	$(BIN)/python -m pip install -q --no-deps moonshine-voice==0.1.5
+	# Pipecat's pins would downgrade protobuf and soxr: its needed deps are in the test extra.
+	$(BIN)/python -m pip install -q --no-deps pipecat-ai==1.14.0
 	# The LLM tests run a real llama.cpp server: its wheel compiles once (minutes), then is
 	# cached under ~/.cache/voxline/wheels.
 	scripts/build_llama_wheel.sh $(VENV)
