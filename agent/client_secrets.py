@@ -4,9 +4,9 @@ A backend that holds a key mints a secret with ``POST /v1/realtime/client_secret
 shape: ``{"expires_after": {"anchor": "created_at", "seconds": 10..7200}, "session": {...}}``
 answered with ``{"value": "ek_…", "expires_at": <unix seconds>, "session": {...}}``) and hands
 it to the page. Until it expires the secret opens calls, as many as its key allows, and nothing
-else: ``/v1/realtime``, ``/v1/stream`` and the WebRTC routes (``/v1/webrtc/…``), never the REST
-API and never another secret (rule A5 of :mod:`agent.auth`). A call opened before the expiry
-runs on after it.
+else: ``/v1/realtime``, ``/v1/stream`` and the WebRTC routes (``/v1/webrtc/…``,
+``/v1/realtime/calls…``), never the REST API and never another secret (rule A5 of
+:mod:`agent.auth`). A call opened before the expiry runs on after it.
 
 A browser cannot set headers on a WebSocket: it offers the secret as the subprotocol
 ``openai-insecure-api-key.<secret>`` beside ``realtime`` (or ``voxline`` on ``/v1/stream``),
@@ -59,8 +59,8 @@ PREFIX = "ek_"
 #: the WebSocket subprotocol that carries a secret (or a key) from a browser
 SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
 #: the paths a secret opens: calls, not the REST API
-_CALL_PATHS = frozenset({"/v1/realtime", "/v1/stream"})
-_CALL_PREFIXES = ("/v1/webrtc/",)
+_CALL_PATHS = frozenset({"/v1/realtime", "/v1/realtime/calls", "/v1/stream"})
+_CALL_PREFIXES = ("/v1/webrtc/", "/v1/realtime/calls/")
 
 
 def opens_calls(path: str) -> bool:

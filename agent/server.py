@@ -43,6 +43,7 @@ from agent.models import LoadedModels, load_models, session_settings
 from agent.native_call import native_call
 from agent.realtime_call import realtime_call
 from agent.realtime_transcription import transcription_call
+from agent.realtime_webrtc_route import realtime_call_routes
 from agent.records import Recorder
 from agent.records.routes import records_routes
 from agent.reply import Responder
@@ -346,6 +347,7 @@ def create_app(
             *rest_routes(state),
             *client_secret_routes(policy.secrets),
             *webrtc_routes(state, webrtc),
+            *realtime_call_routes(state, webrtc),
             *records_routes(records),
         ],
         lifespan=lifespan,

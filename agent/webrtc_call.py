@@ -12,7 +12,9 @@ readers and its media clock).
   jitter queue. On barge-in the session clears it: what it queues of the interrupted reply is
   dropped, so the next frame sent (within 20 ms) is silence, and what was heard is what the
   track sent, or less if the caller's ``playback`` reports say so.
-- **Events**: the data channel the caller opens (any label) carries the JSON events of the
+- **Events**: the data channel the caller opens (any label) carries what the call's
+  :class:`ChannelEvents` speaks: OpenAI's Realtime events for ``/v1/realtime/calls``
+  (:mod:`agent.realtime_webrtc`), otherwise (:class:`NativeEvents`) the JSON events of the
   native protocol (:func:`~transports.webrtc.data_channel_protocol`), so a browser sees what a
   ``/v1/stream`` client sees, and may send ``text``, ``interrupt``, ``commit``, ``playback``
   (how much of a reply it has played: a barge-in keeps only that), ``dtmf`` (keypad digits:
@@ -21,10 +23,11 @@ readers and its media clock).
   (ok: the call ends ``transferred``); for others a transfer fails at once (``unsupported``)
   and the agent says so.
 
-A call ends when the caller hangs up (``bye`` on the data channel, closing the peer connection,
-``DELETE /v1/webrtc/sessions/{id}``), when ICE fails, when it does not connect within
-``connect_timeout_s``, when the caller's audio stops for ``media_timeout_s`` (a browser that
-vanished sends nothing, not even a goodbye), when the agent hangs up, or at server shutdown.
+A call ends when the caller hangs up (``bye`` on the data channel, closing the data channel or
+the peer connection, ``DELETE /v1/webrtc/sessions/{id}``), when ICE fails, when it does not
+connect within ``connect_timeout_s``, when the caller's audio stops for ``media_timeout_s`` (a
+browser that vanished sends nothing, not even a goodbye), when the agent hangs up, or at server
+shutdown.
 ``session.ended`` with the reason is the last event; the peer connection is then closed.
 
 Every call runs in the task group of :meth:`WebRtcCalls.run`, which the server's lifespan owns.
@@ -34,7 +37,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol
 
 import aioice.ice
 import anyio
@@ -73,7 +77,7 @@ from transports.native import (
     TransferOutcome,
     UserText,
 )
-from transports.webrtc import InboundFrames, OfferRequest, data_channel_protocol
+from transports.webrtc import OPUS_RATE, InboundFrames, OfferRequest, data_channel_protocol
 
 log = logging.getLogger("voxline.webrtc")
 
@@ -113,6 +117,100 @@ def ice_servers(config: WebRtcConfig) -> list[RTCIceServer]:
     ]
 
 
+# -- what the data channel speaks ----------------------------------------------------------------
+
+
+class ChannelEvents(Protocol):
+    """A call's data channel protocol, as :class:`WebRtcCall` runs it: the session's sink (its
+    audio to the track, its events to the channel), the tasks that read the channel, and the
+    last words when the call ends."""
+
+    @property
+    def sink(self) -> CallSink: ...
+
+    def start(self, session: Session) -> None:
+        """The session was made (with :attr:`sink`)."""
+        ...
+
+    def tasks(
+        self, session: Session, inbox: AsyncIterator[str | bytes], end: Callable[[str], None]
+    ) -> Sequence[Task]:
+        """The channel's tasks in the session's task group: reading ``inbox`` (the channel's
+        messages; ``end(reason)`` hangs up) and any the protocol needs."""
+        ...
+
+    def close(self, reason: str) -> None:
+        """The call is over: queue the protocol's last events to the channel."""
+        ...
+
+
+#: what a call's events are made of: its id, its outgoing track and the channel's writer
+EventsFactory = Callable[[str, AudioTrackOut, DataChannelWriter], ChannelEvents]
+
+
+class NativeEvents:
+    """The native protocol on the channel (:func:`~transports.webrtc.data_channel_protocol`):
+    a browser sees what a ``/v1/stream`` client sees (the module doc)."""
+
+    def __init__(
+        self, session_id: str, track: AudioTrackOut, writer: DataChannelWriter, *, transfer: bool
+    ) -> None:
+        self.protocol = data_channel_protocol(session_id, track.sample_rate, transfer=transfer)
+        self.writer = writer
+        self._sink = WebRtcSink(self.protocol, track, writer)
+
+    @property
+    def sink(self) -> CallSink:
+        return self._sink
+
+    def start(self, session: Session) -> None:
+        self._sink.session = session
+
+    def tasks(
+        self, session: Session, inbox: AsyncIterator[str | bytes], end: Callable[[str], None]
+    ) -> Sequence[Task]:
+        return [("events-in", lambda: self._read(session, inbox, end))]
+
+    def close(self, reason: str) -> None:
+        self.protocol.close(reason)
+        self._flush()
+
+    async def _read(
+        self, session: Session, inbox: AsyncIterator[str | bytes], end: Callable[[str], None]
+    ) -> None:
+        self._flush()  # session.started
+        async for message in inbox:
+            if isinstance(message, bytes):
+                self.protocol.send_error("bad_message", "send audio on the track, not the channel")
+                events = []
+            else:
+                events = self.protocol.receive_text(message)
+            for event in events:
+                match event:
+                    case UserText(text=text):
+                        await session.user_text(text)
+                    case InterruptRequest():
+                        await session.interrupt()
+                    case CommitRequest():
+                        await session.commit_turn()
+                    case Keys(digits=digits):  # the channel's: aiortc drops RFC 4733 events
+                        for digit in digits:
+                            await session.dtmf(digit)
+                    case Bye():
+                        end("bye")
+                    case TransferOutcome(ok=ok, reason=reason):
+                        await session.transfer_result(ok, reason)
+                    case Playback():
+                        pass  # the protocol keeps the position; clear_audio reports it
+                    case Hello() | AudioFrame() | PeerError():
+                        pass  # the channel opens already greeted; audio comes on the track
+            self._flush()
+
+    def _flush(self) -> None:
+        for message in self.protocol.data_to_send():
+            self.writer.write(message)
+
+
 # -- one call ---------------------------------------------------------------------------------
 
 
@@ -122,9 +220,10 @@ class WebRtcCall:
     finishes, before the connection's close.
 
     The call is a :class:`~agent.call_loop.CallConnection`: ``begin`` waits for ICE to connect
-    and makes the session; its tasks, in the session's task group, are the data channel's
-    reader (``events-in``), the caller's track reader (``audio-in``) and the outgoing track's
-    media clock (``audio-out``); ``finish`` says ``session.ended`` and closes the connection.
+    and makes the session; its tasks, in the session's task group, are its
+    :class:`ChannelEvents`' (``events-in``: the data channel's reader), the caller's track
+    reader (``audio-in``) and the outgoing track's media clock (``audio-out``); ``finish``
+    has the events say their last (``session.ended``) and closes the connection.
     aiortc's callbacks only record (the connection state) or queue (data channel messages,
     :data:`EVENTS_IN` at most: a peer flooding the channel loses its own messages, counted as
     ``voxline_errors{where="webrtc",kind="events_not_read"}``).
@@ -139,16 +238,22 @@ class WebRtcCall:
         clock: WallClock | None = None,
         transfer: bool = False,
         release: Callable[[], Awaitable[None]] | None = None,
+        events: EventsFactory | None = None,
+        output_rate: int = OPUS_RATE,
     ) -> None:
         self.id = session_id
         self.config = config
         #: the outgoing track's media clock
         self.clock = clock or MonotonicClock()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(config)))
-        self.protocol = data_channel_protocol(session_id, transfer=transfer)
-        self.track = AudioTrackOut()
+        self.track = AudioTrackOut(output_rate)
         self.writer = DataChannelWriter()
-        self.sink = WebRtcSink(self.protocol, self.track, self.writer)
+        if events is None:
+            self.events: ChannelEvents = NativeEvents(
+                session_id, self.track, self.writer, transfer=transfer
+            )
+        else:
+            self.events = events(session_id, self.track, self.writer)
         self.remote: MediaStreamTrack | None = None
         self.reason: str | None = None
         #: data channel messages dropped because :data:`EVENTS_IN` were waiting
@@ -212,12 +317,13 @@ class WebRtcCall:
         if not self._connected.is_set():
             self.end("connect_timeout")
             return None
-        session = self.sink.session = self._new_session(self.sink)
+        session = self._new_session(self.events.sink)
+        self.events.start(session)
         return session
 
     def tasks(self, session: Session) -> Sequence[Task]:
         tasks: list[Task] = [
-            ("events-in", lambda: self._read_events(session)),
+            *self.events.tasks(session, self._inbox, self.end),
             ("audio-out", lambda: self.track.feed(self.clock)),
         ]
         remote = self.remote
@@ -237,35 +343,6 @@ class WebRtcCall:
                 await self._close(self.reason)
 
     # -- the tasks ----------------------------------------------------------------------------
-
-    async def _read_events(self, session: Session) -> None:
-        self._flush()  # session.started
-        async for message in self._inbox:
-            if isinstance(message, bytes):
-                self.protocol.send_error("bad_message", "send audio on the track, not the channel")
-                events = []
-            else:
-                events = self.protocol.receive_text(message)
-            for event in events:
-                match event:
-                    case UserText(text=text):
-                        await session.user_text(text)
-                    case InterruptRequest():
-                        await session.interrupt()
-                    case CommitRequest():
-                        await session.commit_turn()
-                    case Keys(digits=digits):  # the channel's: aiortc drops RFC 4733 events
-                        for digit in digits:
-                            await session.dtmf(digit)
-                    case Bye():
-                        self.end("bye")
-                    case TransferOutcome(ok=ok, reason=reason):
-                        await session.transfer_result(ok, reason)
-                    case Playback():
-                        pass  # the protocol keeps the position; clear_audio reports it
-                    case Hello() | AudioFrame() | PeerError():
-                        pass  # the channel opens already greeted; audio comes on the track
-            self._flush()
 
     async def _read_audio(self, track: MediaStreamTrack, session: Session) -> None:
         frames = InboundFrames()
@@ -287,8 +364,7 @@ class WebRtcCall:
                 await session.push_audio(chunk.pcm)
 
     async def _close(self, reason: str) -> None:
-        self.protocol.close(reason)
-        self._flush()
+        self.events.close(reason)
         if not self._peer_gone.is_set():
             with anyio.move_on_after(CLOSE_GRACE_S):  # the last words, and session.ended
                 await self.track.feed(self.clock, until_empty=True)  # a few frames: the lead
@@ -320,6 +396,7 @@ class WebRtcCall:
             return  # one event channel per call; others are ignored
         self.writer.attach(channel)
         channel.on("message", self._on_message)
+        channel.on("close", lambda: self.end("hangup"))
 
     def _on_message(self, message: str | bytes) -> None:
         try:
@@ -329,10 +406,6 @@ class WebRtcCall:
             METRICS.error("webrtc", "events_not_read")
         except anyio.ClosedResourceError:
             pass  # the call is over
-
-    def _flush(self) -> None:
-        for message in self.protocol.data_to_send():
-            self.writer.write(message)
 
 
 # -- every call of a server -------------------------------------------------------------------
@@ -370,11 +443,15 @@ class WebRtcCalls:
         on_end: Callable[[], None],
         *,
         release: Callable[[], Awaitable[None]] | None = None,
+        events: EventsFactory | None = None,
+        output_rate: int = OPUS_RATE,
     ) -> tuple[str, str]:
         """Start a call for ``offer``: its session id and the answer's SDP.
 
         ``ProtocolError`` when aiortc cannot use the offer; ``on_end`` runs once the call is
         over, ``release`` as it finishes (:class:`WebRtcCall`); neither when this raises.
+        ``events``: what the data channel speaks (the native protocol when ``None``);
+        ``output_rate``: the outgoing track's (the session's output) sample rate.
         """
         if self._tg is None:
             raise ServerError("the WebRTC calls are not running")
@@ -385,6 +462,8 @@ class WebRtcCalls:
             lambda sink: new_session(session_id, sink),
             transfer=offer.transfer,
             release=release,
+            events=events,
+            output_rate=output_rate,
         )
         try:
             with anyio.fail_after(NEGOTIATION_TIMEOUT_S):

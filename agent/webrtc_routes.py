@@ -31,7 +31,7 @@ is quick) and the answer holds the server's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,34 @@ def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+async def admitted(
+    server: ServerState, answer: Callable[[Callable[[], None]], Awaitable[tuple[Response, bool]]]
+) -> Response:
+    """An offer's answer, if the server takes a call now (503 otherwise): ``answer(ended)``
+    returns the response and whether a call started; that call then holds a session slot
+    until it runs ``ended``."""
+    if server.draining.is_set():
+        return error(503, "draining", "the server is shutting down; call another")
+    if not server.ready.is_set():
+        return error(503, "not_ready", "the server is still loading its models; try again")
+    if server.sessions >= server.config.server.max_sessions:
+        return error(503, "at_capacity", "the server is at its call limit; try again later")
+    # the slot is taken before anything is awaited, so offers racing for the last one
+    # cannot overshoot the limit; it is given back unless a call now holds it
+    server.sessions += 1
+    held = False
+
+    def ended() -> None:
+        server.sessions -= 1
+
+    try:
+        response, held = await answer(ended)
+    finally:
+        if not held:
+            server.sessions -= 1
+    return response
+
+
 def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
     """The routes of browser calls; ``calls`` must be running (:meth:`WebRtcCalls.run`)."""
     config = server.config
@@ -90,26 +118,7 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
         return JSONResponse(found)
 
     async def offer(request: Request) -> Response:
-        if server.draining.is_set():
-            return error(503, "draining", "the server is shutting down; call another")
-        if not server.ready.is_set():
-            return error(503, "not_ready", "the server is still loading its models; try again")
-        if server.sessions >= config.server.max_sessions:
-            return error(503, "at_capacity", "the server is at its call limit; try again later")
-        # the slot is taken before anything is awaited, so offers racing for the last one
-        # cannot overshoot the limit; it is given back unless a call now holds it
-        server.sessions += 1
-        held = False
-
-        def ended() -> None:
-            server.sessions -= 1
-
-        try:
-            response, held = await answer(request, ended)
-        finally:
-            if not held:
-                server.sessions -= 1
-        return response
+        return await admitted(server, lambda ended: answer(request, ended))
 
     async def answer(request: Request, ended: Callable[[], None]) -> tuple[Response, bool]:
         """The offer's answer, and whether a call started (it then holds the slot)."""
