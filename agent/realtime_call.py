@@ -7,6 +7,10 @@ How the API maps onto a call:
 
 - The session starts with the connection and does not greet (the API's assistant speaks when
   asked, or after a turn); ``response.create`` with nothing to answer says the greeting.
+- ``output_modalities``, ``max_output_tokens`` and ``speed`` shape the replies, and
+  ``rate_limits.updated`` follows each ``response.done`` (:mod:`agent.realtime_shaping`): a
+  text response is never synthesised and ends with its text; one cut at its token limit ends
+  ``incomplete``.
 - ``turn_detection`` maps to :class:`~agent.turns.TurnConfig` (:func:`turn_config`);
   ``create_response: false`` (or no turn detection) ends turns without answering them, and
   ``response.create`` then answers the turn.
@@ -51,7 +55,6 @@ from dataclasses import dataclass
 
 import anyio
 import anyio.to_thread
-import msgspec
 from starlette.websockets import WebSocket
 
 from agent.auth_asgi import SECRET_SESSION
@@ -60,6 +63,7 @@ from agent.dialogue.llm_history import History
 from agent.dialogue.llm_tools import ToolCall
 from agent.models import reply_voice
 from agent.realtime_dialogue import RealtimeDialogue, ReplyRequest, client_tools
+from agent.realtime_shaping import SessionRateLimits, at_speed, reply_shape, turn_config
 from agent.reply import ReplyVoice, Responder
 from agent.responders import IntentResponder, LLMResponder
 from agent.rest import OPENAI_VOICES, served_catalog
@@ -84,12 +88,10 @@ from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
 from pipeline.events import PIPELINE_RATE, AudioFrame
 from transports.realtime import RealtimeProtocol
 from transports.realtime_events import (
-    EAGERNESS_SILENCE_MS,
     RealtimeSessionConfig,
     ResponseParams,
     ServerVad,
     SessionSpec,
-    TurnDetection,
     UpdateRejected,
     apply_update,
 )
@@ -110,35 +112,8 @@ log = logging.getLogger("voxline.realtime")
 
 #: the rate replies are played out at (the API's PCM rate; G.711 is resampled from it)
 OUTPUT_RATE = 24000
-#: idle prompts before hanging up: the API never hangs up on an idle caller
-_NO_IDLE_HANGUP = 1 << 30
 #: cancelled generations remembered (to drop their frames still on their way)
 _CUT_KEPT = 8
-
-
-def turn_config(base: TurnConfig, detection: TurnDetection | None) -> tuple[TurnConfig, bool]:
-    """``detection`` over the agent's turn-taking; and whether turns are answered."""
-    if detection is None:
-        config = msgspec.structs.replace(base, end_of_turn=False, barge_in=False, idle_timeout_ms=0)
-        return config, False
-    if isinstance(detection, ServerVad):
-        silence = detection.silence_duration_ms
-        idle = detection.idle_timeout_ms or 0
-    else:
-        silence = EAGERNESS_SILENCE_MS[detection.eagerness or "auto"]
-        idle = 0
-    silence = base.end_of_turn_silence_ms if silence is None else silence
-    interrupt = detection.interrupt_response
-    config = msgspec.structs.replace(
-        base,
-        end_of_turn=True,
-        end_of_turn_silence_ms=silence,
-        early_end_of_turn_silence_ms=min(base.early_end_of_turn_silence_ms, silence),
-        barge_in=True if interrupt is None else interrupt,
-        idle_timeout_ms=idle,
-        idle_prompts=_NO_IDLE_HANGUP,
-    )
-    return config, detection.create_response is not False
 
 
 @dataclass(frozen=True)
@@ -251,12 +226,15 @@ class RealtimeSink(CallSink):
         self._dialogue: RealtimeDialogue | None = None
         self._fresh = False
         self._turn_item: str | None = None
+        #: replies the LLM stopped at their token limit (ended ``incomplete``)
+        self._limited: set[int] = set()
 
     def dialogue(self, dialogue: RealtimeDialogue | None) -> None:
         """The call's LLM dialogue: the conversation is its history; its client tools."""
         self._dialogue = dialogue
         if dialogue is not None:
             dialogue.on_call, dialogue.on_silent_end = self._client_call, self._silent_end
+            dialogue.on_limit = self._limited.add
             config = self.protocol.config
             dialogue.tools = client_tools(config.tools, config.tool_choice)
 
@@ -279,9 +257,14 @@ class RealtimeSink(CallSink):
         await self.flush()
 
     async def end_audio(self, generation: int) -> None:
+        said = self.session.replies.said(generation) if self.session is not None else None
+        limited = generation in self._limited or (said is not None and said.cut)
         self._open.discard(generation)
         self._response_over(generation)
-        self.protocol.end_response(generation)
+        if limited:  # at max_output_tokens (or the agent's own limit on its text)
+            self.protocol.end_response(generation, status="incomplete", reason="max_output_tokens")
+        else:
+            self.protocol.end_response(generation)
         await self.flush()
 
     async def clear_audio(self, generation: int) -> None:
@@ -415,7 +398,8 @@ class RealtimeSink(CallSink):
         once = params.instructions is not None and self._llm is not None and inside
         if once:
             self._prompt(params.instructions or "")
-        generation = self.session.respond_now(text)
+        shape = reply_shape(self.protocol.config, params)
+        generation = self.session.respond_now(text, shape=shape)
         if generation is None:
             self.protocol.send_error("the session has ended")
             if once:
@@ -465,6 +449,7 @@ class RealtimeSink(CallSink):
             history.system = instructions or own
 
     def _response_over(self, generation: int) -> None:
+        self._limited.discard(generation)
         if self._instructed == generation:  # its own instructions give way to the session's
             self._instructed = None
             self._prompt(self._instructions)
@@ -478,9 +463,12 @@ class RealtimeSink(CallSink):
                 self._prompt(config.instructions)
         if self._dialogue is not None:
             self._dialogue.tools = client_tools(config.tools, config.tool_choice)
+            most = config.max_output_tokens
+            self._dialogue.max_tokens = None if most == "inf" else most
         voice = None if self.voices is None else self.voices.choices.get(config.voice)
         if voice is not None:
-            session.set_voice(voice)
+            session.set_voice(at_speed(voice, config.speed))
+        session.shape_replies(reply_shape(config))
 
     # -- the client's side --------------------------------------------------------------------
 
@@ -562,6 +550,7 @@ async def realtime_call(
         ),
         id_seed=session_id[:12],
         voices=None if voices is None else frozenset(voices.choices),
+        rate_limits=SessionRateLimits.of(dialogue),
     )
 
     def transport(outgoing: Sender) -> WsTransport[RealtimeEvent]:
@@ -575,6 +564,7 @@ async def realtime_call(
         session = sink.session = Session(
             models, realtime or dialogue, sink, call_settings, session_id=session_id
         )
+        sink._apply_session(session, protocol.config)  # a client secret's session, if any
 
         async def opened(call: WsCall) -> None:
             call.start(session)  # with the connection; session.created goes out first

@@ -15,6 +15,9 @@ sees it as the call's :class:`~agent.reply.Responder`):
   asks for after adding items answers the history as it stands (:class:`ReplyRequest`
   ``continues``); an out-of-band one (``conversation: "none"``) answers a copy of the history,
   or the response's ``input`` items, and leaves the call's history alone.
+- **Token limits.** ``max_output_tokens`` (the response's, else :attr:`RealtimeDialogue.max_tokens`,
+  the session's) is each request's ``max_tokens`` when below the agent's; a reply the model
+  stopped there goes to :attr:`RealtimeDialogue.on_limit` (its response is ``incomplete``).
 - **Client tools** (:func:`client_tools`: the session's, or a response's own) are offered with
   the agent's; the model's call of one goes to :attr:`RealtimeDialogue.on_call` and ends the
   reply. A reply that said nothing (only a call) tells :attr:`RealtimeDialogue.on_silent_end`,
@@ -34,7 +37,7 @@ from agent.dialogue.llm_history import History, Message, tool_message
 from agent.dialogue.llm_tools import ClientTools, ToolCall
 from agent.digits import KeypadRule
 from agent.reply import ReplyPart
-from agent.responders import LLMResponder, OnCall
+from agent.responders import LLMResponder, OnCall, TokenLimit
 from transports.realtime_conversation import Conversation
 from transports.realtime_events import (
     FunctionTool,
@@ -132,6 +135,8 @@ class ReplyRequest:
     continues: bool = False
     #: out of band: answers this history, and the call's is left alone
     history: History | None = None
+    #: its own ``max_output_tokens`` (``None``: the session's)
+    max_tokens: int | None = None
 
 
 class RealtimeDialogue:
@@ -145,6 +150,9 @@ class RealtimeDialogue:
         #: told of each call of a client tool; and of a reply that ended without a word
         self.on_call: OnCall = None
         self.on_silent_end: Callable[[int], Awaitable[None]] | None = None
+        #: the session's ``max_output_tokens`` (``None``: ``inf``); told of a reply cut there
+        self.max_tokens: int | None = None
+        self.on_limit: Callable[[int], None] = lambda generation: None
         self._requests: dict[int, ReplyRequest] = {}
         self._outside: set[int] = set()  # out-of-band replies not yet over
         self._answers: dict[str, int] = {}  # user audio item -> the reply that answered it
@@ -164,12 +172,16 @@ class RealtimeDialogue:
     async def respond(self, text: str, *, generation: int) -> AsyncGenerator[ReplyPart, None]:
         request = self._requests.pop(generation, ReplyRequest())
         tools = request.tools if request.tools is not None else self.tools
+        most = self.max_tokens if request.max_tokens is None else request.max_tokens
+        limit = None if most is None else TokenLimit(most, self.on_limit)
         if request.continues or request.history is not None:
             parts = self.llm.answer(
-                generation, tools=tools, on_call=self.on_call, history=request.history
+                generation, tools=tools, on_call=self.on_call, history=request.history, limit=limit
             )
         else:
-            parts = self.llm.respond(text, generation=generation, tools=tools, on_call=self.on_call)
+            parts = self.llm.respond(
+                text, generation=generation, tools=tools, on_call=self.on_call, limit=limit
+            )
         spoke = False
         try:
             async with aclosing(parts) as stream:
@@ -222,17 +234,22 @@ class RealtimeDialogue:
         """What a reply ``response.create`` asked for does (``fresh``: the client changed the
         conversation since the last response, and no turn waits for an answer)."""
         tools = None
+        most = params.max_output_tokens
+        if most is None:
+            most = config.max_output_tokens
+        limit = None if most == "inf" else most
         if params.tools is not None or params.tool_choice is not None:
             given = config.tools if params.tools is None else params.tools
             tools = client_tools(given, params.tool_choice or config.tool_choice)
         if params.conversation == "none":
             system = params.instructions or self.history.system
             if params.input is not None:
-                return ReplyRequest(tools, history=history_of(params.input, system))
+                history = history_of(params.input, system)
+                return ReplyRequest(tools, history=history, max_tokens=limit)
             outside = self.history.copy()
             outside.system = system
-            return ReplyRequest(tools, history=outside)
-        return ReplyRequest(tools, continues=fresh)
+            return ReplyRequest(tools, history=outside, max_tokens=limit)
+        return ReplyRequest(tools, continues=fresh, max_tokens=limit)
 
     def answered(self, item_id: str, generation: int) -> None:
         """Reply ``generation`` answers the caller's turn, user item ``item_id``."""

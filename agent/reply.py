@@ -44,6 +44,19 @@ if TYPE_CHECKING:
 #: :mod:`agent.dialogue.decision`'s, re-exported here as the reply's vocabulary)
 ReplyPart = Say | EndCall | Transfer
 
+#: how a reply comes out: ``audio`` is synthesised and played; ``text`` is only written (its
+#: text goes to the client as it comes, nothing is synthesised, and it ends with its text)
+ReplyMode = Literal["audio", "text"]
+
+
+class ReplyShape(msgspec.Struct, frozen=True):
+    """How a reply comes out: its ``mode``, and the most tokens of text it may have
+    (:func:`agent.reply_limit.count_tokens`; ``None``: no limit but the agent's own). A reply
+    cut there is cut as one at ``limits.max_reply_chars`` is (:class:`SpokenText` ``cut``)."""
+
+    mode: ReplyMode = "audio"
+    max_tokens: int | None = None
+
 
 class ReplyVoice(msgspec.Struct, frozen=True):
     """How a reply speaks, before its own emotion, inline tags or SSML change anything: the
@@ -141,6 +154,8 @@ class SpokenText:
     marks: list[tuple[int, str]] = field(default_factory=list)
     #: ``(offset in text, plan)`` of each plan synthesised
     plans: list[tuple[int, SpeechPlan]] = field(default_factory=list)
+    #: cut at a length limit (``limits.max_reply_chars``, or the reply's ``max_tokens``)
+    cut: bool = False
 
     def heard(self, text_end: int) -> str:
         return self.text[:text_end].strip()
@@ -186,7 +201,8 @@ class Speaker:
 
     ``on_text`` hears each piece of text as it is spoken, ``on_action`` each call action, and
     ``on_warning`` why invalid SSML was spoken without its markup; all are awaited, so a slow
-    listener paces the reply.
+    listener paces the reply. In ``text`` mode nothing is synthesised: the text is recorded
+    (without word timings) and the playout is told at once that the reply has ended.
     """
 
     def __init__(
@@ -200,8 +216,10 @@ class Speaker:
         on_action: Callable[[EndCall | Transfer], Awaitable[None]] | None = None,
         on_warning: Notify | None = None,
         voice: ReplyVoice | None = None,
+        mode: ReplyMode = "audio",
     ) -> None:
         self.generation = generation
+        self.mode = mode
         self.tts = tts
         self.playout = playout
         self.clock = clock or MonotonicClock()
@@ -298,6 +316,8 @@ class Speaker:
         text_base = len(spoken.text)
         spoken.text += text
         spoken.plans.append((text_base, plan))
+        if self.mode == "text":
+            return
         resampler = ChunkResampler(self.playout.buffer.sample_rate)
         sample_base = spoken.samples
         async with aclosing(self.tts.synthesize(plan)) as chunks:

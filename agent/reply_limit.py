@@ -18,6 +18,12 @@ Rules (``N`` is the limit, in characters of reply text; markup is counted as wri
   aborted, so no more tokens are generated); a source of whole parts is read on for its call
   actions (a goodbye's hang-up still happens). An SSML part is spoken whole or, past ``N``,
   not at all (its markup cannot be cut).
+
+A reply may also have a limit in tokens (:class:`TokenCap`, :func:`token_capped`: the Realtime
+API's ``max_output_tokens``). Fixed text has no model tokenizer to count with, so a token here
+is a word or a punctuation mark (:func:`count_tokens`: a run of letters, digits or ``_``, or one
+other character that is not a space), about what an LLM's tokenizer makes of plain English
+(which splits long or rare words further). The reply ends after its ``N``-th token.
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ from contextlib import aclosing
 from agent.dialogue.decision import Say
 from agent.reply import ReplyPart
 
-__all__ = ["LOOKAHEAD", "ReplyCap", "capped"]
+__all__ = ["LOOKAHEAD", "ReplyCap", "TokenCap", "capped", "count_tokens", "token_capped"]
 
 #: characters before the limit from which text is held until its sentence ends
 LOOKAHEAD = 200
 #: a sentence's end: its mark, closing quotes or brackets, then a space or the end of the text
 _SENTENCE_END = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*(?=\s|$)")
+#: a token of reply text: a word, or a character that is neither a word character nor a space
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_MARKUP = re.compile(r"<[^>]*>")
 
 
 class ReplyCap:
@@ -116,3 +125,73 @@ async def capped(
                 await on_cut()
                 if not part.final:
                     return  # a stream: closed here (aclosing), which aborts its request
+
+
+def count_tokens(text: str) -> int:
+    """The tokens of ``text`` (words and punctuation marks; SSML markup is not counted)."""
+    return len(_TOKEN.findall(_MARKUP.sub(" ", text)))
+
+
+class TokenCap:
+    """One reply's budget of ``limit`` tokens (sans-I/O)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.text = ""  # the reply's text so far (released, and held)
+        self.released = 0
+        self.cut = False
+
+    def feed(self, text: str, *, final: bool) -> str:
+        """``text`` arrives (``final``: the part ends with it); returns what may be said now.
+        A word at the end of a delta is held until the next (it may go on there)."""
+        if self.cut:
+            return ""
+        self.text += text
+        tokens = list(_TOKEN.finditer(self.text))
+        if len(tokens) > self.limit:
+            self.cut = True
+            end = tokens[self.limit - 1].end()
+        elif final or not tokens or tokens[-1].end() < len(self.text):
+            end = len(self.text)
+        else:
+            end = tokens[-1].start()
+        out = self.text[self.released : end]
+        self.released = max(self.released, end)
+        return out
+
+    def fits_whole(self, text: str) -> bool:
+        """Whether ``text`` (SSML, said whole or not at all) fits; if not, the reply is cut."""
+        if self.cut or count_tokens(self.text) + count_tokens(text) > self.limit:
+            self.cut = True
+            return False
+        self.text += " " + _MARKUP.sub(" ", text)
+        self.released = len(self.text)
+        return True
+
+
+async def token_capped(
+    parts: AsyncGenerator[ReplyPart, None], limit: int, on_cut: Callable[[], Awaitable[None]]
+) -> AsyncGenerator[ReplyPart, None]:
+    """``parts`` within ``limit`` tokens of text; ``on_cut`` is awaited once if cut (a stream
+    is closed there; whole parts are read on for their call actions, as :func:`capped`)."""
+    cap = TokenCap(limit)
+    async with aclosing(parts) as stream:
+        async for part in stream:
+            if not isinstance(part, Say):
+                yield part
+                continue
+            was_cut = cap.cut
+            out: Say | None
+            if part.ssml:
+                out = part if cap.fits_whole(part.text) else None
+            else:
+                text = cap.feed(part.text, final=part.final)
+                out = Say(text, final=part.final or cap.cut, emotion=part.emotion)
+                if not text and not out.final:
+                    out = None
+            if out is not None and not was_cut:
+                yield out
+            if cap.cut and not was_cut:
+                await on_cut()
+                if not part.final:
+                    return

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 from agent.dialogue.decision import EndCall, Transfer
 from agent.metrics import METRICS
-from agent.reply import ReplyPart, ReplyVoice, Responder, Speaker, SpokenText
-from agent.reply_limit import capped
+from agent.reply import ReplyPart, ReplyShape, ReplyVoice, Responder, Speaker, SpokenText
+from agent.reply_limit import capped, token_capped
 from agent.session_events import AgentText, Interrupted, MarkReached, Notice, TurnLatency
 from agent.session_outbox import AudioDone, SessionOutbox
 from agent.turn_types import ReplyKind
@@ -53,8 +53,6 @@ class ReplyRun:
     answers: dict[str, float] = field(default_factory=dict)
     #: frames sent to the transport
     frames: int = 0
-    #: cut at the reply length limit: the dialogue hears of it as interrupted
-    cut: bool = False
     #: what to do once it has played: hang up, or transfer the call (the dialogue's first
     #: ``EndCall`` or ``Transfer`` in it; an interrupted reply does neither)
     then: EndCall | Transfer | None = None
@@ -67,6 +65,11 @@ class ReplyRun:
     @property
     def spoken(self) -> SpokenText:
         return self.speaker.spoken
+
+    @property
+    def cut(self) -> bool:
+        """Cut at a length limit: the dialogue hears of it as interrupted."""
+        return self.spoken.cut
 
     def sent(self, played: int) -> list[MarkReached]:
         """A frame went out; ``played`` samples of the reply have now been sent. Returns the
@@ -121,6 +124,8 @@ class ReplyRun:
         return dataclasses.replace(report, samples_played=played, text_end=end)
 
     def heard(self, report: Heard) -> str:
+        if self.speaker.mode == "text":
+            return self.spoken.text.strip()  # nothing played: all of it was shown
         return self.spoken.heard(report.text_end)
 
     def rest(self, report: Heard) -> list[SpeechPlan]:
@@ -155,6 +160,8 @@ class Replies:
         self._recent: dict[int, SpokenText] = {}
         #: what interrupted replies had left to say, for a resume
         self.unheard: dict[int, list[SpeechPlan]] = {}
+        #: how replies come out unless :meth:`start` is told otherwise
+        self.shape = ReplyShape()
 
     def start(
         self,
@@ -167,11 +174,13 @@ class Replies:
         failed: Transfer | None = None,
         reason: str = "",
         said: tuple[ReplyPart, ...] = (),
+        shape: ReplyShape | None = None,
     ) -> ReplyRun:
         """A reply to ``text``, or idle prompt ``prompt`` (from 1), or ``plans`` said again, or
         what to say about transfer ``failed`` (for ``reason``), or the parts ``said`` as they
         are (the server's goodbye: :class:`~agent.session_control.Farewell`), else the
-        greeting, spoken with ``voice``; ``answers``: the turn's latency marks."""
+        greeting, spoken with ``voice``; ``answers``: the turn's latency marks; ``shape``: how it
+        comes out (``None``: :attr:`shape`)."""
         runtime = self.runtime
         assert runtime is not None
         generation = runtime.generations.latest + 1  # the id start_generation allocates
@@ -179,12 +188,14 @@ class Replies:
         if failed is not None or said:
             kind = "prompt"
         emit = self.outbox.emit
+        shape = self.shape if shape is None else shape
         speaker = Speaker(
             generation,
             self.tts,
             self.playout,
             clock=self.clock,
             voice=voice,
+            mode=shape.mode,
             on_text=lambda delta: emit(AgentText(generation=generation, delta=delta)),
             on_action=lambda action: self._action(run, action),
             on_warning=lambda message: emit(Notice(code="ssml_warning", message=message)),
@@ -202,7 +213,11 @@ class Replies:
                     self._decided(run)
                     await speaker.say_plans(plans)
                 else:
-                    parts = _given(said) if said else self._parts(run, text, prompt, failed, reason)
+                    parts = (
+                        _given(said)
+                        if said
+                        else self._parts(run, text, prompt, failed, reason, shape.max_tokens)
+                    )
                     await speaker.speak(self._deciding(run, parts))
             except (ServerError, ClientError) as error:
                 log.warning("reply %d failed: %s", gen, type(error).__name__)
@@ -268,8 +283,13 @@ class Replies:
             for mark in run.finished(report):
                 await self.outbox.emit(mark)
             self.responder.heard(report.generation, run.heard(report), interrupted=run.cut)
-        await self.outbox.emit(AudioDone(report.generation))
+        spoken = run is None or run.speaker.mode == "audio"
+        await self.outbox.emit(AudioDone(report.generation, spoken=spoken))
         return run.then if run is not None else None
+
+    def said(self, generation: int) -> SpokenText | None:
+        """What recent reply ``generation`` said (``None``: not a recent reply)."""
+        return self._recent.get(generation)
 
     def truncated(self, generation: int, played: int) -> str | None:
         """The client played ``generation`` to sample ``played``: the dialogue hears the rest
@@ -282,7 +302,13 @@ class Replies:
         return heard
 
     def _parts(
-        self, run: ReplyRun, text: str | None, prompt: int, failed: Transfer | None, reason: str
+        self,
+        run: ReplyRun,
+        text: str | None,
+        prompt: int,
+        failed: Transfer | None,
+        reason: str,
+        max_tokens: int | None,
     ) -> AsyncGenerator[ReplyPart, None]:
         if text is not None:
             parts = self.responder.respond(text, generation=run.generation)
@@ -291,13 +317,15 @@ class Replies:
         else:
             parts = self.responder.prompt("idle" if prompt else "greeting", prompt)
         limit = self.max_chars
-        if limit is None:
-            return parts
-        return capped(parts, limit, lambda: self._cut(run, limit))
+        if limit is not None:
+            parts = capped(parts, limit, lambda: self._cut(run, f"{limit} characters"))
+        if max_tokens is not None:
+            parts = token_capped(parts, max_tokens, lambda: self._cut(run, f"{max_tokens} tokens"))
+        return parts
 
-    async def _cut(self, run: ReplyRun, limit: int) -> None:
-        run.cut = True
-        await self.outbox.emit(Notice(code="reply_cut", message=f"reply cut at {limit} characters"))
+    async def _cut(self, run: ReplyRun, limit: str) -> None:
+        run.spoken.cut = True
+        await self.outbox.emit(Notice(code="reply_cut", message=f"reply cut at {limit}"))
 
     async def _action(self, run: ReplyRun, action: EndCall | Transfer) -> None:
         if run.then is None:

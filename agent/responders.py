@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
@@ -40,6 +41,15 @@ log = logging.getLogger("voxline.dialogue")
 
 #: told of each call of a client's tool in reply ``generation`` (it ends the reply)
 OnCall = Callable[[int, ToolCall], None] | None
+
+
+@dataclass(frozen=True)
+class TokenLimit:
+    """A reply's own limit in tokens (a client's): each request's ``max_tokens`` when below the
+    agent's; ``reached`` hears of reply ``generation`` the model stopped at the limit."""
+
+    tokens: int
+    reached: Callable[[int], None]
 
 
 class IntentResponder:
@@ -161,9 +171,10 @@ class LLMResponder:
         generation: int,
         tools: ClientTools | None = None,
         on_call: OnCall = None,
+        limit: TokenLimit | None = None,
     ) -> AsyncGenerator[ReplyPart, None]:
         """The reply to the caller's turn ``text``; ``tools``: a client's, offered too, whose
-        calls go to ``on_call`` (they end the reply)."""
+        calls go to ``on_call`` (they end the reply); ``limit``: its own token limit."""
         # A barge-in cancels the previous reply, which writes itself into the history as it
         # unwinds: let it finish, so this turn comes after it.
         while self._streaming:
@@ -173,7 +184,7 @@ class LLMResponder:
             yield EndCall("max_turns")
             return
         self.history.add_user(str(text))  # plain text: a keyed turn reads "[keypad] 1234"
-        async with aclosing(self._tracked(generation, tools, on_call)) as parts:
+        async with aclosing(self._tracked(generation, tools, on_call, limit)) as parts:
             async for part in parts:
                 yield part
 
@@ -184,27 +195,29 @@ class LLMResponder:
         tools: ClientTools | None = None,
         on_call: OnCall = None,
         history: History | None = None,
+        limit: TokenLimit | None = None,
     ) -> AsyncGenerator[ReplyPart, None]:
         """The reply to the history as it stands (a client added to it); or to ``history``,
         out of band: the call's own history is neither read nor written."""
         if history is not None:
-            async with aclosing(self._stream(history, generation, tools, on_call)) as parts:
+            stream = self._stream(history, generation, tools, on_call, limit)
+            async with aclosing(stream) as parts:
                 async for part in parts:
                     yield part
             return
         while self._streaming:
             await next(iter(self._streaming.values())).wait()
-        async with aclosing(self._tracked(generation, tools, on_call)) as parts:
+        async with aclosing(self._tracked(generation, tools, on_call, limit)) as parts:
             async for part in parts:
                 yield part
 
     async def _tracked(
-        self, generation: int, tools: ClientTools | None, on_call: OnCall
+        self, generation: int, tools: ClientTools | None, on_call: OnCall, limit: TokenLimit | None
     ) -> AsyncGenerator[ReplyPart, None]:
         """A reply of the call's history, cut to what was heard once it has unwound."""
         done = self._streaming[generation] = anyio.Event()
         try:
-            stream = self._stream(self.history, generation, tools, on_call)
+            stream = self._stream(self.history, generation, tools, on_call, limit)
             async with aclosing(stream) as parts:  # closed now, not by the GC
                 async for part in parts:
                     yield part
@@ -216,9 +229,15 @@ class LLMResponder:
             done.set()
 
     async def _stream(
-        self, history: History, generation: int, tools: ClientTools | None, on_call: OnCall
+        self,
+        history: History,
+        generation: int,
+        tools: ClientTools | None,
+        on_call: OnCall,
+        limit: TokenLimit | None = None,
     ) -> AsyncGenerator[ReplyPart, None]:
-        reply = self.engine.respond(history, generation=generation, client=tools)
+        most = None if limit is None else limit.tokens
+        reply = self.engine.respond(history, generation=generation, client=tools, max_tokens=most)
         async with aclosing(reply) as events:
             async for event in events:
                 match event:
@@ -234,7 +253,9 @@ class LLMResponder:
                     case LLMToolResult(call=call) if call.name == "transfer":
                         target = _argument(call.arguments, "target") or "operator"
                         yield Transfer(target)
-                    case LLMDone():
+                    case LLMDone(finish_reason=finish):
+                        if finish == "length" and limit is not None:
+                            limit.reached(generation)
                         yield Say("", final=True)
 
     async def prompt(

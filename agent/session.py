@@ -49,7 +49,7 @@ from agent import session_events as out
 from agent import turn_types as turn
 from agent.dialogue.decision import EndCall, Say, Transfer
 from agent.digits import DigitCollector, KeyedTurn, Keypad, KeypadAware, keypad_rule
-from agent.reply import Responder
+from agent.reply import ReplyShape, Responder
 from agent.reply_run import Replies, ReplyRun
 from agent.session_control import (
     CallControls,
@@ -175,16 +175,24 @@ class Session(CallControls):
         self.inbound.close()
         self._stop()
 
-    def respond_now(self, text: str | None = None) -> int | None:
-        """Start a reply to ``text``, else to the last turn left unanswered, else the greeting;
-        its generation (``None`` before :attr:`started`). Never waits: a sink may call it."""
+    def respond_now(
+        self, text: str | None = None, *, shape: ReplyShape | None = None
+    ) -> int | None:
+        """Start a reply to ``text``, else to the last turn left unanswered, else the greeting,
+        shaped by ``shape`` (``None``: as :meth:`shape_replies` said); its generation (``None``
+        before :attr:`started`). Never waits: a sink may call it."""
         if self.replies.runtime is None or self._control is None:
             return None
         if text is None:
             text, self._unanswered = self._unanswered, None
-        self._unannounced.append(run := self.replies.start(self.voice, text=text))
+        run = self.replies.start(self.voice, text=text, shape=shape)
+        self._unannounced.append(run)
         self._wake()
         return run.generation
+
+    def shape_replies(self, shape: ReplyShape) -> None:
+        """Replies started from now on come out as ``shape`` says (text only, token limit)."""
+        self.replies.shape = shape
 
     def _wake(self) -> None:
         """Make the control loop look at the session now (never waits)."""

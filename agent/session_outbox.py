@@ -29,6 +29,9 @@ class AudioDone(msgspec.Struct, frozen=True):
     """Reply ``generation``'s audio is complete."""
 
     generation: int
+    #: ``False``: a text-only reply (:data:`~agent.reply.ReplyMode`), which opened no audio:
+    #: the sink still hears that it is over
+    spoken: bool = True
 
 
 class SessionOutbox:
@@ -61,6 +64,9 @@ class SessionOutbox:
         try:
             async with receive:
                 async for item in receive:
+                    if isinstance(item, AudioDone) and not item.spoken:
+                        await self.sink.end_audio(item.generation)
+                        continue
                     if isinstance(item, AudioDone):
                         await self.close_audio(item.generation)
                         continue

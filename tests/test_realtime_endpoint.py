@@ -25,7 +25,7 @@ from agent.config import VoiceConfig
 from agent.dialogue.llm_history import History
 from agent.models import reply_voice
 from agent.realtime_call import RealtimeSink, session_voices
-from agent.reply import ReplyVoice
+from agent.reply import ReplyShape, ReplyVoice
 from agent.turns import TurnConfig
 from pipeline.asr.decoder import DecodeRequest, WhisperDecoder
 from tests.audio import espeak, resample, silence
@@ -301,21 +301,30 @@ async def test_a_cleared_input_is_forgotten_and_the_speech_after_it_answered(
 # -- the adapter's mapping of session fields, unit by unit ---------------------------------
 
 
+class Replies:
+    def said(self, generation: int) -> None:
+        return None  # no reply was cut
+
+
 class FakeSession:
     """What RealtimeSink asks of a Session when a response is requested or the session set."""
 
     def __init__(self) -> None:
         self.voices: list[ReplyVoice | None] = []
-        self.replies: list[tuple[str | None, str]] = []  # (text, system prompt then)
+        self.asked: list[tuple[str | None, str]] = []  # (text, system prompt then)
+        self.replies = Replies()
         self.history: History | None = None
 
     def set_voice(self, voice: ReplyVoice | None) -> None:
         self.voices.append(voice)
 
-    def respond_now(self, text: str | None = None) -> int:
+    def respond_now(self, text: str | None = None, *, shape: ReplyShape | None = None) -> int:
         assert self.history is not None
-        self.replies.append((text, self.history.system))
-        return len(self.replies)
+        self.asked.append((text, self.history.system))
+        return len(self.asked)
+
+    def shape_replies(self, shape: ReplyShape) -> None:
+        pass
 
 
 def update(protocol: RealtimeProtocol, session: dict[str, Any]) -> Any:
@@ -340,7 +349,7 @@ async def test_instructions_become_the_llm_system_prompt_and_a_response_can_over
             json.dumps({"type": "response.create", "response": {"instructions": once.instructions}})
         ):
             await sink.handle(event)
-        assert fake.replies == [(None, "Answer in French.")]
+        assert fake.asked == [(None, "Answer in French.")]
         await sink.end_audio(1)  # that response is over: the session's instructions again
         assert history.system == "Be a pirate."
         await sink.handle(update(protocol, {"type": "realtime", "instructions": ""}))

@@ -537,3 +537,26 @@ async def test_a_truncated_reply_is_cut_in_the_history_too(
     assert heard.endswith("…")  # the model is told it was cut off
     assert 0 < len(heard) - 1 < len(full)
     assert full.startswith(heard[:-1])
+
+
+@pytest.mark.anyio
+async def test_max_output_tokens_is_the_requests_max_tokens_and_its_cut_is_incomplete(
+    voxline: RunningServer, proxy: Recorder
+) -> None:
+    async with connect(voxline) as connection:
+        events = Events(connection)
+        with anyio.fail_after(150):
+            await events.until("session.created")
+            await user_text(connection, "Describe Paris in two sentences.")
+            sent = len(proxy.requests)
+            await connection.response.create(
+                response={"output_modalities": ["text"], "max_output_tokens": 4}
+            )
+            done = await events.until("response.done")
+            limits = await events.until("rate_limits.updated")
+    assert [r["max_tokens"] for r in proxy.requests[sent:]] == [4]  # the agent's own is 40
+    assert done["response"]["status"] == "incomplete"
+    assert done["response"]["status_details"]["reason"] == "max_output_tokens"
+    assert said(done)
+    tokens = next(r for r in limits["rate_limits"] if r["name"] == "tokens")
+    assert tokens["limit"] == 4

@@ -60,6 +60,7 @@ from transports.audio import (
 from transports.errors import PeerError
 from transports.realtime_conversation import (
     Conversation,
+    RateLimits,
     ResponseStatus,
     item_problem,
     item_to_wire,
@@ -82,6 +83,7 @@ from transports.realtime_events import (
     SessionUpdate,
     UpdateRejected,
     apply_update,
+    check_max_output_tokens,
     check_tools,
     client_event_decoder,
     envelope_decoder,
@@ -122,6 +124,7 @@ class RealtimeProtocol:
         id_seed: str | None = None,
         max_message_chars: int = 4 * 1024 * 1024,
         voices: Collection[str] | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self._ids = Ids(id_seed)
         #: the voice names ``session.update`` may set (``None``: any); others are refused
@@ -135,7 +138,7 @@ class RealtimeProtocol:
         self._inbound = InboundAudio(self.config.input_audio, max_bytes=max_message_chars)
         self._buffered = 0  # input samples (client rate) since the last commit or clear
         self._pending_item: str | None = None  # the user item the current speech will be
-        self.conversation = Conversation(self._ids, self._emit, lambda: self.config)
+        self.conversation = Conversation(self._ids, self._emit, lambda: self.config, rate_limits)
         self._emit("session.created", session=self.config.to_wire())
 
     # -- receiving ----------------------------------------------------------------------------
@@ -351,6 +354,7 @@ class RealtimeProtocol:
         try:
             tools = self.config.tools if params.tools is None else params.tools
             check_tools(tools, params.tool_choice, "response")
+            check_max_output_tokens(params.max_output_tokens, "response.max_output_tokens")
         except UpdateRejected as rejected:
             return self._error(
                 "invalid_value", rejected.message, param=rejected.param, event_id=event.event_id

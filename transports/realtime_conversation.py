@@ -25,7 +25,7 @@ from transports.realtime_events import (
     format_to_wire,
 )
 
-__all__ = ["Conversation", "ResponseStatus", "item_problem", "item_to_wire"]
+__all__ = ["Conversation", "RateLimits", "ResponseStatus", "item_problem", "item_to_wire"]
 
 #: items kept; the oldest are forgotten beyond this
 MAX_ITEMS = 1000
@@ -36,6 +36,15 @@ ResponseStatus = Literal["completed", "cancelled", "incomplete", "failed"]
 
 class Emit(Protocol):
     def __call__(self, kind: str, /, **fields: Any) -> None: ...
+
+
+class RateLimits(Protocol):
+    """``rate_limits.updated``'s list after a response that said ``text`` under
+    ``max_output_tokens`` (what the numbers mean is the session's to say)."""
+
+    def __call__(
+        self, text: str, max_output_tokens: int | Literal["inf"], /
+    ) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -61,6 +70,7 @@ class _Response:
     modalities: tuple[Modality, ...]
     in_conversation: bool
     metadata: dict[str, str] | None
+    max_output_tokens: int | Literal["inf"]
     output: list[dict[str, Any]] = field(default_factory=list)
     message: _Message | None = None
     #: function calls, sent when the response ends (after the message)
@@ -70,8 +80,16 @@ class _Response:
 class Conversation:
     """Items in order, and the responses being written, for one connection."""
 
-    def __init__(self, ids: Ids, emit: Emit, config: Callable[[], RealtimeSessionConfig]) -> None:
+    def __init__(
+        self,
+        ids: Ids,
+        emit: Emit,
+        config: Callable[[], RealtimeSessionConfig],
+        rate_limits: RateLimits | None = None,
+    ) -> None:
         self._ids = ids
+        #: ``rate_limits.updated`` follows each ``response.done`` (``None``: it does not)
+        self.rate_limits = rate_limits
         self._emit = emit
         self._config = config
         #: the items by id, in conversation order (wire form)
@@ -115,6 +133,11 @@ class Conversation:
             modalities=modalities,
             in_conversation=params.conversation != "none",
             metadata=params.metadata,
+            max_output_tokens=(
+                self.config.max_output_tokens
+                if params.max_output_tokens is None
+                else params.max_output_tokens
+            ),
         )
         self._responses[generation] = response
         self._emit("response.created", response=self._response_wire(response, "in_progress"))
@@ -223,6 +246,10 @@ class Conversation:
             if error is not None:
                 details["error"] = error
         self._emit("response.done", response=self._response_wire(response, status, details))
+        if self.rate_limits is not None:
+            said = "".join(message.text) if message is not None else ""  # all of it, heard or not
+            limits = self.rate_limits(said, response.max_output_tokens)
+            self._emit("rate_limits.updated", rate_limits=limits)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -310,7 +337,7 @@ class Conversation:
             "audio": {
                 "output": {"format": format_to_wire(audio_format), "voice": self.config.voice}
             },
-            "max_output_tokens": self.config.max_output_tokens,
+            "max_output_tokens": response.max_output_tokens,
             "metadata": response.metadata,
         }
 

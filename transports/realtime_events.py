@@ -26,6 +26,7 @@ from transports.audio import AudioFormat
 __all__ = [
     "CLIENT_EVENT_TYPES",
     "EAGERNESS_SILENCE_MS",
+    "MAX_OUTPUT_TOKENS",
     "AudioFormatSpec",
     "AudioPCM",
     "AudioPCMA",
@@ -59,6 +60,7 @@ __all__ = [
     "TurnDetection",
     "UpdateRejected",
     "apply_update",
+    "check_max_output_tokens",
     "check_tools",
     "client_event_decoder",
     "envelope_decoder",
@@ -188,6 +190,19 @@ def check_tools(
     if isinstance(choice, ToolChoiceFunction) and choice.name not in names:
         raise UpdateRejected(
             f"{where}.tool_choice", f"tool_choice names no tool given: {choice.name!r}"
+        )
+
+
+#: the most ``max_output_tokens`` may be, as in the API (``"inf"``: no limit of the client's)
+MAX_OUTPUT_TOKENS = 4096
+
+
+def check_max_output_tokens(value: int | Literal["inf"] | None, param: str) -> None:
+    """Raise :class:`UpdateRejected` naming ``param`` unless ``value`` is ``"inf"`` (or
+    ``None``) or 1..:data:`MAX_OUTPUT_TOKENS`."""
+    if isinstance(value, int) and not 1 <= value <= MAX_OUTPUT_TOKENS:
+        raise UpdateRejected(
+            param, f"max_output_tokens must be 'inf' or an integer from 1 to {MAX_OUTPUT_TOKENS}"
         )
 
 
@@ -464,6 +479,7 @@ def apply_update(
         tools = changes.get("tools", config.tools)
         check_tools(tools, changes.get("tool_choice", config.tool_choice), "session")
     if not isinstance(spec.max_output_tokens, UnsetType):
+        check_max_output_tokens(spec.max_output_tokens, "session.max_output_tokens")
         changes["max_output_tokens"] = (
             "inf" if spec.max_output_tokens is None else spec.max_output_tokens
         )

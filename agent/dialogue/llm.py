@@ -215,10 +215,16 @@ class LLMEngine:
         self._schemas = tools.schemas() if tools is not None else []
 
     async def respond(
-        self, history: History, *, generation: int, client: ClientTools | None = None
+        self,
+        history: History,
+        *,
+        generation: int,
+        client: ClientTools | None = None,
+        max_tokens: int | None = None,
     ) -> AsyncGenerator[LLMEvent, None]:
         """Stream the reply to ``history`` (whose last message is usually the caller's), with
-        ``client``'s tools offered too."""
+        ``client``'s tools offered too; ``max_tokens``: each request's, when below the config's
+        (a client's limit on the reply)."""
         config = self.config
         usage = Usage()
         finish: str | None = None
@@ -233,7 +239,8 @@ class LLMEngine:
             round_ = _Round(ReplyAssembler(text_calls=bool(schemas), new_id=_call_id))
             before = history.reply_text()
             try:
-                async with aclosing(self._round(history, round_, tools, choice)) as texts:
+                round_texts = self._round(history, round_, tools, choice, max_tokens)
+                async with aclosing(round_texts) as texts:
                     async for text in texts:
                         if len(text) == len(round_.assembler.text):  # the round's first text
                             text = separator(before, text) + text
@@ -300,6 +307,7 @@ class LLMEngine:
         round_: _Round,
         tools: list[dict[str, Any]],
         choice: str | dict[str, Any] | None,
+        max_tokens: int | None = None,
     ) -> AsyncGenerator[str, None]:
         """Run one request; yield speakable text; leave calls, end or failure in ``round_``."""
         config = self.config
@@ -312,7 +320,7 @@ class LLMEngine:
             ),
             tools=tools,
             tool_choice=choice,
-            max_tokens=config.max_tokens,
+            max_tokens=min(config.max_tokens, max_tokens or config.max_tokens),
             temperature=config.temperature,
             top_p=config.top_p,
             seed=config.seed,
