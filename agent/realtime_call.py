@@ -68,6 +68,7 @@ from agent.reply import ReplyVoice, Responder
 from agent.responders import IntentResponder, LLMResponder
 from agent.rest import OPENAI_VOICES, served_catalog
 from agent.session import Models, Session, SessionSettings
+from agent.session_decoding import SessionDecoding
 from agent.session_events import (
     AgentText,
     CallEnded,
@@ -195,6 +196,8 @@ class RealtimeSink(CallSink):
         self._outbox = Outbox(protocol, outgoing)
         self.base = base
         self.session: Session | None = None
+        #: the session's ASR requests, with ``audio.input.transcription``'s language and prompt
+        self.decoding: SessionDecoding | None = None
         self._detecting = protocol.config.turn_detection is not None
         self._turns = turn_config(base, protocol.config.turn_detection)
         #: generations with a response, and those still open
@@ -469,6 +472,9 @@ class RealtimeSink(CallSink):
         if voice is not None:
             session.set_voice(at_speed(voice, config.speed))
         session.shape_replies(reply_shape(config))
+        if self.decoding is not None:
+            heard = config.transcription
+            self.decoding.set(*((heard.language, heard.prompt) if heard else (None, None)))
 
     # -- the client's side --------------------------------------------------------------------
 
@@ -561,8 +567,10 @@ async def realtime_call(
         call_settings = dataclasses.replace(
             settings, turns=turns, answer_turns=answer, greeting=False
         )
+        sink.decoding = SessionDecoding(models.asr, settings.asr)
+        own = dataclasses.replace(models, asr=sink.decoding)
         session = sink.session = Session(
-            models, realtime or dialogue, sink, call_settings, session_id=session_id
+            own, realtime or dialogue, sink, call_settings, session_id=session_id
         )
         sink._apply_session(session, protocol.config)  # a client secret's session, if any
 

@@ -12,10 +12,11 @@ events into ``speech_started``/``stopped``, ``committed`` + the user item, the t
 nothing, and ``completed`` carries the final text) and ``completed``; the client's commit,
 clear and turn detection are applied there too.
 
-``language``, ``prompt`` and ``keywords`` reach every decode (:class:`SessionDecoding`, in front
-of the shared ASR executor): language ``None`` is the agent's ASR language; the prompt and the
-keywords replace the agent's ``initial_prompt`` and ``hotwords`` while they are set. Every
-accepted model name (:func:`accepted_models`) is served by the profile's Whisper.
+``language``, ``prompt`` and ``keywords`` reach every decode
+(:class:`~agent.session_decoding.SessionDecoding`, in front of the shared ASR executor): language
+``None`` is the agent's ASR language; the prompt and the keywords replace the agent's
+``initial_prompt`` and ``hotwords`` while they are set. Every accepted model name
+(:func:`accepted_models`) is served by the profile's Whisper.
 """
 
 from __future__ import annotations
@@ -26,17 +27,15 @@ import uuid
 from collections.abc import AsyncGenerator, Callable
 from typing import Literal
 
-import msgspec
 from starlette.websockets import WebSocket
 
 from agent.realtime_call import RealtimeSink
 from agent.reply import ReplyPart, Responder
 from agent.session import Models, Session, SessionSettings
+from agent.session_decoding import SessionDecoding
 from agent.session_events import SessionEvent
 from agent.turns import TurnConfig
 from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
-from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest
-from pipeline.asr.stage import AsrRunner
 from transports.realtime_transcription import (
     TranscriptionChanged,
     TranscriptionEvent,
@@ -46,7 +45,6 @@ from transports.realtime_transcription import (
 from transports.realtime_transcription_events import OPENAI_TRANSCRIPTION_MODELS
 
 __all__ = [
-    "SessionDecoding",
     "Silent",
     "TranscriptionSink",
     "accepted_models",
@@ -82,30 +80,6 @@ class Silent:
 
     def heard(self, generation: int, text: str, *, interrupted: bool) -> None:
         pass
-
-
-class SessionDecoding:
-    """The shared ASR executor as one session sees it: its decodes carry the session's
-    language, prompt and keywords (:meth:`set`) in place of the agent's."""
-
-    def __init__(self, runner: AsrRunner, base: DecodeOptions) -> None:
-        self.runner = runner
-        self.base = base
-        self.options = base
-
-    def set(self, changed: TranscriptionChanged) -> None:
-        base = self.base
-        self.options = msgspec.structs.replace(
-            base,
-            language=changed.language if changed.language is not None else base.language,
-            initial_prompt=changed.prompt or base.initial_prompt,
-            hotwords=", ".join(changed.keywords) or base.hotwords,
-        )
-
-    async def run(self, request: DecodeRequest, /, *, priority: int = 0) -> Decoded:
-        if request.options is self.base:  # the stage's own options (a translation's are not)
-            request = dataclasses.replace(request, options=self.options)
-        return await self.runner.run(request, priority=priority)
 
 
 class _Queue:
@@ -148,7 +122,7 @@ class TranscriptionSink:
 
     async def handle(self, event: TranscriptionEvent, decoding: SessionDecoding) -> None:
         if isinstance(event, TranscriptionChanged):
-            decoding.set(event)
+            decoding.set(event.language, event.prompt, event.keywords)
         else:
             await self.realtime.handle(event)
 

@@ -56,6 +56,7 @@ from agent.realtime_webrtc import RealtimeEvents
 from agent.responders import LLMResponder
 from agent.rest import ApiError, _limited, served_catalog
 from agent.session import Session
+from agent.session_decoding import SessionDecoding
 from agent.session_events import CallSink
 from agent.webrtc_io import AudioTrackOut, DataChannelWriter
 from agent.webrtc_routes import admitted, error
@@ -230,8 +231,12 @@ def realtime_call_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRo
             call_settings = dataclasses.replace(
                 settings, turns=turns, answer_turns=answers, greeting=False
             )
+            shared = models.session_models()
+            decoding = made[0].realtime.decoding = SessionDecoding(shared.asr, settings.asr)
+            heard = protocol.config.transcription  # the offer's or the secret's session
+            decoding.set(*((heard.language, heard.prompt) if heard else (None, None)))
             return Session(
-                models.session_models(),
+                dataclasses.replace(shared, asr=decoding),
                 realtime or dialogue,
                 sink,
                 call_settings,

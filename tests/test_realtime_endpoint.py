@@ -26,8 +26,10 @@ from agent.dialogue.llm_history import History
 from agent.models import reply_voice
 from agent.realtime_call import RealtimeSink, session_voices
 from agent.reply import ReplyShape, ReplyVoice
+from agent.session_decoding import SessionDecoding
 from agent.turns import TurnConfig
-from pipeline.asr.decoder import DecodeRequest, WhisperDecoder
+from pipeline.asr.decoder import DecodeOptions, DecodeRequest, WhisperDecoder, to_model_audio
+from pipeline.asr.stage import AsrRunner
 from tests.audio import espeak, resample, silence
 from tests.server import RunningServer, running_server
 from transports.realtime import RealtimeProtocol
@@ -365,6 +367,41 @@ async def test_the_intent_engine_keeps_instructions_without_using_them() -> None
         sink.session = FakeSession()  # type: ignore[assignment]
         await sink.handle(update(protocol, {"type": "realtime", "instructions": "Be brief."}))
     assert protocol.config.instructions == "Be brief."  # shown in session.updated
+
+
+@pytest.mark.anyio
+async def test_the_transcription_language_and_prompt_reach_the_sessions_decodes(
+    asr_runner: AsrRunner,
+) -> None:
+    protocol = RealtimeProtocol()
+    send, receive = anyio.create_memory_object_stream[Any](1000)
+    base = DecodeOptions(language="en", initial_prompt="Voxline.")
+    with send, receive:
+        sink = RealtimeSink(protocol, send, TurnConfig())
+        sink.session = FakeSession()  # type: ignore[assignment]
+        decoding = sink.decoding = SessionDecoding(asr_runner, base)
+        audio = {"input": {"transcription": {"model": "whisper-1", "language": "fr"}}}
+        audio["input"]["transcription"]["prompt"] = "Au restaurant."
+        await sink.handle(update(protocol, {"type": "realtime", "audio": audio}))
+        assert (decoding.options.language, decoding.options.initial_prompt) == (
+            "fr",
+            "Au restaurant.",
+        )
+        # espeak's French at 120 words a minute: Whisper base drops it faster (guards)
+        speech = to_model_audio(espeak("Bonjour, une table pour deux.", voice="fr", wpm=120), 16000)
+        request = DecodeRequest(audio=speech, final=True, options=base)  # the stage's options
+        decoded = await decoding.run(request)
+        assert decoded.language == "fr", decoded
+        unknown = {"input": {"transcription": {"language": "xx"}}}
+        problem = update(protocol, {"type": "realtime", "audio": unknown})
+        assert problem.code == "invalid_value", problem
+        await sink.handle(update(protocol, {"type": "realtime", "audio": {"input": {}}}))
+        assert decoding.options.language == "fr"  # an update without it changes nothing
+        off = {"input": {"transcription": None}}
+        await sink.handle(update(protocol, {"type": "realtime", "audio": off}))
+        assert decoding.options == base  # no transcription settings: the agent's own
+    errors = [json.loads(m) for m in protocol.data_to_send() if '"error"' in m]
+    assert [e["error"]["param"] for e in errors] == ["session.audio.input.transcription.language"]
 
 
 def test_session_voices_offer_the_catalog_voices_the_engine_speaks(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from openai import AsyncOpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
 from openai.types.realtime import RealtimeTranscriptionSessionCreateRequestParam as Session
 
-from agent.realtime_transcription import SessionDecoding, TranscriptionSink
+from agent.realtime_transcription import TranscriptionSink
+from agent.session_decoding import SessionDecoding
 from agent.session_events import UserSpeech, UserTranscript, UserTurn, UserTurnStarted
 from agent.turns import TurnConfig
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest
@@ -26,7 +27,7 @@ from tests.audio import espeak, silence
 from tests.server import RunningServer, running_server
 from tests.test_realtime_endpoint import RATE, stream
 from tests.transports.realtime_support import SERVER_MODELS
-from transports.realtime_transcription import TranscriptionChanged, TranscriptionProtocol
+from transports.realtime_transcription import TranscriptionProtocol
 
 INTENT = {"intent": "transcription"}
 #: what Whisper base hears best of espeak-ng's French (at 120 words a minute)
@@ -217,7 +218,7 @@ async def test_the_sessions_language_prompt_and_keywords_reach_each_decode(
     base = DecodeOptions(language="en", initial_prompt="the agent's", hotwords="agent")
     recording = Recording(asr_runner)
     decoding = SessionDecoding(recording, base)
-    decoding.set(TranscriptionChanged("whisper-1", "fr", "Au restaurant.", ("Voxline",)))
+    decoding.set("fr", "Au restaurant.", ("Voxline",))
     pcm = espeak(FRENCH, 16000, voice="fr", wpm=120)
     audio = pcm.astype(np.float32) / np.float32(32768)
     with anyio.fail_after(60):
@@ -233,7 +234,7 @@ async def test_the_sessions_language_prompt_and_keywords_reach_each_decode(
     assert second is translate
     assert decoded.language == "fr"
     assert "table" in decoded.text.lower(), decoded.text
-    decoding.set(TranscriptionChanged("voxline", None, None, ()))  # unset: the agent's again
+    decoding.set(None, None)  # unset: the agent's again
     assert decoding.options == base
 
 

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from pipeline.asr.decoder import whisper_languages
 from transports.audio import AudioFormat
 
 __all__ = [
@@ -505,6 +506,11 @@ def _input_changes(spec: AudioInputSpec) -> dict[str, Any]:
         _check_format(spec.format, "session.audio.input.format")
         changes["input_format"] = spec.format
     if not isinstance(spec.transcription, UnsetType):
+        language = None if spec.transcription is None else spec.transcription.language
+        if language is not None and language not in whisper_languages():
+            raise UpdateRejected(
+                "session.audio.input.transcription.language", f"unknown language {language!r}"
+            )
         changes["transcription"] = spec.transcription
     if not isinstance(spec.noise_reduction, UnsetType):
         changes["noise_reduction"] = spec.noise_reduction
