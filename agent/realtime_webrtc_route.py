@@ -52,6 +52,7 @@ from agent.realtime_call import (
     session_voices,
 )
 from agent.realtime_dialogue import RealtimeDialogue
+from agent.realtime_shaping import SessionRateLimits
 from agent.realtime_webrtc import RealtimeEvents
 from agent.responders import LLMResponder
 from agent.rest import ApiError, _limited, served_catalog
@@ -211,7 +212,12 @@ def realtime_call_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRo
         dialogue = server.responder()
         realtime = RealtimeDialogue(dialogue) if isinstance(dialogue, LLMResponder) else None
         seed = uuid.uuid4().hex[:12]
-        protocol = RealtimeProtocol(start, id_seed=seed, voices=frozenset(voices.choices))
+        protocol = RealtimeProtocol(
+            start,
+            id_seed=seed,
+            voices=frozenset(voices.choices),
+            rate_limits=SessionRateLimits.of(dialogue),
+        )
         made: list[RealtimeEvents] = []
 
         def events(

@@ -350,6 +350,7 @@ async def test_a_spoken_call_over_webrtc_gets_events_on_the_channel_and_audio_on
     said = "".join(e["delta"] for e in of(events, "response.output_audio_transcript.delta"))
     assert "take a message" in said
     assert done["response"]["status"] == "completed"
+    assert kinds[kinds.index("response.done") + 1] == "rate_limits.updated"
     [started] = of(events, "output_audio_buffer.started")
     reply = transcribe(whisper_decoder, caller.frames[started["_frame"] : stopped["_frame"] + 10])
     assert "message" in reply
