@@ -316,7 +316,7 @@ class EmbeddedLlm:
         self.restarts = 0
         self._server: LlamaServer | None = None
         self._up = False
-        self._clients: dict[str, OpenAIBackend] = {}  # by the grammar they send ("": none)
+        self._clients: dict[tuple[str, float], OpenAIBackend] = {}  # by grammar ("": none), stall
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> EmbeddedLlm:
@@ -421,11 +421,14 @@ class EmbeddedLlm:
         finally:
             await self.aclose()
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamItem, None]:
+    async def stream(
+        self, request: ChatRequest, *, stall_timeout_s: float | None = None
+    ) -> AsyncGenerator[StreamItem, None]:
         """The reply's stream from the child; :class:`ModelError` at once while it is down.
 
         With ``grammar`` on, a request offering tools offers :data:`ANSWER_TOOL` too and is
         constrained by :func:`tool_grammar`; the answer tool's call is taken out of the text.
+        ``stall_timeout_s``: in place of the configured one (the warm-up's).
         """
         if not self._up or self._server is None:
             raise ModelError("the embedded LLM is restarting")
@@ -435,7 +438,8 @@ class EmbeddedLlm:
             request = dataclasses.replace(request, tools=tools)
             grammar = tool_grammar(tools)
         answer = AnswerFilter()
-        async with aclosing(self._client(grammar).stream(request)) as items:
+        client = self._client(grammar, stall_timeout_s or self.stall_timeout_s)
+        async with aclosing(client.stream(request)) as items:
             async for item in items:
                 if isinstance(item, TextDelta):
                     if text := answer.feed(item.text):
@@ -447,19 +451,19 @@ class EmbeddedLlm:
         if text := answer.finish():
             yield TextDelta(text)
 
-    def _client(self, grammar: str) -> OpenAIBackend:
+    def _client(self, grammar: str, stall_timeout_s: float) -> OpenAIBackend:
         """The HTTP client of requests that carry ``grammar`` (``""``: none)."""
         assert self._server is not None
-        client = self._clients.get(grammar)
+        client = self._clients.get((grammar, stall_timeout_s))
         if client is None:
             client = OpenAIBackend(
                 self._server.base_url,
                 model=self.name,
                 connect_timeout_s=self.connect_timeout_s,
-                stall_timeout_s=self.stall_timeout_s,
+                stall_timeout_s=stall_timeout_s,
                 extra_body={"grammar": grammar} if grammar else None,
             )
-            self._clients[grammar] = client
+            self._clients[(grammar, stall_timeout_s)] = client
         return client
 
     async def _launch(self) -> None:
@@ -478,7 +482,11 @@ class EmbeddedLlm:
             await anyio.to_thread.run_sync(server.wait_until_listening, self.start_timeout_s)
             self._up = True
             if self.warm is not None:
-                async with aclosing(self.stream(self.warm)) as items:
+                # the first request reads the whole prompt (instructions, tools) cold: on a busy
+                # machine that takes longer than a turn may stall (the stall timeout), so the
+                # warm-up waits as long as the start may take
+                warming = self.stream(self.warm, stall_timeout_s=self.start_timeout_s)
+                async with aclosing(warming) as items:
                     async for _ in items:
                         pass
         except BaseException:
