@@ -196,6 +196,24 @@ async def test_a_model_that_is_down_gets_the_fallback_reply() -> None:
     assert "restarting" in fallbacks[0].detail
 
 
+@pytest.mark.anyio
+async def test_the_model_starts_whatever_the_servers_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """llama.cpp's server reads its settings from variables of the same names too: a server
+    run with ``PORT``, ``MODEL`` or ``CACHE`` set (a container's, a CI job's) must not pass them
+    on (one of them once broke a test run: "CACHE=/tmp/..." is no boolean)."""
+    for name, value in {"CACHE": "/tmp/not-a-bool", "PORT": "1", "MODEL": "/nowhere.gguf"}.items():
+        monkeypatch.setenv(name, value)
+    embedded = await anyio.to_thread.run_sync(EmbeddedLlm.from_config, load_config(CONFIG))
+    with anyio.fail_after(180):
+        try:
+            await embedded.start()
+            assert embedded.pid is not None
+        finally:
+            await embedded.aclose()
+
+
 def test_the_tool_grammar_is_one_llama_cpp_accepts() -> None:
     from llama_cpp.llama_grammar import LlamaGrammar
 

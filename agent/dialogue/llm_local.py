@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
@@ -106,6 +106,23 @@ def _part(package: str, name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / name
 
 
+#: the environment variables the llama.cpp server child is given: its settings are pydantic
+#: settings that read any variable named like one of them (``PORT``, ``HOST``, ``MODEL``,
+#: ``CACHE``, ``N_CTX``...), so a server environment that happens to set one would change or
+#: break the child; it gets its arguments only, and what a process needs to run
+_CHILD_ENV = frozenset(("PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR", "LD_LIBRARY_PATH"))
+_CHILD_ENV_PREFIXES = ("LC_", "XDG_", "PYTHON", "OMP_", "GGML_", "VIRTUAL_ENV")
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What of ``environ`` the llama.cpp server child sees (:data:`_CHILD_ENV`)."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in _CHILD_ENV or name.startswith(_CHILD_ENV_PREFIXES)
+    }
+
+
 class LlamaServer:
     """``python -m llama_cpp.server`` in a child process, serving one GGUF."""
 
@@ -172,7 +189,7 @@ class LlamaServer:
             stdin=subprocess.DEVNULL,
             text=True,
             errors="replace",
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**child_environment(os.environ), "PYTHONUNBUFFERED": "1"},
         )
         self._eof = False
         self._reader = threading.Thread(target=self._read, name="llama-server-log", daemon=True)
