@@ -19,23 +19,23 @@ Rules (``N`` is the limit, in characters of reply text; markup is counted as wri
   actions (a goodbye's hang-up still happens). An SSML part is spoken whole or, past ``N``,
   not at all (its markup cannot be cut).
 
-A reply may also have a limit in tokens (:class:`TokenCap`, :func:`token_capped`: the Realtime
-API's ``max_output_tokens``). Fixed text has no model tokenizer to count with, so a token here
-is a word or a punctuation mark (:func:`count_tokens`: a run of letters, digits or ``_``, or one
-other character that is not a space), about what an LLM's tokenizer makes of plain English
-(which splits long or rare words further). The reply ends after its ``N``-th token.
-"""
+A reply may also have a limit in tokens (:class:`TokenCap`, through the same :func:`capped`: the
+Realtime API's ``max_output_tokens``). Fixed text has no model tokenizer to count with, so a token
+here is a word or a punctuation mark (:func:`count_tokens`: a run of letters, digits or ``_``, or
+one other character that is not a space), about what an LLM's tokenizer makes of plain English
+(which splits long or rare words further). The reply ends after its ``N``-th token."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
+from typing import Protocol
 
 from agent.dialogue.decision import Say
 from agent.reply import ReplyPart
 
-__all__ = ["LOOKAHEAD", "ReplyCap", "TokenCap", "capped", "count_tokens", "token_capped"]
+__all__ = ["LOOKAHEAD", "Cap", "ReplyCap", "TokenCap", "capped", "count_tokens"]
 
 #: characters before the limit from which text is held until its sentence ends
 LOOKAHEAD = 200
@@ -100,20 +100,30 @@ class ReplyCap:
         return out
 
 
+class Cap(Protocol):
+    """A reply's budget (:class:`ReplyCap`: characters; :class:`TokenCap`: tokens)."""
+
+    cut: bool
+
+    def feed(self, text: str, *, final: bool) -> str: ...
+
+    def fits_whole(self, text: str) -> bool: ...
+
+
 async def capped(
-    parts: AsyncGenerator[ReplyPart, None], limit: int, on_cut: Callable[[], Awaitable[None]]
+    parts: AsyncGenerator[ReplyPart, None], cap: Cap, on_cut: Callable[[], Awaitable[None]]
 ) -> AsyncGenerator[ReplyPart, None]:
-    """``parts`` within ``limit`` characters of text; ``on_cut`` is awaited once if cut."""
-    cap = ReplyCap(limit)
+    """``parts`` within ``cap``; ``on_cut`` is awaited once if cut (a stream is closed there;
+    whole parts are read on for their call actions)."""
     async with aclosing(parts) as stream:
         async for part in stream:
             if not isinstance(part, Say):
                 yield part
                 continue
             was_cut = cap.cut
+            out: Say | None
             if part.ssml:
-                keep = cap.fits_whole(part.text)
-                out = part if keep else None
+                out = part if cap.fits_whole(part.text) else None
             else:
                 text = cap.feed(part.text, final=part.final)
                 out = Say(text, final=part.final or cap.cut, emotion=part.emotion)
@@ -167,31 +177,3 @@ class TokenCap:
         self.text += " " + _MARKUP.sub(" ", text)
         self.released = len(self.text)
         return True
-
-
-async def token_capped(
-    parts: AsyncGenerator[ReplyPart, None], limit: int, on_cut: Callable[[], Awaitable[None]]
-) -> AsyncGenerator[ReplyPart, None]:
-    """``parts`` within ``limit`` tokens of text; ``on_cut`` is awaited once if cut (a stream
-    is closed there; whole parts are read on for their call actions, as :func:`capped`)."""
-    cap = TokenCap(limit)
-    async with aclosing(parts) as stream:
-        async for part in stream:
-            if not isinstance(part, Say):
-                yield part
-                continue
-            was_cut = cap.cut
-            out: Say | None
-            if part.ssml:
-                out = part if cap.fits_whole(part.text) else None
-            else:
-                text = cap.feed(part.text, final=part.final)
-                out = Say(text, final=part.final or cap.cut, emotion=part.emotion)
-                if not text and not out.final:
-                    out = None
-            if out is not None and not was_cut:
-                yield out
-            if cap.cut and not was_cut:
-                await on_cut()
-                if not part.final:
-                    return

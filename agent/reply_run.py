@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from agent.dialogue.decision import EndCall, Transfer
 from agent.metrics import METRICS
 from agent.reply import ReplyPart, ReplyShape, ReplyVoice, Responder, Speaker, SpokenText
-from agent.reply_limit import capped, token_capped
+from agent.reply_limit import ReplyCap, TokenCap, capped
 from agent.session_events import AgentText, Interrupted, MarkReached, Notice, TurnLatency
 from agent.session_outbox import AudioDone, SessionOutbox
 from agent.turn_types import ReplyKind
@@ -318,9 +318,11 @@ class Replies:
             parts = self.responder.prompt("idle" if prompt else "greeting", prompt)
         limit = self.max_chars
         if limit is not None:
-            parts = capped(parts, limit, lambda: self._cut(run, f"{limit} characters"))
+            parts = capped(parts, ReplyCap(limit), lambda: self._cut(run, f"{limit} characters"))
         if max_tokens is not None:
-            parts = token_capped(parts, max_tokens, lambda: self._cut(run, f"{max_tokens} tokens"))
+            parts = capped(
+                parts, TokenCap(max_tokens), lambda: self._cut(run, f"{max_tokens} tokens")
+            )
         return parts
 
     async def _cut(self, run: ReplyRun, limit: str) -> None:
