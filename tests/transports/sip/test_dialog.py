@@ -231,17 +231,13 @@ def test_rejecting_a_call_sends_its_status() -> None:
 
 
 def test_a_call_refused_by_a_full_or_draining_server_says_when_to_retry() -> None:
-    agent, peer = ua(), Peer()
-    incoming(agent, peer)
-    agent.reject("call-1", 503, 0.1)
-    (refusal,) = sent(agent)
-    assert isinstance(refusal, SipResponse)
-    assert (refusal.status, refusal.get("Retry-After")) == (503, "5")
-    incoming(agent, Peer("call-b"), 0.2)
-    agent.reject("call-b", 486, 0.3)  # busy here: no retry time
-    assert [
-        (m.status, m.get("Retry-After")) for m in sent(agent) if isinstance(m, SipResponse)
-    ] == [(486, "")]
+    agent = ua()
+    for call_id, status, retry in [("call-1", 503, "5"), ("call-b", 486, "")]:  # busy: no time
+        incoming(agent, Peer(call_id))
+        agent.reject(call_id, status, 0.1)
+        (refusal,) = sent(agent)
+        assert isinstance(refusal, SipResponse)
+        assert (refusal.status, refusal.get("Retry-After")) == (status, retry)
 
 
 # -- re-INVITE, UPDATE, INFO --------------------------------------------------------------------
