@@ -23,7 +23,7 @@ from agent.client_secrets import (
     ClientSecrets,
     StoreFull,
 )
-from agent.rest import MAX_JSON_BYTES, ApiError, _body_too_large, _endpoint, _limited
+from agent.rest import MAX_JSON_BYTES, ApiError, _body_too_large, _endpoint, limited_body
 from transports.realtime_events import (
     RealtimeSessionConfig,
     SessionSpec,
@@ -50,7 +50,7 @@ def client_secret_routes(store: ClientSecrets) -> list[Route]:
     """The minting route, keeping what it mints in ``store`` (the access policy's)."""
 
     async def mint(request: Request) -> Response:
-        body = await _limited(request, MAX_JSON_BYTES, _body_too_large).body()
+        body = await limited_body(request, MAX_JSON_BYTES, _body_too_large).body()
         try:
             params = msgspec.json.decode(body or b"{}", type=MintRequest)
         except msgspec.ValidationError as error:

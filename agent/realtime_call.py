@@ -141,7 +141,7 @@ def session_voices(catalog: Catalog | None, agent: VoiceConfig, own: ReplyVoice)
     return SessionVoices(agent.name, choices)
 
 
-def _llm_history(responder: Responder) -> tuple[History, str] | None:
+def llm_history_of(responder: Responder) -> tuple[History, str] | None:
     """The call's LLM history and the agent's own system prompt (``None``: no LLM)."""
     llm = responder.llm if isinstance(responder, IntentResponder) else responder
     if isinstance(llm, LLMResponder):
@@ -560,7 +560,7 @@ async def realtime_call(
     )
 
     def transport(outgoing: Sender) -> WsTransport[RealtimeEvent]:
-        llm = _llm_history(dialogue)
+        llm = llm_history_of(dialogue)
         sink = RealtimeSink(protocol, outgoing, settings.turns, voices=voices, llm=llm)
         sink.dialogue(realtime)
         turns, answer = sink.turns

@@ -47,15 +47,15 @@ from agent.realtime_call import (
     OUTPUT_RATE,
     RealtimeSink,
     SessionVoices,
-    _llm_history,
     initial_config,
+    llm_history_of,
     session_voices,
 )
 from agent.realtime_dialogue import RealtimeDialogue
 from agent.realtime_shaping import SessionRateLimits
 from agent.realtime_webrtc import RealtimeEvents
 from agent.responders import LLMResponder
-from agent.rest import ApiError, _limited, served_catalog
+from agent.rest import ApiError, limited_body, served_catalog
 from agent.session import Session
 from agent.session_decoding import SessionDecoding
 from agent.session_events import CallSink
@@ -182,7 +182,7 @@ def realtime_call_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRo
 
     async def create(request: Request) -> Response:
         try:
-            limited = _limited(request, MAX_CALL_BYTES, _too_large)
+            limited = limited_body(request, MAX_CALL_BYTES, _too_large)
             sdp, session = await _offer_parts(limited, await limited.body())
             parsed = parse_call(sdp, session)
         except ApiError as refused:
@@ -224,7 +224,7 @@ def realtime_call_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRo
             session_id: str, track: AudioTrackOut, writer: DataChannelWriter
         ) -> RealtimeEvents:
             def make_sink(sender: RealtimeEvents) -> RealtimeSink:
-                llm = _llm_history(dialogue)
+                llm = llm_history_of(dialogue)
                 sink = RealtimeSink(protocol, sender, settings.turns, voices=voices, llm=llm)
                 sink.dialogue(realtime)
                 return sink

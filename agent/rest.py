@@ -270,7 +270,7 @@ def rest_routes(state: ServerState) -> list[Route]:
     async def speech(request: Request) -> Response:
         tts = models().tts
         try:
-            raw = await _limited(request, MAX_JSON_BYTES, _body_too_large).json()
+            raw = await limited_body(request, MAX_JSON_BYTES, _body_too_large).json()
         except ValueError:
             raise ApiError(400, "the body must be a JSON object", code="invalid_json") from None
         if not isinstance(raw, dict):
@@ -390,7 +390,7 @@ async def _read_upload(request: Request) -> tuple[dict[str, Any], bytes]:
         raise ApiError(
             400, "send multipart/form-data with the audio in a `file` field", param="file"
         )
-    limited = _limited(request, MAX_UPLOAD_BYTES, _upload_too_large)
+    limited = limited_body(request, MAX_UPLOAD_BYTES, _upload_too_large)
     try:
         async with limited.form(max_files=1, max_fields=32) as form:
             upload = form.get("file")
@@ -411,7 +411,7 @@ async def _read_upload(request: Request) -> tuple[dict[str, Any], bytes]:
     return fields, data
 
 
-def _limited(request: Request, limit: int, too_large: Callable[[], ApiError]) -> Request:
+def limited_body(request: Request, limit: int, too_large: Callable[[], ApiError]) -> Request:
     """``request`` with its body refused (``too_large()``, a 413) as soon as its
     ``Content-Length`` or its received size is over ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
