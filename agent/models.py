@@ -137,15 +137,19 @@ def session_settings(config: AgentConfig, voice: ReplyVoice) -> SessionSettings:
     (:attr:`LoadedModels.voice`, the file's voice section applied to its catalog voice)."""
     vad = config.profile.vad
     longest = config.limits.max_utterance_s
+    translation = translation_options(config)
+    turns = config.turns
+    if translation is not None:  # a turn ended on its partial would have no translation
+        turns = msgspec.structs.replace(turns, partial_fallback=False)
     return SessionSettings(
         asr=asr_options(config),
-        translation=translation_options(config),
+        translation=translation,
         utterance=TrackerConfig.from_seconds(
             max_utterance=longest, split_search=min(3.0, longest / 2)
         ),
         max_reply_chars=config.limits.max_reply_chars,
         transfer_timeout=config.dialogue.transfer_timeout_s,
-        turns=config.turns,
+        turns=turns,
         voice=voice,
         vad=DetectorConfig.from_seconds(
             activation=vad.threshold,

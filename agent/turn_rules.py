@@ -178,8 +178,10 @@ def end_of_turn_due(floor: Floor) -> int | None:
     if turn.speaking or turn.held_ready or not (c.end_of_turn or turn.committed):
         return None
     if not turn.covered:
-        # with no text to fall back on, the final is worth waiting longer for
-        wait = floor.final_wait * (1 if turn.text(with_partial=True) else NO_TEXT_WAITS)
+        # with no text to fall back on (or none that may be used), the final is worth
+        # waiting longer for
+        fallback = c.partial_fallback and turn.text(with_partial=True)
+        wait = floor.final_wait * (1 if fallback else NO_TEXT_WAITS)
         return max(turn.stop + floor.silence, turn.heard_stop) + wait
     if turn.committed:
         return floor.now

@@ -63,6 +63,10 @@ class TurnConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     early_end_of_turn_silence_ms: Milliseconds = 250
     #: how long after the silence to wait for a late final transcript before using the partial
     final_wait_ms: Milliseconds = 1500
+    #: a final still late after final_wait: end the turn on its partial; off: wait for the
+    #: final (NO_TEXT_WAITS times as long), as an interpreter translating with Whisper must,
+    #: since only a final carries the translation
+    partial_fallback: bool = True
     #: the user may interrupt the agent
     barge_in: bool = True
     #: what makes a barge-in: enough speech or enough words, both, or words only

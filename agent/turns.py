@@ -57,7 +57,9 @@ T4    TURN (paused)     final covering the stop          due at stop + C.early_s
                                                          "and"); ``CommitTurn`` (also CHECKING):
                                                          due at once -> TURN
 T5    TURN (paused)     due, final in (or C.final_wait   EndOfTurn(text) -> SILENT; no words:
-                        passed: the partial is used)     UtteranceIgnored(no_words); a turn over
+                        passed: the partial is used;     UtteranceIgnored(no_words); a turn over
+                        C.partial_fallback off: as if
+                        there were no partial)
                                                          the bot's audio that only repeats it:
                                                          UtteranceIgnored(echo)
 T6    TURN (paused)     due while a reply plays (held)   held; EndOfTurn when the reply finishes
@@ -137,7 +139,8 @@ after the speech stop; transcripts of audio before the end of the last closed tu
 and dropped. ``C.final_wait`` counts from when the stop reached turn-taking, not from its
 sample: a lagging pipeline (a loaded machine) hands over the stop and its final late, and the
 wait is for the final, so lag alone never turns speech into an empty turn. With no partial
-either (nothing to fall back on), T5 waits ``NO_TEXT_WAITS`` times as long: the ASR sends a
+either (nothing to fall back on), or with ``C.partial_fallback`` off (an interpreter, whose
+translation only a final carries), T5 waits ``NO_TEXT_WAITS`` times as long: the ASR sends a
 final, or says why it dropped one, for every utterance, so only a lost one runs out the wait.
 The same holds for F2: "no words within ``C.false_interruption_ms`` of the interruption" is
 judged on what the ASR made of that audio, not on the clock. While the caller speaks, F2 waits

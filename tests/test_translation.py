@@ -22,6 +22,8 @@ import pytest
 import websockets
 
 from agent.config import load_config
+from agent.models import session_settings
+from agent.reply import ReplyVoice
 from agent.translator import TranslatorResponder
 from pipeline.asr.decoder import WhisperDecoder
 from pipeline.asr.events import Transcript
@@ -105,6 +107,17 @@ async def test_a_turn_is_spoken_as_the_translations_of_its_own_finals() -> None:
     responder.transcribed(transcript(3, "Merci.", "Thank you."))
     assert await reply(responder, "Merci.") == "Thank you."
     assert responder.source == "fr"
+
+
+def test_an_interpreter_translating_with_whisper_waits_for_its_finals() -> None:
+    # only a final carries Whisper's translation: a turn ended on a late final's partial
+    # had nothing to say (seen under load)
+    config = load_config(ROOT / "configs" / "interpreter.yaml")
+    assert config.turns.partial_fallback
+    assert not session_settings(config, ReplyVoice()).turns.partial_fallback
+    assert session_settings(
+        load_config(ROOT / "configs" / "default.yaml"), ReplyVoice()
+    ).turns.partial_fallback
 
 
 def interpreter(**changes: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from agent.turn_rules import RULES
 from agent.turns import (
+    NO_TEXT_WAITS,
     BotState,
     CommitTurn,
     DiscardTurn,
@@ -197,6 +198,34 @@ def test_a_final_that_never_comes_ends_the_turn_with_the_partial() -> None:
     assert actions[1:] == [EndOfTurn("Hello there", ms(1000), ms(3000), ms(5100))]
     # the final arriving after all is stale: it belongs to a closed turn
     assert machine.feed(final("Hello there you", 0, 800, 3200), ms(10_100)) == []
+
+
+def test_without_the_partial_fallback_a_late_final_is_waited_for_longer() -> None:
+    machine = TurnTaking(msgspec.structs.replace(quiet(), partial_fallback=False))
+    actions = run(
+        machine,
+        [
+            (1250, started(1000)),
+            (2000, partial("Hello there", 0, 800, 2000)),
+            (3100, stopped(3000, 1000)),
+            (5200, None),  # past silence + final wait: the partial alone does not end it
+            (6500, final("Hello there you", 0, 800, 3200)),
+        ],
+    )
+    assert actions[1:] == [EndOfTurn("Hello there you", ms(1000), ms(3000), ms(6500))]
+    lost = TurnTaking(msgspec.structs.replace(quiet(), partial_fallback=False))
+    actions = run(
+        lost,
+        [
+            (1250, started(1000)),
+            (2000, partial("Hello there", 0, 800, 2000)),
+            (3100, stopped(3000, 1000)),
+            (20_000, None),
+        ],
+    )
+    # a lost final: silence 600 ms + NO_TEXT_WAITS x 1500 ms after the stop, then the partial
+    due = 3000 + 600 + NO_TEXT_WAITS * 1500
+    assert actions[1:] == [EndOfTurn("Hello there", ms(1000), ms(3000), ms(due))]
 
 
 def test_a_lagging_pipeline_waits_for_the_final_from_when_the_stop_arrives() -> None:
