@@ -72,6 +72,7 @@ class FakeTwilio:
         self.cleared = anyio.Event()
         self.closed = anyio.Event()
         self.heard_a_second = anyio.Event()
+        self._media = anyio.Event()  # set (and replaced) at each media message
         self.echoed: list[str] = []
         self._playing_until = 0.0  # when what is buffered has played
         self._marks: deque[tuple[float, str]] = deque()
@@ -124,6 +125,8 @@ class FakeTwilio:
                     self.audio.extend(payload)
                     if len(self.audio) >= RATE:
                         self.heard_a_second.set()
+                    self._media.set()
+                    self._media = anyio.Event()
                     self._playing_until = max(now, self._playing_until) + len(payload) / RATE
                 case "mark":
                     due = max(now, self._playing_until)
@@ -135,6 +138,11 @@ class FakeTwilio:
                     if self.clear_at is None:
                         self.clear_at = len(self.audio)
                     self.cleared.set()
+
+    async def audio_past(self, size: int) -> None:
+        """Until more than ``size`` bytes of audio have come."""
+        while len(self.audio) <= size:
+            await self._media.wait()
 
     def events(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.received if m["event"] == kind]
