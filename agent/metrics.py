@@ -12,6 +12,10 @@ default registry leaks in). What is counted as it happens:
 - ``voxline_records_dropped_total{reason}``: call records not written (``queue_full``: the
   writer was behind; ``write_failed``: the database refused them; ``unavailable``: it never
   opened, or the call ended after the writer stopped; :mod:`agent.records`).
+- ``voxline_recording_dropped_total{reason}``: chunks of call audio (20 ms frames, mostly)
+  left out of a call's stereo recording (``queue_full``: the writer was behind;
+  ``write_failed``: its file could not be written; ``unavailable``: the writer had stopped;
+  :mod:`agent.records.recording`).
 - ``voxline_webhooks_dropped_total{reason}``: call events no webhook endpoint received
   (``queue_full``: the endpoint was behind; ``failed``: every try failed; ``rejected``: it
   answered a 4xx that is not retried; ``unavailable``: the call ended after the sender stopped;
@@ -103,6 +107,10 @@ class Metrics:
             "voxline_records_dropped", "Call records not written, by reason.",
             ["reason"], registry=self.registry,
         )  # fmt: skip
+        self._recording_dropped = Counter(
+            "voxline_recording_dropped", "Call audio left out of recordings, by reason.",
+            ["reason"], registry=self.registry,
+        )  # fmt: skip
         self._webhooks_dropped = Counter(
             "voxline_webhooks_dropped", "Webhook events not delivered, by reason.",
             ["reason"], registry=self.registry,
@@ -129,6 +137,9 @@ class Metrics:
 
     def records_dropped(self, reason: str, count: int = 1) -> None:
         self._records_dropped.labels(reason).inc(count)
+
+    def recording_dropped(self, reason: str, count: int = 1) -> None:
+        self._recording_dropped.labels(reason).inc(count)
 
     def webhooks_dropped(self, reason: str, count: int = 1) -> None:
         self._webhooks_dropped.labels(reason).inc(count)

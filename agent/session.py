@@ -151,6 +151,9 @@ class Session(CallControls):
         self.transfers = TransferWait(
             self.clock, settings.transfer_timeout, lambda n: self._signal(TransferExpired(n))
         )
+        #: told of each caller frame as it arrives (the call recording,
+        #: :mod:`agent.records.recording`): each returns at once and never raises
+        self.input_taps: list[Callable[[bytes], None]] = []
 
     # -- transport side -----------------------------------------------------------------------
 
@@ -158,6 +161,8 @@ class Session(CallControls):
         """Caller audio: mono PCM16 at 16 kHz, any length (even)."""
         if not pcm:
             return
+        for tap in self.input_taps:
+            tap(pcm)
         pts = self.input.advance(len(pcm) // 2)
         split = False
         for verdict in self.echo.push_input(pcm, pts) if self.echo is not None else ():

@@ -300,6 +300,10 @@ class RecordsConfig(Section, frozen=True, kw_only=True):
     #: finished calls waiting to be written; beyond it a record is dropped and counted
     #: (``voxline_records_dropped_total``): writing never holds up a call
     queue: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    #: a directory for a stereo WAV of each call (``<call id>.wav``, 16 kHz: the caller left,
+    #: the agent right; agent/records/recording.py), created if missing (``~`` expands);
+    #: ``None``: calls are not recorded
+    recording_dir: Annotated[str, msgspec.Meta(min_length=1)] | None = None
 
 
 class TracingConfig(Section, frozen=True, kw_only=True):

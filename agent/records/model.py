@@ -92,6 +92,9 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     notes: list[Note] = msgspec.field(default_factory=list)
     #: lines, tool calls or notes beyond the bound of one record were not kept
     truncated: bool = False
+    #: the call's stereo WAV in ``server.records.recording_dir`` (the caller left, the agent
+    #: right), served at ``GET /v1/calls/{id}/recording``; ``None``: it was not recorded
+    recording: str | None = None
 
 
 class CallQuery(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,6 +18,11 @@ A batch the database refuses is dropped and counted too (``write_failed``); the 
 opens the connection again. The database is opened in the background (retried, with
 back-off, while it cannot be reached: records wait in the queue meanwhile).
 
+With ``recording_dir`` set, each call is also recorded in stereo
+(:mod:`agent.records.recording`: its own bounded queue and writer, which :meth:`Recorder.run`
+runs beside the records'; retention deletes the recordings with their records), and its
+record names the file (``recording``).
+
 The transport's name is its sink's class (``NativeSink`` is ``native``, ``WebRtcSink``
 ``webrtc``). Tool calls are read from the LLM dialogue's history (:mod:`agent.responders`)
 after each reply and at the end: their ``at_s`` is when the record saw them.
@@ -34,6 +39,7 @@ from typing import TypeVar
 import anyio
 import anyio.abc
 import anyio.to_thread
+import msgspec
 
 from agent import call_loop
 from agent.call_watch import WatchingSink, transport_of
@@ -42,6 +48,7 @@ from agent.dialogue.llm_history import History
 from agent.metrics import METRICS
 from agent.records.call_log import CallLog
 from agent.records.model import CallRecord
+from agent.records.recording import CallAudio, Recordings, recording_directory
 from agent.records.store import CallStore, default_url, redacted
 from agent.responders import IntentResponder, LLMResponder
 from agent.session import Session
@@ -166,6 +173,11 @@ class Recorder:
         self.agent = agent
         self.store = CallStore(config.url or default_url())
         self.clock = clock
+        #: the calls' stereo recordings (``recording_dir``; ``None``: off): raises
+        #: :class:`~pipeline.errors.ConfigError` if that directory cannot be written to
+        self.recordings: Recordings | None = None
+        if config.recording_dir is not None:
+            self.recordings = Recordings(recording_directory(config.recording_dir))
         self._send, self._receive = anyio.create_memory_object_stream[CallRecord](config.queue)
         self._limiter = anyio.CapacityLimiter(1)  # the store's calls, one at a time
         #: the database is open and migrated
@@ -184,10 +196,21 @@ class Recorder:
         except Exception:
             log.exception("call %s: not recorded", session.id)
             return lambda failure: None
+        audio: CallAudio | None = None
+        if self.recordings is not None:
+            try:
+                audio = self.recordings.start(session)
+            except Exception:
+                log.exception("call %s: its audio is not recorded", session.id)
 
         def ended(failure: Exception | None) -> None:
+            if audio is not None:
+                audio.end()  # its writer finishes the file
             try:
-                self.submit(recording.record(dt.datetime.now(dt.UTC), failure))
+                record = recording.record(dt.datetime.now(dt.UTC), failure)
+                if audio is not None:
+                    record = msgspec.structs.replace(record, recording=audio.name)
+                self.submit(record)
             except Exception:
                 log.exception("call %s: its record was lost", session.id)
 
@@ -224,29 +247,38 @@ class Recorder:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """The writer: observe the calls, open the database, then write what comes, until
-        cancelled (or :meth:`aclose`); retention at start and every day."""
+        cancelled (or :meth:`aclose`); retention at start and every day. The recordings'
+        writer (:class:`~agent.records.recording.Recordings`) runs beside it."""
         self._running = True
         call_loop.WATCHERS.append(self.started)
         try:
-            task_status.started()
-            await self._open()
-            await self._retain()
-            due = anyio.current_time() + DAY_S
-            while True:
-                batch: list[CallRecord] = []
-                with anyio.move_on_after(max(0.0, due - anyio.current_time())):
-                    try:
-                        batch = await self._next_batch()
-                    except anyio.EndOfStream:
-                        return
-                await self._write(batch)
-                if anyio.current_time() >= due:
-                    await self._retain()
-                    due = anyio.current_time() + DAY_S
+            async with anyio.create_task_group() as tg:
+                if self.recordings is not None:
+                    await tg.start(self.recordings.run)
+                task_status.started()
+                await self._write_records()
+                tg.cancel_scope.cancel()  # the recordings' writer finishes what is open
         finally:
             call_loop.WATCHERS.remove(self.started)
             self._running = False
             self._stopped.set()
+
+    async def _write_records(self) -> None:
+        """Open the database, then write what comes until the queue is closed."""
+        await self._open()
+        await self._retain()
+        due = anyio.current_time() + DAY_S
+        while True:
+            batch: list[CallRecord] = []
+            with anyio.move_on_after(max(0.0, due - anyio.current_time())):
+                try:
+                    batch = await self._next_batch()
+                except anyio.EndOfStream:
+                    return
+            await self._write(batch)
+            if anyio.current_time() >= due:
+                await self._retain()
+                due = anyio.current_time() + DAY_S
 
     async def aclose(self) -> None:
         """No more records: what is queued is written (:data:`FLUSH_S` at most), then the
@@ -266,6 +298,8 @@ class Recorder:
             elif left:  # the database never opened
                 self._drop("unavailable", len(left))
             await anyio.to_thread.run_sync(self.store.close, limiter=self._limiter)
+        if self.recordings is not None:  # (its writer finished them, if it ran)
+            await self.recordings.aclose()
         self._receive.close()
         self.ready = False
 
@@ -333,3 +367,12 @@ class Recorder:
             log.info(
                 "call records: %d older than %g days deleted", deleted, self.config.retention_days
             )
+        if self.recordings is None:
+            return
+        try:  # the recordings go with their records
+            deleted = await anyio.to_thread.run_sync(self.recordings.delete_before, cutoff)
+        except Exception as error:
+            log.error("call recordings: retention failed (%s: %s)", type(error).__name__, error)
+            return
+        if deleted:
+            log.info("call recordings: %d older than the records' retention deleted", deleted)

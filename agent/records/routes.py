@@ -1,13 +1,18 @@
-"""``GET /v1/calls`` and ``GET /v1/calls/{id}``: the call records, behind the server's keys.
+"""``GET /v1/calls``, ``GET /v1/calls/{id}`` and its recording: the call records, behind the
+server's keys.
 
-=====================  =========================================================================
-``GET /v1/calls``      newest first: ``{"object": "list", "data": [record ...], "has_more",
-                       "next_cursor"}``. Filters: ``agent``, ``transport`` (exact), ``since``
-                       (started at or after), ``until`` (started before), each an ISO 8601
-                       time (UTC unless it says) or unix seconds; ``limit`` (1 to 100, 20 by
-                       default); ``cursor``: the previous page's ``next_cursor``
-``GET /v1/calls/{id}``  one record (404 ``call_not_found`` when there is none)
-=====================  =========================================================================
+================================  ===============================================================
+``GET /v1/calls``                 newest first: ``{"object": "list", "data": [record ...],
+                                  "has_more", "next_cursor"}``. Filters: ``agent``,
+                                  ``transport`` (exact), ``since`` (started at or after),
+                                  ``until`` (started before), each an ISO 8601 time (UTC unless
+                                  it says) or unix seconds; ``limit`` (1 to 100, 20 by default);
+                                  ``cursor``: the previous page's ``next_cursor``
+``GET /v1/calls/{id}``            one record (404 ``call_not_found`` when there is none)
+``GET /v1/calls/{id}/recording``  its stereo WAV (``audio/wav``); 404 ``recording_not_found``
+                                  when the call was not recorded, or its file is not finished
+                                  yet or is gone
+================================  ===============================================================
 
 Errors have OpenAI's shape (:mod:`agent.rest`): 400 for a bad parameter (``param`` names it),
 404 ``records_disabled`` on a server with ``server.records: null``, 503
@@ -19,9 +24,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import anyio
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from agent.records.model import MAX_PAGE, CallQuery, decode_cursor
@@ -68,9 +74,29 @@ def records_routes(recorder: Recorder | None) -> list[Route]:
             raise ApiError(404, "no call has this id", param="id", code="call_not_found")
         return _json(record)
 
+    async def recording(request: Request) -> Response:
+        records = available()
+        call_id = str(request.path_params["id"])
+        if len(call_id) > MAX_VALUE:
+            raise ApiError(404, "no call has this id", param="id", code="call_not_found")
+        try:
+            record = await records.read(lambda store: store.get(call_id))
+        except RecordsUnavailable as error:
+            raise _unavailable(error) from None
+        if record is None:
+            raise ApiError(404, "no call has this id", param="id", code="call_not_found")
+        name, recordings = record.recording, records.recordings
+        path = None if name is None or recordings is None else recordings.directory / name
+        if path is None or path.name != name or not await anyio.Path(path).is_file():
+            raise ApiError(
+                404, "this call has no recording (yet)", param="id", code="recording_not_found"
+            )
+        return FileResponse(path, media_type="audio/wav", filename=path.name)
+
     return [
         Route("/v1/calls", _endpoint("calls", calls), methods=["GET"]),
         Route("/v1/calls/{id}", _endpoint("call", call), methods=["GET"]),
+        Route("/v1/calls/{id}/recording", _endpoint("recording", recording), methods=["GET"]),
     ]
 
 

@@ -4,7 +4,9 @@
 // Signalling: POST /v1/webrtc/offer with the complete offer (ICE gathered first, no trickle).
 // The data channel carries the JSON events of the native protocol (docs/protocol.md). On an
 // interpreter (engine "translate") the page offers its two-party rooms: the offer names the
-// room and the language the caller speaks there.
+// room and the language the caller speaks there. With API keys on (server.auth), the page asks
+// for one when the server answers 401 and sends it with every request (apiFetch). The Calls
+// view (the call records) is calls.js.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +18,9 @@ const ui = {
   languageField: $("language-field"),
   language: $("language"),
   roomHint: $("room-hint"),
+  keyField: $("key-field"),
+  key: $("api-key"),
+  keyHint: $("key-hint"),
   call: $("call"),
   error: $("error"),
   connection: $("connection"),
@@ -56,12 +61,33 @@ function languageName(code) {
 let iceServers = [];
 let interpreter = false; // the agent translates (dialogue engine "translate")
 let call = null; // the current call, or null
+let apiKey = ""; // what the caller typed into the API key field: in this tab's memory only
+
+// -- the server's API key ---------------------------------------------------------------------
+
+// fetch(), with the API key when one was given; a 401 shows the key field
+async function apiFetch(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (apiKey) headers.set("Authorization", `Bearer ${apiKey}`);
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) askForKey();
+  return response;
+}
+
+function askForKey() {
+  ui.keyField.hidden = false;
+  ui.keyHint.hidden = false;
+}
 
 // -- the pickers ------------------------------------------------------------------------------
 
 async function loadOptions() {
   try {
-    const response = await fetch("/v1/webrtc/config");
+    const response = await apiFetch("/v1/webrtc/config");
+    if (response.status === 401) {
+      showError("This server asks for an API key: enter it above.");
+      return;
+    }
     if (!response.ok) throw new Error(await problem(response));
     const options = await response.json();
     fill(ui.agent, options.agents, (a) => a.name, (a) => a.description);
@@ -145,7 +171,7 @@ async function startCall() {
 
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc, 3000);
-    const response = await fetch("/v1/webrtc/offer", {
+    const response = await apiFetch("/v1/webrtc/offer", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
@@ -396,6 +422,13 @@ function hideError() {
 }
 
 ui.call.addEventListener("click", () => (call ? hangUp() : startCall()));
+ui.key.addEventListener("change", () => {
+  apiKey = ui.key.value.trim();
+  if (!call && ui.call.disabled) { // the options never came: try again with the key
+    hideError();
+    loadOptions();
+  }
+});
 ui.say.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = ui.typed.value.trim();
