@@ -238,6 +238,8 @@ def executor_statistics(models: LoadedModels) -> list[ExecutorStats | CacheStati
     ]
     if models.embedder is not None:
         stats.append(models.embedder.executor.statistics())
+    if models.end_of_turn is not None:
+        stats.append(models.end_of_turn.statistics())
     if isinstance(models.tts, CachedEngine):
         stats.append(models.tts.statistics())
     return stats

@@ -27,6 +27,7 @@ from pipeline.asr.stage import asr_executor
 from pipeline.asr.utterance import TrackerConfig
 from pipeline.events import PIPELINE_RATE
 from pipeline.executor import ExecutorStatistics, ModelExecutor
+from pipeline.turn.smart_turn import SmartTurn, TurnEndRequest, TurnEndResult, end_of_turn_executor
 from pipeline.vad import SileroVad, VadRequest, VadResult, vad_executor
 from pipeline.vad.detector import DetectorConfig
 from voices.cache import CachedEngine
@@ -65,13 +66,15 @@ class LoadedModels:
     _stack: ExitStack = field(repr=False)
     #: the agent's voices of other languages (``voice.languages``), by language
     voices: dict[str, tuple[TTSEngine, ReplyVoice]] = field(default_factory=dict)
+    #: the end-of-turn model (``turns.end_of_turn_detector: model``)
+    end_of_turn: ModelExecutor[TurnEndRequest, TurnEndResult] | None = None
 
     def session_models(self, language: str | None = None) -> Models:
         """The models of a call; ``language``: a call heard in that language, spoken by one of
         :attr:`voices` when the agent's own voice does not speak it."""
         if language is not None and language in self.voices:
-            return Models(self.vad, self.asr, self.voices[language][0])
-        return Models(self.vad, self.asr, self.tts)
+            return Models(self.vad, self.asr, self.voices[language][0], self.end_of_turn)
+        return Models(self.vad, self.asr, self.tts, self.end_of_turn)
 
     @property
     def engine(self) -> Speech:
@@ -193,6 +196,13 @@ def load_models(config: AgentConfig) -> LoadedModels:
         catalog = load_catalog()
         voice = reply_voice(config.voice, catalog.get(config.voice.name))
         models = LoadedModels(vad, asr, tts, embedder, asr_options(config), voice, stack)
+        if config.turns.end_of_turn_detector == "model":
+            turn_model = config.profile.turn_model
+            smart_turn = SmartTurn(
+                turn_model.path, sha256=turn_model.sha256, threads=turn_model.threads
+            )
+            eot = end_of_turn_executor(smart_turn, max_batch=turn_model.batch_size)
+            models.end_of_turn = stack.enter_context(eot)
         by_name: dict[str, TTSEngine] = {}
         for language, name in config.voice.languages.items():
             other = catalog.get(name, where=f"$.voice.languages.{language}")
@@ -230,4 +240,6 @@ async def _warm(models: LoadedModels, config: AgentConfig) -> None:
         log.info("TTS cache: %d plans said, %d bytes kept", said, stats.bytes)
     if models.embedder is not None:
         await models.embedder.embed("hello")
+    if models.end_of_turn is not None:
+        await models.end_of_turn.run(TurnEndRequest(silence.astype(np.int16)))
     log.info("models warm")

@@ -25,7 +25,9 @@ Channel policies: caller audio COALESCE (the network reader never blocks, nothin
 -> ASR, ASR -> control and the outbox BLOCK (the models, the control loop and the client pace
 them); playout is bounded in seconds ahead. No task is started per event: a call's tasks are its
 stages, playout, control loop, outbox, early-match previews, the transfer deadline
-(:mod:`agent.session_transfer`) and the transport's own.
+(:mod:`agent.session_transfer`), the end-of-turn model's questions (:mod:`agent.turn_asker`:
+one waiting at most, the newest) and the transport's own. Turn-taking's ``EndSpeech`` goes to
+the VAD in order with the audio (never waiting: if the inbound is full, its silence ends it).
 
 Call actions: a reply's hang-up or transfer is carried out once the reply has played (the
 caller hears "let me put you through" first). A transfer goes to the sink as
@@ -76,6 +78,7 @@ from agent.session_outbox import SessionOutbox
 from agent.session_transfer import PendingTransfer, TransferWait
 from agent.session_turns import echo_detector, new_turns
 from agent.translator import TranscriptAware
+from agent.turn_asker import TurnAsker
 from agent.turns import TurnAction, TurnTaking, UserState
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.asr.stage import AsrStage
@@ -84,7 +87,7 @@ from pipeline.clock import InputClock, MonotonicClock, WallClock
 from pipeline.events import PIPELINE_RATE, AudioFrame, Event, Flush
 from pipeline.playout import Heard, Playout
 from pipeline.runtime import SessionRuntime
-from pipeline.vad.events import SpeechStarted, SpeechStopped
+from pipeline.vad.events import EndSpeechAt, SpeechPaused, SpeechStarted, SpeechStopped
 from pipeline.vad.stage import VadStage
 
 __all__ = ["CallSink", "InputClock", "Models", "Session", "SessionEvent", "SessionSettings"]
@@ -151,6 +154,8 @@ class Session(CallControls):
         self.transfers = TransferWait(
             self.clock, settings.transfer_timeout, lambda n: self._signal(TransferExpired(n))
         )
+        eot = models.end_of_turn
+        self.turn_asker = None if eot is None else TurnAsker(eot, self._signal)  # rule M1
         #: told of each caller frame as it arrives (the call recording,
         #: :mod:`agent.records.recording`): each returns at once and never raises
         self.input_taps: list[Callable[[bytes], None]] = []
@@ -164,6 +169,8 @@ class Session(CallControls):
         for tap in self.input_taps:
             tap(pcm)
         pts = self.input.advance(len(pcm) // 2)
+        if self.turn_asker is not None:
+            self.turn_asker.push(pcm, pts)
         split = False
         for verdict in self.echo.push_input(pcm, pts) if self.echo is not None else ():
             split = split or verdict.ended
@@ -227,6 +234,8 @@ class Session(CallControls):
             runtime.start_task("transfer", self.transfers.run)
             if self._previews is not None:
                 runtime.start_task("preview", self._previews.run)
+            if self.turn_asker is not None:
+                runtime.start_task("end-of-turn", self.turn_asker.run)
             for name, task in tasks:
                 runtime.start_task(name, task)
             if settings.greeting:
@@ -277,7 +286,7 @@ class Session(CallControls):
             case Transcript():
                 await self._transcript(event)
                 return self.turns.feed(event, now)
-            case TranscriptDropped() | TranscriptProgress():
+            case TranscriptDropped() | TranscriptProgress() | SpeechPaused():
                 return self.turns.feed(event, now)
             case Flush(discard=True):  # the client cleared its input (discard_turn)
                 self._spoke_since_commit = False
@@ -423,6 +432,11 @@ class Session(CallControls):
                 await self._end(reason)
             case turn.UtteranceIgnored(text=text, reason=reason, rule=rule):
                 await self.outbox.emit(out.Notice(f"ignored.{reason}", text, rule=rule))
+            case turn.AskEndOfTurn() if self.turn_asker is not None:
+                self.turn_asker.ask(action)
+            case turn.EndSpeech(pause=pause):  # never waits: else the VAD's silence ends it
+                with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
+                    self.inbound.send_nowait(EndSpeechAt(session_id=self.id, sample=pause))
         return []
 
     def _started(self, run: ReplyRun, now: int) -> list[TurnAction]:

@@ -21,8 +21,10 @@ import msgspec
 
 from agent.digits import check_digit
 from agent.reply import ReplyVoice
+from agent.turn_asker import TurnEndRunner
 from agent.turns import (
     EchoEstimate,
+    EndOfTurnScore,
     PlayoutProgress,
     PlayoutStarted,
     ReplyStarted,
@@ -47,6 +49,8 @@ class Models:
     vad: VadRunner
     asr: AsrRunner
     tts: TTSEngine
+    #: the end-of-turn model (turns.end_of_turn_detector ``model``); none: the silence rule
+    end_of_turn: TurnEndRunner | None = None
 
 
 @dataclass
@@ -161,6 +165,7 @@ Control = (
     | Farewell
     | Wake
     | EchoEstimate
+    | EndOfTurnScore
     | ReplyStarted
     | PlayoutStarted
     | PlayoutProgress

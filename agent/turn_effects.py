@@ -11,7 +11,9 @@ from typing import Literal
 
 from agent.turn_state import ECHO_TURN_MS, Floor, Given, Turn, UserState
 from agent.turn_types import (
+    AskEndOfTurn,
     EndOfTurn,
+    EndSpeech,
     HangUp,
     IdlePrompt,
     Interrupt,
@@ -77,6 +79,8 @@ def pause(floor: Floor, given: Given) -> list[TurnAction]:
     turn.stop = given.at
     turn.stop_seen = floor.now
     turn.covered = False
+    if turn.asked != given.at:  # the model was asked about another pause
+        turn.asked = turn.done = None
     return []
 
 
@@ -86,9 +90,27 @@ def speak_again(floor: Floor, given: Given) -> list[TurnAction]:
     turn.covered = False
     turn.held_ready = False
     turn.segment_start = given.at
+    turn.asked = turn.done = None  # the caller speaks on: the model's question is moot
     if floor.user is UserState.OVERLAP:  # B1 counts from this segment
         turn.time_ok = False
         turn.overlapped = turn.overlapped or bool(floor.reply and floor.reply.playing)
+    return []
+
+
+def ask_model(floor: Floor, given: Given) -> list[TurnAction]:
+    """M1: ask the end-of-turn model about the speech so far (an older question is moot)."""
+    turn = floor.open_turn
+    turn.asked, turn.done = given.at, None
+    return [AskEndOfTurn(turn.start, given.at, floor.now)]
+
+
+def take_score(floor: Floor, given: Given) -> list[TurnAction]:
+    """M2: the model's answer sets when the pause ends the turn (:func:`end_of_turn_due`);
+    done while the VAD still confirms the silence: it ends the speech at the pause now."""
+    turn = floor.open_turn
+    turn.done = given.score >= floor.config.end_of_turn_threshold
+    if turn.done and turn.speaking:
+        return [EndSpeech(given.at, floor.now)]
     return []
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import msgspec
 
 from agent.turn_effects import (
+    ask_model,
     barge_in_on_speech,
     barge_in_on_words,
     close,
@@ -43,6 +44,7 @@ from agent.turn_effects import (
     speak_again,
     start_overlap,
     start_turn,
+    take_score,
     take_turn,
     talk_over_answer,
     turn_at_final,
@@ -154,6 +156,18 @@ def cut_with_speech_after(floor: Floor, given: Given) -> bool:
     return (turn.speaking or cut.end < turn.stop) and floor.reply is None
 
 
+def model_decides(floor: Floor, given: Given) -> bool:
+    """C.end_of_turn_detector is ``model`` and pauses end turns (C.end_of_turn)."""
+    c = floor.config
+    return c.end_of_turn and c.end_of_turn_detector == "model" and not floor.open_turn.committed
+
+
+def answers_this_pause(floor: Floor, given: Given) -> bool:
+    """The model's answer is about the pause going on (not one the caller spoke after)."""
+    turn = floor.open_turn
+    return turn.asked == given.at and (turn.speaking or turn.stop == given.at)
+
+
 def speaking_after_cut(floor: Floor, given: Given) -> bool:
     turn = floor.open_turn
     return turn.after_cut and turn.speaking
@@ -172,20 +186,24 @@ def idle_due(floor: Floor) -> int | None:
 
 def end_of_turn_due(floor: Floor) -> int | None:
     """T3, T4: a paused turn ends C.silence after its stop, C.early_silence if its final looks
-    complete, at once when committed; waiting C.final_wait for a final that is not in."""
+    complete, at once when committed; waiting C.final_wait for a final that is not in. M2:
+    the model's answer about the pause: done, at once; not done, C.not_done_silence."""
     turn = floor.open_turn
     c = floor.config
     if turn.speaking or turn.held_ready or not (c.end_of_turn or turn.committed):
         return None
+    silence = floor.not_done_silence if turn.done is False else floor.silence
     if not turn.covered:
         # with no text to fall back on (or none that may be used), the final is worth
         # waiting longer for
         fallback = c.partial_fallback and turn.text(with_partial=True)
         wait = floor.final_wait * (1 if fallback else NO_TEXT_WAITS)
-        return max(turn.stop + floor.silence, turn.heard_stop) + wait
+        return max(turn.stop + silence, turn.heard_stop) + wait
     if turn.committed:
         return floor.now
-    return turn.stop + (floor.early_silence if turn.early else floor.silence)
+    if turn.done is not None:
+        return turn.stop if turn.done else turn.stop + silence
+    return turn.stop + (floor.early_silence if turn.early else silence)
 
 
 def barge_in_due(floor: Floor) -> int | None:
@@ -247,6 +265,8 @@ RULES: tuple[Rule, ...] = (
     Rule("T7", On.TRANSCRIPT, (TURN,), cut_with_speech_after, cut_turn),
     Rule("T7", On.REPLY_STARTED, (TURN,), speaking_after_cut, talk_over_answer),
     Rule("T8", On.DISCARD, (*OPEN, IGNORED), always, discard),
+    Rule("M1", On.SPEECH_PAUSED, (TURN,), both(speaking, model_decides), ask_model),
+    Rule("M2", On.SCORE, (TURN,), answers_this_pause, take_score),
     Rule("B1", On.TIMER, (OVERLAP,), speaking, barge_in_on_speech, due=barge_in_due),
     Rule("B2", On.TRANSCRIPT, (OVERLAP,), enough_own_words, barge_in_on_words),
     Rule("B3", On.TRANSCRIPT, (OVERLAP,), covered, ignore_overlap),

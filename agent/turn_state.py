@@ -97,6 +97,10 @@ class Turn:
     echo_until: int = 0
     #: the speech going on after a cut (T7): it talks over the answer to the turn before
     after_cut: bool = False
+    #: the pause the end-of-turn model was asked about (M1), and its answer (M2: done or
+    #: not); both forgotten when the caller speaks on or the pause turns out to be another
+    asked: int | None = None
+    done: bool | None = None
 
     @property
     def heard_stop(self) -> int:
@@ -129,6 +133,7 @@ class Floor:
         self.echo_guard = self.ms(c.echo_guard_ms)
         self.echo_settle = self.ms(c.echo_max_delay_ms + ECHO_JUDGE_MS)
         self.false_wait = self.ms(c.false_interruption_ms)
+        self.not_done_silence = self.ms(c.not_done_silence_ms)
         self.idle = self.ms(c.idle_timeout_ms)
         self.hangup_at = start + self.ms(c.max_call_ms) if c.max_call_ms else None
         self.user = UserState.SILENT
@@ -201,6 +206,8 @@ class On(enum.Enum):
 
     SPEECH_STARTED = "speech_started"
     SPEECH_STOPPED = "speech_stopped"
+    SPEECH_PAUSED = "speech_paused"  # the VAD's first short silence inside speech
+    SCORE = "score"  # the end-of-turn model's answer
     TRANSCRIPT = "transcript"  # a partial, a final, or a dropped final
     REPLY_STARTED = "reply_started"
     REPLY_FINISHED = "reply_finished"
@@ -224,3 +231,5 @@ class Given:
     #: a transcript: its content words that are the caller's own (not the bot's echo)
     words: int = 0
     transcript: Transcript | TranscriptDropped | None = None
+    #: the end-of-turn model's probability that the caller is done
+    score: float = 0.0

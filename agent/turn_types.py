@@ -14,14 +14,17 @@ import msgspec
 
 from agent.bounds import Milliseconds
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
-from pipeline.vad.events import SpeechStarted, SpeechStopped
+from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
 
 __all__ = [
     "FILLERS",
+    "AskEndOfTurn",
     "CommitTurn",
     "DiscardTurn",
     "EchoEstimate",
     "EndOfTurn",
+    "EndOfTurnScore",
+    "EndSpeech",
     "HangUp",
     "IdlePrompt",
     "Interrupt",
@@ -67,6 +70,15 @@ class TurnConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     #: final (NO_TEXT_WAITS times as long), as an interpreter translating with Whisper must,
     #: since only a final carries the translation
     partial_fallback: bool = True
+    #: how a pause is judged: ``silence`` (the durations above), or ``model``: the end-of-turn
+    #: model (smart-turn v3, ``profile.turn_model``) hears the caller's first short pause:
+    #: done, the turn ends at once; not done, it waits not_done_silence_ms; no answer in time
+    #: (a slow or failed model), the silence rule decides
+    end_of_turn_detector: Literal["silence", "model"] = "silence"
+    #: the model's probability of "done" from which the caller is done
+    end_of_turn_threshold: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.5
+    #: the silence that ends a turn the model says is not done (the longest any pause waits)
+    not_done_silence_ms: Annotated[int, msgspec.Meta(ge=50, le=10_000)] = 2000
     #: the user may interrupt the agent
     barge_in: bool = True
     #: what makes a barge-in: enough speech or enough words, both, or words only
@@ -109,11 +121,17 @@ class TurnConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             self.false_interruption_ms,
             self.idle_timeout_ms,
             self.max_call_ms,
+            self.not_done_silence_ms,
         )
         if min(durations) < 0 or self.barge_in_min_words < 0 or self.idle_prompts < 0:
             raise ValueError("durations and counts must not be negative")
         if not 0.0 < self.echo_overlap <= 1.0:
             raise ValueError("echo_overlap must be in (0, 1]")
+        if not 0.0 < self.end_of_turn_threshold < 1.0:
+            raise ValueError("end_of_turn_threshold must be in (0, 1)")
+        model = self.end_of_turn_detector == "model"
+        if model and self.not_done_silence_ms < self.end_of_turn_silence_ms:
+            raise ValueError("not_done_silence_ms must not be shorter than end_of_turn_silence_ms")
         if self.early_end_of_turn_silence_ms > self.end_of_turn_silence_ms:
             raise ValueError("early_end_of_turn_silence_ms must not exceed end_of_turn_silence_ms")
         if self.barge_in_mode != "speech_or_words" and self.barge_in_min_words == 0:
@@ -166,6 +184,14 @@ class EchoEstimate(msgspec.Struct, frozen=True):
     sample: int = 0
 
 
+class EndOfTurnScore(msgspec.Struct, frozen=True):
+    """The end-of-turn model's answer to :class:`AskEndOfTurn` about the pause at ``pause``:
+    how likely the caller is done (0 to 1)."""
+
+    pause: int
+    probability: float
+
+
 class CommitTurn(msgspec.Struct, frozen=True):
     """End the open user turn as soon as its final transcript is in."""
 
@@ -185,8 +211,10 @@ TurnInput = (
     | PlayoutProgress
     | PlayoutFinished
     | EchoEstimate
+    | EndOfTurnScore
     | CommitTurn
     | DiscardTurn
+    | SpeechPaused
 )
 
 
@@ -265,6 +293,24 @@ class ReAnswer(_Action, frozen=True):
     at: int
 
 
+class AskEndOfTurn(_Action, frozen=True):
+    """Ask the end-of-turn model about the caller's speech from ``start`` up to now (silent
+    since ``pause``); its answer comes back as :class:`EndOfTurnScore` (one about an older
+    pause is ignored)."""
+
+    start: int
+    pause: int
+    at: int
+
+
+class EndSpeech(_Action, frozen=True):
+    """The caller is done: the VAD ends their speech at ``pause`` now (if they are still
+    silent since then), rather than after its minimum silence."""
+
+    pause: int
+    at: int
+
+
 class IdlePrompt(_Action, frozen=True):
     """The caller has been quiet: say prompt number ``count`` (1, 2, ...)."""
 
@@ -296,6 +342,8 @@ TurnAction = (
     | IdlePrompt
     | HangUp
     | UtteranceIgnored
+    | AskEndOfTurn
+    | EndSpeech
 )
 
 

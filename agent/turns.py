@@ -7,7 +7,8 @@ machine returns the same actions however the ticks fall between them (timers fir
 deadline, stamped with it). :meth:`TurnTaking.next_deadline` says when the next timer is due,
 so a session can sleep until then instead of ticking every frame.
 
-Inputs: VAD :class:`~pipeline.vad.events.SpeechStarted` / ``SpeechStopped``; ASR
+Inputs: VAD :class:`~pipeline.vad.events.SpeechStarted` / ``SpeechStopped`` /
+``SpeechPaused``; the end-of-turn model's :class:`EndOfTurnScore`; ASR
 :class:`~pipeline.asr.events.Transcript` (partials, finals), ``TranscriptDropped`` and
 ``TranscriptProgress`` (how far the ASR has heard when it has no new words); the
 session's :class:`ReplyStarted`, :class:`PlayoutStarted`, :class:`PlayoutProgress`,
@@ -20,8 +21,9 @@ this module drives them: it records what each input says, then asks the rules wh
 
 Outputs: :class:`StartOfTurn`, :class:`EndOfTurn`, :class:`Interrupt`, :class:`ResumeBot`,
 :class:`ReAnswer`, :class:`IdlePrompt`, :class:`HangUp`, :class:`UtteranceIgnored` (a user
-utterance that is not a turn always says why). Each names the rule below that decided it
-(``action.rule``, e.g. ``"T5"``).
+utterance that is not a turn always says why); :class:`AskEndOfTurn` and :class:`EndSpeech`
+for the session to carry to the end-of-turn model and the VAD. Each names the rule below that
+decided it (``action.rule``, e.g. ``"T5"``).
 
 State: the **bot** side is IDLE, THINKING (a reply started, no audio yet) or SPEAKING; the
 **user** side is one of
@@ -69,6 +71,14 @@ T7    TURN, bot IDLE    a final ``cut`` at the ASR's     EndOfTurn(text) at the 
                                                          while it goes on)
 T8    any but SILENT    ``DiscardTurn``                  UtteranceIgnored(discarded) -> IGNORED
                                                          while the speech goes on, else SILENT
+M1    TURN (speaking)   ``SpeechPaused`` (the VAD's      AskEndOfTurn(start, pause): the model
+                        first 100 ms of silence), with   hears the turn so far; speech going on
+                        C.end_of_turn_detector model     (T3) or another stop forgets it
+M2    TURN              EndOfTurnScore of that pause     done (>= C.end_of_turn_threshold): due
+                                                         at the stop, at once (EndSpeech first if
+                                                         the VAD is still confirming it); not
+                                                         done: at stop + C.not_done_silence, over
+                                                         T4's; no answer: T4 decides
 B1    OVERLAP           speech lasts C.min_speech, and   barge-in (below). While the bot is
                         the bot is not audible, or echo  audible and the last EchoEstimate says
                         is not likely and the reply has  echo is likely, speech alone never
@@ -164,10 +174,13 @@ from agent.turn_state import (
     UserState,
 )
 from agent.turn_types import (
+    AskEndOfTurn,
     CommitTurn,
     DiscardTurn,
     EchoEstimate,
     EndOfTurn,
+    EndOfTurnScore,
+    EndSpeech,
     HangUp,
     IdlePrompt,
     Interrupt,
@@ -189,16 +202,19 @@ from agent.turn_types import (
 )
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.events import PIPELINE_RATE
-from pipeline.vad.events import SpeechStarted, SpeechStopped
+from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
 
 __all__ = [
     "ECHO_JUDGE_MS",
     "NO_TEXT_WAITS",
+    "AskEndOfTurn",
     "BotState",
     "CommitTurn",
     "DiscardTurn",
     "EchoEstimate",
     "EndOfTurn",
+    "EndOfTurnScore",
+    "EndSpeech",
     "HangUp",
     "IdlePrompt",
     "Interrupt",
@@ -305,6 +321,10 @@ class TurnTaking:
                 return decide(floor, Given(On.SPEECH_STARTED, at=sample))
             case SpeechStopped(sample=sample):
                 return decide(floor, Given(On.SPEECH_STOPPED, at=sample))
+            case SpeechPaused(sample=sample):
+                return decide(floor, Given(On.SPEECH_PAUSED, at=sample))
+            case EndOfTurnScore(pause=pause, probability=probability):
+                return decide(floor, Given(On.SCORE, at=pause, score=probability))
             case Transcript() | TranscriptDropped():
                 return self._transcript(event)
             case TranscriptProgress(start=start, end=end):

@@ -107,9 +107,25 @@ class EmbeddingsConfig(Section, frozen=True, kw_only=True):
     threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
+class TurnModelConfig(Section, frozen=True, kw_only=True):
+    """The end-of-turn model (smart-turn v3), loaded when ``turns.end_of_turn_detector`` is
+    ``model``."""
+
+    #: its ONNX file (null: the one in the installed pipecat-ai 1.14.0 wheel, checked against
+    #: its SHA-256)
+    path: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    #: the SHA-256 the file at ``path`` must have (null: not checked)
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+    threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    #: the most calls' questions answered in one run of the model (1: one at a time; on a
+    #: 2-core CPU a batch costs as much per question as questions run one by one)
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+
+
 class ProfileConfig(Section, frozen=True, kw_only=True):
     asr: AsrConfig = AsrConfig()
     vad: VadConfig = VadConfig()
+    turn_model: TurnModelConfig = TurnModelConfig()
     tts: TtsConfig = TtsConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     #: needed when the dialogue engine is ``llm`` or ``mixed``

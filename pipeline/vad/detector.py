@@ -151,6 +151,16 @@ class SpeechDetector:
         self._run_start = None
         return out
 
+    def end_at(self, sample: int) -> list[Transition]:
+        """End the speech at ``sample`` now if the silence run going on began there (someone
+        who knows better than ``C.min_silence_samples`` says it is the end); else nothing."""
+        if not self._speaking or self._run_start != sample:
+            return []
+        self._speaking = False
+        self._run_start = None
+        self._floor = self._position
+        return [SpeechEnd(sample=sample, start=self._speech_start)]
+
     def _while_silent(self, probability: float, begin: int, end: int) -> list[Transition]:
         config = self.config
         if self._run_start is None:

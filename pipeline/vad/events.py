@@ -26,6 +26,14 @@ class SpeechPaused(Event, frozen=True, kw_only=True, tag="speech_paused"):
     sample: int
 
 
+class EndSpeechAt(Event, frozen=True, kw_only=True, tag="end_speech_at"):
+    """To the VAD stage, in order with the audio: end the open speech at ``sample`` now, if
+    the silence going on began there (the end-of-turn model heard a finished turn), rather
+    than after the minimum silence; else nothing. The stage consumes it."""
+
+    sample: int
+
+
 class SpeechStopped(Event, frozen=True, kw_only=True, tag="speech_stopped"):
     """The speech that began at ``speech_start`` ended at ``sample`` (its first silent sample).
 

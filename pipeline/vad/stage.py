@@ -34,6 +34,11 @@ included) and closed with :class:`SpeechStopped`, then the ``Flush`` is passed o
 event, so it comes after every frame sent before it; audio after it starts a new stream.
 A ``Flush`` with ``discard`` drops the stream instead: nothing more of it is sent (no
 :class:`SpeechStopped` for open speech: the ASR and the session forget it on the ``Flush``).
+
+:class:`~pipeline.vad.events.EndSpeechAt` (turn-taking's end-of-turn model says the caller is
+done) ends open speech at its sample at once, if the silence going on began there: the audio
+scored so far and :class:`SpeechStopped` go out as at a confirmed end, and the stream goes on.
+It is consumed here.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import numpy as np
 from pipeline.errors import InvalidAudio
 from pipeline.events import BYTES_PER_SAMPLE, PIPELINE_RATE, AudioFrame, Flush
 from pipeline.vad.detector import DetectorConfig, SpeechDetector, SpeechEnd, SpeechStart
-from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
+from pipeline.vad.events import EndSpeechAt, SpeechPaused, SpeechStarted, SpeechStopped
 from pipeline.vad.silero import FRAME_SAMPLES, SileroState, VadRequest, VadResult
 
 if TYPE_CHECKING:
@@ -87,6 +92,10 @@ class VadStage:
     async def __call__(self, inbox: Channel, outbox: Channel) -> None:
         stream: _Stream | None = None
         async for event in inbox:
+            if isinstance(event, EndSpeechAt):
+                if stream is not None:
+                    await stream.end_at(event.sample)
+                continue
             if not isinstance(event, AudioFrame):
                 if isinstance(event, Flush) and stream is not None:
                     if not event.discard:
@@ -163,6 +172,11 @@ class _Stream:
         for transition in self._detector.flush():
             await self._transition(transition)
         await self._flush_audio()
+
+    async def end_at(self, sample: int) -> None:
+        """:class:`EndSpeechAt`: the speech ends at ``sample`` if still silent since then."""
+        for transition in self._detector.end_at(sample):
+            await self._transition(transition)
 
     async def _score(self, chunk: bytes) -> None:
         frame = np.frombuffer(chunk, dtype=np.int16)
