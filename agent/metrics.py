@@ -28,6 +28,14 @@ What is read when scraped (from the callables given to :meth:`Metrics.watch`):
   ``max_queue``, ``in_flight``, ``busy_fraction`` (share of time inside the model since it
   started, where the executor measures it) and the ``requests``, ``failed`` and ``rejected``
   totals;
+- faults survived (:mod:`pipeline.breaker`): ``voxline_executor_restarts_total`` and
+  ``voxline_executor_timeouts_total`` (a worker restarted after a crash or a hang; requests it
+  did not finish by their deadline), for executors that run a worker process (Piper); and per
+  circuit breaker (``breaker`` label: ``piper``, ``llm``; the LLM engine's is given with
+  :meth:`Metrics.watch_breaker`) ``voxline_breaker_state`` (0 closed, 1 half open, 2 open),
+  ``voxline_breaker_opened_total`` and ``voxline_breaker_refused_total`` (requests refused at
+  once while open). LLM replies that got the fallback are ``voxline_errors_total{where="llm"}``
+  by reason (:data:`agent.dialogue.llm.FallbackReason`);
 - the TTS cache (:mod:`voices.cache`, ``cache`` label): ``voxline_tts_cache_bytes`` (PCM kept)
   and ``_max_bytes`` (its bound), ``_entries``, and the ``_hits``, ``_misses`` and
   ``_evictions`` totals.
@@ -48,6 +56,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from pipeline.breaker import Breaker, BreakerStatistics
 from voices.cache import CachedEngine, CacheStatistics
 
 if TYPE_CHECKING:
@@ -117,6 +126,7 @@ class Metrics:
         )  # fmt: skip
         self._sessions: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self._executors: Callable[[], Iterable[ExecutorStats | CacheStatistics]] = list
+        self._breakers: dict[str, Breaker] = {}
         self.registry.register(_Live(self))
 
     # -- what the session and the server report --------------------------------------------
@@ -155,6 +165,10 @@ class Metrics:
         self._sessions = sessions
         self._executors = executors
 
+    def watch_breaker(self, breaker: Breaker) -> None:
+        """Read ``breaker`` at every scrape (replaces an earlier one of its name)."""
+        self._breakers[breaker.name] = breaker
+
     def exposition(self) -> bytes:
         """Every metric, in the Prometheus text format (:data:`CONTENT_TYPE`)."""
         return generate_latest(self.registry)
@@ -190,8 +204,12 @@ class _Live:
             )
         }
         caches = _cache_families()
+        faults = _FaultFamilies()
+        for breaker in self._metrics._breakers.values():
+            faults.add_breaker(breaker.statistics())
         for stats in self._metrics._executors():
             label = [stats.name]
+            faults.add_executor(stats)
             if isinstance(stats, CacheStatistics):
                 for name, family in caches.items():
                     family.add_metric(label, getattr(stats, name))
@@ -208,6 +226,51 @@ class _Live:
         yield from gauges.values()
         yield from counters.values()
         yield from caches.values()
+        yield from faults.families()
+
+
+class _FaultFamilies:
+    """Worker restarts and timeouts, and the circuit breakers (see the module docstring)."""
+
+    def __init__(self) -> None:
+        executor = ["executor"]
+        self.restarts = CounterMetricFamily(
+            "voxline_executor_restarts", "Worker processes restarted after a crash or a hang.",
+            labels=executor,
+        )  # fmt: skip
+        self.timeouts = CounterMetricFamily(
+            "voxline_executor_timeouts", "Requests a worker did not finish by their deadline.",
+            labels=executor,
+        )  # fmt: skip
+        self.state = GaugeMetricFamily(
+            "voxline_breaker_state", "Circuit breaker: 0 closed, 1 half open, 2 open.",
+            labels=["breaker"],
+        )  # fmt: skip
+        self.opened = CounterMetricFamily(
+            "voxline_breaker_opened", "Times the circuit breaker opened.", labels=["breaker"]
+        )
+        self.refused = CounterMetricFamily(
+            "voxline_breaker_refused", "Requests refused at once while the breaker was open.",
+            labels=["breaker"],
+        )  # fmt: skip
+
+    def add_executor(self, stats: object) -> None:
+        name = getattr(stats, "name", "")
+        for family, field in ((self.restarts, "restarts"), (self.timeouts, "timeouts")):
+            value = getattr(stats, field, None)
+            if isinstance(value, int):
+                family.add_metric([name], value)
+        breaker = getattr(stats, "breaker", None)
+        if isinstance(breaker, BreakerStatistics):
+            self.add_breaker(breaker)
+
+    def add_breaker(self, stats: BreakerStatistics) -> None:
+        self.state.add_metric([stats.name], stats.state.level)
+        self.opened.add_metric([stats.name], stats.opened)
+        self.refused.add_metric([stats.name], stats.refused)
+
+    def families(self) -> list[Metric]:
+        return [self.restarts, self.timeouts, self.state, self.opened, self.refused]
 
 
 def _cache_families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:

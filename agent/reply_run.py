@@ -3,7 +3,10 @@
 A :class:`ReplyRun` owns a reply's :class:`~agent.reply.Speaker` (and so the text it spoke, with
 word and mark timings, and the speech plans it spoke them with), the frames sent of it, the
 latency marks of the turn it answers, and how it must end (cut at the length limit, or a hang-up
-or a transfer once it has played: the caller hears "let me put you through" first). Its steps
+or a transfer once it has played: the caller hears "let me put you through" first), and whether
+it failed (a speech engine failed, or its model did and the agent said its fallback: either
+way the client is told ``reply_failed`` once what was said of it has played, before the end of
+its audio). Its steps
 are the reply's life as the session sees it: :meth:`sent` after each frame goes out (the SSML
 marks it reached), :meth:`latency` at its first frame,
 :meth:`heard` and :meth:`rest` when it stops (what was heard, and the unheard rest as plans
@@ -22,7 +25,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from agent.dialogue.decision import EndCall, Transfer
+from agent.dialogue.decision import EndCall, Say, Transfer
 from agent.metrics import METRICS
 from agent.reply import ReplyPart, ReplyShape, ReplyVoice, Responder, Speaker, SpokenText
 from agent.reply_limit import ReplyCap, TokenCap, capped
@@ -59,6 +62,10 @@ class ReplyRun:
     #: the responder has decided what to say (its first part came, or it ended): a keyed
     #: turn's digits after this one are read by the rule the decision left (agent.session)
     decided: bool = False
+    #: why its model failed, when the agent said its fallback instead (``""``: it did not)
+    fallback: str = ""
+    #: why it could not be made (a speech engine failed): what is safe to tell the client
+    failure: str = ""
     #: how many of the spoken text's marks have been reported
     _marks: int = 0
 
@@ -221,9 +228,9 @@ class Replies:
                     await speaker.speak(self._deciding(run, parts))
             except (ServerError, ClientError) as error:
                 log.warning("reply %d failed: %s", gen, type(error).__name__)
-                self.playout.finish(gen)
                 public = str(error) if isinstance(error, ClientError) else "no reply was made"
-                await emit(Notice(code="reply_failed", message=public))
+                run.failure = public  # told when what was said of it has played
+                self.playout.finish(gen)
             finally:  # failed or cancelled before deciding: nothing more will be decided
                 self._decided(run)
 
@@ -283,6 +290,10 @@ class Replies:
             for mark in run.finished(report):
                 await self.outbox.emit(mark)
             self.responder.heard(report.generation, run.heard(report), interrupted=run.cut)
+            if run.failure or run.fallback:  # before its audio.end: a Realtime response fails
+                model = f"the language model failed ({run.fallback}): the fallback was said"
+                message = run.failure or model
+                await self.outbox.emit(Notice(code="reply_failed", message=message))
         spoken = run is None or run.speaker.mode == "audio"
         await self.outbox.emit(AudioDone(report.generation, spoken=spoken))
         return run.then if run is not None else None
@@ -311,7 +322,7 @@ class Replies:
         max_tokens: int | None,
     ) -> AsyncGenerator[ReplyPart, None]:
         if text is not None:
-            parts = self.responder.respond(text, generation=run.generation)
+            parts = _noting_fallback(run, self.responder.respond(text, generation=run.generation))
         elif failed is not None:
             parts = self.responder.transfer_failed(failed.target, reason)
         else:
@@ -332,6 +343,17 @@ class Replies:
     async def _action(self, run: ReplyRun, action: EndCall | Transfer) -> None:
         if run.then is None:
             run.then = action
+
+
+async def _noting_fallback(
+    run: ReplyRun, parts: AsyncGenerator[ReplyPart, None]
+) -> AsyncGenerator[ReplyPart, None]:
+    """``parts``; a fallback among them (the model failed) is noted in ``run``."""
+    async with aclosing(parts) as stream:
+        async for part in stream:
+            if isinstance(part, Say) and part.fallback:
+                run.fallback = part.fallback
+            yield part
 
 
 async def _given(parts: tuple[ReplyPart, ...]) -> AsyncGenerator[ReplyPart, None]:

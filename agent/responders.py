@@ -31,7 +31,7 @@ from agent.dialogue.llm import (
     LLMToolCall,
     LLMToolResult,
 )
-from agent.dialogue.llm_history import History
+from agent.dialogue.llm_history import History, separator
 from agent.dialogue.llm_tools import BuiltinTool, ClientTools, ToolCall, ToolResult
 from agent.dialogue.templates import Template
 from agent.digits import Keypad, KeypadRule
@@ -238,16 +238,18 @@ class LLMResponder:
     ) -> AsyncGenerator[ReplyPart, None]:
         most = None if limit is None else limit.tokens
         reply = self.engine.respond(history, generation=generation, client=tools, max_tokens=most)
+        last = ""  # the latest text said: a fallback after it is set apart from it
         async with aclosing(reply) as events:
             async for event in events:
                 match event:
                     case LLMToolCall(call=call, client=True) if on_call is not None:
                         on_call(generation, call)
                     case LLMText(text=delta):
+                        last = delta or last
                         yield Say(delta, final=False)
                     case LLMFallback(text=fallback, reason=reason):
                         log.warning("LLM fallback spoken: %s", reason)
-                        yield Say(fallback)
+                        yield Say(separator(last, fallback) + fallback, fallback=reason)
                     case LLMToolResult(call=call) if call.name == "end_call":
                         yield EndCall("agent")
                     case LLMToolResult(call=call) if call.name == "transfer":

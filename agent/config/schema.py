@@ -99,6 +99,14 @@ class LlmConfig(Section, frozen=True, kw_only=True):
     first_token_timeout_s: Seconds = 3.0
     #: no data this long in the middle of a stream: the stream has failed
     stall_timeout_s: Seconds = 10.0
+    #: the most one reply may wait on the model in all (every request of it, from sending to
+    #: its last token; not the time its text takes to speak): then it is cut and the fallback
+    #: is spoken. Never less than ``first_token_timeout_s`` (a longer one raises it)
+    reply_timeout_s: Seconds = 20.0
+    #: failed requests in a row (errors, stalls, deadlines) after which replies get the
+    #: fallback at once, with no request, for ``breaker_cooldown_s``; then one request probes
+    breaker_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    breaker_cooldown_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
 
 
 class EmbeddingsConfig(Section, frozen=True, kw_only=True):

@@ -40,6 +40,9 @@ class Say(msgspec.Struct, frozen=True):
     #: None: the voice's default emotion
     emotion: str | None = None
     ssml: bool = False
+    #: not empty: this is the agent's fallback, said because the model failed (why: an
+    #: :data:`~agent.dialogue.llm.FallbackReason`); the client hears of the failure
+    fallback: str = ""
 
 
 class EndCall(msgspec.Struct, frozen=True, tag="end_call"):

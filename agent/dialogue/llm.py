@@ -11,12 +11,25 @@
   offer a client's tools (:class:`~agent.dialogue.llm_tools.ClientTools`, with a
   ``tool_choice``): a call of one is an :class:`LLMToolCall` with ``client`` set, never run,
   and it ends the reply (the client answers it later, into the history);
-- :class:`LLMFallback` when a round produced no text because the server said nothing within
-  ``first_token_timeout_s``, failed (unreachable, HTTP error, stalled, malformed stream), or
-  gave an empty reply (or only tool calls when no more were allowed): the configured
-  ``fallback_text`` is to be spoken instead, and the reason is given (silence is the worst
-  answer on a call);
+- :class:`LLMFallback` when a round failed: the server said nothing within
+  ``first_token_timeout_s``, failed (unreachable, HTTP error, stalled for ``stall_timeout_s``,
+  malformed stream), or the reply waited on the model for ``reply_timeout_s`` in all; or the
+  endpoint's circuit breaker is open; or the reply was empty (or only tool calls when no more
+  were allowed). The configured ``fallback_text`` is to be spoken, after what the round already
+  said if it failed mid-reply, and the reason is given (silence, or half a sentence, is the
+  worst answer on a call). Each is counted in ``/metrics`` (``voxline_errors_total``,
+  ``where="llm"``, ``kind`` the reason);
 - one :class:`LLMDone` at the end, with the finish reason and token usage.
+
+**Deadline.** ``reply_timeout_s`` bounds the time a reply spends waiting on the model, summed
+over its rounds: from each request to its last item. Time the caller spends taking the text
+(TTS paces it) and time tools take (they have their own limits) are not counted, so a long
+answer spoken at the caller's pace is not cut.
+
+**Breaker.** Each engine has a :class:`~pipeline.breaker.Breaker` for its endpoint: a round
+that fails (an error, a stall, no first token, the deadline) counts against it, one that ends
+counts for it; after ``breaker_failures`` in a row, replies get the fallback at once with no
+request (reason ``unavailable``), until one request probes after ``breaker_cooldown_s``.
 
 Cancelling the task that iterates (a barge-in cancels the generation's scope) or closing the
 iterator aborts the request: the backend's stream is closed, which closes the HTTP connection
@@ -33,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -52,6 +66,8 @@ from agent.dialogue.llm_stream import (
     Usage,
 )
 from agent.dialogue.llm_tools import ClientTools, ToolBox, ToolCall, ToolConfig, ToolResult
+from agent.metrics import METRICS
+from pipeline.breaker import Breaker, BreakerState
 from pipeline.errors import ModelError
 from voices.chunking import ClauseChunker
 
@@ -84,6 +100,14 @@ class LLMConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     #: seconds without any data mid-stream before the stream counts as failed
     stall_timeout_s: float = 10.0
     connect_timeout_s: float = 3.0
+    #: seconds one reply may wait on the model in all (its rounds' requests, from sending to
+    #: the last token; not the time its text takes to be spoken): then it is cut, and the
+    #: fallback is spoken. Never less than ``first_token_timeout_s`` (a longer one raises it)
+    reply_timeout_s: float = 20.0
+    #: failed rounds in a row that open the endpoint's circuit breaker (replies get the
+    #: fallback at once, with no request), and the seconds until one request probes it
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 10.0
     fallback_text: str = "Sorry, I can't answer that right now. Could you say it again?"
     tools: tuple[ToolConfig, ...] = ()
     #: model rounds that may call tools in one reply; the round after them gets no tools
@@ -101,9 +125,13 @@ class LLMConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     tool_messages: Literal["native", "text"] = "native"
 
     def __post_init__(self) -> None:
-        for name in ("first_token_timeout_s", "stall_timeout_s", "connect_timeout_s"):
+        for name in (
+            "first_token_timeout_s", "stall_timeout_s", "connect_timeout_s", "reply_timeout_s",
+        ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be positive")
+        if self.breaker_failures < 1 or self.breaker_cooldown_s < 0:
+            raise ValueError("`breaker_failures` must be 1 or more, `breaker_cooldown_s` >= 0")
         if self.max_tokens < 1:
             raise ValueError("`max_tokens` must be at least 1")
         if self.max_tool_rounds < 0:
@@ -131,8 +159,13 @@ class LLMToolResult(msgspec.Struct, frozen=True, kw_only=True, tag="llm_tool_res
     result: ToolResult
 
 
-#: why a fallback is spoken: no first token in time, the request failed, nothing to say
-FallbackReason = Literal["first_token_timeout", "error", "empty_reply"]
+#: why a fallback is spoken: no first token in time, the request failed, the reply's deadline
+#: passed, the endpoint's breaker is open, nothing to say
+FallbackReason = Literal[
+    "first_token_timeout", "error", "reply_timeout", "unavailable", "empty_reply"
+]
+#: the reasons that count as the endpoint failing (against its breaker)
+FAULTS: frozenset[FallbackReason] = frozenset({"first_token_timeout", "error", "reply_timeout"})
 
 
 class LLMFallback(msgspec.Struct, frozen=True, kw_only=True, tag="llm_fallback"):
@@ -147,8 +180,8 @@ class LLMFallback(msgspec.Struct, frozen=True, kw_only=True, tag="llm_fallback")
 
 class LLMDone(msgspec.Struct, frozen=True, kw_only=True, tag="llm_done"):
     generation: int
-    #: the last round's reason (``stop``, ``length``, ...), or ``first_token_timeout``,
-    #: ``error``, ``empty_reply``, ``tool_final``, ``client_tool``
+    #: the last round's reason (``stop``, ``length``, ...), or a :data:`FallbackReason`,
+    #: ``tool_final``, ``client_tool``
     finish_reason: str | None
     usage: Usage
     #: the whole reply text as streamed (LLMText and LLMFallback texts joined)
@@ -201,18 +234,35 @@ class _Round:
         self.detail = ""
 
 
+class _Budget:
+    """The seconds a reply may still wait on the model (``reply_timeout_s`` to start)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+
+
 class LLMEngine:
     """Replies from one model, shared by every session (each brings its own history)."""
 
     def __init__(
-        self, config: LLMConfig, backend: ChatBackend, *, tools: ToolBox | None = None
+        self,
+        config: LLMConfig,
+        backend: ChatBackend,
+        *,
+        tools: ToolBox | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
+        """``breaker``: the endpoint's, when engines share one (default: a new one)."""
         if config.tools and tools is None:
             raise ValueError("the config declares tools: pass a ToolBox to run them")
         self.config = config
         self.backend = backend
         self.tools = tools
         self._schemas = tools.schemas() if tools is not None else []
+        self.breaker = breaker or Breaker(
+            "llm", failures=config.breaker_failures, cooldown_s=config.breaker_cooldown_s
+        )
+        METRICS.watch_breaker(self.breaker)  # /metrics shows the latest engine's
 
     async def respond(
         self,
@@ -231,6 +281,7 @@ class LLMEngine:
         rounds = 0
         schemas = self._offered(client)
         client_names = client.names if client is not None else frozenset()
+        budget = _Budget(max(config.reply_timeout_s, config.first_token_timeout_s))
         while True:
             offer_tools = bool(schemas) and rounds < config.max_tool_rounds
             tools = schemas if offer_tools else []
@@ -239,7 +290,7 @@ class LLMEngine:
             round_ = _Round(ReplyAssembler(text_calls=bool(schemas), new_id=_call_id))
             before = history.reply_text()
             try:
-                round_texts = self._round(history, round_, tools, choice, max_tokens)
+                round_texts = self._judged(history, round_, tools, choice, max_tokens, budget)
                 async with aclosing(round_texts) as texts:
                     async for text in texts:
                         if len(text) == len(round_.assembler.text):  # the round's first text
@@ -254,14 +305,14 @@ class LLMEngine:
                 usage = _add(usage, round_.end.usage)
             if round_.failure is not None:
                 finish = round_.failure
-                if not round_.assembler.text:
-                    history.add_assistant(config.fallback_text)
-                    yield LLMFallback(
-                        generation=generation,
-                        text=config.fallback_text,
-                        reason=round_.failure,
-                        detail=round_.detail,
-                    )
+                METRICS.error("llm", round_.failure)
+                history.add_assistant(config.fallback_text)
+                yield LLMFallback(
+                    generation=generation,
+                    text=config.fallback_text,
+                    reason=round_.failure,
+                    detail=round_.detail,
+                )
                 break
             if not round_.calls:
                 break
@@ -301,13 +352,49 @@ class LLMEngine:
         own = [s for s in self._schemas if s["function"]["name"] not in names]
         return own + list(client.schemas)
 
+    async def _judged(
+        self,
+        history: History,
+        round_: _Round,
+        tools: list[dict[str, Any]],
+        choice: str | dict[str, Any] | None,
+        max_tokens: int | None,
+        budget: _Budget,
+    ) -> AsyncGenerator[str, None]:
+        """:meth:`_round` if the breaker lets it through, its outcome told to the breaker."""
+        breaker = self.breaker
+        if budget.left <= 0:  # spent by earlier rounds (and their tools): no request
+            round_.failure = "reply_timeout"
+            return
+        if not breaker.admit(time.monotonic()):
+            logger.warning("LLM breaker open: the fallback is spoken with no request")
+            round_.failure = "unavailable"
+            round_.detail = f"circuit breaker open after {breaker.failures} failures in a row"
+            return
+        probe = breaker.state is BreakerState.HALF_OPEN
+        judged = False
+        try:
+            texts = self._round(history, round_, tools, choice, max_tokens, budget)
+            async with aclosing(texts):
+                async for text in texts:
+                    yield text
+            judged = True
+            if round_.failure is not None and round_.failure in FAULTS:
+                breaker.failed(time.monotonic())
+            else:
+                breaker.succeeded(time.monotonic())
+        finally:
+            if probe and not judged:  # cancelled (a barge-in): the next reply probes
+                breaker.released(time.monotonic())
+
     async def _round(
         self,
         history: History,
         round_: _Round,
         tools: list[dict[str, Any]],
         choice: str | dict[str, Any] | None,
-        max_tokens: int | None = None,
+        max_tokens: int | None,
+        budget: _Budget,
     ) -> AsyncGenerator[str, None]:
         """Run one request; yield speakable text; leave calls, end or failure in ``round_``."""
         config = self.config
@@ -326,31 +413,38 @@ class LLMEngine:
             seed=config.seed,
         )
         assembler = round_.assembler
+        first_token_left = config.first_token_timeout_s  # until the first content arrives
         try:
             async with aclosing(self.backend.stream(request)) as stream:
-                # Items up to the first token (or the end), under the first-token deadline.
-                early: list[StreamItem] = []
-                with anyio.move_on_after(config.first_token_timeout_s) as deadline:
-                    async for item in stream:
-                        early.append(item)
-                        if isinstance(item, StreamEnd) or _has_content(item):
-                            break
-                if deadline.cancelled_caught:
-                    logger.warning("LLM gave no first token in %s s", config.first_token_timeout_s)
-                    round_.failure = "first_token_timeout"
-                    return
-                for item in early:
+                while round_.end is None:
+                    # The wait for the next item, under the first-token deadline until the
+                    # first content, and under what is left of the reply's own.
+                    first_token_first = first_token_left <= budget.left
+                    started = anyio.current_time()
+                    item: StreamItem | None = None
+                    with anyio.move_on_after(min(budget.left, first_token_left)) as deadline:
+                        item = await anext(stream, None)
+                    spent = anyio.current_time() - started
+                    budget.left -= spent
+                    first_token_left -= spent
+                    if deadline.cancelled_caught:
+                        if first_token_first:
+                            logger.warning(
+                                "LLM gave no first token in %s s", config.first_token_timeout_s
+                            )
+                            round_.failure = "first_token_timeout"
+                        else:
+                            logger.warning("LLM reply cut at %s s", config.reply_timeout_s)
+                            round_.failure = "reply_timeout"
+                        break
+                    if item is None:
+                        break  # backends end with a StreamEnd; one that did not has ended
+                    if _has_content(item):
+                        first_token_left = float("inf")
                     if isinstance(item, StreamEnd):
                         round_.end = item
                     elif text := assembler.feed(item):
                         yield text
-                if round_.end is None:
-                    async for item in stream:
-                        if isinstance(item, StreamEnd):
-                            round_.end = item
-                            break
-                        if text := assembler.feed(item):
-                            yield text
         except ModelError as error:
             logger.warning("LLM request failed: %s", error)
             round_.failure, round_.detail = "error", str(error)

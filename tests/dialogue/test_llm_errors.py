@@ -34,6 +34,8 @@ from agent.dialogue.llm import (
 from agent.dialogue.llm_history import History
 from agent.dialogue.llm_stream import Usage
 from agent.dialogue.llm_tools import ToolConfig, ToolResult, Tools
+from agent.metrics import METRICS
+from pipeline.breaker import BreakerState
 from pipeline.errors import ModelError
 from tests.llm_server import Connection, Handler, chunk, reply, scripted_server
 
@@ -192,7 +194,7 @@ async def test_no_first_token_in_time_speaks_the_fallback_and_aborts(handler: Ha
 
 
 @pytest.mark.anyio
-async def test_a_stall_mid_reply_ends_it_with_what_was_said() -> None:
+async def test_a_stall_mid_reply_ends_it_with_what_was_said_then_the_fallback() -> None:
     history = asked()
     with anyio.fail_after(20):
         async with (
@@ -202,9 +204,13 @@ async def test_a_stall_mid_reply_ends_it_with_what_was_said() -> None:
             events = await collect(engine, history)
             await server.client_left.wait()
     assert texts(events) == "Hello there, "
-    assert not any(isinstance(event, LLMFallback) for event in events)
-    assert (done(events).finish_reason, done(events).text) == ("error", "Hello there, ")
-    assert history.messages[-1].content == "Hello there, "
+    fallback = events[-2]
+    assert isinstance(fallback, LLMFallback)
+    assert (fallback.reason, fallback.text) == ("error", FALLBACK)
+    assert "stalled" in fallback.detail
+    whole = f"Hello there, {FALLBACK}"
+    assert (done(events).finish_reason, done(events).text) == ("error", whole)
+    assert [m.content for m in history.messages[-2:]] == ["Hello there, ", FALLBACK]
 
 
 @pytest.mark.anyio
@@ -232,13 +238,14 @@ async def test_a_broken_response_before_any_text_speaks_the_fallback(
     ("handler", "text"),
     [(close_mid_reply, "We are open "), (end_without_finish, "We are open")],
 )
-async def test_a_stream_cut_short_after_some_text_ends_the_reply_with_it(
+async def test_a_stream_cut_short_after_some_text_ends_the_reply_with_it_and_the_fallback(
     handler: Handler, text: str
 ) -> None:
     events, history = await run_against([handler])
     assert texts(events) == text
+    assert [type(e) for e in events[-2:]] == [LLMFallback, LLMDone]
     assert done(events).finish_reason == "error"
-    assert history.reply_text() == text
+    assert history.reply_text() == f"{text.rstrip()} {FALLBACK}"
 
 
 @pytest.mark.anyio
@@ -494,3 +501,99 @@ async def test_a_kept_alive_connection_closed_by_the_server_costs_nothing() -> N
                 assert texts(events) == "Fine."
                 history.add_user("Again?")
     assert len(server.requests) == 3
+
+
+def breaker_of(engine: LLMEngine) -> tuple[BreakerState, str]:
+    """The engine's breaker: its state, and the rule that put it there."""
+    return engine.breaker.state, engine.breaker.last_rule
+
+
+def llm_errors(kind: str) -> float:
+    value = METRICS.registry.get_sample_value(
+        "voxline_errors_total", {"where": "llm", "kind": kind}
+    )
+    return value or 0.0
+
+
+@pytest.mark.anyio
+async def test_the_reply_deadline_cuts_a_slow_reply_and_speaks_the_fallback() -> None:
+    history = asked()
+    before = llm_errors("reply_timeout")
+    with anyio.fail_after(20):
+        async with (
+            scripted_server([stall_mid_reply]) as server,
+            # the first token comes at once, then no stall deadline in reach: the reply's own
+            engine_at(
+                server.base_url, first_token_timeout_s=2, stall_timeout_s=30, reply_timeout_s=2
+            ) as engine,
+        ):
+            events = await collect(engine, history)
+            await server.client_left.wait()  # the request was aborted
+    assert texts(events) == "Hello there, "
+    fallback = events[-2]
+    assert isinstance(fallback, LLMFallback)
+    assert (fallback.reason, fallback.text) == ("reply_timeout", FALLBACK)
+    assert done(events).finish_reason == "reply_timeout"
+    assert llm_errors("reply_timeout") == before + 1
+
+
+@pytest.mark.anyio
+async def test_failures_in_a_row_open_the_breaker_and_replies_get_the_fallback_at_once() -> None:
+    before = llm_errors("unavailable")
+    handlers: list[Handler] = [malformed, http_500, reply("Never sent.")]
+    with anyio.fail_after(20):
+        async with (
+            scripted_server(handlers) as server,
+            engine_at(server.base_url, breaker_failures=2, breaker_cooldown_s=3600) as engine,
+        ):
+            failed = [await collect(engine, asked()) for _ in range(2)]
+            assert engine.breaker.state is BreakerState.OPEN
+            refused = await collect(engine, asked())
+    firsts = [events[0] for events in failed]
+    assert all(isinstance(first, LLMFallback) and first.reason == "error" for first in firsts)
+    assert refused[0] == LLMFallback(
+        generation=7,
+        text=FALLBACK,
+        reason="unavailable",
+        detail="circuit breaker open after 2 failures in a row",
+    )
+    assert done(refused).finish_reason == "unavailable"
+    assert len(server.requests) == 2  # the third reply sent no request
+    assert llm_errors("unavailable") == before + 1
+    assert engine.breaker.statistics().refused == 1
+
+
+@pytest.mark.anyio
+async def test_after_its_cooldown_the_breaker_lets_a_probe_through_and_closes() -> None:
+    handlers: list[Handler] = [http_500, reply("We are back.")]
+    with anyio.fail_after(20):
+        async with (
+            scripted_server(handlers) as server,
+            engine_at(server.base_url, breaker_failures=1, breaker_cooldown_s=0) as engine,
+        ):
+            await collect(engine, asked())
+            assert breaker_of(engine) == (BreakerState.OPEN, "C4")
+            events = await collect(engine, asked())
+    assert texts(events) == "We are back."
+    assert breaker_of(engine) == (BreakerState.CLOSED, "H3")  # the probe went through
+    assert len(server.requests) == 2
+
+
+@pytest.mark.anyio
+async def test_a_probe_cut_off_by_the_caller_leaves_the_next_reply_to_probe() -> None:
+    handlers: list[Handler] = [http_500, stall_mid_reply, reply("Fine.")]
+    with anyio.fail_after(20):
+        async with (
+            scripted_server(handlers) as server,
+            engine_at(
+                server.base_url, breaker_failures=1, breaker_cooldown_s=0, stall_timeout_s=30
+            ) as engine,
+        ):
+            await collect(engine, asked())
+            with anyio.CancelScope() as barge_in:
+                async for _ in engine.respond(asked(), generation=8):
+                    barge_in.cancel()  # the probe's first text: the caller cuts in
+            assert breaker_of(engine) == (BreakerState.HALF_OPEN, "H5")
+            events = await collect(engine, asked())
+    assert texts(events) == "Fine."
+    assert breaker_of(engine) == (BreakerState.CLOSED, "H3")

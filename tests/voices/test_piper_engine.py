@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -16,9 +17,10 @@ import pytest
 from anyio import wait_all_tasks_blocked
 from faster_whisper import WhisperModel
 
+from pipeline.breaker import BreakerState
 from pipeline.errors import ClientError, ExecutorClosed, ModelError, Overloaded
 from voices.engine import Prosody, SpeechChunk, SpeechPlan, SpeechSegment, heard_until
-from voices.piper_engine import PiperEngine
+from voices.piper_engine import PiperEngine, expected_seconds
 from voices.resample import ChunkResampler
 
 from .conftest import transcribe
@@ -224,6 +226,57 @@ async def test_a_worker_crash_fails_only_the_request_it_was_synthesizing(
     assert after.restarts == before.restarts + 1
     assert after.worker_pid not in (None, pid)
     assert after.requests_failed == before.requests_failed + 1
+
+
+async def test_a_hung_worker_is_killed_at_the_deadline_and_the_next_request_gets_a_new_one(
+    piper_engine: PiperEngine,
+) -> None:
+    text = "Nobody will hear this sentence."
+    with anyio.fail_after(120):
+        await ready(piper_engine)
+        before = piper_engine.statistics()
+        pid = before.worker_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # a real hang: the process is there, it never answers
+        try:
+            with pytest.raises(ModelError, match=r"timed out: no answer in 3\.0 s"):
+                await collect(piper_engine.synthesize(text))
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # killed by the engine; never left frozen
+        chunks = await collect(piper_engine.synthesize("The new worker speaks."))
+    assert chunks
+    after = piper_engine.statistics()
+    assert after.timeouts == before.timeouts + 1
+    assert after.restarts == before.restarts + 1
+    assert after.worker_pid not in (None, pid)
+    assert after.requests_failed == before.requests_failed + 1
+    assert after.breaker.state is BreakerState.CLOSED  # the success closed it again
+
+
+def test_the_deadline_grows_with_the_audio_a_request_should_make() -> None:
+    plain = SpeechPlan.from_text("x" * 30)  # 2 s of speech at 15 characters a second
+    slow = SpeechPlan.from_text("x" * 30, Prosody(rate=0.5))
+    paused = SpeechPlan((SpeechSegment("x" * 30, pause_ms=1000),))
+    assert [expected_seconds(p) for p in (plain, slow, paused)] == [2.0, 4.0, 3.0]
+
+
+async def test_a_worker_that_keeps_failing_opens_the_breaker_and_requests_are_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    engine = PiperEngine(tmp_path / "missing.onnx", breaker_failures=2, breaker_cooldown_s=3600)
+    try:
+        with anyio.fail_after(120):
+            for _ in range(2):  # each request starts a worker that dies loading the voice
+                with pytest.raises(ModelError, match="failed to start"):
+                    await collect(engine.synthesize("Hello."))
+            with pytest.raises(ModelError, match="circuit breaker open"):
+                await collect(engine.synthesize("Hello."))
+        stats = engine.statistics()
+        assert stats.worker_pid is None  # the refusal started no worker
+        assert (stats.breaker.state, stats.breaker.refused) == (BreakerState.OPEN, 1)
+    finally:
+        engine.close()
 
 
 async def test_a_full_queue_refuses_at_once() -> None:
