@@ -1,7 +1,8 @@
 """Who may use the server: API keys, the browser Origin allowlist, and what is refused.
 
 The decision is a pure function of a request's path, kind and headers
-(:meth:`AccessPolicy.judge`); :mod:`agent.auth_asgi` applies it in front of every route.
+(:meth:`AccessPolicy.judge`, rules A1-A5); :mod:`agent.auth_asgi` applies it in front of every
+route, then the key's grants (G1-G3, which count the key's requests and calls).
 The rules, in the order they are applied:
 
 ====  ==========================================================================================
@@ -23,6 +24,12 @@ A4    otherwise ``Authorization: Bearer <key>`` (or, on a WebSocket, the subprot
       ``invalid_api_key``, close code 4401
 A5    ... or a client secret (:mod:`agent.client_secrets`) that has not expired (401
       ``expired_client_secret``), on a path that opens calls (403 ``secret_not_allowed``)
+G1    the key's grants (:mod:`agent.grants`; a secret's: its minting key's) name the path's
+      endpoint: 403 ``endpoint_not_allowed``, close code 4403
+G2    the key has a request left this minute (``requests_per_minute``): 429
+      ``rate_limit_exceeded`` with ``Retry-After``, close code 4429
+G3    a call socket or WebRTC offer: the key has fewer than ``max_sessions`` calls open: 429
+      ``too_many_sessions``, close code 4429
 ====  ==========================================================================================
 
 The server's own origin is the request's ``Host``. Without keys that is trusted only when the
@@ -30,10 +37,12 @@ host is an IP address or ``localhost``: a page on a domain that rebinds its DNS 
 machine sends its own name as ``Host`` and ``Origin``, and must not pass for the server's page.
 
 Keys come from ``VOXLINE_API_KEYS`` (comma-separated) and ``server.auth.keys_file`` (one per
-line, ``#`` starts a comment). They are kept as SHA-256 digests and compared with
+line, ``#`` starts a comment; after the key, its grants as ``name=value`` words:
+:mod:`agent.grants`). They are kept as SHA-256 digests and compared with
 :func:`hmac.compare_digest`, every key every time, so neither a key's length nor which key
 matched shows in the time taken. No key, nor any part of one, is ever logged or echoed: errors
-name a key by its position.
+name a key by its position. Once a request passes, :meth:`AccessPolicy.caller` says which key
+it came with and that key's grants; the guard applies them (:mod:`agent.auth_asgi`).
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from pathlib import Path
 from agent.client_secrets import PREFIX as SECRET_PREFIX
 from agent.client_secrets import ClientSecret, ClientSecrets, opens_calls, presented_secret
 from agent.config.schema import AuthConfig
+from agent.grants import FULL, UNKEYED, Grants, parse_grants
 from agent.twilio_signature import signed_url, valid_signature
 from pipeline.errors import ConfigError
 
@@ -56,6 +66,9 @@ __all__ = [
     "ENV_VAR",
     "FORBIDDEN",
     "MIN_KEY_CHARS",
+    "NOT_GRANTED",
+    "TOO_MANY",
+    "TOO_MANY_SESSIONS",
     "UNAUTHORIZED",
     "AccessPolicy",
     "ApiKeys",
@@ -63,6 +76,7 @@ __all__ = [
     "exposure_problem",
     "is_loopback",
     "load_keys",
+    "rate_limited",
 ]
 
 #: the environment variable of API keys (comma-separated)
@@ -72,6 +86,7 @@ MIN_KEY_CHARS = 16
 #: WebSocket close codes: 4000 + the HTTP status (docs/protocol.md)
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
+TOO_MANY = 4429
 
 #: RFC 6750's ``b64token``: what may follow ``Bearer``
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -83,10 +98,14 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class ApiKeys:
-    """A set of API keys, held as digests; :meth:`check` takes the same time whichever matches."""
+    """A list of API keys, each with its grants (a bare key: every grant), held as digests;
+    :meth:`find` takes the same time whichever matches."""
 
-    def __init__(self, keys: Iterable[str] = ()) -> None:
-        self._digests = tuple(_digest(key) for key in keys)
+    def __init__(self, keys: Iterable[str | tuple[str, Grants]] = ()) -> None:
+        entries = [(key, FULL) if isinstance(key, str) else key for key in keys]
+        self._digests = tuple(_digest(key) for key, _ in entries)
+        #: each key's grants, by its position
+        self.grants = tuple(grants for _, grants in entries)
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -96,10 +115,16 @@ class ApiKeys:
 
     def check(self, presented: str) -> bool:
         """Whether ``presented`` is one of the keys (every key is compared, always)."""
+        return self.find(presented) is not None
+
+    def find(self, presented: str) -> int | None:
+        """The position of ``presented`` among the keys (its first, if listed twice); every key
+        is compared, always."""
         digest = _digest(presented)
-        found = False
-        for key in self._digests:
-            found |= hmac.compare_digest(key, digest)
+        found = None
+        for index, key in enumerate(self._digests):
+            if hmac.compare_digest(key, digest) and found is None:
+                found = index
         return found
 
 
@@ -108,12 +133,14 @@ def _digest(key: str) -> bytes:
 
 
 def load_keys(auth: AuthConfig, environ: Mapping[str, str]) -> ApiKeys:
-    """The keys of ``environ[ENV_VAR]`` and of ``auth.keys_file``.
+    """The keys of ``environ[ENV_VAR]`` (every grant) and of ``auth.keys_file`` (each line: a
+    key, then its grants as ``name=value`` words, :func:`agent.grants.parse_grants`).
 
-    An unset or blank variable gives none; a keys file that cannot be read or holds no key, or
-    a key that is too short or not a bearer token, is a :class:`ConfigError` naming where.
+    An unset or blank variable gives none; a keys file that cannot be read or holds no key, a
+    key that is too short or not a bearer token, or a grant that is not one, is a
+    :class:`ConfigError` naming where.
     """
-    keys: list[str] = []
+    keys: list[str | tuple[str, Grants]] = []
     for index, key in enumerate(environ.get(ENV_VAR, "").split(","), start=1):
         if key.strip():
             keys.append(_valid(key.strip(), ENV_VAR, f"key {index}"))
@@ -127,9 +154,14 @@ def load_keys(auth: AuthConfig, environ: Mapping[str, str]) -> ApiKeys:
             raise ConfigError(where, f"{auth.keys_file} is not UTF-8 text") from None
         found = 0
         for number, line in enumerate(text.splitlines(), start=1):
-            key = line.split("#", 1)[0].strip()
-            if key:
-                keys.append(_valid(key, where, f"line {number} of {auth.keys_file}"))
+            words = line.split("#", 1)[0].split()
+            if words:
+                which = f"line {number} of {auth.keys_file}"
+                try:
+                    grants = parse_grants(words[1:])
+                except ValueError as problem:
+                    raise ConfigError(where, f"{which}: {problem}") from None
+                keys.append((_valid(words[0], where, which), grants))
                 found += 1
         if not found:
             raise ConfigError(where, f"{auth.keys_file} holds no key")
@@ -175,6 +207,8 @@ class Refusal:
     close_code: int
     code: str
     message: str
+    #: seconds until the request may be made again (a 429's ``Retry-After``)
+    retry_after: int | None = None
 
 
 MISSING_KEY = Refusal(
@@ -191,6 +225,18 @@ BAD_TWILIO_SIGNATURE = Refusal(
 SECRET_HERE = Refusal(
     403, FORBIDDEN, "secret_not_allowed", "a client secret opens calls only: use an API key"
 )
+NOT_GRANTED = Refusal(
+    403, FORBIDDEN, "endpoint_not_allowed", "this API key may not use this endpoint"
+)
+TOO_MANY_SESSIONS = Refusal(
+    429, TOO_MANY, "too_many_sessions", "this API key has as many calls open as it may"
+)
+
+
+def rate_limited(seconds: int) -> Refusal:
+    """A request over its key's ``requests_per_minute``: one may go in ``seconds``."""
+    message = f"rate limit exceeded for this API key: try again in {seconds} s"
+    return Refusal(429, TOO_MANY, "rate_limit_exceeded", message, retry_after=seconds)
 
 
 class AccessPolicy:
@@ -236,9 +282,7 @@ class AccessPolicy:
     ) -> Refusal | None:
         """The refusal of this request (``None``: it may go on); header values as received,
         ``subprotocols`` as a WebSocket client offered them, ``query`` the raw query string."""
-        if path in _OPEN_PATHS or path.startswith("/static/"):  # A1
-            return None
-        if path == "/metrics" and self.metrics_public:  # A2
+        if self.is_open(path):  # A1, A2
             return None
         browser_call = websocket or method.upper() not in _SAFE_METHODS
         if origin is not None and browser_call and not self._origin_allowed(origin, host):
@@ -261,6 +305,29 @@ class AccessPolicy:
         if self.secrets.expired(secret):
             return EXPIRED_SECRET
         return None if opens_calls(path) else SECRET_HERE
+
+    def is_open(self, path: str) -> bool:
+        """Whether ``path`` is open to anyone (A1, A2): no key, no grant, no limit."""
+        if path in _OPEN_PATHS or path.startswith("/static/"):  # A1
+            return True
+        return path == "/metrics" and self.metrics_public  # A2
+
+    def caller(
+        self, authorization: str | None, subprotocols: list[str] | None
+    ) -> tuple[int | None, Grants]:
+        """The key (its position) a request that :meth:`judge` let in came with, and its
+        grants: a client secret's are its minting key's; without a key, every grant when
+        authentication is off, :data:`~agent.grants.UNKEYED` when it is on (Twilio's)."""
+        if not self.enabled:
+            return None, FULL
+        token = self.token(authorization, subprotocols)
+        index = None if token is None else self.keys.find(token)
+        if index is not None:
+            return index, self.keys.grants[index]
+        secret = self.live_secret(authorization, subprotocols)
+        if secret is not None:
+            return secret.key, secret.grants
+        return None, UNKEYED
 
     def token(self, authorization: str | None, subprotocols: list[str] | None) -> str | None:
         """What the client presented: a bearer token, or a browser's subprotocol token."""

@@ -4,7 +4,10 @@ The body is OpenAI's: ``expires_after`` (``anchor`` ``created_at``, ``seconds`` 
 600 when left out) and an optional Realtime ``session``, checked as a ``session.update``
 would be. The answer: ``value``, ``expires_at`` (Unix seconds) and the effective ``session``.
 Only an API key may mint (a secret is refused by rule A5 of :mod:`agent.auth`); with no keys
-configured (loopback or ``--insecure``) anyone may, as anyone may call.
+configured (loopback or ``--insecure``) anyone may, as anyone may call. The secret has the
+grants of the key that minted it (:mod:`agent.grants`): a key that may not override the
+agent's instructions and tools cannot mint a ``session`` that does (403
+``override_not_allowed``, naming the param).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from agent.client_secrets import (
     ClientSecrets,
     StoreFull,
 )
+from agent.grants import caller_of
+from agent.realtime_overrides import CODE as OVERRIDE
+from agent.realtime_overrides import override_message, spec_override
 from agent.rest import MAX_JSON_BYTES, ApiError, _body_too_large, _endpoint, limited_body
 from transports.realtime_events import (
     RealtimeSessionConfig,
@@ -61,6 +67,11 @@ def client_secret_routes(store: ClientSecrets) -> list[Route]:
         except msgspec.DecodeError:
             raise ApiError(400, "the body must be a JSON object", code="invalid_json") from None
         config = RealtimeSessionConfig()
+        caller = caller_of(request.scope)  # the secret gets its key's grants
+        if params.session is not None and not caller.grants.overrides:
+            param = spec_override(params.session, config)
+            if param is not None:
+                raise ApiError(403, override_message(param), param=param, code=OVERRIDE)
         if params.session is not None:
             try:
                 config = apply_update(config, params.session, voice_locked=False)
@@ -69,7 +80,9 @@ def client_secret_routes(store: ClientSecrets) -> list[Route]:
                     400, rejected.message, param=rejected.param, code="invalid_value"
                 ) from None
         try:
-            minted = store.mint(params.expires_after.seconds, params.session)
+            minted = store.mint(
+                params.expires_after.seconds, params.session, key=caller.key, grants=caller.grants
+            )
         except StoreFull as full:
             refusal = {
                 "message": f"{full}: try again when some have expired",

@@ -3,8 +3,9 @@
 A backend that holds a key mints a secret with ``POST /v1/realtime/client_secrets`` (OpenAI's
 shape: ``{"expires_after": {"anchor": "created_at", "seconds": 10..7200}, "session": {...}}``
 answered with ``{"value": "ek_…", "expires_at": <unix seconds>, "session": {...}}``) and hands
-it to the page. Until it expires the secret opens calls, as many as its key allows, and nothing
-else: ``/v1/realtime``, ``/v1/stream`` and the WebRTC routes (``/v1/webrtc/…``,
+it to the page. Until it expires the secret opens calls, as many as its key allows (the
+secret has its minting key's grants, :mod:`agent.grants`, and counts against its limits), and
+nothing else: ``/v1/realtime``, ``/v1/stream`` and the WebRTC routes (``/v1/webrtc/…``,
 ``/v1/realtime/calls…``), never the REST API and never another secret (rule A5 of
 :mod:`agent.auth`). A call opened before the expiry runs on after it.
 
@@ -32,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.grants import FULL, Grants
 from transports.realtime_events import SessionSpec
 
 __all__ = [
@@ -85,6 +87,10 @@ class ClientSecret:
     expires_at: float
     #: the starting configuration of the Realtime sessions it opens (``None``: the agent's)
     session: SessionSpec | None
+    #: the key that minted it (its position; ``None``: none, authentication is off) and that
+    #: key's grants, which are the secret's
+    key: int | None = None
+    grants: Grants = FULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +110,17 @@ class ClientSecrets:
     def __len__(self) -> int:
         return len(self._held)
 
-    def mint(self, ttl_s: int, session: SessionSpec | None = None) -> Minted:
+    def mint(
+        self,
+        ttl_s: int,
+        session: SessionSpec | None = None,
+        *,
+        key: int | None = None,
+        grants: Grants = FULL,
+    ) -> Minted:
         """A new secret valid for ``ttl_s`` seconds (clamped to 10 s-2 h by the caller's
-        validation; checked here too). Raises :class:`StoreFull`."""
+        validation; checked here too), with the grants of ``key``, which mints it. Raises
+        :class:`StoreFull`."""
         if not MIN_TTL_S <= ttl_s <= MAX_TTL_S:
             raise ValueError(f"a client secret lives {MIN_TTL_S}-{MAX_TTL_S} s, not {ttl_s}")
         now = self.clock()
@@ -116,7 +130,7 @@ class ClientSecrets:
                 raise StoreFull(f"{self.max_live} client secrets are live")
         value = PREFIX + secrets.token_urlsafe(32)
         expires_at = int(now) + ttl_s
-        self._held[_digest(value)] = ClientSecret(float(expires_at), session)
+        self._held[_digest(value)] = ClientSecret(float(expires_at), session, key, grants)
         return Minted(value, expires_at)
 
     def find(self, value: str) -> ClientSecret | None:

@@ -63,6 +63,7 @@ from agent.dialogue.llm_history import History
 from agent.dialogue.llm_tools import ToolCall
 from agent.models import reply_voice
 from agent.realtime_dialogue import RealtimeDialogue, ReplyRequest, client_tools
+from agent.realtime_overrides import realtime_protocol
 from agent.realtime_shaping import SessionRateLimits, at_speed, reply_shape, turn_config
 from agent.reply import ReplyVoice, Responder
 from agent.responders import IntentResponder, LLMResponder
@@ -550,7 +551,7 @@ async def realtime_call(
     if isinstance(agent, AgentConfig):
         catalog = await anyio.to_thread.run_sync(served_catalog)
         voices = session_voices(catalog, agent.voice, settings.voice)
-    protocol = RealtimeProtocol(
+    protocol = realtime_protocol(ws.scope)(
         minted_config(
             ws, initial_config(settings, voices.default if voices else "default"), voices
         ),

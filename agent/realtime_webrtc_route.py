@@ -19,8 +19,10 @@ a ``session.update`` is). The client may change it later with ``session.update``
 
 Errors have OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``): ``bad_offer``
 (400: an offer Voxline cannot answer, the message says why), ``invalid_json`` and
-``invalid_value`` (400: the ``session`` part, with its ``param``), ``body_too_large`` (413),
-and the admission's 503s of the WebRTC offers (``not_ready``, ``at_capacity``, ``draining``:
+``invalid_value`` (400: the ``session`` part, with its ``param``), ``override_not_allowed``
+(400: a ``session`` setting instructions or tools with a key that may not,
+:mod:`agent.realtime_overrides`), ``body_too_large`` (413), and the admission's refusals of the
+WebRTC offers (503 ``not_ready``, ``at_capacity``, ``draining``; 429 ``too_many_sessions``:
 :func:`agent.webrtc_routes.admitted`). Access is as for every call: an API key or a client
 secret, and a browser's origin allowed (:mod:`agent.auth`).
 """
@@ -42,6 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent.auth_asgi import SECRET_SESSION
+from agent.grants import Caller, call_settings, caller_of
 from agent.models import session_settings
 from agent.realtime_call import (
     OUTPUT_RATE,
@@ -52,6 +55,8 @@ from agent.realtime_call import (
     session_voices,
 )
 from agent.realtime_dialogue import RealtimeDialogue
+from agent.realtime_overrides import CODE as OVERRIDE
+from agent.realtime_overrides import override_message, protocol_for, spec_override
 from agent.realtime_shaping import SessionRateLimits
 from agent.realtime_webrtc import RealtimeEvents
 from agent.responders import LLMResponder
@@ -62,7 +67,6 @@ from agent.session_events import CallSink
 from agent.webrtc_io import AudioTrackOut, DataChannelWriter
 from agent.webrtc_routes import admitted, error
 from pipeline.errors import ProtocolError
-from transports.realtime import RealtimeProtocol
 from transports.realtime_events import (
     RealtimeSessionConfig,
     SessionSpec,
@@ -193,26 +197,29 @@ def realtime_call_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRo
             return _session_error(bad.code, str(bad), bad.param)
         minted = request.scope.get(SECRET_SESSION)
         minted = minted if isinstance(minted, SessionSpec) else None
-        return await admitted(server, lambda ended: answer(parsed, minted, ended))
+        caller = caller_of(request.scope)
+        return await admitted(server, lambda ended: answer(parsed, minted, ended, caller), caller)
 
     async def answer(
-        parsed: CallOffer, minted: SessionSpec | None, ended: Callable[[], None]
+        parsed: CallOffer, minted: SessionSpec | None, ended: Callable[[], None], caller: Caller
     ) -> tuple[Response, bool]:
         models = server.models
         assert models is not None
-        settings = session_settings(config, models.voice)
+        settings = call_settings(session_settings(config, models.voice), caller)
         catalog = await anyio.to_thread.run_sync(served_catalog)
         voices = session_voices(catalog, config.voice, settings.voice)
+        initial = initial_config(settings, voices.default)
+        locked = None if caller.grants.overrides or parsed.session is None else parsed.session
+        if locked is not None and (param := spec_override(locked, initial)) is not None:
+            return _session_error(OVERRIDE, override_message(param), param), False
         try:
-            start = call_config(
-                initial_config(settings, voices.default), minted, parsed.session, voices
-            )
+            start = call_config(initial, minted, parsed.session, voices)
         except UpdateRejected as rejected:
             return _session_error("invalid_value", rejected.message, rejected.param), False
         dialogue = server.responder()
         realtime = RealtimeDialogue(dialogue) if isinstance(dialogue, LLMResponder) else None
         seed = uuid.uuid4().hex[:12]
-        protocol = RealtimeProtocol(
+        protocol = protocol_for(caller.grants)(
             start,
             id_seed=seed,
             voices=frozenset(voices.choices),

@@ -38,6 +38,7 @@ from agent.dialogue.llm import ChatBackend, LLMEngine, make_backend
 from agent.dialogue.llm_local import EmbeddedLlm
 from agent.dialogue.llm_tools import Tools
 from agent.drain import Draining, DrainingServer, drain
+from agent.grants import call_settings, caller_of
 from agent.metrics import METRICS
 from agent.models import LoadedModels, load_models, session_settings
 from agent.native_call import native_call
@@ -326,7 +327,9 @@ def create_app(
                     ws,
                     state.models.session_models(),
                     state.responder,
-                    session_settings(config, state.models.voice),
+                    call_settings(
+                        session_settings(config, state.models.voice), caller_of(ws.scope)
+                    ),
                     send_timeout=config.server.send_timeout_s,
                     open_timeout=config.server.open_timeout_s,
                 )

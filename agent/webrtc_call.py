@@ -36,6 +36,7 @@ Every call runs in the task group of :meth:`WebRtcCalls.run`, which the server's
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
@@ -62,6 +63,7 @@ from agent.config.schema import WebRtcConfig
 from agent.metrics import METRICS
 from agent.session import Session
 from agent.session_events import CallSink
+from agent.turn_credentials import IceServers
 from agent.webrtc_io import AudioTrackOut, DataChannelWriter, WebRtcSink, pcm_of
 from pipeline.clock import MonotonicClock, WallClock
 from pipeline.errors import ProtocolError, ServerError
@@ -110,10 +112,11 @@ def _configured_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 
 
 def ice_servers(config: WebRtcConfig) -> list[RTCIceServer]:
-    """The configured servers; an empty list (not ``None``, which adds a public STUN server)."""
+    """The configured servers, TURN credentials made afresh (:mod:`agent.turn_credentials`);
+    an empty list (not ``None``, which adds a public STUN server)."""
     return [
         RTCIceServer(list(server.urls), server.username, server.credential)
-        for server in config.ice_servers
+        for server in IceServers(config, os.environ).fresh()
     ]
 
 

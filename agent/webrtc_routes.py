@@ -6,7 +6,10 @@
 ``GET /static/…``                          its script and style sheet
 ``GET /v1/webrtc/config``                  the agents and voices to pick from (an agent's
                                            dialogue ``engine``), the ICE servers the browser
-                                           should use, and an interpreter's ``rooms``
+                                           should use (TURN credentials made afresh for each
+                                           request where a secret is configured:
+                                           :mod:`agent.turn_credentials`), and an
+                                           interpreter's ``rooms``
 ``POST /v1/webrtc/offer``                  JSON ``{"type": "offer", "sdp", "agent"?,
                                            "voice"?, "room"?, "language"?}`` -> ``200
                                            {"type": "answer", "sdp", "session_id"}``; or WHIP
@@ -19,8 +22,9 @@
 Errors have the REST API's shape, ``{"error": {"message", "type", "param", "code"}}``, with
 codes ``bad_offer`` (400: the message says what the offer lacks), ``unknown_agent`` and
 ``unknown_voice`` (404), ``offer_too_large`` (413), ``not_ready`` (503: models still loading),
-``at_capacity`` (503: ``server.max_sessions``) and ``draining`` (503: the server is going
-away, :mod:`agent.drain`). An offer with a ``room`` joins it as the native protocol's
+``at_capacity`` (503: ``server.max_sessions``), ``draining`` (503: the server is going
+away, :mod:`agent.drain`) and ``too_many_sessions`` (429: the key's ``max_sessions``,
+:mod:`agent.grants`). An offer with a ``room`` joins it as the native protocol's
 ``?room=`` does (:mod:`agent.room_calls`), refused with the room's codes (:data:`ROOM_STATUS`;
 400 unless listed there), and leaves it when the call ends. Like every route but the page,
 these are behind the access rules (:mod:`agent.auth`): an API key where keys are configured
@@ -31,6 +35,7 @@ is quick) and the answer holds the server's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,11 +47,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from agent.config import AgentConfig
+from agent.grants import Caller, call_settings, caller_of
 from agent.models import session_settings
 from agent.room_calls import RoomCall, join_room
 from agent.rooms import RoomError
 from agent.session import Session
 from agent.session_events import CallSink
+from agent.turn_credentials import IceServers
 from agent.webrtc_call import WebRtcCalls
 from pipeline.errors import ConfigError, ProtocolError
 from transports.webrtc import MAX_OFFER_BYTES, parse_offer
@@ -71,17 +78,24 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 
 async def admitted(
-    server: ServerState, answer: Callable[[Callable[[], None]], Awaitable[tuple[Response, bool]]]
+    server: ServerState,
+    answer: Callable[[Callable[[], None]], Awaitable[tuple[Response, bool]]],
+    caller: Caller | None = None,
 ) -> Response:
-    """An offer's answer, if the server takes a call now (503 otherwise): ``answer(ended)``
-    returns the response and whether a call started; that call then holds a session slot
-    until it runs ``ended``."""
+    """An offer's answer, if the server takes a call now (503 otherwise) and ``caller``'s key
+    has fewer than its ``max_sessions`` calls open (429 ``too_many_sessions`` otherwise):
+    ``answer(ended)`` returns the response and whether a call started; that call then holds a
+    session slot (and its key's place) until it runs ``ended``."""
     if server.draining.is_set():
         return error(503, "draining", "the server is shutting down; call another")
     if not server.ready.is_set():
         return error(503, "not_ready", "the server is still loading its models; try again")
     if server.sessions >= server.config.server.max_sessions:
         return error(503, "at_capacity", "the server is at its call limit; try again later")
+    claim = (caller or Caller()).claim()
+    if claim is None:
+        message = "this API key has as many calls open as it may"
+        return error(429, "too_many_sessions", message)
     # the slot is taken before anything is awaited, so offers racing for the last one
     # cannot overshoot the limit; it is given back unless a call now holds it
     server.sessions += 1
@@ -89,12 +103,14 @@ async def admitted(
 
     def ended() -> None:
         server.sessions -= 1
+        claim.release()
 
     try:
         response, held = await answer(ended)
     finally:
         if not held:
             server.sessions -= 1
+            claim.release()
     return response
 
 
@@ -102,23 +118,27 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
     """The routes of browser calls; ``calls`` must be running (:meth:`WebRtcCalls.run`)."""
     config = server.config
     options: dict[str, Any] = {}
+    ice = IceServers(config.server.webrtc, os.environ)  # the TURN secrets read now
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def client_config(request: Request) -> JSONResponse:
+        # TURN credentials made afresh for each request (agent/turn_credentials.py)
+        ice_servers = [entry.to_json() for entry in ice.fresh()]
         if options:
-            return JSONResponse(options)
+            return JSONResponse({**options, "ice_servers": ice_servers})
         found = _options(config)
         rooms = server.rooms
         if rooms is not None:
             found["rooms"] = {"languages": rooms.joinable()}
         if rooms is not None or server.ready.is_set():  # an interpreter's rooms: once loaded
             options.update(found)
-        return JSONResponse(found)
+        return JSONResponse({**found, "ice_servers": ice_servers})
 
     async def offer(request: Request) -> Response:
-        return await admitted(server, lambda ended: answer(request, ended))
+        caller = caller_of(request.scope)
+        return await admitted(server, lambda ended: answer(request, ended), caller)
 
     async def answer(request: Request, ended: Callable[[], None]) -> tuple[Response, bool]:
         """The offer's answer, and whether a call started (it then holds the slot)."""
@@ -142,7 +162,7 @@ def webrtc_routes(server: ServerState, calls: WebRtcCalls) -> list[BaseRoute]:
             return error(404, "unknown_voice", message), False
         models = server.models
         assert models is not None
-        settings = session_settings(config, models.voice)
+        settings = call_settings(session_settings(config, models.voice), caller_of(request.scope))
         room: RoomCall | None = None
         if parsed.room is not None:
             try:
@@ -205,14 +225,6 @@ def _options(config: AgentConfig) -> dict[str, Any]:
         pass  # the config check already refused unknown voices; show the name alone
     else:
         voice.update(language=info.language, description=info.description)
-    servers = []
-    for server in config.server.webrtc.ice_servers:
-        entry: dict[str, Any] = {"urls": list(server.urls)}
-        if server.username is not None:
-            entry["username"] = server.username
-        if server.credential is not None:
-            entry["credential"] = server.credential
-        servers.append(entry)
     return {
         "agents": [
             {
@@ -223,5 +235,4 @@ def _options(config: AgentConfig) -> dict[str, Any]:
         ],
         "rooms": None,
         "voices": [voice],
-        "ice_servers": servers,
     }

@@ -198,6 +198,15 @@ class IceServerConfig(Section, frozen=True, kw_only=True):
     urls: tuple[Annotated[str, msgspec.Meta(pattern=r"^(stun|stuns|turn|turns):")], ...]
     username: str | None = None
     credential: str | None = None
+    #: the environment variable holding the TURN server's shared secret (coturn's
+    #: ``static-auth-secret``): each client then gets a fresh username and credential valid
+    #: for ``turn_ttl_s`` (agent/turn_credentials.py), instead of ``username``/``credential``
+    secret_env: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+
+    def __post_init__(self) -> None:
+        static = self.username is not None or self.credential is not None
+        if self.secret_env is not None and static:
+            raise ValueError("secret_env makes the username and credential: give neither")
 
 
 class WebRtcConfig(Section, frozen=True, kw_only=True):
@@ -205,6 +214,8 @@ class WebRtcConfig(Section, frozen=True, kw_only=True):
 
     #: none by default: no STUN request leaves the machine (aiortc would add a public server)
     ice_servers: tuple[IceServerConfig, ...] = ()
+    #: how long the TURN credentials made from a ``secret_env`` are valid
+    turn_ttl_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 3600
     #: addresses to offer host candidates on (empty: every interface but loopback); add
     #: 127.0.0.1 for clients on this host when it has no other interface
     host_addresses: tuple[str, ...] = ()
