@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket
 from agent.admission import REFUSALS, SCOPE_KEY, Slots
 from agent.auth import AccessPolicy, ApiKeys, is_loopback, load_keys
 from agent.auth_asgi import AccessGuard, close_refused
+from agent.calls_route import calls_routes
 from agent.client_secret_route import client_secret_routes
 from agent.config import AgentConfig
 from agent.config.runtime import llm_config
@@ -194,6 +195,8 @@ def create_app(
         state, max_sessions=config.server.max_sessions, max_opening=config.server.max_opening
     )
     webrtc = WebRtcCalls(config.server.webrtc)
+    sip_admission = ServerAdmission(state)  # SIP calls both ways: in, and POST /v1/calls
+    sip = SipServer(config.server.sip, sip_admission) if config.server.sip.listen else None
     records_config = config.server.records
     records = Recorder(records_config, config.name) if records_config is not None else None
     hooks = config.server.webhooks
@@ -220,8 +223,7 @@ def create_app(
                 await tg.start(webhooks.run)
             if tracing is not None:  # a span per call and per turn (agent/tracing.py)
                 tracing.start()
-            if config.server.sip.listen:  # calls get BYE when the group is cancelled
-                sip = SipServer(config.server.sip, ServerAdmission(state))
+            if sip is not None:  # calls get BYE when the group is cancelled
                 await tg.start(sip.run)
             try:
                 yield
@@ -352,6 +354,7 @@ def create_app(
             *webrtc_routes(state, webrtc),
             *realtime_call_routes(state, webrtc),
             *records_routes(records),
+            *calls_routes(sip, sip_admission),
         ],
         lifespan=lifespan,
         middleware=[Middleware(AccessGuard, policy=policy)],

@@ -20,9 +20,11 @@ the same :class:`SipCall`; only how the media is agreed differs (its :class:`Cal
   to the session's ``dtmf``; no RTP for ``media_timeout_s`` ends the call) and
   ``media-clock``: every 20 ms one :meth:`RtpStream.tick`, whose caller frame (8 kHz PCM16,
   silence where a packet was missing) goes to 16 kHz and into the session, and whose packet
-  (the bot's next 20 ms, or comfort silence) goes out.
+  (the bot's next 20 ms, or comfort silence) goes out; ``rtcp``: SR/RR every 5 s on the RTP
+  port + 1, or on the RTP port with rtcp-mux (:mod:`agent.sip_rtcp`).
 - **finish**: BYE unless the peer hung up first (the agent hung up, the call failed, the
-  server is stopping; CANCEL for our INVITE not yet answered), then the RTP socket closed.
+  server is stopping; CANCEL for our INVITE not yet answered), the last RTCP report with an
+  RTCP BYE, then the RTP and RTCP sockets closed.
 
 :class:`SipSink` is the session's side: the playout writes reply audio at 8 kHz (it resamples
 to :attr:`SipSink.output_rate`) a bounded ``lead`` ahead of real time into the stream's queue;
@@ -59,6 +61,7 @@ from agent.session_events import (
     SessionEvent,
     TransferRequested,
 )
+from agent.sip_rtcp import RtcpLeg
 from pipeline.clock import MonotonicClock, WallClock
 from transports.audio import AudioFormat, InboundAudio
 from transports.rtp.dtmf import Digit
@@ -108,9 +111,16 @@ class Signalling(Protocol):
     async def refer(self, call_id: str, target: str) -> None: ...
 
     async def invite(
-        self, call: SipCall, target: str, peer: Address, sdp: bytes, no_answer: float
+        self,
+        call: SipCall,
+        target: str,
+        peer: Address,
+        sdp: bytes,
+        no_answer: float,
+        caller: str | None = None,
     ) -> str:
-        """Send our INVITE; its dialog's events go to ``call`` (whose id it returns)."""
+        """Send our INVITE (from ``caller``, a SIP URI; None: ours); its dialog's events go to
+        ``call`` (whose id it returns)."""
         ...
 
 
@@ -121,6 +131,9 @@ class CallSetup(Protocol):
     #: the number the caller dialled (the user part of the INVITE's request URI; empty for a
     #: call we place)
     dialled: str
+    #: the session's (and its record's) id, when the call's placer chose it (``POST
+    #: /v1/calls``); None: a new one
+    session_id: str | None
 
     async def negotiate(self, call: SipCall, port: int) -> Negotiated | None:
         """Offer/answer with RTP on ``port``: what was agreed (``None``: no call; its
@@ -145,7 +158,9 @@ class Admission(Protocol):
         session limit; a dialled room that cannot take it: agent/room_calls.py)."""
         ...
 
-    def new_session(self, call_id: str, sink: CallSink) -> Session: ...
+    def new_session(self, call_id: str, sink: CallSink, session_id: str | None = None) -> Session:
+        """The call's session (``session_id``: its id, else a new one)."""
+        ...
 
     async def release(self, call_id: str) -> None: ...
 
@@ -222,7 +237,7 @@ class SipCall:
         signalling: Signalling,
         admission: Admission,
         config: SipConfig,
-        open_rtp: Callable[[], Awaitable[tuple[UDPSocket, int]]],
+        open_rtp: Callable[[], Awaitable[tuple[UDPSocket, UDPSocket, int]]],
         public_address: str,
         *,
         clock: WallClock | None = None,
@@ -241,6 +256,8 @@ class SipCall:
         self.done = anyio.Event()  # run() is over
         self.peer_host = ""  # where the signalling goes (a transfer target's default host)
         self.rtp: UDPSocket | None = None
+        self.rtcp_socket: UDPSocket | None = None  # RTP's port + 1 (unused with rtcp-mux)
+        self.rtcp: RtcpLeg | None = None  # reports and BYE (agent.sip_rtcp)
         self.stream: RtpStream | None = None
         self.negotiated: Negotiated | None = None
         #: the SDP we answered the INVITE with (None for our INVITE: its offer is remade)
@@ -293,7 +310,7 @@ class SipCall:
             return None
         self._admitted = True
         try:
-            self.rtp, port = await self._open_rtp()
+            self.rtp, self.rtcp_socket, port = await self._open_rtp()
         except OSError as error:
             await self.setup.refuse(self, 503, str(error))
             return None
@@ -311,10 +328,14 @@ class SipCall:
             dtmf=self.negotiated.dtmf,
         )
         self.stream.sending = self.negotiated.sending
+        media = self.media
+        self.rtcp = RtcpLeg(
+            self.stream, self.rtp, self.rtcp_socket, lambda: media.negotiated, self.name
+        )
         self.answered = True
         log.info("sip call %s answered (%s)", self.name, self.negotiated.codec.name)
         sink = SipSink(self.stream, self.name, self._transfer)
-        return self.admission.new_session(self.id, sink)
+        return self.admission.new_session(self.id, sink, self.setup.session_id)
 
     def origin(self) -> Origin:
         """A fresh SDP origin at our public address (the call's, from now on)."""
@@ -329,6 +350,7 @@ class SipCall:
             ("signalling", lambda: self._signalling(session)),
             ("rtp-in", lambda: self._receive_rtp(rtp, stream, session)),
             ("media-clock", lambda: self._media_clock(rtp, stream, session)),
+            *([("rtcp", self.rtcp.run)] if self.rtcp is not None else []),
         ]
 
     async def finish(self, session: Session | None, failure: Exception | None) -> None:
@@ -338,8 +360,11 @@ class SipCall:
         with anyio.CancelScope(shield=True):
             await self.signalling.hangup(self.id)  # BYE, unless the caller's came first
             await self.setup.close(self)
-            if self.rtp is not None:
-                await self.rtp.aclose()
+            if self.rtcp is not None:  # the last report, with RTCP BYE
+                await self.rtcp.bye(self.reason or "call ended")
+            for sock in (self.rtp, self.rtcp_socket):
+                if sock is not None:
+                    await sock.aclose()
             if self._admitted:
                 await self.admission.release(self.id)
         if self.stream is None:
@@ -455,6 +480,8 @@ class SipCall:
 
 class Answering:
     """The setup of an inbound call: answer its INVITE (see the module doc)."""
+
+    session_id: str | None = None  # a new one
 
     def __init__(self, incoming: IncomingCall) -> None:
         self.incoming = incoming

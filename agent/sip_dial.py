@@ -57,17 +57,29 @@ class Dialing:
 
     dialled = ""  # we place the call
 
-    def __init__(self, target: Target, peer: Address, no_answer: float) -> None:
+    def __init__(
+        self,
+        target: Target,
+        peer: Address,
+        no_answer: float,
+        *,
+        caller: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
         self.target = target
         self.peer = peer
         self.no_answer = no_answer
+        self.caller = caller  # our From (a SIP URI; None: the endpoint's own)
+        self.session_id = session_id
         self.ringing = False  # our INVITE has no final response yet
 
     async def negotiate(self, call: SipCall, port: int) -> Negotiated | None:
         call.peer_host = self.peer[0]
         offer = make_offer(call.origin(), port)
         self.ringing = True
-        await call.signalling.invite(call, self.target.uri, self.peer, bytes(offer), self.no_answer)
+        await call.signalling.invite(
+            call, self.target.uri, self.peer, bytes(offer), self.no_answer, self.caller
+        )
         log.info("sip call %s: calling", call.name)
         while (event := await call.next_setup_event()) is not None:
             match event:
@@ -165,7 +177,8 @@ def local_host(config: AgentConfig, peer: Address) -> tuple[str, int]:
     """Where our SIP endpoint binds: the first listen address, else this host's address on
     the route to ``peer`` and a free port."""
     if config.server.sip.listen:
-        return parse_listen(config.server.sip.listen[0])
+        _, host, port = parse_listen(config.server.sip.listen[0])
+        return host, port
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect(peer)  # no datagram is sent: the kernel only picks the route
         return str(probe.getsockname()[0]), 0

@@ -1,9 +1,11 @@
-"""The SIP listener: one UDP endpoint per ``server.sip.listen`` address, each owning one user
-agent (:class:`~transports.sip.dialog.UserAgent`), and the calls they take.
+"""The SIP listener: one endpoint per ``server.sip.listen`` address (a UDP socket, or a TCP
+listener and its connections: :mod:`agent.sip_tcp`), each owning one user agent
+(:class:`~transports.sip.dialog.UserAgent`), and the calls they take.
 
 The adapter holds no protocol: :class:`SipEndpoint` feeds the user agent every datagram of its
-socket (``receive``) and its clock (a task sleeping until ``next_timer``, woken whenever the
-user agent was used), sends what it queues, and routes its events: an
+socket, or every message its TCP connections' framers cut (``receive``), and its clock (a task
+sleeping until ``next_timer``, woken whenever the user agent was used), sends what it queues,
+and routes its events: an
 :class:`~transports.sip.events.IncomingCall` becomes a :class:`~agent.sip_call.SipCall` run in
 the endpoint's task group; the other events of a dialog go to that call's bounded inbox.
 INVITEs from outside ``allowed_networks`` get 403 from the user agent (its ``accept_source``).
@@ -13,8 +15,10 @@ call is routed its events from the moment its INVITE is queued.
 ::
 
     SipServer.run                         the server's lifespan owns it (only when configured)
-    └─ SipEndpoint.run  (one per listen address: one UDP socket, one UserAgent)
-         ├─ receive    datagrams -> UserAgent.receive -> events routed, replies sent
+    └─ SipEndpoint.run  (one per listen address: a UDP socket or a TCP listener, one UserAgent)
+         ├─ receive    datagrams (UDP) or SipTcp.serve's connections (TCP) -> UserAgent ->
+         │             events routed, replies sent (over TCP: on the connection from that
+         │             address, opened if none is)
          ├─ timers     UserAgent.on_timer when next_timer is due (retransmissions, 2xx resends)
          ├─ registration  with server.sip.register (first endpoint only): REGISTER through
          │                the same socket and timers (agent.sip_register); un-REGISTER at
@@ -30,8 +34,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import SocketAttribute, TaskGroup, TaskStatus, UDPSocket
@@ -52,10 +56,11 @@ from agent.sip_register import (
     new_registration,
     resolve_registrar,
 )
+from agent.sip_tcp import SipTcp
 from transports.sip.dialog import UserAgent
 from transports.sip.digest import Credentials
 from transports.sip.events import CallEvent, Dropped, IncomingCall
-from transports.sip.message import parse_message
+from transports.sip.message import ParseError, SipRequest, SipResponse, parse_message
 from transports.sip.registration import Registered, Registration, RegistrationEvent
 from transports.sip.transaction import Address
 
@@ -72,10 +77,11 @@ __all__ = [
 log = logging.getLogger("voxline.sip")
 
 
-def parse_listen(address: str) -> tuple[str, int]:
-    """``udp:HOST:PORT`` (the config's pattern) as ``(HOST, PORT)``."""
-    _, host, port = address.split(":")
-    return host, int(port)
+def parse_listen(address: str) -> tuple[str, str, int]:
+    """``udp:HOST:PORT`` or ``tcp:HOST:PORT`` (the config's pattern) as
+    ``(TRANSPORT, HOST, PORT)``."""
+    transport, host, port = address.split(":")
+    return transport, host, int(port)
 
 
 def sip_credentials(config: SipConfig, environ: Mapping[str, str]) -> Credentials | None:
@@ -125,13 +131,19 @@ class ServerAdmission(Admission):
         self.numbers = {entry.number: entry for entry in sip.rooms}
         self._rooms: dict[str, RoomCall] = {}  # calls in a room, by call id
 
+    def refusal(self) -> str | None:
+        """Why no call is taken now (a 503): ``draining``, ``not_ready`` (loading) or
+        ``at_capacity`` (``server.max_sessions``); None: calls are taken."""
+        state = self.state
+        if state.draining.is_set():
+            return "draining"
+        if not state.ready.is_set():
+            return "not_ready"
+        return "at_capacity" if state.sessions >= state.config.server.max_sessions else None
+
     def admit(self, call_id: str, dialled: str) -> int | None:
         state = self.state
-        if (
-            state.draining.is_set()
-            or not state.ready.is_set()
-            or state.sessions >= state.config.server.max_sessions
-        ):
+        if self.refusal() is not None:
             return 503
         entry = self.numbers.get(dialled)
         if entry is not None:
@@ -146,13 +158,14 @@ class ServerAdmission(Admission):
         state.sessions += 1
         return None
 
-    def new_session(self, call_id: str, sink: CallSink) -> Session:
+    def new_session(self, call_id: str, sink: CallSink, session_id: str | None = None) -> Session:
         if (joined := self._rooms.get(call_id)) is not None:
-            return joined.start(sink, call_id)
+            return joined.start(sink, session_id or call_id)
         models = self.state.models
         assert models is not None
         settings = session_settings(self.state.config, models.voice)
-        return Session(models.session_models(), self.state.responder(), sink, settings)
+        responder = self.state.responder()
+        return Session(models.session_models(), responder, sink, settings, session_id=session_id)
 
     async def release(self, call_id: str) -> None:
         self.state.sessions -= 1
@@ -162,22 +175,29 @@ class ServerAdmission(Admission):
 
 
 class RtpPorts:
-    """UDP ports for calls' RTP, from ``first`` to ``last`` (even ports: RTCP would take the
-    odd one above), handed out round robin; a port in use is skipped."""
+    """UDP ports for calls' RTP, from ``first`` to ``last`` (even ports; RTCP takes the odd
+    one above), handed out round robin; a pair with either port in use is skipped."""
 
     def __init__(self, first: int, last: int) -> None:
         self.ports = [p for p in range(first, last + 1) if p % 2 == 0] or [first]
         self._next = 0
 
-    async def open(self, host: str) -> tuple[UDPSocket, int]:
-        """A socket bound to ``host`` on the next free port; ``OSError`` if none is free."""
+    async def open(self, host: str) -> tuple[UDPSocket, UDPSocket, int]:
+        """RTP and RTCP sockets bound to ``host`` on the next free pair (``port``, ``port`` +
+        1) and ``port``; ``OSError`` if none is free."""
         for _ in range(len(self.ports)):
             port = self.ports[self._next]
             self._next = (self._next + 1) % len(self.ports)
             try:
-                return await anyio.create_udp_socket(local_host=host, local_port=port), port
+                rtp = await anyio.create_udp_socket(local_host=host, local_port=port)
             except OSError:
                 continue
+            try:
+                rtcp = await anyio.create_udp_socket(local_host=host, local_port=port + 1)
+            except OSError:
+                await rtp.aclose()
+                continue
+            return rtp, rtcp, port
         raise OSError(f"no free RTP port in {self.ports[0]}-{self.ports[-1]}")
 
 
@@ -192,10 +212,24 @@ class SipEndpoint:
         admission: Admission,
         ports: RtpPorts,
         *,
+        transport: str = "udp",
         max_calls: int = 100,
         register: SipRegister | None = None,
     ) -> None:
         self.host, self.port = host, port
+        #: SIP over TCP (agent/sip_tcp.py), or None: over UDP
+        self.tcp = (
+            SipTcp(
+                host,
+                port,
+                self._handle_message,
+                self._in_use,
+                max_connections=config.tcp_max_connections,
+                idle_s=config.tcp_idle_s,
+            )
+            if transport == "tcp"
+            else None
+        )
         self.config = config
         self.public_address = config.public_address or host
         self.admission = admission
@@ -203,8 +237,10 @@ class SipEndpoint:
         self.ua = UserAgent(
             self.public_address,
             port,
+            transport="TCP" if self.tcp is not None else "UDP",
             accept_source=source_filter(config.allowed_networks),
             max_calls=max_calls,
+            max_calls_per_source=config.max_calls_per_source,
             credentials=sip_credentials(config, os.environ),
         )
         self.calls: dict[str, SipCall] = {}
@@ -218,24 +254,38 @@ class SipEndpoint:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; started once the socket is bound (``OSError`` if it cannot)."""
+        if (tcp := self.tcp) is not None:
+            async with tcp.listening():
+                self.port = self.ua.port = tcp.port
+                await self._serve(None, tcp.serve, task_status)
+            return
         async with await anyio.create_udp_socket(
             local_host=self.host, local_port=self.port
         ) as sock:
             self._socket = sock
             self.port = self.ua.port = sock.extra(SocketAttribute.local_port)
-            log.info("sip: listening on udp:%s:%d", self.host, self.port)
-            try:
-                async with anyio.create_task_group() as tg:
-                    self._tg = tg
-                    tg.start_soon(self._receive, sock)
-                    tg.start_soon(self._timers)
-                    if self.register is not None:
-                        tg.start_soon(self._start_registration, self.register)
-                    task_status.started()
-            finally:
-                self._tg = None
-                with anyio.CancelScope(shield=True):
-                    await self._unregister(sock)
+            await self._serve(sock, lambda _: self._receive(sock), task_status)
+
+    async def _serve(
+        self,
+        sock: UDPSocket | None,
+        receive: Callable[[TaskGroup], Coroutine[Any, Any, None]],
+        task_status: TaskStatus[None],
+    ) -> None:
+        transport = "tcp" if self.tcp is not None else "udp"
+        log.info("sip: listening on %s:%s:%d", transport, self.host, self.port)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(receive, tg)
+                tg.start_soon(self._timers)
+                if self.register is not None:
+                    tg.start_soon(self._start_registration, self.register)
+                task_status.started()
+        finally:
+            self._tg = None
+            with anyio.CancelScope(shield=True):
+                await self._unregister(sock)
 
     # -- what calls ask (agent.sip_call.Signalling) -------------------------------------------
 
@@ -262,10 +312,19 @@ class SipEndpoint:
         await self._flush()
 
     async def invite(
-        self, call: SipCall, target: str, peer: Address, sdp: bytes, no_answer: float
+        self,
+        call: SipCall,
+        target: str,
+        peer: Address,
+        sdp: bytes,
+        no_answer: float,
+        caller: str | None = None,
     ) -> str:
         now = anyio.current_time()
-        call.id = self.ua.invite(target, peer, sdp, now, no_answer=no_answer)
+        reliable = self.tcp is not None
+        call.id = self.ua.invite(
+            target, peer, sdp, now, reliable=reliable, no_answer=no_answer, caller=caller
+        )
         self.calls[call.id] = call  # before anything is sent: every answer finds its call
         await self._flush()
         return call.id
@@ -296,7 +355,7 @@ class SipEndpoint:
         finally:
             self.calls.pop(call.id, None)
 
-    async def open_rtp(self) -> tuple[UDPSocket, int]:
+    async def open_rtp(self) -> tuple[UDPSocket, UDPSocket, int]:
         return await self.ports.open(self.host)
 
     # -- the endpoint's tasks -----------------------------------------------------------------
@@ -306,17 +365,23 @@ class SipEndpoint:
             await self._handle(data, source)
 
     async def _handle(self, data: bytes, source: Address) -> None:
+        await self._handle_message(parse_message(data), source)
+
+    async def _handle_message(
+        self, message: SipRequest | SipResponse | ParseError, source: Address
+    ) -> None:
+        """One datagram's message, or one a TCP connection's framer cut (``reliable``)."""
         now = anyio.current_time()
+        reliable = self.tcp is not None
         try:
-            message = parse_message(data)
             registration = self.registration
             if registration is not None and registration.owns(message):
                 self._registration_events(registration, registration.receive(message, source, now))
                 events = []
             else:
-                events = self.ua.receive_message(message, source, now)
-        except Exception:  # a bug of ours: that datagram is lost, the other calls go on
-            log.exception("sip: a datagram from %s could not be handled", source[0])
+                events = self.ua.receive_message(message, source, now, reliable)
+        except Exception:  # a bug of ours: that message is lost, the other calls go on
+            log.exception("sip: a message from %s could not be handled", source[0])
             return
         self._route(events)
         await self._flush()
@@ -340,13 +405,20 @@ class SipEndpoint:
         if any(isinstance(event, Registered) for event in events):
             self.registered.set()
 
-    async def _unregister(self, sock: UDPSocket) -> None:
-        """At shutdown: remove our binding, waiting a little for the registrar's answer."""
+    def _in_use(self, peer: Address) -> bool:
+        """Whether a call's requests go to ``peer`` (its TCP connection is kept open)."""
+        return any(call.peer == peer for call in self.ua.calls.values())
+
+    async def _unregister(self, sock: UDPSocket | None) -> None:
+        """At shutdown: remove our binding, waiting a little for the registrar's answer (over
+        UDP; over TCP the un-REGISTER is sent and not waited for)."""
         registration = self.registration
         if registration is None:
             return
         registration.stop(anyio.current_time())
         await self._flush()
+        if sock is None:
+            return
         with anyio.move_on_after(UNREGISTER_WAIT_S):
             try:
                 await self._wait_unregistered(registration, sock)
@@ -392,7 +464,8 @@ class SipEndpoint:
         for event in events:
             if isinstance(event, Dropped):
                 status = f" ({event.status})" if event.status else ""
-                log.info("sip udp:%s:%d dropped: %s%s", self.host, self.port, event.reason, status)
+                where = f"{'tcp' if self.tcp else 'udp'}:{self.host}:{self.port}"
+                log.info("sip %s dropped: %s%s", where, event.reason, status)
             elif isinstance(event, IncomingCall):
                 self._start(event)
             elif (call := self.calls.get(event.call_id)) is not None:
@@ -413,10 +486,11 @@ class SipEndpoint:
             if self.registration is not None:
                 queued += self.registration.data_to_send()
             for outgoing in queued:
-                if sock is None:
-                    break
                 try:
-                    await sock.sendto(outgoing.data, *outgoing.peer)
+                    if self.tcp is not None:
+                        await self.tcp.send(outgoing.data, outgoing.peer)
+                    elif sock is not None:
+                        await sock.sendto(outgoing.data, *outgoing.peer)
                 except OSError as error:  # an unreachable peer is that peer's problem
                     log.info("sip: sending to %s failed: %s", outgoing.peer[0], error)
         self._wake.set()
@@ -434,10 +508,11 @@ class SipServer:
                 config,
                 admission,
                 ports,
+                transport=transport,
                 max_calls=max_calls,
                 register=config.register if index == 0 else None,
             )
-            for index, (host, port) in enumerate(map(parse_listen, config.listen))
+            for index, (transport, host, port) in enumerate(map(parse_listen, config.listen))
         ]
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -176,21 +176,21 @@ async def sipp(
     source: str = "127.0.0.1",
     pause_ms: int = 0,
     service: str = "",
+    extra: Sequence[str] = (),
 ) -> int:
     """Run one call of ``scenario`` from ``source`` to the end; sipp's exit status (0: every
-    message as scripted). ``pause_ms``: how long its ``<pause/>`` lasts; ``service``: the
-    number a scenario that dials ``[service]`` dials. Its messages and errors are kept in
-    artifacts/."""
+    message as scripted). ``pause_ms``: how long its ``<pause/>`` lasts; ``service``: the number
+    a scenario that dials ``[service]`` dials; ``extra``: more options (``-t t1``: TCP). Its
+    messages and errors are kept in artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
-    name = Path(scenario).stem
-    command = ["timeout", "60", SIPP, f"127.0.0.1:{sip_port}"]
+    name = Path(scenario).stem + "".join(extra)  # caller_hangs_up-tt1 over TCP
+    command = ["timeout", "60", SIPP, f"127.0.0.1:{sip_port}", *extra]
     command += ["-sf", str(SCENARIOS / scenario), "-m", "1", "-i", source]
     command += ["-p", str(free_udp_port()), "-nostdin", "-timeout", "50s", "-timeout_error"]
     command += ["-trace_msg", "-message_file", str(ARTIFACTS / f"sipp-{name}-messages.log")]
     command += ["-trace_err", "-error_file", str(ARTIFACTS / f"sipp-{name}-errors.log")]
     command += ["-key", "rtp_ip", "127.0.0.1", "-key", "rtp_port", str(phone_port)]
-    command += ["-d", str(pause_ms)] if pause_ms else []
-    command += ["-s", service] if service else []
+    command += (["-d", str(pause_ms)] if pause_ms else []) + (["-s", service] if service else [])
     with (ARTIFACTS / f"sipp-{name}-screen.log").open("wb") as screen:
         process = await anyio.open_process(command, stdout=screen, stderr=screen)
         async with process:
@@ -438,7 +438,7 @@ class Admitted:
         self.calls += 1
         return None
 
-    def new_session(self, call_id: str, sink: CallSink) -> Session:
+    def new_session(self, call_id: str, sink: CallSink, session_id: str | None = None) -> Session:
         self.sessions.append(session := QuietSession())
         return cast(Session, session)
 
@@ -548,11 +548,11 @@ async def test_rtp_ports_skip_one_in_use() -> None:
         )
         ports = RtpPorts(busy, busy + 2)
         try:
-            sock, port = await ports.open("127.0.0.1")
+            sock, rtcp, port = await ports.open("127.0.0.1")
+            held += [sock, rtcp]
         finally:
             for s in held:
                 await s.aclose()
-        await sock.aclose()
     assert port == busy + 2
 
 
@@ -571,7 +571,7 @@ def test_only_the_allowed_networks_may_call() -> None:
         ({"rtp_ports": [30000, 20000]}, "30000 is above 20000"),
         ({"allowed_networks": ["10.0.0.0/33"]}, "is not a network"),
         ({"listen": ["udp:0.0.0.0:5060"]}, "needs a public_address"),
-        ({"listen": ["tcp:127.0.0.1:5060"]}, "matching regex"),
+        ({"listen": ["tls:127.0.0.1:5060"]}, "matching regex"),
         ({"listen": ["udp:127.0.0.1:70000"]}, "out of range"),
         ({"listn": ["udp:127.0.0.1:5060"]}, "unknown field"),
     ],

@@ -32,21 +32,28 @@ class Dialled:
         self.sipp_status = sipp_status
 
 
-async def dial(
-    scenario: str, phone_port: int, *, pause_ms: int = 0, args: tuple[str, ...] = ()
-) -> Dialled:
-    """sipp waits as the callee of ``scenario``; ``voxline dial`` calls it. Both run to their
-    end; what they printed is kept in artifacts/."""
+def callee_command(scenario: str, port: int, phone_port: int, *, pause_ms: int = 0) -> list[str]:
+    """sipp as the callee of ``scenario`` on ``port`` (one call; its SDP's media at
+    ``phone_port``); its messages and errors go to artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
     name = Path(scenario).stem
-    port = free_udp_port()
     callee = ["timeout", "120", SIPP, "-sf", str(SCENARIOS / scenario), "-m", "1"]
     callee += ["-i", "127.0.0.1", "-p", str(port), "-nostdin", "-timeout", "110s"]
     callee += ["-timeout_error", "-trace_msg", "-trace_err"]
     callee += ["-message_file", str(ARTIFACTS / f"sipp-{name}-messages.log")]
     callee += ["-error_file", str(ARTIFACTS / f"sipp-{name}-errors.log")]
     callee += ["-key", "rtp_ip", "127.0.0.1", "-key", "rtp_port", str(phone_port)]
-    callee += ["-d", str(pause_ms)] if pause_ms else []
+    return callee + (["-d", str(pause_ms)] if pause_ms else [])
+
+
+async def dial(
+    scenario: str, phone_port: int, *, pause_ms: int = 0, args: tuple[str, ...] = ()
+) -> Dialled:
+    """sipp waits as the callee of ``scenario``; ``voxline dial`` calls it. Both run to their
+    end; what they printed is kept in artifacts/."""
+    name = Path(scenario).stem
+    port = free_udp_port()
+    callee = callee_command(scenario, port, phone_port, pause_ms=pause_ms)
     caller = ["timeout", "120", sys.executable, "-m", "agent.cli", "dial"]
     caller += [f"sip:callee@127.0.0.1:{port}", "--config", "configs/default.yaml", *args]
     screen = (ARTIFACTS / f"sipp-{name}-screen.log").open("wb")

@@ -36,7 +36,7 @@ class NoCalls(Admission):
     def admit(self, call_id: str, dialled: str) -> int | None:
         return 503
 
-    def new_session(self, call_id: str, sink: CallSink) -> Session:
+    def new_session(self, call_id: str, sink: CallSink, session_id: str | None = None) -> Session:
         raise AssertionError("no call is admitted")
 
     async def release(self, call_id: str) -> None:

@@ -240,8 +240,8 @@ class TwilioConfig(Section, frozen=True, kw_only=True):
     public_url: Annotated[str, msgspec.Meta(pattern=r"^wss?://[^?#]+$")] | None = None
 
 
-#: a SIP listen address: ``udp:HOST:PORT`` (an IPv4 address or a name)
-SipListen = Annotated[str, msgspec.Meta(pattern=r"^udp:[A-Za-z0-9.-]+:[0-9]{1,5}$")]
+#: a SIP listen address: ``udp:HOST:PORT`` or ``tcp:HOST:PORT`` (an IPv4 address or a name)
+SipListen = Annotated[str, msgspec.Meta(pattern=r"^(udp|tcp):[A-Za-z0-9.-]+:[0-9]{1,5}$")]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65_535)]
 
 
@@ -281,8 +281,14 @@ class SipRoom(Section, frozen=True, kw_only=True):
 class SipConfig(Section, frozen=True, kw_only=True):
     """Phone calls over SIP (docs/sip.md): off unless ``listen`` names an address."""
 
-    #: where to take SIP requests, ``udp:HOST:PORT`` each (empty: no SIP)
+    #: where to take SIP requests, ``udp:HOST:PORT`` or ``tcp:HOST:PORT`` each (empty: no SIP)
     listen: tuple[SipListen, ...] = ()
+    #: calls at once from one source address (IP): INVITEs past it get 503 with Retry-After
+    max_calls_per_source: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
+    #: SIP over TCP: connections open at once (a new one past it is closed at once)
+    tcp_max_connections: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
+    #: SIP over TCP: a connection that carries no call and no byte this long is closed
+    tcp_idle_s: Seconds = 120.0
     #: the first and last UDP port calls take their RTP from (one port a call)
     rtp_ports: tuple[Port, Port] = (20000, 20999)
     #: the address written in SDP and Contact (default: the listen host, which then may not

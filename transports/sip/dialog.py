@@ -18,7 +18,8 @@ U1     unparseable but answerable (M2-M6 of :mod:`~transports.sip.message`)    4
 U2     Max-Forwards 0 (not ACK)                                                483
 U3     Require naming anything but ``timer``                                   420
 U4     INVITE from a source ``accept_source`` refuses                          403
-U5     a new INVITE past ``max_calls``                                         503
+U5     a new INVITE past ``max_calls`` (or ``max_calls_per_source`` from its   503
+       host); Retry-After
 U6     Session-Expires under 90 s                                              422 (Min-SE)
 U7     a new INVITE with a body that is not ``application/sdp``                415
 U8     a new INVITE with a known Call-ID (a loop or a merged request)          482
@@ -127,6 +128,7 @@ class UserAgent:
         new_id: Callable[[], str] = lambda: secrets.token_hex(8),
         accept_source: Callable[[Address], bool] = lambda _: True,
         max_calls: int = 100,
+        max_calls_per_source: int | None = None,
         credentials: Credentials | None = None,
     ) -> None:
         self.host, self.port, self.user, self.transport = host, port, user, transport
@@ -136,11 +138,13 @@ class UserAgent:
         self._id = new_id
         self._accept_source = accept_source
         self.max_calls = max_calls
+        self.max_calls_per_source = max_calls_per_source
         self.calls: dict[str, Dialog] = {}
 
     @property
     def contact(self) -> str:
-        return f"<sip:{self.user}@{self.host}:{self.port}>"
+        transport = "" if self.transport == "UDP" else f";transport={self.transport.lower()}"
+        return f"<sip:{self.user}@{self.host}:{self.port}{transport}>"
 
     # -- from the adapter ------------------------------------------------------------------
 
@@ -288,6 +292,9 @@ class UserAgent:
             return refuse(403, "source not allowed")  # U4
         if len(self.calls) >= self.max_calls:
             return refuse(503, "too many calls", RETRY_AFTER)  # U5
+        same_host = sum(call.peer[0] == source[0] for call in self.calls.values())
+        if self.max_calls_per_source is not None and same_host >= self.max_calls_per_source:
+            return refuse(503, "too many calls from one source", RETRY_AFTER)  # U5
         content_type = request.get("Content-Type").split(";")[0].strip().lower()
         if request.body and content_type != SDP:
             return refuse(415, f"body of type {content_type[:40]}", ("Accept", SDP))  # U7
@@ -502,11 +509,12 @@ class UserAgent:
         *,
         reliable: bool = False,
         no_answer: float | None = None,
+        caller: str | None = None,
     ) -> str:
-        """Call ``target`` (a SIP URI) at ``peer``; returns the new call's id. With
-        ``no_answer`` seconds, an INVITE with no final response by then is cancelled."""
+        """Call ``target`` (a SIP URI) at ``peer`` from ``caller`` (a SIP URI; None: ours); the
+        new call's id. An INVITE with no final response in ``no_answer`` s is cancelled."""
         call_id = f"{self._id()}@{self.host}"
-        local = NameAddr(f"sip:{self.user}@{self.host}", "", {"tag": self._id()})
+        local = NameAddr(caller or f"sip:{self.user}@{self.host}", "", {"tag": self._id()})
         call = Dialog(call_id, local, NameAddr(target), peer)
         call.state, call.reliable = CallState.OUTGOING, reliable
         call.no_answer_at = None if no_answer is None else now + no_answer

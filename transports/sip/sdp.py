@@ -25,6 +25,9 @@ S4     offered direction (the m-line's, else the session's) -> answered:      an
 S5     one m-line answered per offered m-line, in order: the first audio       answered
        RTP/AVP stream we can take is used, every other one gets port 0
 S6     no offered audio stream with a codec we support                         488
+S7     ``a=rtcp-mux`` offered (RFC 5761): RTCP shares the RTP port; else RTCP   answered
+       goes to ``a=rtcp``'s port (RFC 3605), else to the RTP port + 1          (rtcp-mux
+                                                                               echoed)
 =====  ======================================================================  ============
 
 ``Negotiated.direction`` is ours: ``sendonly`` means we send and do not receive.
@@ -35,6 +38,8 @@ from __future__ import annotations
 import re
 
 import msgspec
+
+from transports.sip.message import is_number
 
 __all__ = [
     "PCMA",
@@ -99,14 +104,14 @@ class Media(msgspec.Struct, frozen=True):
         """Payload type -> codec, from static numbers and ``a=rtpmap``."""
         found = {pt: _STATIC[pt] for pt in self.payload_types() if pt in _STATIC}
         for value in self.attribute("rtpmap"):
-            match = re.match(r"^(\d+)\s+([^/\s]+)/(\d+)", value)
+            match = re.match(r"^([0-9]{1,3})\s+([^/\s]+)/([0-9]{1,10})", value)
             if match and int(match.group(1)) in self.payload_types():
                 pt = int(match.group(1))
                 found[pt] = Codec(pt, match.group(2), int(match.group(3)))
         return found
 
     def payload_types(self) -> list[int]:
-        return [int(f) for f in self.formats if f.isdigit()]
+        return [int(f) for f in self.formats if is_number(f)]
 
     @property
     def direction(self) -> str:
@@ -116,7 +121,7 @@ class Media(msgspec.Struct, frozen=True):
     @property
     def ptime(self) -> int:
         values = self.attribute("ptime")
-        return int(values[0]) if values and values[0].isdigit() else 20
+        return int(values[0]) if values and is_number(values[0]) else 20
 
 
 class SessionDescription(msgspec.Struct, frozen=True):
@@ -168,6 +173,13 @@ class Negotiated(msgspec.Struct, frozen=True):
     port: int
     direction: str  # ours
     ptime: int = 20  # the packet time the far end asked to receive (a wish: we send 20 ms)
+    rtcp_mux: bool = False  # S7: RTCP on the RTP port, both ways
+    rtcp_port: int = 0  # S7: ``a=rtcp``'s port (0: none given)
+
+    @property
+    def rtcp_to(self) -> int:
+        """The far end's RTCP port without rtcp-mux (S7): ``a=rtcp``'s, else RTP's + 1."""
+        return self.rtcp_port or min(self.port + 1, 65_535)
 
     @property
     def sending(self) -> bool:
@@ -218,7 +230,7 @@ def parse_sdp(data: bytes | str) -> SessionDescription | SdpError:
         target = sections[-1] if sections else session
         if kind == "o":
             fields = value.split()
-            if len(fields) != 6 or not fields[1].isdigit() or not fields[2].isdigit():
+            if len(fields) != 6 or not is_number(fields[1]) or not is_number(fields[2]):
                 return SdpError("S1", f"bad o= line: {value[:60]!r}")
             origin = Origin(fields[0], int(fields[1]), int(fields[2]), fields[5])
         elif kind == "s":
@@ -231,11 +243,11 @@ def parse_sdp(data: bytes | str) -> SessionDescription | SdpError:
         elif kind == "m":
             fields = value.split()
             port = fields[1].split("/")[0] if len(fields) > 1 else ""
-            if len(fields) < 4 or not port.isdigit() or int(port) > 65535:
+            if len(fields) < 4 or not is_number(port) or int(port) > 65535:
                 return SdpError("S1", f"bad m= line: {value[:60]!r}")
             formats = tuple(fields[3:])
             if fields[2].startswith("RTP/") and not all(
-                f.isdigit() and int(f) < 128 for f in formats
+                is_number(f) and int(f) < 128 for f in formats
             ):
                 return SdpError("S1", f"bad payload types: {value[:60]!r}")
             sections.append(_Section(fields[0], int(port), fields[2], formats))
@@ -297,6 +309,13 @@ def _telephone_event(codecs: dict[int, Codec]) -> int | None:
     return next((pt for pt in found if codecs[pt].clock_rate == 8000), None)
 
 
+def _rtcp_port(media: Media) -> int:
+    """``a=rtcp``'s port (S7), 0 when there is none (or it is not a port)."""
+    values = media.attribute("rtcp")
+    port = values[0].split()[0] if values and values[0] else ""
+    return int(port) if is_number(port) and 0 < int(port) <= 65_535 else 0
+
+
 def _offered_direction(offer: SessionDescription, media: Media) -> str:
     direction = media.direction
     if not any(name in DIRECTIONS for name, _ in media.attributes):
@@ -341,9 +360,13 @@ def answer_offer(
         if hold:
             ours = {"sendrecv": "recvonly", "sendonly": "inactive"}.get(ours, ours)
         address = offer.connection_of(media) or _HOLD_ADDRESS
-        chosen = Negotiated(pick, dtmf, address, media.port, ours, media.ptime)
+        mux = bool(media.attribute("rtcp-mux"))
+        chosen = Negotiated(
+            pick, dtmf, address, media.port, ours, media.ptime, mux, _rtcp_port(media)
+        )
         formats = (str(pick.payload_type), *([str(dtmf)] if dtmf is not None else []))
         attributes = _media_attributes([pick], dtmf, ours, 20)  # what we like to receive
+        attributes += (("rtcp-mux", ""),) if mux else ()
         answered.append(Media("audio", port, "RTP/AVP", formats, attributes=attributes))
     if chosen is None:
         return SdpError("S6", "no audio stream with a codec we support", 488)
@@ -368,5 +391,9 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription) -> Nego
                 dtmf = _telephone_event(theirs)
                 address = answer.connection_of(media) or _HOLD_ADDRESS
                 direction = _REVERSE[_offered_direction(answer, media)]
-                return Negotiated(codec, dtmf, address, media.port, direction, media.ptime)
+                mux = bool(media.attribute("rtcp-mux") and offer.media[0].attribute("rtcp-mux"))
+                rtcp = _rtcp_port(media)
+                return Negotiated(
+                    codec, dtmf, address, media.port, direction, media.ptime, mux, rtcp
+                )
     return SdpError("S6", "the answer has no codec we offered", 488)

@@ -244,3 +244,17 @@ def test_a_transfer_cannot_start_before_the_call_is_answered() -> None:
     call_id, _ = ringing(agent)
     with pytest.raises(RuntimeError, match="cannot transfer"):
         agent.refer(call_id, "sip:desk@192.0.2.20", 1.0)
+
+
+def test_over_tcp_our_requests_say_so_and_are_not_retransmitted() -> None:
+    agent = UserAgent("198.51.100.7", 5060, transport="TCP", new_id=lambda: "id1")
+    agent.invite(TARGET, PEER, OFFER, 0.0, reliable=True, caller="sip:desk@voxline.test")
+    (outgoing,) = agent.data_to_send()
+    invite = parse_message(outgoing.data)
+    assert isinstance(invite, SipRequest)
+    assert outgoing.reliable
+    assert invite.get("Via").startswith("SIP/2.0/TCP 198.51.100.7:5060;")
+    assert invite.get("Contact") == "<sip:voxline@198.51.100.7:5060;transport=tcp>"
+    assert invite.from_addr.uri == "sip:desk@voxline.test"  # the From asked for
+    run_timers(agent, until=10.0)  # timer A does not run over TCP: nothing is sent again
+    assert agent.data_to_send() == []

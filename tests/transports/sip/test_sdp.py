@@ -215,3 +215,25 @@ def test_our_answer_asks_for_20ms_whatever_the_offer_asked() -> None:
     answer, agreed = answered(OFFER.replace("a=ptime:20", "a=ptime:30"))
     assert agreed.ptime == 30
     assert answer.media[0].ptime == 20
+
+
+def test_rtcp_goes_to_the_port_above_rtp_or_the_one_offered_s7() -> None:
+    _, agreed = answered(OFFER)
+    assert (agreed.rtcp_mux, agreed.rtcp_to) == (False, 49171)
+    _, agreed = answered(OFFER + "a=rtcp:53020 IN IP4 192.0.2.4\r\n")
+    assert agreed.rtcp_to == 53020
+    _, agreed = answered(OFFER + "a=rtcp:nonsense\r\n")
+    assert agreed.rtcp_to == 49171
+
+
+def test_rtcp_mux_offered_is_echoed_and_agreed_s7() -> None:
+    answer, agreed = answered(OFFER + "a=rtcp-mux\r\n")
+    assert agreed.rtcp_mux
+    assert answer.media[0].attribute("rtcp-mux") == [""]
+    answer, agreed = answered(OFFER)
+    assert not agreed.rtcp_mux
+    assert answer.media[0].attribute("rtcp-mux") == []
+    offer = make_offer(OURS, 40000)  # ours does not offer it: an answer's is not taken
+    taken = accept_answer(offer, sdp(OFFER + "a=rtcp-mux\r\n"))
+    assert isinstance(taken, Negotiated)
+    assert not taken.rtcp_mux
