@@ -89,6 +89,7 @@ from agent.turns import TurnConfig
 from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
 from pipeline.events import PIPELINE_RATE, AudioFrame
 from transports.realtime import RealtimeProtocol
+from transports.realtime_caps import MAX_MESSAGE_BYTES
 from transports.realtime_events import (
     RealtimeSessionConfig,
     ResponseParams,
@@ -594,4 +595,5 @@ async def realtime_call(
         send_timeout=send_timeout,
         open_timeout=open_timeout,
         subprotocol=subprotocol,
+        max_message_bytes=MAX_MESSAGE_BYTES,
     )

@@ -36,6 +36,7 @@ from agent.session_decoding import SessionDecoding
 from agent.session_events import SessionEvent
 from agent.turns import TurnConfig
 from agent.ws_io import Outbox, Sender, WsCall, WsTransport, serve_call
+from transports.realtime_caps import MAX_MESSAGE_BYTES
 from transports.realtime_transcription import (
     TranscriptionChanged,
     TranscriptionEvent,
@@ -182,4 +183,5 @@ async def transcription_call(
         send_timeout=send_timeout,
         open_timeout=open_timeout,
         subprotocol="realtime" if "realtime" in offered else None,
+        max_message_bytes=MAX_MESSAGE_BYTES,
     )

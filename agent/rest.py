@@ -2,8 +2,8 @@
 metrics.
 
 =========================================  ====================================================
-``POST /v1/audio/transcriptions``          multipart ``file`` (anything FFmpeg reads: wav, flac,
-                                           mp3, ogg/opus, webm, m4a ...), ``language``,
+``POST /v1/audio/transcriptions``          multipart ``file`` (wav, flac, mp3, ogg, webm,
+                                           m4a/mp4: below), ``language``,
                                            ``prompt``, ``response_format`` (json, text, srt,
                                            vtt, verbose_json), ``timestamp_granularities[]``,
                                            ``temperature`` (accepted, 0 to 1; decoding is
@@ -27,8 +27,13 @@ Errors have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``:
 request (the message says what and, for SSML, where), 413 for an upload over
 :data:`MAX_UPLOAD_BYTES` or a JSON body over :data:`MAX_JSON_BYTES` (refused from its
 ``Content-Length`` before the body is read, or as soon as a body without one grows past the
-limit), 503 while the models load or when a model's
-queue is full, 500 (a generic message; details in the log) when our side fails.
+limit), 503 while the models load, when a model's queue is full, or when
+``server.max_rest_jobs`` jobs (transcriptions, translations, speech: :mod:`agent.rest_jobs`)
+are running, 500 (a generic message; details in the log) when our side fails.
+
+Uploads are decoded only in the containers and codecs OpenAI takes
+(:data:`pipeline.media.UPLOAD_FORMATS`, checked on what FFmpeg finds in the file, never its
+name): anything else is a 400 naming the format found.
 
 Uploads are decoded on a worker thread; audio is transcribed in windows on the executor every
 call shares (:func:`pipeline.asr.batch.transcribe_file`), so the event loop never waits for a
@@ -65,13 +70,14 @@ from starlette.types import Message
 
 from agent.metrics import CONTENT_TYPE, METRICS, executor_statistics
 from agent.reply import ReplyVoice
+from agent.rest_jobs import HeldResponse, JobSlots
 from agent.speech_stream import AudioEncoder, build_plan, split_plan, synthesize_plans
 from agent.transcript_formats import Granularity, ResponseFormat, render
 from pipeline.asr.batch import FileTranscript, transcribe_file
 from pipeline.asr.decoder import DecodeOptions, whisper_languages
 from pipeline.errors import ClientError, ConfigError, InvalidAudio, InvalidSSML, Overloaded
 from pipeline.events import PIPELINE_RATE
-from pipeline.media import CONTENT_TYPES, OutputFormat, decode_audio
+from pipeline.media import CONTENT_TYPES, FORMATS_READ, OutputFormat, decode_audio
 from voices.catalog import Catalog, Voice, load_catalog
 from voices.emotion import parse_style
 from voices.engine import SpeechChunk
@@ -95,7 +101,6 @@ OPENAI_VOICES = frozenset(
     {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer"}
     | {"verse", "marin", "cedar"}
 )
-FORMATS_READ = "flac, m4a, mp3, mp4, mpeg, ogg, opus, wav, webm"
 #: the largest JSON body accepted
 MAX_JSON_BYTES = 1024 * 1024
 #: a translation's low-confidence guard (:mod:`pipeline.asr.guards`; a transcript's is -1.0):
@@ -211,9 +216,12 @@ def _validated(model: type[M], data: Mapping[str, Any]) -> M:
 # -- the routes -----------------------------------------------------------------------------------
 
 
-def rest_routes(state: ServerState) -> list[Route]:
-    """The REST routes of a server; ``state`` gives the models once they are loaded."""
+def rest_routes(state: ServerState, jobs: JobSlots | None = None) -> list[Route]:
+    """The REST routes of a server; ``state`` gives the models once they are loaded; ``jobs``
+    are the jobs' slots (default: ``server.max_rest_jobs`` of their own)."""
     config = state.config
+    if jobs is None:
+        jobs = JobSlots(config.server.max_rest_jobs)
     catalog = served_catalog()
     METRICS.watch(
         sessions=lambda: (state.sessions, config.server.max_sessions),
@@ -315,11 +323,15 @@ def rest_routes(state: ServerState) -> list[Route]:
     return [
         Route(
             "/v1/audio/transcriptions",
-            _endpoint("transcriptions", transcriptions),
+            _endpoint("transcriptions", transcriptions, jobs=jobs),
             methods=["POST"],
         ),
-        Route("/v1/audio/translations", _endpoint("translations", translations), methods=["POST"]),
-        Route("/v1/audio/speech", _endpoint("speech", speech), methods=["POST"]),
+        Route(
+            "/v1/audio/translations",
+            _endpoint("translations", translations, jobs=jobs),
+            methods=["POST"],
+        ),
+        Route("/v1/audio/speech", _endpoint("speech", speech, jobs=jobs), methods=["POST"]),
         Route("/v1/voices", _endpoint("voices", voices), methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
@@ -335,11 +347,12 @@ def _rendered(
 
 
 def _endpoint(
-    name: str, handler: Callable[[Request], Awaitable[Response]]
+    name: str, handler: Callable[[Request], Awaitable[Response]], *, jobs: JobSlots | None = None
 ) -> Callable[[Request], Awaitable[Response]]:
-    """``handler`` with errors turned into OpenAI-shaped responses, and counted."""
+    """``handler`` with errors turned into OpenAI-shaped responses, and counted; with ``jobs``,
+    each request holds a job slot from before its body is read until its response is sent."""
 
-    async def endpoint(request: Request) -> Response:
+    async def answer(request: Request) -> Response:
         try:
             response = await handler(request)
         except Exception as error:  # every error becomes a response; ours are logged
@@ -349,7 +362,26 @@ def _endpoint(
         METRICS.request(name, response.status_code)
         return response
 
+    async def endpoint(request: Request) -> Response:
+        if jobs is None:
+            return await answer(request)
+        if not jobs.take():
+            METRICS.error("rest", "too_many_jobs")
+            METRICS.request(name, 503)
+            return _too_many_jobs(jobs.limit).response()
+        try:
+            response = await answer(request)
+        except BaseException:
+            jobs.give_back()
+            raise
+        return HeldResponse(response, jobs)  # the slot goes back once it is sent
+
     return endpoint
+
+
+def _too_many_jobs(limit: int) -> ApiError:
+    message = f"the server is running {limit} REST jobs (server.max_rest_jobs): try again shortly"
+    return ApiError(503, message, code="too_many_jobs", kind="server_error")
 
 
 def _as_api_error(name: str, error: Exception) -> ApiError:

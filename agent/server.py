@@ -51,6 +51,7 @@ from agent.records.routes import records_routes
 from agent.reply import Responder
 from agent.responders import BUILTINS, IntentResponder, LLMResponder
 from agent.rest import rest_routes
+from agent.rest_jobs import JobSlots
 from agent.room_calls import RoomService
 from agent.session import Models, SessionSettings
 from agent.sip_server import ServerAdmission, SipServer
@@ -61,6 +62,7 @@ from agent.twilio_signature import TOKEN_ENV as TWILIO_TOKEN_ENV
 from agent.webhooks import Webhooks
 from agent.webrtc_call import WebRtcCalls
 from agent.webrtc_routes import webrtc_routes
+from agent.ws_io import WS_MAX_SIZE
 from pipeline.errors import ConfigError, StageFailed
 
 log = logging.getLogger("voxline.server")
@@ -197,6 +199,7 @@ def create_app(
     webrtc = WebRtcCalls(config.server.webrtc)
     sip_admission = ServerAdmission(state)  # SIP calls both ways: in, and POST /v1/calls
     sip = SipServer(config.server.sip, sip_admission) if config.server.sip.listen else None
+    jobs = JobSlots(config.server.max_rest_jobs)  # REST jobs', apart from calls' (agent/rest.py)
     records_config = config.server.records
     records = Recorder(records_config, config.name) if records_config is not None else None
     hooks = config.server.webhooks
@@ -246,6 +249,7 @@ def create_app(
             "ready": ready,
             "agent": config.name,
             "sessions": state.sessions,
+            "rest_jobs": jobs.busy,
         }
         if state.draining.is_set():
             body["draining"] = True
@@ -349,7 +353,7 @@ def create_app(
             WebSocketRoute("/v1/stream", call(native)),
             WebSocketRoute("/v1/realtime", call(realtime)),
             WebSocketRoute("/v1/telephony/twilio", call(twilio_calls(config.server.twilio))),
-            *rest_routes(state),
+            *rest_routes(state, jobs),
             *client_secret_routes(policy.secrets),
             *webrtc_routes(state, webrtc),
             *realtime_call_routes(state, webrtc),
@@ -396,6 +400,7 @@ def serve(
         ws="websockets-sansio",  # the `websockets` library, through its sans-I/O core
         ws_ping_interval=config.server.ping_interval_s,
         ws_ping_timeout=config.server.ping_timeout_s,
+        ws_max_size=WS_MAX_SIZE,  # the largest endpoint's; each has its own below it (ws_io)
         log_level="info",
         # after the drain (agent/drain.py): what is still connected has this long to close
         timeout_graceful_shutdown=5,

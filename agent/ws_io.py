@@ -21,6 +21,15 @@ out) and a thin adapter (its ``CallSink``'s flush, and what each event does to t
   socket is closed with ``1000`` and the session's end reason (``1011`` after a failure).
   Nothing is sent to a client that left or was dropped.
 
+Each endpoint has its largest message (``max_message_bytes``: :data:`SMALL_MESSAGE_BYTES` for
+the native and Twilio protocols, whose frames are 20 ms of audio; the Realtime API's largest
+event, :data:`~transports.realtime_caps.MAX_MESSAGE_BYTES`). A message over it is never
+parsed: the call ends and the socket is closed with ``1009`` (message too big) and a reason
+naming the limit, counted as ``voxline_errors{where="websocket",kind="message_too_big"}``.
+The server's own WebSocket limit (uvicorn's ``ws_max_size``, :data:`WS_MAX_SIZE`) is the
+largest of them, plus 1 MiB: a message over it is refused by the WebSocket layer from its
+frame header (also ``1009``, and the connection is dropped), before it is read whole.
+
 A sans-I/O protocol queues messages (``data_to_send``); :class:`Outbox` moves them, in order,
 into the call's :class:`Outgoing` queue, bounded at :data:`OUTBOX_SIZE` messages while the
 writer runs (the policy: the sender waits, so a client that stops reading holds up its own
@@ -48,10 +57,14 @@ from agent.admission import REFUSALS, SCOPE_KEY, Ticket
 from agent.call_loop import Task, run_call
 from agent.metrics import METRICS
 from agent.session import Session
+from transports.realtime_caps import MAX_MESSAGE_BYTES as REALTIME_MESSAGE_BYTES
 
 __all__ = [
+    "MESSAGE_TOO_BIG",
     "OPEN_TIMEOUT",
     "OUTBOX_SIZE",
+    "SMALL_MESSAGE_BYTES",
+    "WS_MAX_SIZE",
     "Message",
     "Outbox",
     "Outgoing",
@@ -70,6 +83,13 @@ OUTBOX_SIZE = 256
 #: the close code of a socket whose call did not start within its opening deadline (4000 +
 #: HTTP's 408 Request Timeout; docs/protocol.md)
 OPEN_TIMEOUT = 4408
+#: the close code of a socket that sent a message over its endpoint's limit (RFC 6455)
+MESSAGE_TOO_BIG = 1009
+#: the largest message of the native and Twilio endpoints (a 20 ms frame is a few KiB)
+SMALL_MESSAGE_BYTES = 256 * 1024
+#: the WebSocket layer's own limit (uvicorn's): the largest endpoint's, and 1 MiB over it so
+#: that a message a little too big still gets its endpoint's close reason
+WS_MAX_SIZE = max(SMALL_MESSAGE_BYTES, REALTIME_MESSAGE_BYTES) + 1024 * 1024
 
 E = TypeVar("E")
 
@@ -195,8 +215,12 @@ class _Connection(Generic[E]):
         outgoing: Outgoing,
         send_timeout: float,
         open_timeout: float | None,
+        max_message_bytes: int = SMALL_MESSAGE_BYTES,
     ) -> None:
         self.ws = ws
+        self.max_message_bytes = max_message_bytes
+        #: the size of the message over the limit that ended the call (0: none did)
+        self.oversized = 0
         self.transport = transport
         self.outgoing = outgoing
         self.send_timeout = send_timeout
@@ -285,6 +309,9 @@ class _Connection(Generic[E]):
             code, reason = OPEN_TIMEOUT, "the call did not start in time"
         elif self.refused:
             code, reason = 1013, REFUSALS[self.refused]
+        elif self.oversized:
+            code = MESSAGE_TOO_BIG
+            reason = f"message too big: {self.oversized} bytes (limit {self.max_message_bytes})"
         else:
             code, reason = 1000, (session.ended if session is not None else None) or "ended"
         with contextlib.suppress(WebSocketDisconnect):  # it left meanwhile: closed either way
@@ -324,9 +351,16 @@ class _Connection(Generic[E]):
         if message["type"] == "websocket.disconnect":
             self.gone = self.gone or "left"
             return None
-        if (text := message.get("text")) is not None:
+        text, data = message.get("text"), message.get("bytes") or b""
+        size = len(data) if text is None else _utf8_size(text)
+        if size > self.max_message_bytes:  # not parsed: the call ends, closed with 1009
+            METRICS.error("websocket", "message_too_big")
+            log.info("a message of %d bytes (limit %d): closed", size, self.max_message_bytes)
+            self.oversized = size
+            return None
+        if text is not None:
             return self.transport.protocol.receive_text(text)
-        return self.transport.protocol.receive_bytes(message.get("bytes") or b"")
+        return self.transport.protocol.receive_bytes(data)
 
     async def _send_queued(self) -> bool:
         """Flush the protocol and send everything queued; ``False`` if the client is gone."""
@@ -366,6 +400,7 @@ async def serve_call(
     send_timeout: float,
     open_timeout: float | None = None,
     subprotocol: str | None = None,
+    max_message_bytes: int = SMALL_MESSAGE_BYTES,
 ) -> None:
     """Serve one WebSocket call with the transport ``make`` builds, until either side ends it.
 
@@ -374,11 +409,20 @@ async def serve_call(
     disconnects (nothing more is sent), or when it stops reading for ``send_timeout`` seconds
     (dropped). A failure of the session raises :class:`~pipeline.errors.StageFailed` after
     the socket is closed with ``1011``. A call not started ``open_timeout`` seconds after the
-    accept is closed with :data:`OPEN_TIMEOUT` (``None``: no deadline).
+    accept is closed with :data:`OPEN_TIMEOUT` (``None``: no deadline). A message over
+    ``max_message_bytes`` ends the call: closed with :data:`MESSAGE_TOO_BIG`.
     """
     try:
         await ws.accept(subprotocol=subprotocol)
     except WebSocketDisconnect:
         return
     outgoing = Outgoing(OUTBOX_SIZE)
-    await run_call(_Connection(ws, make(outgoing), outgoing, send_timeout, open_timeout))
+    connection = _Connection(
+        ws, make(outgoing), outgoing, send_timeout, open_timeout, max_message_bytes
+    )
+    await run_call(connection)
+
+
+def _utf8_size(text: str) -> int:
+    """The bytes of ``text`` on the wire (ASCII, the usual JSON, is not encoded to count)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))

@@ -39,7 +39,7 @@ def test_stereo_44k_wav_decodes_to_16k_mono() -> None:
     ("data", "message"),
     [
         (b"", "empty"),
-        (b"not audio at all" * 64, "cannot decode"),
+        (b"not audio at all" * 64, "unsupported audio: a format this server does not read"),
         (wav_header(16000, 0), "no audio samples"),
     ],
 )

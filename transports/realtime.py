@@ -30,9 +30,11 @@ what the protocol answers by itself:
 ``output_audio_buffer.clear``           :class:`CancelRequested` (``output_audio_buffer.cleared``)
 ======================================  ===================================================
 
-Anything else, and anything malformed, gets an ``error`` event (``invalid_request_error``,
-with the client's ``event_id`` and the offending ``param``) and a :class:`PeerError` for the
-session's logs; the connection goes on ("their error"). The session misusing the protocol
+Anything else, and anything malformed or over a cap (:mod:`transports.realtime_caps`), gets an
+``error`` event (``invalid_request_error``, with the client's ``event_id`` and the offending
+``param``) and a :class:`PeerError` for the session's logs; the connection goes on ("their
+error"). The conversation's oldest items are pruned past its cap: ``conversation.item.deleted``
+and an :class:`ItemDeleted` each. The session misusing the protocol
 (audio for a response that was never started) raises ``ValueError`` ("our error").
 
 Positions: ``audio_start_ms``/``audio_end_ms`` of speech events are on the input timeline
@@ -52,6 +54,7 @@ from typing import Any
 import msgspec
 
 from pipeline.errors import InvalidAudio
+from transports import realtime_caps as caps
 from transports.audio import (
     PIPELINE_RATE,
     InboundAudio,
@@ -122,7 +125,7 @@ class RealtimeProtocol:
         config: RealtimeSessionConfig | None = None,
         *,
         id_seed: str | None = None,
-        max_message_chars: int = 4 * 1024 * 1024,
+        max_message_chars: int = caps.MAX_MESSAGE_BYTES,
         voices: Collection[str] | None = None,
         rate_limits: RateLimits | None = None,
     ) -> None:
@@ -135,7 +138,7 @@ class RealtimeProtocol:
         self.max_message_chars = max_message_chars
         self.state = RealtimeState.OPEN
         self._outbox: list[str] = []
-        self._inbound = InboundAudio(self.config.input_audio, max_bytes=max_message_chars)
+        self._inbound = InboundAudio(self.config.input_audio, max_bytes=caps.MAX_APPEND_AUDIO_BYTES)
         self._buffered = 0  # input samples (client rate) since the last commit or clear
         self._pending_item: str | None = None  # the user item the current speech will be
         self.conversation = Conversation(self._ids, self._emit, lambda: self.config, rate_limits)
@@ -144,8 +147,13 @@ class RealtimeProtocol:
     # -- receiving ----------------------------------------------------------------------------
 
     def receive_text(self, text: str | bytes) -> list[RealtimeEvent]:
+        """The events of one client message, then those of items pruned since the last one
+        (:data:`~transports.realtime_caps.MAX_CONVERSATION_BYTES`)."""
         if self.state is RealtimeState.CLOSED:
             return []
+        return [*self._receive(text), *self.conversation.take_pruned()]
+
+    def _receive(self, text: str | bytes) -> list[RealtimeEvent]:
         if len(text) > self.max_message_chars:
             return self._error(
                 "message_too_large", f"messages are limited to {self.max_message_chars} characters"
@@ -156,6 +164,8 @@ class RealtimeProtocol:
             return self._invalid(text, str(error))
         except msgspec.DecodeError:
             return self._error("invalid_json", "the message is not a JSON object")
+        except RecursionError:  # msgspec's guard against deep nesting (found by bench/fuzz)
+            return self._error("invalid_json", "the JSON is nested too deeply")
         match event:
             case SessionUpdate():
                 return self._session_update(event)
@@ -201,7 +211,7 @@ class RealtimeProtocol:
     def _invalid(self, text: str | bytes, reason: str) -> list[RealtimeEvent]:
         try:
             envelope = envelope_decoder.decode(text)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return self._error("invalid_json", "the message is not a JSON object")
         event_id = envelope.event_id if isinstance(envelope.event_id, str) else None
         kind = envelope.type
@@ -225,7 +235,7 @@ class RealtimeProtocol:
             )
         except UpdateRejected as rejected:
             return self._error(
-                "invalid_value", rejected.message, param=rejected.param, event_id=event.event_id
+                rejected.code, rejected.message, param=rejected.param, event_id=event.event_id
             )
         events: list[RealtimeEvent] = []
         if config.input_format != self.config.input_format:
@@ -233,7 +243,7 @@ class RealtimeProtocol:
             if tail is not None:
                 events.append(tail)
             self._inbound = InboundAudio(
-                config.input_audio, max_bytes=self.max_message_chars, start=self._inbound.pts
+                config.input_audio, max_bytes=caps.MAX_APPEND_AUDIO_BYTES, start=self._inbound.pts
             )
             self._buffered = 0
         self.config = config
@@ -275,8 +285,8 @@ class RealtimeProtocol:
         item = event.item
         problem = item_problem(item)
         if problem is not None:
-            param, message = problem
-            return self._error("invalid_value", message, param=param, event_id=event.event_id)
+            param, message, code = problem
+            return self._error(code, message, param=param, event_id=event.event_id)
         if item.id is not None and item.id in self.conversation.items:
             return self._error(
                 "invalid_value",
@@ -355,16 +365,17 @@ class RealtimeProtocol:
             tools = self.config.tools if params.tools is None else params.tools
             check_tools(tools, params.tool_choice, "response")
             check_max_output_tokens(params.max_output_tokens, "response.max_output_tokens")
+            too_long = caps.instructions_problem(params.instructions, "response.instructions")
+            if too_long is not None:
+                raise UpdateRejected(*too_long, code=caps.TOO_LARGE)
         except UpdateRejected as rejected:
             return self._error(
-                "invalid_value", rejected.message, param=rejected.param, event_id=event.event_id
+                rejected.code, rejected.message, param=rejected.param, event_id=event.event_id
             )
         for n, item in enumerate(params.input or ()):
             if (problem := item_problem(item)) is not None:
                 param = f"response.input[{n}]{problem[0].removeprefix('item')}"
-                return self._error(
-                    "invalid_value", problem[1], param=param, event_id=event.event_id
-                )
+                return self._error(problem[2], problem[1], param=param, event_id=event.event_id)
         active = self.conversation.active()
         if params.conversation != "none" and active is not None:
             return self._error(
@@ -398,12 +409,8 @@ class RealtimeProtocol:
         event: ConversationItemDelete | ConversationItemRetrieve | ConversationItemTruncate,
     ) -> list[RealtimeEvent]:
         """No item ``item_id``: OpenAI's ``code`` names the request (``item_*_invalid_item_id``)."""
-        return self._error(
-            code,
-            f"Item with item_id '{item_id}' not found",
-            param="item_id",
-            event_id=event.event_id,
-        )
+        message = f"Item with item_id '{item_id}' not found"
+        return self._error(code, message, param="item_id", event_id=event.event_id)
 
     def _error(
         self,
@@ -494,6 +501,7 @@ class RealtimeProtocol:
         wire = self.conversation.items.get(item_id)
         if wire is not None:
             wire["content"][0]["transcript"] = transcript
+            self.conversation.resize(item_id)
         if self.config.transcription is not None:
             self._emit(
                 "conversation.item.input_audio_transcription.completed",

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from transports.audio import OutboundAudio
+from transports.realtime_caps import MAX_CONVERSATION_BYTES, TOO_LARGE, item_cap_problem, wire_size
 from transports.realtime_events import (
     Ids,
     Item,
@@ -24,10 +25,11 @@ from transports.realtime_events import (
     ResponseParams,
     format_to_wire,
 )
+from transports.realtime_inbound import ItemDeleted
 
 __all__ = ["Conversation", "RateLimits", "ResponseStatus", "item_problem", "item_to_wire"]
 
-#: items kept; the oldest are forgotten beyond this
+#: items kept; the oldest are forgotten beyond this (and beyond MAX_CONVERSATION_BYTES)
 MAX_ITEMS = 1000
 
 #: how a response ended (``response.done``'s ``status``)
@@ -105,6 +107,10 @@ class Conversation:
         self.made: dict[str, int] = {}
         self._responses: dict[int, _Response] = {}
         self._ended: set[int] = set()
+        #: each item's JSON bytes, and their total (:data:`MAX_CONVERSATION_BYTES`)
+        self._sizes: dict[str, int] = {}
+        self.size = 0
+        self._pruned: list[ItemDeleted] = []
 
     @property
     def config(self) -> RealtimeSessionConfig:
@@ -296,6 +302,7 @@ class Conversation:
         )
         if response.in_conversation and wire["id"] in self.items:
             self.items[wire["id"]] = wire
+            self.resize(wire["id"])
             self._emit(
                 "conversation.item.done", item=wire, previous_item_id=self.before(wire["id"])
             )
@@ -350,10 +357,32 @@ class Conversation:
             position = 0 if after is None else [k for k, _ in items].index(after) + 1
             items.insert(position, (wire["id"], wire))
             self.items = dict(items)
-        while len(self.items) > MAX_ITEMS:
-            self.forget(next(iter(self.items)))
         self.last_item = next(reversed(self.items))
+        self.resize(wire["id"])
         return after
+
+    def resize(self, item_id: str) -> None:
+        """Item ``item_id`` was added or changed: count its bytes, and prune the oldest items
+        (never the newest, nor those of a response still being written) past the caps."""
+        if item_id in self.items:
+            size = wire_size(self.items[item_id])
+            self.size += size - self._sizes.get(item_id, 0)
+            self._sizes[item_id] = size
+        writing = {r.generation for r in self._responses.values()}
+        for old in list(self.items)[:-1]:
+            if len(self.items) <= MAX_ITEMS and self.size <= MAX_CONVERSATION_BYTES:
+                break
+            if old != item_id and self.made.get(old) not in writing:
+                wire = self.items[old]
+                call_id = wire.get("call_id") if wire["type"] == "function_call" else None
+                self._pruned.append(ItemDeleted(old, call_id, self.made.get(old)))
+                self.forget(old)
+                self._emit("conversation.item.deleted", item_id=old)
+
+    def take_pruned(self) -> list[ItemDeleted]:
+        """The items pruned since the last call (the session forgets them too)."""
+        pruned, self._pruned = self._pruned, []
+        return pruned
 
     def truncate_transcript(self, generation: int, heard: str) -> None:
         """The assistant item of ``generation`` was truncated where ``heard`` ends: its
@@ -362,12 +391,16 @@ class Conversation:
         if item_id is None:
             return
         self.heard[item_id] = heard
+        if item_id not in self.items:
+            return  # pruned meanwhile
         content = self.items[item_id].get("content") or []
         if content and content[0].get("type") == "output_audio":
             content[0]["transcript"] = heard
+            self.resize(item_id)
 
     def forget(self, item_id: str) -> None:
         del self.items[item_id]
+        self.size -= self._sizes.pop(item_id, 0)
         self.made.pop(item_id, None)
         self.audio_items.pop(item_id, None)
         self.heard.pop(item_id, None)
@@ -379,8 +412,17 @@ class Conversation:
         return keys[index - 1] if index > 0 else None
 
 
-def item_problem(item: Item) -> tuple[str, str] | None:
-    """``(param, message)`` when a client item cannot be added."""
+def item_problem(item: Item) -> tuple[str, str, str] | None:
+    """``(param, message, code)`` when a client item cannot be added: it makes no sense
+    (``invalid_value``), or it is over a cap (``value_too_large``)."""
+    problem = _shape_problem(item)
+    if problem is not None:
+        return (*problem, "invalid_value")
+    problem = item_cap_problem(item)
+    return None if problem is None else (*problem, TOO_LARGE)
+
+
+def _shape_problem(item: Item) -> tuple[str, str] | None:
     if item.type == "message":
         if item.role not in ("user", "assistant", "system"):
             return "item.role", "role must be 'user', 'assistant' or 'system'"

@@ -23,6 +23,7 @@ from msgspec import UNSET, UnsetType
 
 from pipeline.asr.decoder import whisper_languages
 from transports.audio import AudioFormat
+from transports.realtime_caps import TOO_LARGE, instructions_problem, tools_problem
 
 __all__ = [
     "CLIENT_EVENT_TYPES",
@@ -178,7 +179,10 @@ def check_tools(
     where: str,
 ) -> None:
     """Raise :class:`UpdateRejected` (``param`` under ``where``: ``session``, ``response``)
-    for tools the model cannot be given; a named choice must name one of ``tools``."""
+    for tools the model cannot be given, or too many (:mod:`transports.realtime_caps`); a named
+    choice must name one of ``tools``."""
+    if (problem := tools_problem(tools, f"{where}.tools")) is not None:
+        raise UpdateRejected(*problem, code=TOO_LARGE)
     names: set[str] = set()
     for n, tool in enumerate(tools):
         if tool.name in names:
@@ -435,12 +439,14 @@ class RealtimeSessionConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UpdateRejected(Exception):
-    """A ``session.update`` Voxline cannot apply: ``param`` names the field."""
+    """A ``session.update`` Voxline cannot apply: ``param`` names the field; ``code`` is the
+    ``error`` event's (``value_too_large``: over a cap of :mod:`transports.realtime_caps`)."""
 
-    def __init__(self, param: str, message: str) -> None:
+    def __init__(self, param: str, message: str, *, code: str = "invalid_value") -> None:
         super().__init__(message)
         self.param = param
         self.message = message
+        self.code = code
 
 
 def apply_update(
@@ -464,6 +470,8 @@ def apply_update(
     if not isinstance(spec.model, UnsetType):
         changes["model"] = spec.model
     if not isinstance(spec.instructions, UnsetType):
+        if (problem := instructions_problem(spec.instructions, "session.instructions")) is not None:
+            raise UpdateRejected(*problem, code=TOO_LARGE)
         changes["instructions"] = spec.instructions
     if not isinstance(spec.output_modalities, UnsetType):
         modalities = tuple(dict.fromkeys(spec.output_modalities))

@@ -48,6 +48,7 @@ from msgspec import UnsetType
 from pipeline.asr.decoder import whisper_languages
 from transports.errors import PeerError
 from transports.realtime import RealtimeProtocol, RealtimeState
+from transports.realtime_caps import MAX_MESSAGE_BYTES
 from transports.realtime_events import (
     CLIENT_EVENT_TYPES,
     Ids,
@@ -106,6 +107,11 @@ class TranscriptionChanged(msgspec.Struct, frozen=True):
 TranscriptionEvent = RealtimeEvent | TranscriptionChanged
 
 
+#: what decoding a whole message raises once its envelope was read: the envelope's decoder
+#: skips the other fields without checking their UTF-8 or their depth (found by bench/fuzz)
+_UNREADABLE = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
+
+
 class _Refused(Exception):
     def __init__(self, param: str, message: str) -> None:
         super().__init__(message)
@@ -127,7 +133,7 @@ class TranscriptionProtocol:
         models: Collection[str] = ("voxline", *OPENAI_TRANSCRIPTION_MODELS),
         detection: TurnDetection | None = None,
         id_seed: str | None = None,
-        max_message_chars: int = 4 * 1024 * 1024,
+        max_message_chars: int = MAX_MESSAGE_BYTES,
     ) -> None:
         seed = uuid.uuid4().hex[:12] if id_seed is None else id_seed
         #: the model names ``transcription.model`` may take
@@ -167,7 +173,7 @@ class TranscriptionProtocol:
             return list(self.input.receive_text(text))  # refused there: message_too_large
         try:
             envelope = envelope_decoder.decode(text)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return list(self.input.receive_text(text))  # refused there: invalid_json
         kind = envelope.type
         event_id = envelope.event_id if isinstance(envelope.event_id, str) else None
@@ -193,7 +199,7 @@ class TranscriptionProtocol:
     def _session_update(self, text: str | bytes, event_id: str | None) -> list[TranscriptionEvent]:
         try:
             head = _head_decoder.decode(text)
-        except msgspec.ValidationError as error:
+        except _UNREADABLE as error:
             return self._invalid(str(error), event_id)
         kind = None if head.session is None else head.session.type
         if kind != "transcription":
@@ -206,14 +212,14 @@ class TranscriptionProtocol:
             )
         try:
             update = _update_decoder.decode(text)
-        except msgspec.ValidationError as error:
+        except _UNREADABLE as error:
             return self._invalid(str(error), event_id)
         return self._apply(update.session, event_id, beta=False)
 
     def _beta_update(self, text: str | bytes, event_id: str | None) -> list[TranscriptionEvent]:
         try:
             update = _beta_decoder.decode(text)
-        except msgspec.ValidationError as error:
+        except _UNREADABLE as error:
             return self._invalid(str(error), event_id)
         return self._apply(beta_to_ga(update.session), event_id, beta=True)
 

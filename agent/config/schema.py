@@ -438,6 +438,10 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     #: ``start``; each is closed after ``open_timeout_s``): beyond it a new one is closed with
     #: 1013. They hold no session slot: idle sockets cannot lock out calls
     max_opening: Positive = 256
+    #: the most REST jobs (transcriptions, translations, speech) running at once, counted
+    #: apart from ``max_sessions`` (an upload never takes a call's slot): beyond it a request
+    #: is refused at once with 503 + Retry-After. Each holds its upload in memory while it runs
+    max_rest_jobs: Positive = 4
     #: a WebSocket client that accepts nothing this long while the server has a message for it
     #: is dropped (its outgoing queue is bounded: a client that never reads holds up only its
     #: own call, then loses it)

@@ -5,7 +5,11 @@ The element rules (a subset of W3C SSML 1.1, plus ``express-as`` for emotion):
 - ``speak`` is the root; ``p`` and ``s`` end with a sentence end (a ``.`` is added if the text
   has none); ``w``, ``token`` and ``audio`` are transparent (``audio`` is never fetched: its
   content is the fallback text); ``desc``, ``meta`` and ``metadata`` are not spoken.
-- ``break`` (``time`` or ``strength``) adds a pause after the text so far.
+- ``break`` (``time`` or ``strength``) adds a pause after the text so far: at most
+  :data:`~voices.ssml.values.MAX_BREAK_MS` in a row and
+  :data:`~voices.ssml.values.MAX_TOTAL_PAUSE_MS` in the document.
+- The document may speak :data:`~voices.ssml.values.MAX_SPEECH_S` at most, pauses included, as
+  estimated from its text and rates before any synthesis.
 - ``prosody`` (``rate``, ``pitch``, ``volume``; ``range``, ``contour`` and ``duration`` are
   accepted and ignored) and ``emphasis`` (``level``) multiply the enclosing prosody.
 - ``say-as`` (``interpret-as``, ``format``), ``sub`` (``alias``) and ``phoneme`` (``ph``;
@@ -121,6 +125,8 @@ class PlanBuilder:
         self._capture_position = (1, 1)
         self._silent_depth = 0
         self._done = False
+        self._paused_ms = 0  # the document's pauses so far
+        self._speech_s = 0.0  # its estimated speech so far (text at its rates)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -182,10 +188,16 @@ class PlanBuilder:
                 self._separate()
                 ms = values.break_ms(attributes.get("time"), attributes.get("strength"))
                 self._pending.pause_ms += ms
+                self._paused_ms += ms
                 if self._pending.pause_ms > values.MAX_BREAK_MS:
                     raise ValueError(
                         f"pauses in a row add up to more than {values.MAX_BREAK_MS} ms"
                     )
+                if self._paused_ms > values.MAX_TOTAL_PAUSE_MS:
+                    raise ValueError(
+                        f"the pauses add up to more than {values.MAX_TOTAL_PAUSE_MS} ms"
+                    )
+                self._check_length()
             case "mark":
                 self._separate()
                 self._mark(_required(name, attributes, "name"))
@@ -305,6 +317,17 @@ class PlanBuilder:
         pending.length += len(text)
         self._last_space = text.endswith(" ")
         self._last_text = text
+        rate = max(context.prosody.rate, values.RATE_RANGE[0])
+        self._speech_s += len(text) / (values.CHARS_PER_SECOND * rate)
+        self._check_length()
+
+    def _check_length(self) -> None:
+        total = self._speech_s + self._paused_ms / 1000
+        if total > values.MAX_SPEECH_S:
+            raise ValueError(
+                f"the document would speak for more than {values.MAX_SPEECH_S} s (about"
+                f" {values.CHARS_PER_SECOND:g} characters a second at rate 1, pauses included)"
+            )
 
     def _mark(self, name: str) -> None:
         if self._pending.text or self._pending.pause_ms:

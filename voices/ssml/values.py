@@ -23,6 +23,14 @@ import re
 
 #: the longest single ``break`` (and pause) a document may ask for
 MAX_BREAK_MS = 10_000
+#: the pauses of one document (one reply, one speech request) together
+MAX_TOTAL_PAUSE_MS = 60_000
+#: the longest a document may speak, pauses included, as estimated before synthesis: its
+#: text at :data:`CHARS_PER_SECOND` times each part's rate (``prosody``, ``emphasis``, the
+#: request's speed), so a slow rate over a long text cannot make hours of audio
+MAX_SPEECH_S = 600
+#: characters spoken a second at rate 1 (about 150 words a minute, English read aloud)
+CHARS_PER_SECOND = 15.0
 #: the products of nested prosody must stay within these (rate, pitch, volume)
 RATE_RANGE = (0.25, 4.0)
 PITCH_RANGE = (0.5, 2.0)

@@ -227,6 +227,19 @@ def test_an_empty_document_is_an_empty_plan() -> None:
             26,
             "pauses in a row add up to more than 10000 ms",
         ),
+        (  # pauses apart, each within the limit in a row: the document's total is capped too
+            "<speak>" + "a<break time='9s'/>" * 7 + "</speak>",
+            1,
+            123,
+            "the pauses add up to more than 60000 ms",
+        ),
+        (  # a slow rate over a long text: hours of audio from a short document
+            "<speak><prosody rate='25%'>" + "a" * 2300 + "</prosody></speak>",
+            1,
+            28,
+            "the document would speak for more than 600 s (about 15 characters a second at"
+            " rate 1, pauses included)",
+        ),
         ("<speak><break>x</break></speak>", 1, 15, "<break> must be empty"),
         ("<speak><prosody rate='warp'>x</prosody></speak>", 1, 8, "unknown rate 'warp'"),
         ("<speak><prosody pitch='+20'>x</prosody></speak>", 1, 8, "unknown pitch '+20'"),
