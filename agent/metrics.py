@@ -21,8 +21,12 @@ default registry leaks in). What is counted as it happens:
   answered a 4xx that is not retried; ``unavailable``: the call ended after the sender stopped;
   :mod:`agent.webhooks`).
 
-What is read when scraped (from the callables given to :meth:`Metrics.watch`):
+What is read when scraped (from the callables given to :meth:`Metrics.watch`, and the process):
 
+- ``process_open_fds``, ``process_resident_memory_bytes``, ``process_cpu_seconds_total`` ...:
+  the standard process metrics (prometheus-client's, from ``/proc``; Linux only), and
+  ``voxline_asyncio_tasks``: the tasks of the event loop that serves the scrape (what the soak,
+  bench/soak.py, checks are back where they started once the calls have ended);
 - ``voxline_sessions`` and ``voxline_max_sessions``: calls open now, and the limit;
 - per executor (``executor`` label: VAD, Whisper, Piper, embeddings): ``queue_depth``,
   ``max_queue``, ``in_flight``, ``busy_fraction`` (share of time inside the model since it
@@ -43,6 +47,7 @@ What is read when scraped (from the callables given to :meth:`Metrics.watch`):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -50,6 +55,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -128,6 +134,7 @@ class Metrics:
         self._executors: Callable[[], Iterable[ExecutorStats | CacheStatistics]] = list
         self._breakers: dict[str, Breaker] = {}
         self.registry.register(_Live(self))
+        ProcessCollector(registry=self.registry)
 
     # -- what the session and the server report --------------------------------------------
 
@@ -186,6 +193,12 @@ class _Live:
         yield GaugeMetricFamily(
             "voxline_max_sessions", "The most calls this process accepts.", value=limit
         )
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # no event loop runs in the scraping thread: nothing to count
+            pass
+        else:
+            yield GaugeMetricFamily("voxline_asyncio_tasks", "Tasks of the event loop.", tasks)
         gauges = {
             name: GaugeMetricFamily(f"voxline_executor_{name}", doc, labels=["executor"])
             for name, doc in (

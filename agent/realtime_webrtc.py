@@ -76,7 +76,7 @@ def _kind(message: str) -> str | None:
     """The ``type`` of a client event (``None``: not an event; the protocol will say so)."""
     try:
         return _head.decode(message).type
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # (bench/fuzz)
         return None
 
 

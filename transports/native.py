@@ -251,6 +251,8 @@ class NativeProtocol:
             return self._bad_message(str(error))
         except msgspec.DecodeError:
             return self._error("bad_json", "text frames must be JSON objects")
+        except RecursionError:  # msgspec's guard against deep nesting (found by bench/fuzz)
+            return self._error("bad_json", "the JSON is nested too deeply")
         if isinstance(message, _HelloMessage):
             return self._hello(message)
         if self.state is NativeState.AWAITING_HELLO:

@@ -224,6 +224,8 @@ class TwilioProtocol:
             return [PeerError("bad_message", str(error))]
         except msgspec.DecodeError:
             return [PeerError("bad_json", "messages must be JSON objects")]
+        except RecursionError:  # msgspec's guard against deep nesting (found by bench/fuzz)
+            return [PeerError("bad_json", "the JSON is nested too deeply")]
         match message:
             case _Connected(protocol=protocol, version=version):
                 return [Connected(protocol, version)]

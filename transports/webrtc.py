@@ -10,8 +10,8 @@ as plain classes, with the adapter in :mod:`agent.webrtc_call`:
   ``language`` (an interpreter's two-party room, :mod:`agent.rooms`) are JSON fields, or for a
   WHIP offer the request's query parameters. :func:`check_offer`
   refuses offers Voxline cannot answer, in words the caller can act on: not SDP, no audio, no
-  Opus, video, no ICE credentials or DTLS fingerprint. Both raise
-  :class:`~pipeline.errors.ProtocolError`.
+  Opus, video, no ICE credentials or DTLS fingerprint, SDP that aiortc's parser cannot read.
+  Both raise :class:`~pipeline.errors.ProtocolError`.
 - :class:`InboundFrames` turns decoded RTP audio (interleaved PCM16, any channel count, any
   rate: Opus decodes to 48 kHz stereo) into the pipeline's 16 kHz mono
   :class:`~pipeline.events.AudioFrame` on one continuous timeline.
@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import aiortc.sdp
 import msgspec
 import numpy as np
 
@@ -204,6 +205,10 @@ def check_offer(sdp: str) -> OfferSummary:
     for attribute in ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"):
         if not _has(attribute, session, section.lines):
             raise ProtocolError(f"the offer has no {attribute[2:-1]} (ICE and DTLS are required)")
+    try:  # what aiortc reads when the call applies the offer: its parser asserts and indexes
+        aiortc.sdp.SessionDescription.parse(sdp)
+    except Exception as error:  # (AssertionError on a bad c= line: found by bench/fuzz)
+        raise ProtocolError(f"the offer's SDP cannot be read ({type(error).__name__})") from None
     direction = _direction(section.lines) or _direction(session) or "sendrecv"
     data = any(s.kind == "application" and "DTLS/SCTP" in s.protocol for s in sections)
     candidates = sum(line.startswith("a=candidate:") for s in sections for line in s.lines)

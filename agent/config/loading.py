@@ -8,6 +8,7 @@ An unknown or mistyped key fails with a :class:`~pipeline.errors.ConfigError` na
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +46,10 @@ def parse_config(raw: bytes, suffix: str) -> AgentConfig:
             raise ConfigError("$", f"unknown config format {suffix!r} (use .yaml or .toml)")
     except (msgspec.DecodeError, yaml.YAMLError) as error:
         raise ConfigError("$", f"not valid {suffix.lstrip('.').upper()}: {error}") from error
+    except (RecursionError, ValueError) as error:  # too deep; a date or number out of range
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        reason = reason.split(";")[0]  # not int's advice to raise its digit limit
+        raise ConfigError("$", f"not valid {suffix.lstrip('.').upper()}: {reason}") from None
     config = convert_strictly(data, AgentConfig)
     check_references(config)
     return config
@@ -76,8 +81,12 @@ class _StrictLoader(_Loader):  # type: ignore[misc]
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            mark = key_node.start_mark
+            if not isinstance(key, Hashable):  # a list or a mapping as a key (bench/fuzz)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a list or a mapping as a key (line {mark.line + 1})", mark
+                )
             if key in seen:
-                mark = key_node.start_mark
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice (line {mark.line + 1})", mark
                 )

@@ -1,0 +1,289 @@
+"""Soak: the most calls this machine holds, at real-time pace, for minutes, against a real server.
+
+``--calls`` callers (6 by default: what the concurrency levels of bench/voice_to_voice.py
+hold on 2 cores with room to spare) each place calls back to back until ``--minutes`` have
+passed: the greeting, "Hello, good morning.", "What can you do?", each answer heard to its
+end, then the caller hangs up and dials again (the callers of bench/voice_to_voice.py: a
+``websockets`` client on ``/v1/stream`` streaming 20 ms frames at real-time pace, all the
+time). Measured:
+
+- **frames lost**: for every reply that ended (not interrupted), the 20 ms frames the server
+  said it sent (``audio.end``'s ``samples``) that never arrived; must be 0;
+- **late frames**: reply frames that arrived after their play time, for a client that starts
+  playing at the first frame with no buffer of its own (the server sends 60 ms ahead);
+- **turns answered**, and the ``error`` events callers got;
+- the server's **RSS** (``process_resident_memory_bytes``, every 5 s) at the start and the end,
+  and its slope (a least-squares line, MB per minute);
+- its **open file descriptors** and **asyncio tasks** (``process_open_fds``,
+  ``voxline_asyncio_tasks`` in ``/metrics``) before the calls (after one warm-up call: what
+  is made once, on first use, is not a leak) and after them, once the server reports no
+  session open: back to where they started.
+
+Run: ``python -m bench.soak`` (10 minutes, 6 calls; ``--minutes 1`` is the test's version,
+tests/test_soak.py; ``--json FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.caller import FRAME_MS, Caller, Utterance, call
+from agent.server_process import running_server
+from bench.utterances import utterance
+from bench.v2v_report import Turn, load, realtime
+from bench.voice_to_voice import CONCURRENT_SCRIPT, answer_to, finish, greeting, with_max_sessions
+
+__all__ = ["ProcessState", "SoakResult", "report", "soak", "soak_config"]
+
+#: seconds between two readings of the server's RSS
+SAMPLE_S = 5.0
+
+
+def soak_config(path: str, folder: str, calls: int) -> Path:
+    """A copy of the agent file at ``path`` that admits the soak's calls: twice ``calls``,
+    since a caller dials again while its last call still winds down on the server (at the
+    limit itself, that redial is refused with 1013, as admission should)."""
+    return with_max_sessions(path, folder, 2 * calls)
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    """What the server's ``/metrics`` says of its process."""
+
+    sessions: int
+    fds: int
+    tasks: int
+    rss: int  # bytes
+    errors: float  # voxline_errors_total, all series
+
+
+@dataclass
+class CallOutcome:
+    turns: list[Turn]
+    lost_frames: int
+    late_frames: int
+    frames: int
+    worst_lateness_s: float
+    errors: list[dict[str, Any]]
+    worst_send_lag_s: float
+
+
+@dataclass
+class SoakResult:
+    calls: int
+    seconds: float
+    placed: int = 0
+    turns: int = 0
+    answered: int = 0
+    lost_frames: int = 0
+    late_frames: int = 0
+    frames: int = 0
+    worst_lateness_ms: float = 0.0
+    worst_send_lag_ms: float = 0.0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    server_errors: float = 0.0
+    rss: list[tuple[float, int]] = field(default_factory=list)  # (s since start, bytes)
+    before: ProcessState | None = None
+    after: ProcessState | None = None
+
+    @property
+    def rss_slope_mb_per_min(self) -> float:
+        if len(self.rss) < 2:
+            return 0.0
+        t, rss = np.array([s for s, _ in self.rss]), np.array([b for _, b in self.rss])
+        slope = float(np.polyfit(t / 60, rss / 2**20, 1)[0])
+        return slope
+
+    def summary(self) -> dict[str, Any]:
+        first, last = (self.rss[0][1], self.rss[-1][1]) if self.rss else (0, 0)
+        out = {k: v for k, v in asdict(self).items() if k not in ("rss", "errors")}
+        out.update(
+            rss_start_mb=round(first / 2**20, 1),
+            rss_end_mb=round(last / 2**20, 1),
+            rss_slope_mb_per_min=round(self.rss_slope_mb_per_min, 2),
+            rss_mb=[(round(t), round(rss / 2**20, 1)) for t, rss in self.rss],
+            error_events=len(self.errors),
+        )
+        return out
+
+
+async def process_state(client: httpx.AsyncClient, http: str) -> ProcessState:
+    """The server's process as ``/metrics`` shows it now."""
+    text = (await client.get(f"{http}/metrics", timeout=10)).text
+    values: dict[str, float] = {}
+    errors = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values.setdefault(sample.name, sample.value)
+            if sample.name == "voxline_errors_total":
+                errors += sample.value
+    return ProcessState(
+        sessions=int(values["voxline_sessions"]),
+        fds=int(values["process_open_fds"]),
+        tasks=int(values["voxline_asyncio_tasks"]),
+        rss=int(values["process_resident_memory_bytes"]),
+        errors=errors,
+    )
+
+
+async def settled(
+    client: httpx.AsyncClient, http: str, start: ProcessState | None, within: float
+) -> ProcessState:
+    """The server's state once no session is open and its file descriptors and tasks are back
+    to ``start``'s (without ``start``: the same in two readings half a second apart), or as
+    it is after ``within`` seconds. Another process's state: nothing to wait on but its
+    answers."""
+    previous, state = None, await process_state(client, http)
+
+    def done() -> bool:
+        wanted = start if start is not None else previous
+        return not state.sessions and wanted is not None and _same(state, wanted)
+
+    with anyio.move_on_after(within):
+        while not done():
+            await anyio.sleep(0.1 if start is not None else 0.5)
+            previous, state = state, await process_state(client, http)
+    return state
+
+
+def _same(a: ProcessState, b: ProcessState) -> bool:
+    return (a.fds, a.tasks) == (b.fds, b.tasks)
+
+
+def lost_frames(caller: Caller) -> int:
+    """20 ms frames of the replies that ended which the server sent and the caller lacks."""
+    frame = caller.rate * FRAME_MS // 1000
+    lost = 0
+    for event in caller.events:
+        if event["type"] != "audio.end" or event.get("interrupted"):
+            continue
+        reply = caller.replies.get(event["generation"])
+        got = sum(samples for _, samples, _ in reply.frames) if reply is not None else 0
+        lost += math.ceil(max(0, event["samples"] - got) / frame)
+    return lost
+
+
+async def one_call(url: str, script: Sequence[Utterance]) -> CallOutcome:
+    """One call: the greeting, each line of ``script`` answered and heard, then hang up."""
+    turns: list[Turn] = []
+    async with call(url) as caller:
+        await greeting(caller)
+        for item in script:
+            turn = await answer_to(caller, item)
+            await finish(caller, turn)
+            turns.append(turn)
+    worst, late, frames, _ = realtime(list(caller.replies.values()))
+    lag = max(caller.send_lag, default=0.0)
+    return CallOutcome(turns, lost_frames(caller), late, frames, worst, caller.errors(), lag)
+
+
+async def soak(url: str, http: str, calls: int, seconds: float, stagger: float = 1.0) -> SoakResult:
+    """``calls`` callers placing calls back to back for ``seconds`` against the server at
+    ``url`` (``ws://``) / ``http`` (its ``/metrics``)."""
+    script = [utterance(text) for text in CONCURRENT_SCRIPT]
+    result = SoakResult(calls, seconds)
+    limits = httpx.Limits(max_connections=1)  # one connection: the server's fds stay comparable
+    async with httpx.AsyncClient(limits=limits) as client:
+        await one_call(url, script[:1])  # the warm-up call
+        result.before = await settled(client, http, None, 60)
+        began = time.perf_counter()
+        deadline = began + seconds
+
+        def add(outcome: CallOutcome) -> None:
+            result.placed += 1
+            result.turns += len(outcome.turns)
+            result.answered += sum(t.latency is not None for t in outcome.turns)
+            result.lost_frames += outcome.lost_frames
+            result.late_frames += outcome.late_frames
+            result.frames += outcome.frames
+            result.worst_lateness_ms = max(result.worst_lateness_ms, outcome.worst_lateness_s * 1e3)
+            result.worst_send_lag_ms = max(result.worst_send_lag_ms, outcome.worst_send_lag_s * 1e3)
+            result.errors += outcome.errors
+
+        async def caller(index: int) -> None:
+            await anyio.sleep(index * stagger)
+            while time.perf_counter() < deadline:
+                add(await one_call(url, script))
+
+        async def sampler() -> None:
+            while True:
+                state = await process_state(client, http)
+                result.rss.append((time.perf_counter() - began, state.rss))
+                await anyio.sleep(SAMPLE_S)
+
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(sampler)
+            async with anyio.create_task_group() as callers:
+                for index in range(calls):
+                    callers.start_soon(caller, index)
+            outer.cancel_scope.cancel()
+        result.after = await settled(client, http, result.before, 60)
+        result.rss.append((time.perf_counter() - began, result.after.rss))
+        result.server_errors = result.after.errors - result.before.errors
+    return result
+
+
+def report(result: SoakResult) -> None:
+    before, after = result.before, result.after
+    assert before is not None
+    assert after is not None
+    print(
+        f"\n{result.calls} callers for {result.seconds:.0f} s: {result.placed} calls, "
+        f"{result.answered}/{result.turns} turns answered, {result.lost_frames} frames lost, "
+        f"{result.late_frames} late of {result.frames} (worst {result.worst_lateness_ms:.0f} ms), "
+        f"{len(result.errors)} error events, {result.server_errors:.0f} server errors, "
+        f"worst client send lag {result.worst_send_lag_ms:.0f} ms"
+    )
+    summary = result.summary()
+    print(
+        f"RSS {summary['rss_start_mb']} -> {summary['rss_end_mb']} MB "
+        f"(slope {summary['rss_slope_mb_per_min']:+.2f} MB/min); open fds {before.fds} -> "
+        f"{after.fds}; asyncio tasks {before.tasks} -> {after.tasks}; sessions {after.sessions}"
+    )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    print(f"{machine}, {time.strftime('%Y-%m-%d %H:%M')}, agent {args.config}, load {load()}")
+    for text in CONCURRENT_SCRIPT:
+        utterance(text)  # espeak before the clock runs
+    with (
+        tempfile.TemporaryDirectory(prefix="voxline-soak-") as folder,
+        running_server(str(soak_config(args.config, folder, args.calls))) as server,
+    ):
+        result = await soak(server.ws, server.http, args.calls, args.minutes * 60)
+    report(result)
+    print(f"load average at the end: {load()}")
+    return {"machine": machine, "load_end": load(), **result.summary()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=6, help="calls at once")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    summary = anyio.run(run, args)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(summary, out, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
