@@ -86,8 +86,12 @@ class RoomService:
         if translation is not None:
             translation = msgspec.structs.replace(translation, language=language)
         voice = self.models.voices.get(language, (None, settings.voice))[1]
+        # a member listening to the other (or waiting for their answer) is not idle, and a
+        # room says nothing of its own: no idle prompt or idle hang-up (turns.max_call_ms
+        # still ends it); the room ends when a member leaves
+        turns = msgspec.structs.replace(settings.turns, idle_timeout_ms=0)
         call_settings = dataclasses.replace(
-            settings, asr=asr, translation=translation, voice=voice, greeting=False
+            settings, asr=asr, translation=translation, voice=voice, greeting=False, turns=turns
         )
         translator = TranslatorResponder(self.config, self.llm, source=language)
         return RoomCall(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import msgspec
 import numpy as np
 import pytest
@@ -191,3 +192,81 @@ async def test_a_third_caller_finds_the_room_full(server: RunningServer) -> None
                 error = await Call(third).receive_until(lambda e: e["type"] == "error")
     assert error["code"] == "room_full"
     assert "desk-3" in error["message"]
+
+
+@pytest.mark.anyio
+async def test_a_caller_talking_over_the_translation_stops_it_and_is_translated_in_turn(
+    server: RunningServer, whisper_decoder: WhisperDecoder
+) -> None:
+    """Overlapping speech in a room is a barge-in: the Spanish caller talks over the Spanish
+    translation of the English caller, which stops, keeping what was heard; the Spanish
+    caller's turn goes to the English caller."""
+    room = f"{server.ws}/v1/stream?room=desk-4"
+    # one sentence, so one turn and one translation (a second sentence would be a turn of its
+    # own, and its translation another reply)
+    english_text = (
+        "I would like two train tickets to Madrid for tomorrow morning and a seat by the window."
+    )
+    with anyio.fail_after(240):
+        async with (
+            websockets.connect(f"{room}&language=en") as english_ws,
+            websockets.connect(f"{room}&language=es") as spanish_ws,
+        ):
+            english, spanish = await joined(english_ws), await joined(spanish_ws)
+            # a stream is never cancelled mid-send (that breaks its connection); receiving is
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(english.receive_until, lambda e: False)
+                spoken = await streaming(tg, english, espeak(english_text), 1.0)
+                start = await spanish.receive_until(lambda e: e["type"] == "audio.start")
+                cut = start["generation"]
+                await spanish.receive_audio(cut, RATE * 2 * 6 // 10)  # 0.6 s of it
+                await spoken.wait()
+                tg.cancel_scope.cancel()
+            seen = len(english.events)
+            spanish_speech = espeak("¿Dónde está la estación?", voice="es", wpm=120)
+            # each caller is read all along: a client that stops reading stops answering the
+            # server's pings too, and is dropped
+            heard_end: list[dict[str, Any]] = []
+            english_heard = anyio.Event()
+
+            async def english_listens() -> None:
+                heard_end.append(await english.receive_until(lambda e: e["type"] == "audio.end"))
+                english_heard.set()
+                await english.receive_until(lambda e: False)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(english_listens)
+                spoken = await streaming(tg, spanish, spanish_speech, 1.5)
+                interrupted = await spanish.receive_until(
+                    lambda e: e["type"] == "interrupted" and e["generation"] == cut
+                )
+                tg.start_soon(spanish.receive_until, lambda e: False)
+                await english_heard.wait()
+                await spoken.wait()
+                tg.cancel_scope.cancel()
+            [end] = heard_end
+            await english_ws.send(json.dumps({"type": "bye"}))
+    said = "".join(
+        e["delta"] for e in spanish.events if e["type"] == "agent.text" and e["generation"] == cut
+    )
+    heard_text = interrupted["heard_text"]
+    assert said.startswith(heard_text.rstrip(" .,")), (heard_text, said)
+    assert len(heard_text) < len(said), (heard_text, said)
+    to_english = "".join(e["delta"] for e in english.events[seen:] if e["type"] == "agent.text")
+    assert "station" in to_english.lower(), to_english
+    assert "station" in heard(whisper_decoder, bytes(english.audio[end["generation"]]), "en")
+
+
+async def streaming(
+    tg: anyio.abc.TaskGroup, caller: Call, speech: np.ndarray[Any, Any], pause: float
+) -> anyio.Event:
+    """``caller`` streams ``speech`` and ``pause`` seconds of silence in ``tg``; the event is
+    set once all of it is sent."""
+    done = anyio.Event()
+
+    async def stream() -> None:
+        await caller.stream(np.concatenate([speech, silence(pause)]))
+        done.set()
+
+    tg.start_soon(stream)
+    return done
