@@ -33,10 +33,11 @@ batched ASR (``--asr-batch-sizes 1,4``)
     holds when every turn was answered with no error and the v2v p95 stayed under 1.5 s (late
     frames are reported, not counted: on a shared 2-core machine the client's own stalls make
     some); a size stops at its first level that does not hold.
-records and traces (``--observability ROUNDS``, this part alone)
-    the scripted call on two servers of the same run, one with call records (SQLite) and
-    traces (to an OTLP/HTTP receiver in this process) on, one with both off, ROUNDS calls each,
-    alternately: voice to voice p50/p95 of each and the ratio of the p50s.
+records, recordings and traces (``--observability ROUNDS``, this part alone)
+    the scripted call on three servers of the same run: call records (SQLite), stereo
+    recordings and traces (to an OTLP/HTTP receiver in this process) on; the same without the
+    recordings; all off. ROUNDS calls each, in turn: voice to voice p50/p95 of each and the
+    ratios of the p50s (bench/v2v_observability.py).
 baseline (same run, same machine, no call open)
     the models alone, in this process: the final decode of each utterance with the server's
     decoder settings (Whisper base int8, 2 threads, the agent's options) and Piper's first
@@ -351,13 +352,31 @@ def without_echo_guard(path: str, folder: str) -> Path:
     return out
 
 
-def with_asr_batch_size(path: str, folder: str, size: int) -> Path:
-    """A copy of the agent file at ``path`` with ``profile.asr.batch_size: size``."""
+def with_asr_batch_size(path: str, folder: str, size: int, sessions: int) -> Path:
+    """A copy of the agent file at ``path`` with ``profile.asr.batch_size: size`` and
+    ``server.max_sessions: sessions``."""
     data = yaml.safe_load(Path(path).read_text())
     data.setdefault("profile", {}).setdefault("asr", {})["batch_size"] = size
+    data.setdefault("server", {})["max_sessions"] = sessions
     out = Path(folder) / f"asr-batch-{size}.yaml"
     out.write_text(yaml.safe_dump(data))
     return out
+
+
+def with_max_sessions(path: str, folder: str, sessions: int) -> Path:
+    """A copy of the agent file at ``path`` with ``server.max_sessions: sessions``: the
+    ``--calls`` levels measure what the machine holds, past the admission limit."""
+    data = yaml.safe_load(Path(path).read_text())
+    data.setdefault("server", {})["max_sessions"] = sessions
+    out = Path(folder) / "max-sessions.yaml"
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
+def most_sessions(args: argparse.Namespace) -> int:
+    """The agent's ``server.max_sessions``, raised to the largest ``--calls`` level."""
+    levels: list[int] = args.calls
+    return max(load_config(args.config).server.max_sessions, *levels, 1)
 
 
 #: a level holds "in real time" for the batched-ASR comparison when its v2v p95 is under this
@@ -377,7 +396,9 @@ async def asr_batch_levels(args: argparse.Namespace) -> dict[str, list[dict[str,
     with tempfile.TemporaryDirectory(prefix="voxline-bench-") as folder, ExitStack() as stack:
         servers = {
             size: stack.enter_context(
-                running_server(str(with_asr_batch_size(args.config, folder, size)))
+                running_server(
+                    str(with_asr_batch_size(args.config, folder, size, most_sessions(args)))
+                )
             )
             for size in sizes
         }
@@ -423,7 +444,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     began = time.perf_counter()
     loads: dict[str, str] = {}
     levels: list[dict[str, Any]] = []
-    with running_server(args.config) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="voxline-bench-") as folder,
+        running_server(str(with_max_sessions(args.config, folder, most_sessions(args)))) as server,
+    ):
         print(f"server ready in {time.perf_counter() - began:.0f} s")
         loads["call"] = load()
         turns, _ = await scripted_call(server.ws, script)
@@ -520,8 +544,9 @@ def main() -> None:
         type=int,
         default=0,
         metavar="ROUNDS",
-        help="only compare the scripted call with call records and traces on and off, "
-        "ROUNDS calls each, alternately, on two servers of the same run",
+        help="only compare the scripted call with call records, recordings and traces on, "
+        "without the recordings, and all off, "
+        "ROUNDS calls each, in turn, on three servers of the same run",
     )
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()

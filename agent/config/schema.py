@@ -432,8 +432,12 @@ class AuthConfig(Section, frozen=True, kw_only=True):
 class ServerConfig(Section, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 8000
-    #: the most concurrent sessions this process accepts
-    max_sessions: Positive = 100
+    #: the most concurrent sessions this process accepts: beyond it a new call is refused
+    #: (1013, 503 + Retry-After) rather than every call degraded. The default is what the
+    #: embedded default holds on a 2-core CPU, voice to voice p95 under 1.5 s with every turn
+    #: answered (BENCHMARKS.md, "Batched ASR across calls": 10-12 calls); measure your own
+    #: machine with ``python -m bench.voice_to_voice --calls`` and set it from that
+    max_sessions: Positive = 10
     #: the most WebSockets accepted whose calls have not started yet (no ``hello`` or
     #: ``start``; each is closed after ``open_timeout_s``): beyond it a new one is closed with
     #: 1013. They hold no session slot: idle sockets cannot lock out calls
