@@ -37,7 +37,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     config = tmp_path_factory.mktemp("sip-load") / "sip-load.yaml"
     default = (ROOT / "configs" / "default.yaml").read_text()
     assert "\nserver:\n" in default
-    section = f"\nserver:\n  max_sessions: {CALLS}\n  sip:\n    ring_ms: 0\n"
+    # all CALLS come from 127.0.0.1: the per-source cap must let them in too
+    sip = f"  sip:\n    ring_ms: 0\n    max_calls_per_source: {CALLS}\n"
+    section = f"\nserver:\n  max_sessions: {CALLS}\n{sip}"
     config.write_text(default.replace("\nserver:\n", section))
     port = free_udp_port()
     with running_server(str(config), args=["--sip", f"127.0.0.1:{port}"]) as running:
