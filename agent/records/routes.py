@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from agent.records.model import MAX_PAGE, CallQuery, decode_cursor
+from agent.records.model import MAX_PAGE, CallQuery, CallRecord, decode_cursor
 from agent.records.recorder import Recorder, RecordsUnavailable
 from agent.rest import ApiError, _endpoint
 
@@ -61,7 +61,8 @@ def records_routes(recorder: Recorder | None) -> list[Route]:
             raise _unavailable(error) from None
         return _json(page)
 
-    async def call(request: Request) -> Response:
+    async def found(request: Request) -> tuple[Recorder, CallRecord]:
+        """The recorder and the record of the call the path names (404 if there is none)."""
         records = available()
         call_id = str(request.path_params["id"])
         if len(call_id) > MAX_VALUE:
@@ -72,19 +73,13 @@ def records_routes(recorder: Recorder | None) -> list[Route]:
             raise _unavailable(error) from None
         if record is None:
             raise ApiError(404, "no call has this id", param="id", code="call_not_found")
-        return _json(record)
+        return records, record
+
+    async def call(request: Request) -> Response:
+        return _json((await found(request))[1])
 
     async def recording(request: Request) -> Response:
-        records = available()
-        call_id = str(request.path_params["id"])
-        if len(call_id) > MAX_VALUE:
-            raise ApiError(404, "no call has this id", param="id", code="call_not_found")
-        try:
-            record = await records.read(lambda store: store.get(call_id))
-        except RecordsUnavailable as error:
-            raise _unavailable(error) from None
-        if record is None:
-            raise ApiError(404, "no call has this id", param="id", code="call_not_found")
+        records, record = await found(request)
         name, recordings = record.recording, records.recordings
         path = None if name is None or recordings is None else recordings.directory / name
         if path is None or path.name != name or not await anyio.Path(path).is_file():
