@@ -251,12 +251,21 @@ async def test_an_invite_with_garbage_sdp_gets_a_4xx_and_no_call(server: Served)
 class TorturedPhone(Phone):
     """A phone whose RTP is mangled on its way: once :attr:`mangle` is set, every 10th packet
     swaps places with the next and every 7th is sent twice; :meth:`new_ssrc` starts another
-    stream (another SSRC, sequence and timestamp), as a PBX does when it re-anchors media."""
+    stream (another SSRC, sequence and timestamp), as a PBX does when it re-anchors media;
+    :meth:`inject` sends raw packets from the talking task (one writer per socket: anyio refuses
+    a second concurrent send on it)."""
 
     def __init__(self, sock: UDPSocket) -> None:
         super().__init__(sock)
         self.mangle = False
         self.ssrc, self.sequence, self.timestamp = 0x1234ABCD, 1000, 80000
+        self._injected: list[bytes] = []
+        self._sent = anyio.Event()
+
+    async def inject(self, packets: list[bytes]) -> None:
+        """Send ``packets`` as they are, before the next 20 ms packet; return once sent."""
+        self._injected, self._sent = list(packets), anyio.Event()
+        await self._sent.wait()
 
     def new_ssrc(self) -> None:
         self.ssrc, self.sequence, self.timestamp = 0x0BADCAFE, 40000, 3_000_000_000
@@ -279,8 +288,11 @@ class TorturedPhone(Phone):
                 out, held = [packet, held], None
             if self.mangle and n % 7 == 0:
                 out.append(packet)
-            for data in out:
+            injected, self._injected = self._injected, []
+            for data in injected + out:
                 await self.sock.sendto(data, *self.peer)
+            if injected:
+                self._sent.set()
 
 
 def rtp_garbage(ssrc: int) -> list[bytes]:
@@ -325,8 +337,7 @@ async def test_a_call_survives_rtp_garbage_and_a_call_beside_it_is_undisturbed(
                 async def caller() -> None:
                     await phone.heard_a_second.wait()  # of the greeting
                     assert phone.peer is not None
-                    for data in rtp_garbage(phone.ssrc):
-                        await sock.sendto(data, *phone.peer)
+                    await phone.inject(rtp_garbage(phone.ssrc))
                     stray = RtpPacket(0, 1, 160, 0x5EEDED, b"\x00" * FRAME)  # loud, another host
                     for _ in range(25):
                         await stranger.sendto(bytes(stray), *phone.peer)
