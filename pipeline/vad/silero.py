@@ -11,8 +11,9 @@ its :class:`VadResult`, so a request that was abandoned (its caller cancelled) c
 corrupt the state a session goes on with.
 
 The weights ship in the ``silero-vad`` wheel; it is located with ``importlib.util.find_spec``
-without importing the package (its modules import torch). Production configs may name any
-other copy of the file.
+without importing the package (its modules import torch), and checked against its pinned
+SHA-256 (:mod:`pipeline.model_digests`, stamped after the first time). Production configs may
+name any other copy of the file.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy.typing as npt
 from pipeline.errors import ModelError
 from pipeline.events import PIPELINE_RATE, Pcm
 from pipeline.executor import ModelExecutor
+from pipeline.model_digests import check
 
 #: new samples per model call
 FRAME_SAMPLES = 512
@@ -41,13 +43,15 @@ Floats = npt.NDArray[np.float32]
 
 
 def packaged_model_path() -> Path:
-    """The ONNX file shipped in the ``silero-vad`` wheel (the package is not imported)."""
+    """The ONNX file shipped in the ``silero-vad`` wheel (the package is not imported), once
+    it has passed its SHA-256 check."""
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError("the silero-vad package is not installed; give a model path instead")
     path = Path(next(iter(spec.submodule_search_locations))) / PACKAGED_MODEL
     if not path.is_file():
         raise ModelError(f"the silero-vad package has no {PACKAGED_MODEL}")
+    check(path, f"silero_vad/{PACKAGED_MODEL.as_posix()}")
     return path
 
 
