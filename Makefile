@@ -142,8 +142,17 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
+# Every test under coverage.py, with branches ([tool.coverage] in pyproject.toml; the servers and
+# other Python processes the tests start measure themselves too): the report is printed and kept
+# in artifacts/coverage.xml and artifacts/coverage.json, and the gate (scripts/coverage_gate.py)
+# holds each protocol and security module to its floor. A failed test still prints the report.
 pytest:
-	$(BIN)/pytest
+	$(BIN)/coverage erase
+	mkdir -p artifacts/coverage
+	$(BIN)/coverage run -m pytest; status=$$?; \
+	$(BIN)/coverage combine --quiet && $(BIN)/coverage report && $(BIN)/coverage xml --quiet \
+		&& $(BIN)/coverage json --quiet && exit $$status
+	$(BIN)/python scripts/coverage_gate.py
 
 # The shipped agents' conversation tests (configs/tests/, docs/config.md "Testing your agent").
 conversations: setup

@@ -166,3 +166,23 @@ async def test_a_ticket_says_why_its_call_was_refused() -> None:
     assert (third.start(), third.refusal) == (False, "draining")
     assert REFUSALS[third.refusal] == "server is shutting down"
     assert (counts.sessions, counts.opening) == (0, 0)
+
+
+def test_opening_sockets_are_bounded_and_a_ticket_starts_once() -> None:
+    counts = Counted()
+    slots = Slots(counts, max_sessions=4, max_opening=1)
+    ticket = slots.open()
+    assert ticket is not None
+    assert slots.open() is None  # max_opening sockets are opening
+    assert counts.opening == 1
+    assert ticket.start()
+    assert ticket.start()  # again: it holds its session slot, and takes no second one
+    assert (counts.sessions, counts.opening) == (1, 0)
+    waiting = slots.open()  # the opening slot it gave back
+    assert waiting is not None
+    waiting.close()  # a socket that left before its call started gives its opening slot back
+    waiting.close()  # and closing twice gives back nothing more
+    assert (counts.sessions, counts.opening) == (1, 0)
+    ticket.close()
+    assert not ticket.start()  # a closed ticket never starts
+    assert (counts.sessions, counts.opening) == (0, 0)

@@ -151,21 +151,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 def test_the_openai_sdk_mints_a_secret_with_its_key_and_a_secret_mints_none(
     server: RunningServer,
 ) -> None:
-    client = OpenAI(api_key=KEY, base_url=f"{server.http}/v1", max_retries=0)
-    minted = client.realtime.client_secrets.create(
-        expires_after={"anchor": "created_at", "seconds": 60},
-        session={"type": "realtime", "instructions": "Answer in one word."},
-    )
+    # each client closed here: an open connection left to the garbage collector is a
+    # ResourceWarning (an error) in whichever test runs when it collects
+    with OpenAI(api_key=KEY, base_url=f"{server.http}/v1", max_retries=0) as client:
+        minted = client.realtime.client_secrets.create(
+            expires_after={"anchor": "created_at", "seconds": 60},
+            session={"type": "realtime", "instructions": "Answer in one word."},
+        )
     assert minted.value.startswith("ek_")
     assert minted.session.type == "realtime"
     assert minted.session.instructions == "Answer in one word."
-    with pytest.raises(openai.PermissionDeniedError) as refused:
-        OpenAI(
-            api_key=minted.value, base_url=f"{server.http}/v1", max_retries=0
-        ).realtime.client_secrets.create()
+    with (
+        OpenAI(api_key=minted.value, base_url=f"{server.http}/v1", max_retries=0) as secret,
+        pytest.raises(openai.PermissionDeniedError) as refused,
+    ):
+        secret.realtime.client_secrets.create()
     assert refused.value.code == "secret_not_allowed"
-    stranger = OpenAI(api_key="vx-not-a-key-at-all", base_url=f"{server.http}/v1", max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
+    with (
+        OpenAI(
+            api_key="vx-not-a-key-at-all", base_url=f"{server.http}/v1", max_retries=0
+        ) as stranger,
+        pytest.raises(openai.AuthenticationError),
+    ):
         stranger.realtime.client_secrets.create()
 
 

@@ -365,7 +365,9 @@ class TranscriptionProtocol:
         self._outbox.extend(self.input.data_to_send())
 
     def _emit(self, kind: str, /, **fields: Any) -> None:
-        if self.input.state is RealtimeState.CLOSED:
+        # pragma below: every caller runs after receive_text's own check for a closed session;
+        # kept so that nothing a later caller emits can follow the close
+        if self.input.state is RealtimeState.CLOSED:  # pragma: no cover
             return
         self._pull()  # the input side's messages made before this one go first
         event = {"type": kind, "event_id": self._ids.next("event"), **fields}
