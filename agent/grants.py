@@ -24,8 +24,9 @@ A key without grants (a line holding only the key, or ``VOXLINE_API_KEYS``) has 
 every key had before grants existed. A client secret has the grants of the key that minted it
 and counts against that key's limits. A request let in without a key has all grants when
 authentication is off (loopback, ``--insecure``); with it on (Twilio's media streams, signed
-by Twilio and carrying no key) its calls are never unlimited: a ``max_call_ms`` of 0 becomes
-:data:`UNKEYED_MAX_CALL_MS` (:func:`call_settings`).
+by Twilio and carrying no key; SIP calls, let in by ``server.sip.allowed_networks``:
+:class:`~agent.sip_server.ServerAdmission`) its calls are never unlimited: a ``max_call_ms`` of
+0 becomes :data:`UNKEYED_MAX_CALL_MS` (:func:`call_settings`).
 
 The access guard (:mod:`agent.auth_asgi`) puts the request's :class:`Caller` in its scope
 (:data:`CALLER`); call routes read it with :func:`caller_of`.

@@ -1,40 +1,23 @@
-"""Realtime clients whose key may not replace the agent's instructions and tools.
+"""Which Realtime protocol a caller gets: one that refuses overrides when the key's grants do
+not allow them (``overrides=no``, :mod:`agent.grants`; a client secret it minted too).
 
-A key granted ``overrides=no`` (:mod:`agent.grants`; a client secret it minted too) keeps the
-agent's own prompt and tools: its client may not
-
-- set ``session.instructions`` or ``session.tools`` to anything but what the session has
-  (``session.update``, the ``session`` of a client secret or of a WebRTC offer),
-- give a response instructions or tools of its own (``response.instructions``,
-  ``response.tools``),
-- add a ``system`` message to the conversation (``conversation.item.create``,
-  ``response.input``).
-
-Each is refused whole with an ``invalid_request_error`` (code ``override_not_allowed``) naming
-the param; the session goes on as it was. Sending the session's own values back (as a client
-that echoes ``session.created`` does) is no override.
+The rule itself is the protocol's (:func:`transports.realtime_requests.override_refusal`,
+applied by :class:`~transports.realtime.RealtimeProtocol` made with ``overrides=False`` to every
+client event): no code path of the protocol can go around it. Its names are also here for the
+routes that check a session given before the connection (a client secret's, a WebRTC offer's).
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Collection, MutableMapping
 from typing import Any
 
-import msgspec
-from msgspec import UnsetType
-
 from agent.grants import Grants, caller_of
-from transports.realtime import RealtimeProtocol, RealtimeState
-from transports.realtime_events import (
-    ConversationItemCreate,
-    Item,
-    RealtimeSessionConfig,
-    ResponseCreate,
-    SessionSpec,
-    SessionUpdate,
-    client_event_decoder,
-)
-from transports.realtime_inbound import RealtimeEvent
+from transports import realtime_caps as caps
+from transports.realtime import RealtimeProtocol
+from transports.realtime_conversation import RateLimits
+from transports.realtime_events import RealtimeSessionConfig
+from transports.realtime_requests import CODE, override_message, spec_override
 
 __all__ = [
     "CODE",
@@ -42,76 +25,30 @@ __all__ = [
     "override_message",
     "protocol_for",
     "realtime_protocol",
-    "refused_override",
     "spec_override",
 ]
 
-#: the ``error`` code of a refused override
-CODE = "override_not_allowed"
-#: the events that may carry an override (the others are not decoded twice)
-_CARRIERS = frozenset({"session.update", "response.create", "conversation.item.create"})
-
-
-class _Type(msgspec.Struct):
-    type: Any = None
-
-
-_type_decoder = msgspec.json.Decoder(_Type)
-
-
-def override_message(param: str) -> str:
-    return f"this API key may not override the agent's instructions or tools ({param})"
-
-
-def spec_override(
-    spec: SessionSpec, config: RealtimeSessionConfig, where: str = "session"
-) -> str | None:
-    """The param of ``spec`` that changes ``config``'s instructions or tools (``None``: none)."""
-    if not isinstance(spec.instructions, UnsetType) and spec.instructions != config.instructions:
-        return f"{where}.instructions"
-    if not isinstance(spec.tools, UnsetType) and tuple(spec.tools) != config.tools:
-        return f"{where}.tools"
-    return None
-
-
-def _system(item: Item) -> bool:
-    return item.type == "message" and item.role == "system"
-
-
-def refused_override(event: object, config: RealtimeSessionConfig) -> str | None:
-    """The param by which client ``event`` would override the agent (``None``: it does not)."""
-    match event:
-        case SessionUpdate(session=spec):
-            return spec_override(spec, config)
-        case ResponseCreate(response=params) if params is not None:
-            if params.instructions is not None and params.instructions != config.instructions:
-                return "response.instructions"
-            if params.tools is not None and tuple(params.tools) != config.tools:
-                return "response.tools"
-            for n, item in enumerate(params.input or ()):
-                if _system(item):
-                    return f"response.input[{n}].role"
-        case ConversationItemCreate(item=item) if _system(item):
-            return "item.role"
-    return None
-
 
 class LockedProtocol(RealtimeProtocol):
-    """:class:`RealtimeProtocol` for a client that may not override (see the module)."""
+    """:class:`RealtimeProtocol` whose client may not override (``overrides=False``)."""
 
-    def receive_text(self, text: str | bytes) -> list[RealtimeEvent]:
-        if self.state is RealtimeState.OPEN and len(text) <= self.max_message_chars:
-            try:
-                kind = _type_decoder.decode(text).type
-                carrier = isinstance(kind, str) and kind in _CARRIERS  # a dict: unhashable
-                event = client_event_decoder.decode(text) if carrier else None  # (bench/fuzz)
-            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                event = None  # the protocol says what is wrong with it (too deep: bench/fuzz)
-            param = refused_override(event, self.config)
-            if param is not None:
-                event_id = getattr(event, "event_id", None)
-                return self._error(CODE, override_message(param), param=param, event_id=event_id)
-        return super().receive_text(text)
+    def __init__(
+        self,
+        config: RealtimeSessionConfig | None = None,
+        *,
+        id_seed: str | None = None,
+        max_message_chars: int = caps.MAX_MESSAGE_BYTES,
+        voices: Collection[str] | None = None,
+        rate_limits: RateLimits | None = None,
+    ) -> None:
+        super().__init__(
+            config,
+            id_seed=id_seed,
+            max_message_chars=max_message_chars,
+            voices=voices,
+            rate_limits=rate_limits,
+            overrides=False,
+        )
 
 
 def protocol_for(grants: Grants) -> type[RealtimeProtocol]:

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable
 from typing import Literal
 
+import msgspec
 from starlette.websockets import WebSocket
 
 from agent.realtime_call import RealtimeSink
@@ -101,7 +102,10 @@ class TranscriptionSink:
 
     def __init__(self, protocol: TranscriptionProtocol, outgoing: Sender, base: TurnConfig) -> None:
         self.protocol = protocol
-        self.realtime = RealtimeSink(protocol.input, _Queue(protocol), base)
+        # nothing is ever said, so no idle prompt; captions go on through any silence (a
+        # meeting's pause): no idle hang-up either, only the agent's max_call_ms
+        captions = msgspec.structs.replace(base, idle_timeout_ms=0)
+        self.realtime = RealtimeSink(protocol.input, _Queue(protocol), captions)
         self._outbox = Outbox(protocol, outgoing)
 
     @property

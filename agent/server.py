@@ -39,7 +39,7 @@ from agent.dialogue.llm import ChatBackend, LLMEngine, make_backend
 from agent.dialogue.llm_local import EmbeddedLlm
 from agent.dialogue.llm_tools import Tools
 from agent.drain import Draining, DrainingServer, drain
-from agent.grants import call_settings, caller_of
+from agent.grants import Caller, call_settings, caller_of
 from agent.metrics import METRICS
 from agent.models import LoadedModels, load_models, session_settings
 from agent.native_call import native_call
@@ -197,7 +197,8 @@ def create_app(
         state, max_sessions=config.server.max_sessions, max_opening=config.server.max_opening
     )
     webrtc = WebRtcCalls(config.server.webrtc)
-    sip_admission = ServerAdmission(state)  # SIP calls both ways: in, and POST /v1/calls
+    # SIP calls both ways (in, and POST /v1/calls): they carry no key
+    sip_admission = ServerAdmission(state, Caller(*policy.caller(None, None)))
     sip = SipServer(config.server.sip, sip_admission) if config.server.sip.listen else None
     jobs = JobSlots(config.server.max_rest_jobs)  # REST jobs', apart from calls' (agent/rest.py)
     records_config = config.server.records

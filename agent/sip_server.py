@@ -43,11 +43,12 @@ from anyio.abc import SocketAttribute, TaskGroup, TaskStatus, UDPSocket
 from agent.config import AgentConfig
 from agent.config.schema import SipConfig, SipRegister
 from agent.drain import Draining
+from agent.grants import Caller, call_settings
 from agent.models import LoadedModels, session_settings
-from agent.reply import Responder
+from agent.reply import ReplyVoice, Responder
 from agent.room_calls import RoomCall, RoomService, join_room
 from agent.rooms import RoomError
-from agent.session import Session
+from agent.session import Session, SessionSettings
 from agent.session_events import CallSink
 from agent.sip_call import Admission, Answering, CallSetup, SipCall
 from agent.sip_register import (
@@ -124,8 +125,12 @@ class ServerAdmission(Admission):
     """Calls count against ``server.max_sessions`` like every other transport's; none is
     taken before the models are ready, nor once the server is draining (503 all)."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, caller: Caller | None = None) -> None:
         self.state = state
+        #: who a SIP call is: it carries no key (let in by ``allowed_networks``), so with
+        #: authentication on it is unkeyed and never unlimited (:func:`~agent.grants.
+        #: call_settings`); ``None``: every grant (no authentication, ``voxline dial``)
+        self.caller = caller or Caller()
         sip = state.config.server.sip
         #: the rooms by the number that joins them (``server.sip.rooms``)
         self.numbers = {entry.number: entry for entry in sip.rooms}
@@ -148,7 +153,7 @@ class ServerAdmission(Admission):
         entry = self.numbers.get(dialled)
         if entry is not None:
             assert state.models is not None  # ready
-            settings = session_settings(state.config, state.models.voice)
+            settings = self.settings(state.models.voice)
             try:
                 joined = join_room(state.rooms, entry.room, entry.language, settings)
             except RoomError as error:
@@ -163,9 +168,14 @@ class ServerAdmission(Admission):
             return joined.start(sink, session_id or call_id)
         models = self.state.models
         assert models is not None
-        settings = session_settings(self.state.config, models.voice)
+        settings = self.settings(models.voice)
         responder = self.state.responder()
         return Session(models.session_models(), responder, sink, settings, session_id=session_id)
+
+    def settings(self, voice: ReplyVoice) -> SessionSettings:
+        """How a SIP call runs: the agent's settings (``voice``: the loaded models'), under the
+        call-length rule for :attr:`caller`, as every call's."""
+        return call_settings(session_settings(self.state.config, voice), self.caller)
 
     async def release(self, call_id: str) -> None:
         self.state.sessions -= 1
@@ -217,6 +227,7 @@ class SipEndpoint:
         register: SipRegister | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.transport = transport  # "udp" or "tcp" (its listen address's)
         #: SIP over TCP (agent/sip_tcp.py), or None: over UDP
         self.tcp = (
             SipTcp(

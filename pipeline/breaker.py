@@ -1,9 +1,10 @@
-"""A circuit breaker and a restart backoff: how a failing model is left alone for a while.
+"""A circuit breaker, a restart backoff and a request deadline: how a failing or hung model
+is noticed and left alone for a while.
 
 Sans-I/O: nothing here reads a clock, sleeps or draws a random number. The caller passes the
 time (any monotonic seconds) and the jitter; the engines that use them
-(:class:`~voices.piper_engine.PiperEngine`, :class:`~agent.dialogue.llm.LLMEngine`) own the
-threads, timers and locks.
+(:class:`~voices.piper_engine.PiperEngine`, :class:`~voices.espeak_engine.EspeakEngine`,
+:class:`~agent.dialogue.llm.LLMEngine`) own the threads, timers and locks.
 
 :class:`Breaker` keeps one engine (or one LLM endpoint) from being asked again and again while
 it keeps failing: every request asks :meth:`Breaker.admit` first, and reports how it ended
@@ -34,6 +35,10 @@ R1    (other)    release                          (same)     nothing to release
 
 :func:`backoff_delay` is the delay before the ``n``-th restart of a crashed worker: exponential,
 capped, jittered (between half and all of it), so restarts of many processes do not line up.
+
+:class:`Deadline` is how long a request to a model process may take before it counts as hung
+(and the process is killed): a fixed part plus a part in proportion to the work asked for
+(seconds of speech to make), so a long sentence is not cut and a hung one is noticed soon.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ __all__ = [
     "Breaker",
     "BreakerState",
     "BreakerStatistics",
+    "Deadline",
     "Rule",
     "backoff_delay",
 ]
@@ -166,6 +172,13 @@ class Breaker:
             return 0.0
         return max(0.0, self._opened_at + self.cooldown_s - now)
 
+    def refusal(self, now: float) -> str:
+        """Why a request is refused now (after :meth:`admit` said no), for its error."""
+        return (
+            f"failed {self.failures} times in a row (circuit breaker open, next try in "
+            f"{self.retry_in(now):.1f} s)"
+        )
+
     def statistics(self) -> BreakerStatistics:
         return BreakerStatistics(self.name, self.state, self._failures, self._opened, self._refused)
 
@@ -207,3 +220,20 @@ def backoff_delay(attempt: int, *, base_s: float, cap_s: float, jitter: float) -
         raise ValueError("jitter must be in [0, 1]")
     full = min(cap_s, base_s * 2.0 ** min(attempt, 62))
     return full * (0.5 + jitter / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A request's time budget: ``base_s`` plus ``per_second`` times the seconds of work it
+    asks for (:meth:`budget`)."""
+
+    base_s: float = 2.0
+    per_second: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.base_s <= 0 or self.per_second < 0:
+            raise ValueError("a deadline needs a base over 0 s and a per-second part of 0 or more")
+
+    def budget(self, work_s: float) -> float:
+        """Seconds a request for ``work_s`` seconds of work may take."""
+        return self.base_s + self.per_second * max(0.0, work_s)

@@ -33,8 +33,11 @@ what the protocol answers by itself:
 Anything else, and anything malformed or over a cap (:mod:`transports.realtime_caps`), gets an
 ``error`` event (``invalid_request_error``, with the client's ``event_id`` and the offending
 ``param``) and a :class:`PeerError` for the session's logs; the connection goes on ("their
-error"). The conversation's oldest items are pruned past its cap: ``conversation.item.deleted``
-and an :class:`ItemDeleted` each. The session misusing the protocol
+error"). The checks are :mod:`transports.realtime_requests`'s; so is the override rule, which a
+protocol made with ``overrides=False`` applies to every client event before anything else (a
+key that may not replace the agent's instructions and tools: ``override_not_allowed``).
+The conversation's oldest items are pruned past its cap: ``conversation.item.deleted`` and an
+:class:`ItemDeleted` each. The session misusing the protocol
 (audio for a response that was never started) raises ``ValueError`` ("our error").
 
 Positions: ``audio_start_ms``/``audio_end_ms`` of speech events are on the input timeline
@@ -65,11 +68,9 @@ from transports.realtime_conversation import (
     Conversation,
     RateLimits,
     ResponseStatus,
-    item_problem,
     item_to_wire,
 )
 from transports.realtime_events import (
-    CLIENT_EVENT_TYPES,
     ConversationItemCreate,
     ConversationItemDelete,
     ConversationItemRetrieve,
@@ -86,10 +87,7 @@ from transports.realtime_events import (
     SessionUpdate,
     UpdateRejected,
     apply_update,
-    check_max_output_tokens,
-    check_tools,
     client_event_decoder,
-    envelope_decoder,
 )
 from transports.realtime_inbound import (
     CancelRequested,
@@ -101,6 +99,15 @@ from transports.realtime_inbound import (
     ResponseRequested,
     SessionUpdated,
     TruncateRequested,
+)
+from transports.realtime_requests import (
+    Refusal,
+    decode_refusal,
+    item_refusal,
+    missing_item,
+    override_refusal,
+    response_refusal,
+    truncate_target,
 )
 
 __all__ = ["PeerError", "RealtimeProtocol", "RealtimeState"]
@@ -128,8 +135,12 @@ class RealtimeProtocol:
         max_message_chars: int = caps.MAX_MESSAGE_BYTES,
         voices: Collection[str] | None = None,
         rate_limits: RateLimits | None = None,
+        overrides: bool = True,
     ) -> None:
         self._ids = Ids(id_seed)
+        #: the client may replace the agent's instructions and tools (:func:`~transports.
+        #: realtime_requests.override_refusal`: ``False`` for a key granted ``overrides=no``)
+        self.overrides = overrides
         #: the voice names ``session.update`` may set (``None``: any); others are refused
         self.voices = voices
         self.config = msgspec.structs.replace(
@@ -161,11 +172,13 @@ class RealtimeProtocol:
         try:
             event = client_event_decoder.decode(text)
         except msgspec.ValidationError as error:
-            return self._invalid(text, str(error))
+            return self._refuse(*decode_refusal(text, str(error)))
         except msgspec.DecodeError:
             return self._error("invalid_json", "the message is not a JSON object")
         except RecursionError:  # msgspec's guard against deep nesting (found by bench/fuzz)
             return self._error("invalid_json", "the JSON is nested too deeply")
+        if not self.overrides and (refused := override_refusal(event, self.config)) is not None:
+            return self._refuse(refused, event.event_id)
         match event:
             case SessionUpdate():
                 return self._session_update(event)
@@ -207,25 +220,6 @@ class RealtimeProtocol:
     def receive_bytes(self, data: bytes) -> list[RealtimeEvent]:
         """The API speaks JSON text frames only."""
         return self._error("invalid_message", "binary frames are not part of this protocol")
-
-    def _invalid(self, text: str | bytes, reason: str) -> list[RealtimeEvent]:
-        try:
-            envelope = envelope_decoder.decode(text)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            return self._error("invalid_json", "the message is not a JSON object")
-        event_id = envelope.event_id if isinstance(envelope.event_id, str) else None
-        kind = envelope.type
-        if not isinstance(kind, str) or kind not in CLIENT_EVENT_TYPES:
-            return self._error(
-                "invalid_value",
-                f"Invalid value: {kind!r}. Supported values are: {', '.join(CLIENT_EVENT_TYPES)}.",
-                param="type",
-                event_id=event_id,
-            )
-        message, _, where = reason.partition(" - at `$.")
-        return self._error(
-            "invalid_value", message, param=where.rstrip("`") or None, event_id=event_id
-        )
 
     def _session_update(self, event: SessionUpdate) -> list[RealtimeEvent]:
         try:
@@ -282,26 +276,10 @@ class RealtimeProtocol:
         return [CancelRequested(generation, response_id, clear_audio=True)]
 
     def _item_create(self, event: ConversationItemCreate) -> list[RealtimeEvent]:
-        item = event.item
-        problem = item_problem(item)
-        if problem is not None:
-            param, message, code = problem
-            return self._error(code, message, param=param, event_id=event.event_id)
-        if item.id is not None and item.id in self.conversation.items:
-            return self._error(
-                "invalid_value",
-                f"Item with id '{item.id}' already exists.",
-                param="item.id",
-                event_id=event.event_id,
-            )
-        previous = event.previous_item_id
-        if previous not in (None, "root") and previous not in self.conversation.items:
-            return self._error(
-                "invalid_value",
-                f"Error adding item: the previous item with id '{previous}' does not exist.",
-                param="previous_item_id",
-                event_id=event.event_id,
-            )
+        refusal = item_refusal(event, self.conversation.items)
+        if refusal is not None:
+            return self._refuse(refusal, event.event_id)
+        item, previous = event.item, event.previous_item_id
         item = msgspec.structs.replace(
             item, id=item.id or self._ids.next("item"), status=item.status or "completed"
         )
@@ -316,34 +294,11 @@ class RealtimeProtocol:
         return [ItemCreated(item, previous_id)]
 
     def _truncate(self, event: ConversationItemTruncate) -> list[RealtimeEvent]:
-        found = self.conversation.audio_items.get(event.item_id)
-        if found is None:
-            if event.item_id not in self.conversation.items:
-                return self._missing_item("item_truncate_invalid_item_id", event.item_id, event)
-            return self._error(
-                "invalid_value",
-                "only assistant messages with audio can be truncated",
-                param="item_id",
-                event_id=event.event_id,
-            )
-        generation, audio = found
-        if event.content_index != 0:
-            return self._error(
-                "invalid_value",
-                "the item has one content part",
-                param="content_index",
-                event_id=event.event_id,
-            )
-        sent_ms = samples_to_ms(audio.samples, audio.format.sample_rate)
-        if not 0 <= event.audio_end_ms <= sent_ms:
-            return self._error(
-                "invalid_value",
-                f"Audio content of {sent_ms}ms is already shorter than {event.audio_end_ms}ms",
-                param="audio_end_ms",
-                event_id=event.event_id,
-            )
-        rate = audio.source_rate or audio.format.sample_rate
-        samples = event.audio_end_ms * rate // 1000
+        conversation = self.conversation
+        target = truncate_target(event, conversation.items, conversation.audio_items)
+        if isinstance(target, Refusal):
+            return self._refuse(target, event.event_id)
+        generation, samples = target
         self._emit(
             "conversation.item.truncated",
             item_id=event.item_id,
@@ -354,28 +309,9 @@ class RealtimeProtocol:
 
     def _response_create(self, event: ResponseCreate) -> list[RealtimeEvent]:
         params = event.response or ResponseParams()
-        if params.output_modalities is not None and len(set(params.output_modalities)) != 1:
-            return self._error(
-                "invalid_value",
-                "output_modalities must be ['audio'] or ['text']",
-                param="response.output_modalities",
-                event_id=event.event_id,
-            )
-        try:
-            tools = self.config.tools if params.tools is None else params.tools
-            check_tools(tools, params.tool_choice, "response")
-            check_max_output_tokens(params.max_output_tokens, "response.max_output_tokens")
-            too_long = caps.instructions_problem(params.instructions, "response.instructions")
-            if too_long is not None:
-                raise UpdateRejected(*too_long, code=caps.TOO_LARGE)
-        except UpdateRejected as rejected:
-            return self._error(
-                rejected.code, rejected.message, param=rejected.param, event_id=event.event_id
-            )
-        for n, item in enumerate(params.input or ()):
-            if (problem := item_problem(item)) is not None:
-                param = f"response.input[{n}]{problem[0].removeprefix('item')}"
-                return self._error(problem[2], problem[1], param=param, event_id=event.event_id)
+        refusal = response_refusal(params, self.config)
+        if refusal is not None:
+            return self._refuse(refusal, event.event_id)
         active = self.conversation.active()
         if params.conversation != "none" and active is not None:
             return self._error(
@@ -406,11 +342,12 @@ class RealtimeProtocol:
         self,
         code: str,
         item_id: str,
-        event: ConversationItemDelete | ConversationItemRetrieve | ConversationItemTruncate,
+        event: ConversationItemDelete | ConversationItemRetrieve,
     ) -> list[RealtimeEvent]:
-        """No item ``item_id``: OpenAI's ``code`` names the request (``item_*_invalid_item_id``)."""
-        message = f"Item with item_id '{item_id}' not found"
-        return self._error(code, message, param="item_id", event_id=event.event_id)
+        return self._refuse(missing_item(code, item_id), event.event_id)
+
+    def _refuse(self, refusal: Refusal, event_id: str | None) -> list[RealtimeEvent]:
+        return self._error(refusal.code, refusal.message, param=refusal.param, event_id=event_id)
 
     def _error(
         self,

@@ -18,156 +18,73 @@ espeak-ng's ``[[phoneme]]`` input is escaped, so the text is always read as plai
 - **Failures.** A missing binary or a voice espeak-ng does not have is a
   :class:`~pipeline.errors.ModelError` at :meth:`EspeakEngine.start`; a process that fails (or
   writes no WAV) mid-request fails that request only, with a ``ModelError``.
+- **Hangs.** Each process has a deadline (:class:`~pipeline.breaker.Deadline`, as Piper's
+  requests: ``deadline_s`` plus ``deadline_per_audio`` times the audio its sentence should
+  make, its characters at :data:`~voices.piper_engine.CHARS_PER_SECOND` at its words per
+  minute): one that misses it is killed and reaped, and its request fails with a ``ModelError``
+  saying it timed out (``timeouts`` in :meth:`EspeakEngine.statistics`). There is no worker to
+  restart: the next sentence starts a process of its own.
+- **Circuit breaker.** As Piper's (:class:`~pipeline.breaker.Breaker`): after
+  ``breaker_failures`` processes in a row failed (an error, no WAV, a hang), requests are
+  refused at once with a ``ModelError`` for ``breaker_cooldown_s``; then one probes.
 - **Word timings.** The CLI reports none, so each sentence's samples are shared among its words
   in proportion to their lengths in characters (:func:`char_timings`); words tile the samples,
   so barge-in's :func:`~voices.engine.heard_until` works, at sentence precision or better.
 
-Prosody and style (:func:`espeak_settings`; measured on espeak-ng 1.51, ``es``, see the
-constants): ``rate`` → ``-s`` words per minute (175 * rate, 80 to 450; duration is close
-to inversely proportional), ``pitch`` → ``-p`` (50 + 75 * log2 pitch, 0 to 99: about 0.66 to
-1.7 times the default F0), ``volume`` → ``-a`` (100 * volume, 0 to 200; espeak-ng limits its
-own peaks).
-A style multiplies each by its preset (:data:`voices.emotion.PRESETS`, or the voice's own); a
-style that whispers (``whisper`` ≥ 0.5) uses espeak-ng's ``+whisper`` variant. Piper's absolute
-knobs (``length_scale``, the noise scales, ``speaker_id``), SSML phonemes (IPA, which espeak-ng's
-text input does not read) and the presets' ``variation``/``timing`` have no espeak-ng meaning and
-are ignored.
+Prosody and style map onto espeak-ng's options, and its output and voice listing are read, in
+:mod:`voices.espeak_cli`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import re
 import shutil
 import subprocess
 import threading
-from collections.abc import AsyncGenerator, Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import anyio
 import anyio.abc
 from anyio.lowlevel import RunVar
 
+from pipeline.breaker import Breaker, BreakerStatistics, Deadline
 from pipeline.errors import ClientError, ExecutorClosed, ModelError, Overloaded
 from voices.alignment import word_spans
 from voices.chunking import ClauseChunker
-from voices.emotion import PRESETS, Expression, expression
-from voices.engine import (
-    BYTES_PER_SAMPLE,
-    Emotion,
-    Prosody,
-    SpeechChunk,
-    SpeechPlan,
-    Style,
-    WordTiming,
-    as_plan,
+from voices.emotion import PRESETS, Expression
+from voices.engine import BYTES_PER_SAMPLE, Emotion, Prosody, SpeechChunk, SpeechPlan, as_plan
+from voices.espeak_cli import (
+    DEFAULT_WPM,
+    EspeakSettings,
+    base_voice,
+    char_timings,
+    espeak_settings,
+    parse_wav,
+    plain_text,
+    stderr_tail,
+    voice_names,
 )
-from voices.piper_engine import MAX_PAUSE_MS
+from voices.piper_engine import CHARS_PER_SECOND, MAX_PAUSE_MS
 
-__all__ = ["EspeakEngine", "EspeakSettings", "EspeakStatistics", "char_timings", "parse_wav"]
+__all__ = [
+    "EspeakEngine",
+    "EspeakSettings",
+    "EspeakStatistics",
+    "char_timings",
+    "espeak_settings",
+    "parse_wav",
+    "voice_names",
+]
 
-#: espeak-ng's defaults and limits (``espeak-ng --help``)
-DEFAULT_WPM = 175
-WPM_RANGE = (80, 450)
-DEFAULT_PITCH = 50
-PITCH_RANGE = (0, 99)
-#: ``-p`` steps per octave of F0 (measured: -p 0, 50, 99 give 66, 100, 169 Hz for ``es``)
-PITCH_STEPS_PER_OCTAVE = 75.0
-DEFAULT_AMPLITUDE = 100
-AMPLITUDE_RANGE = (0, 200)
-#: a style whispers from this much on (espeak-ng's whisper is a voice variant, all or nothing)
-WHISPER_FROM = 0.5
 #: sentences longer than this are cut (at a clause end, or else a space) into several processes
 SENTENCE_CHARS = 250
 #: the most WAV bytes one process may write (a 250-character sentence at 80 wpm is ~2 MB)
 MAX_WAV_BYTES = 32 * 1024 * 1024
 _STDERR_BYTES = 4096
 _WARM_UP_TEXT = "a"
-#: ``(en-gb 3)`` in the Other Languages column of ``espeak-ng --voices``
-_OTHER_LANGUAGE = re.compile(r"\(([^\s()]+) \d+\)")
-
-
-@dataclass(frozen=True, slots=True)
-class EspeakSettings:
-    """espeak-ng's command-line knobs for one segment."""
-
-    wpm: int
-    pitch: int
-    amplitude: int
-    whisper: bool
-
-    def argv(self, voice: str) -> list[str]:
-        variant = f"{voice}+whisper" if self.whisper and "+" not in voice else voice
-        return [
-            "-v", variant, "-s", str(self.wpm), "-p", str(self.pitch), "-a", str(self.amplitude),
-        ]  # fmt: skip
-
-
-def espeak_settings(
-    prosody: Prosody, style: Style | None, presets: Mapping[Emotion, Expression] = PRESETS
-) -> EspeakSettings:
-    """espeak-ng's knobs for ``prosody`` and ``style`` (see the module docstring)."""
-    e = expression(style, presets)
-    rate = max(prosody.rate * e.rate, 1e-3)
-    pitch = max(prosody.pitch * e.pitch, 1e-3)
-    return EspeakSettings(
-        wpm=_clamp(round(DEFAULT_WPM * rate), WPM_RANGE),
-        pitch=_clamp(round(DEFAULT_PITCH + PITCH_STEPS_PER_OCTAVE * math.log2(pitch)), PITCH_RANGE),
-        amplitude=_clamp(round(DEFAULT_AMPLITUDE * prosody.volume * e.volume), AMPLITUDE_RANGE),
-        whisper=e.whisper >= WHISPER_FROM,
-    )
-
-
-def _clamp(value: int, bounds: tuple[int, int]) -> int:
-    return min(max(value, bounds[0]), bounds[1])
-
-
-def parse_wav(data: bytes) -> tuple[int, bytes]:
-    """``(sample_rate, pcm)`` of a mono PCM16 WAV as espeak-ng writes it to a pipe (its sizes
-    are placeholders: the data runs to the end). Raises :class:`ValueError`."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError("not a WAV file")
-    at = 12
-    rate: int | None = None
-    while at + 8 <= len(data):
-        kind, size = data[at : at + 4], int.from_bytes(data[at + 4 : at + 8], "little")
-        body = data[at + 8 : at + 8 + size]
-        if kind == b"fmt ":
-            if len(body) < 16:
-                raise ValueError("a short fmt chunk")
-            audio_format = int.from_bytes(body[0:2], "little")
-            channels = int.from_bytes(body[2:4], "little")
-            bits = int.from_bytes(body[14:16], "little")
-            if (audio_format, channels, bits) != (1, 1, 16):
-                raise ValueError(f"not mono PCM16 (format {audio_format}, {channels} ch, {bits})")
-            rate = int.from_bytes(body[4:8], "little")
-        elif kind == b"data":
-            if rate is None:
-                raise ValueError("data before fmt")
-            pcm = body  # a placeholder size just runs to the end
-            return rate, pcm[: len(pcm) - len(pcm) % BYTES_PER_SAMPLE]
-        at += 8 + size + size % 2
-    raise ValueError("no data chunk")
-
-
-def char_timings(
-    spans: Sequence[tuple[int, int]], sample_offset: int, samples: int
-) -> tuple[WordTiming, ...]:
-    """Words (``spans`` of text) sharing ``samples`` from ``sample_offset`` in proportion to
-    their lengths in characters: they tile the samples, in order, each owning the pause after
-    it (the first also owns the leading silence)."""
-    if not spans:
-        return ()
-    total = sum(end - start for start, end in spans)
-    bounds = [sample_offset]
-    running = 0
-    for start, end in spans:
-        running += end - start
-        bounds.append(sample_offset + samples * running // total)
-    return tuple(
-        WordTiming(start, end, bounds[i], bounds[i + 1]) for i, (start, end) in enumerate(spans)
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +106,12 @@ class EspeakStatistics:
     rejected: int
     #: callers that stopped reading before the end of their request
     cancelled: int
-    #: processes killed before they finished (cancelled requests, close)
+    #: processes killed before they finished (cancelled requests, close, deadlines)
     killed: int
+    #: processes that missed their deadline (killed; their requests failed)
+    timeouts: int
+    #: the circuit breaker: its state and how often it refused
+    breaker: BreakerStatistics
 
 
 class EspeakEngine:
@@ -210,6 +131,10 @@ class EspeakEngine:
         max_queue: int = 64,
         max_chars: int = 5000,
         startup_timeout: float = 30.0,
+        deadline_s: float = 2.0,
+        deadline_per_audio: float = 0.5,
+        breaker_failures: int = 3,
+        breaker_cooldown_s: float = 10.0,
     ) -> None:
         if max_processes < 1 or max_queue < 0:
             raise ValueError("need at least one process and a queue of 0 or more")
@@ -221,6 +146,9 @@ class EspeakEngine:
         self.max_queue = max_queue
         self.max_chars = max_chars
         self.startup_timeout = startup_timeout
+        #: each process's time budget, from the audio its sentence should make
+        self.deadline = Deadline(deadline_s, deadline_per_audio)
+        self._breaker = Breaker(self.name, failures=breaker_failures, cooldown_s=breaker_cooldown_s)
         self._command: str | None = None
         self._sample_rate: int | None = None
         self._closed = False
@@ -230,6 +158,7 @@ class EspeakEngine:
         self._live: set[anyio.abc.Process] = set()
         self._waiting = 0
         self._done = self._failed = self._rejected = self._cancelled = self._killed = 0
+        self._timeouts = 0
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -249,7 +178,7 @@ class EspeakEngine:
                 f"no {self.executable!r} command: install espeak-ng (apt package espeak-ng)"
             )
         listing = self._run_blocking([command, "--voices"], b"")
-        if _base_voice(self.voice) not in voice_names(listing.stdout.decode(errors="replace")):
+        if base_voice(self.voice) not in voice_names(listing.stdout.decode(errors="replace")):
             raise ModelError(
                 f"espeak-ng has no voice {self.voice!r} (`espeak-ng --voices` lists them)"
             )
@@ -261,7 +190,7 @@ class EspeakEngine:
         except ValueError as error:
             raise ModelError(
                 f"espeak-ng voice {self.voice!r} did not speak: {error} "
-                f"(exit code {spoken.returncode}; {_tail(spoken.stderr)})"
+                f"(exit code {spoken.returncode}; {stderr_tail(spoken.stderr)})"
             ) from error
         self._command = command
         self._sample_rate = rate
@@ -319,6 +248,8 @@ class EspeakEngine:
                 rejected=self._rejected,
                 cancelled=self._cancelled,
                 killed=self._killed,
+                timeouts=self._timeouts,
+                breaker=self._breaker.statistics(),
             )
 
     # -- requests --------------------------------------------------------------------------
@@ -402,22 +333,55 @@ class EspeakEngine:
             return limiter
 
     async def _speak(self, text: str, settings: EspeakSettings, *, admit: bool) -> bytes:
-        """The PCM of one sentence, from a process of its own."""
+        """The PCM of one sentence, from a process of its own, within its deadline; the
+        outcome judges the breaker (a success, a failure, or no verdict: cancelled, closed)."""
         limiter = self._limiter_here()
         with self._lock:
+            now = time.monotonic()
+            if not self._breaker.admit(now):
+                why = self._breaker.refusal(now)
+                raise ModelError(f"the espeak-ng voice is not taking requests: it {why}")
             if admit and self._waiting >= self.max_queue and limiter.available_tokens < 1:
                 self._rejected += 1
+                self._breaker.released(now)
                 raise Overloaded(self.name, self._waiting, self.max_queue)
             self._waiting += 1
+        verdict: Literal["success", "failure"] | None = None
         try:
-            await limiter.acquire()
+            try:
+                await limiter.acquire()
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+            try:
+                pcm = await self._within_deadline(text, settings)
+            finally:
+                limiter.release()
+            verdict = "success"
+            return pcm
+        except ModelError:
+            verdict = "failure"
+            raise
         finally:
             with self._lock:
-                self._waiting -= 1
-        try:
+                now = time.monotonic()
+                if verdict == "success":
+                    self._breaker.succeeded(now)
+                elif verdict == "failure":
+                    self._breaker.failed(now)
+                else:
+                    self._breaker.released(now)
+
+    async def _within_deadline(self, text: str, settings: EspeakSettings) -> bytes:
+        """:meth:`_run`, killed (and reaped) when it misses its deadline: a ``ModelError``."""
+        audio_s = len(text) / CHARS_PER_SECOND * DEFAULT_WPM / settings.wpm
+        budget = self.deadline.budget(audio_s)
+        with anyio.move_on_after(budget) as deadline:
             return await self._run(text, settings)
-        finally:
-            limiter.release()
+        assert deadline.cancelled_caught  # (only the deadline's cancel ends up here)
+        with self._lock:
+            self._timeouts += 1
+        raise ModelError(f"espeak-ng timed out: a sentence not spoken in {budget:.1f} s")
 
     async def _run(self, text: str, settings: EspeakSettings) -> bytes:
         assert self._command is not None
@@ -437,7 +401,7 @@ class EspeakEngine:
                 group.start_soon(_keep_tail, process.stderr, errors, _STDERR_BYTES)
                 assert process.stdin is not None
                 with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    await process.stdin.send(_plain(text).encode())
+                    await process.stdin.send(plain_text(text).encode())
                 await process.stdin.aclose()
                 if not await _drain(process.stdout, output, MAX_WAV_BYTES):
                     process.kill()
@@ -462,10 +426,10 @@ class EspeakEngine:
             rate, pcm = parse_wav(bytes(output))
         except ValueError as error:
             raise ModelError(
-                f"espeak-ng failed: {error} (exit code {code}; {_tail(bytes(errors))})"
+                f"espeak-ng failed: {error} (exit code {code}; {stderr_tail(bytes(errors))})"
             ) from error
         if code != 0:
-            raise ModelError(f"espeak-ng failed: exit code {code}; {_tail(bytes(errors))}")
+            raise ModelError(f"espeak-ng failed: exit code {code}; {stderr_tail(bytes(errors))}")
         if rate != self._sample_rate:
             raise ModelError(f"espeak-ng spoke at {rate} Hz, not {self._sample_rate} Hz")
         return pcm
@@ -506,31 +470,3 @@ class _Sentence:
     text: str
     #: where it starts in its segment's text
     start: int
-
-
-def _plain(text: str) -> str:
-    """``text`` as espeak-ng's plain-text input: no ``[[phoneme]]`` blocks, no NULs."""
-    return text.replace("\x00", " ").replace("[[", "[ [").replace("]]", "] ]")
-
-
-def _tail(stderr: bytes) -> str:
-    text = stderr.decode(errors="replace").strip()
-    return f"stderr: {text[-500:]}" if text else "no stderr"
-
-
-def _base_voice(voice: str) -> str:
-    return voice.partition("+")[0].lower()
-
-
-def voice_names(listing: str) -> frozenset[str]:
-    """Every name ``espeak-ng -v`` takes, from ``espeak-ng --voices``: languages, other
-    languages, voice names and voice files (with and without their folder), lower-case."""
-    names: set[str] = set()
-    for line in listing.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 5:
-            continue
-        language, name, file = fields[1], fields[3], fields[4]
-        names.update({language, name, file, file.rpartition("/")[2]})
-        names.update(_OTHER_LANGUAGE.findall(" ".join(fields[5:])))
-    return frozenset(n.lower() for n in names)

@@ -62,7 +62,7 @@ from typing import IO
 
 import msgspec
 
-from pipeline.breaker import Breaker, BreakerState, BreakerStatistics, backoff_delay
+from pipeline.breaker import Breaker, BreakerState, BreakerStatistics, Deadline, backoff_delay
 from pipeline.errors import ClientError, ExecutorClosed, ModelError, Overloaded, VoxlineError
 from voices.emotion import Expression
 from voices.engine import Emotion, Prosody, SpeechChunk, SpeechPlan, as_plan
@@ -203,8 +203,8 @@ class PiperEngine:
         self.max_queue = max_queue
         self.max_chars = max_chars
         self.startup_timeout = startup_timeout
-        self.deadline_s = deadline_s
-        self.deadline_per_audio = deadline_per_audio
+        #: each request's time budget, from the audio it should make (:func:`expected_seconds`)
+        self.deadline = Deadline(deadline_s, deadline_per_audio)
         self._argv = [sys.executable, "-m", "voices.piper_worker", "--threads", str(threads)]
         if model is not None:
             self._argv += ["--model", str(model)]
@@ -334,7 +334,7 @@ class PiperEngine:
         if any(not 0 <= segment.pause_ms <= MAX_PAUSE_MS for segment in plan.segments):
             raise ClientError(f"pauses must last 0 to {MAX_PAUSE_MS} ms")
         loop = asyncio.get_running_loop()
-        budget = self.deadline_s + self.deadline_per_audio * expected_seconds(plan)
+        budget = self.deadline.budget(expected_seconds(plan))
         with self._lock:
             if self._closed:
                 raise ExecutorClosed("the Piper engine is closed")
@@ -343,11 +343,8 @@ class PiperEngine:
                 raise Overloaded(self.name, len(self._queue), self.max_queue)
             now = time.monotonic()
             if not self._breaker.admit(now):
-                raise ModelError(
-                    f"the Piper voice is not taking requests: its worker failed "
-                    f"{self._breaker.failures} times in a row (circuit breaker open, next try "
-                    f"in {self._breaker.retry_in(now):.1f} s)"
-                )
+                why = self._breaker.refusal(now)
+                raise ModelError(f"the Piper voice is not taking requests: its worker {why}")
             request_id = next(self._ids)
             frame = encode(Synthesize(request_id, plan.segments))
             request = _Request(request_id, frame, loop, budget)
