@@ -3,11 +3,18 @@
 Turn-taking (:mod:`agent.turns`, rule M1) decides when to ask: :class:`~agent.turns.AskEndOfTurn`
 at the caller's first short pause. The session hands each question to its :class:`TurnAsker`,
 which keeps the caller's recent audio (every frame, as it arrives: :meth:`TurnAsker.push`),
-cuts the question's audio out of it at once (from the turn's start, less a pre-roll, to the
-newest sample; the model hears only the last 8 s) and runs it on the model's executor, shared
-by every call, in its own task. The answer goes back as
+cuts the question's audio out of it at once (:func:`question_span`: from the turn's start, less
+a pre-roll, to :data:`HEARD_PAUSE` into the pause; the model hears only the last 8 s) and runs
+it on the model's executor, shared by every call, in its own task. The answer goes back as
 :class:`~agent.turns.EndOfTurnScore` through ``answer`` (the session's control channel), so it
 reaches turn-taking as an input like any other.
+
+The model hears the pause as the VAD heard it when it announced it, never the newest audio:
+by the time a question is asked the caller's audio has run on by however much the network and
+a busy VAD lagged, and the answer moved with it (the comma pause of espeak-ng's "I would like
+to, um," scored 0.49 through a real server, 0.22 cut at the pause: a little more lag and it
+was "done", and the VAD ended the speech at the comma). Cut at the pause, the answer is the
+same however late the question comes.
 
 Channel policy: one question waits at most; a newer one replaces it (the older pause is moot:
 the caller spoke on). A question already running is finished; turn-taking drops an answer
@@ -19,6 +26,7 @@ model; the failure is logged and counted in :attr:`TurnAsker.failed`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -29,14 +37,26 @@ from agent.turn_types import AskEndOfTurn, EndOfTurnScore
 from pipeline.errors import ExecutorClosed, ModelError, Overloaded
 from pipeline.events import BYTES_PER_SAMPLE, PIPELINE_RATE, Pcm
 from pipeline.turn.smart_turn import WINDOW_SAMPLES, TurnEndRequest, TurnEndResult
+from pipeline.vad.stage import PAUSE_SAMPLES
 
-__all__ = ["PRE_ROLL", "TurnAsker", "TurnEndRunner"]
+__all__ = ["HEARD_PAUSE", "PRE_ROLL", "TurnAsker", "TurnEndRunner", "question_span"]
 
 log = logging.getLogger("voxline.turns")
 
 #: audio before the turn's first speech sample that the model hears too (its onset)
 PRE_ROLL = PIPELINE_RATE // 2
+#: the silence of a pause that the model hears: what the VAD had heard of it when it announced
+#: it (its ``SpeechPaused``), all of it judged silent
+HEARD_PAUSE = PAUSE_SAMPLES
 _KEEP_BYTES = WINDOW_SAMPLES * BYTES_PER_SAMPLE
+
+
+def question_span(question: AskEndOfTurn, heard: int = HEARD_PAUSE) -> tuple[int, int]:
+    """The input samples ``[begin, end)`` the model hears for ``question``: from the turn's
+    start less :data:`PRE_ROLL` (its last 8 s at most) to ``heard`` into the pause (the
+    silence the VAD needs to announce one: :data:`HEARD_PAUSE`)."""
+    end = question.pause + heard
+    return max(question.start - PRE_ROLL, end - WINDOW_SAMPLES), end
 
 
 class TurnEndRunner(Protocol):
@@ -71,15 +91,22 @@ class TurnAsker:
         self._end = pts + len(pcm) // BYTES_PER_SAMPLE
 
     def ask(self, question: AskEndOfTurn) -> None:
-        """Queue ``question`` (replacing one not yet run) with its audio as it is now."""
-        kept = len(self._audio) // BYTES_PER_SAMPLE
-        begin = max(question.start - PRE_ROLL, self._end - kept, self._end - WINDOW_SAMPLES)
-        if begin >= self._end:
+        """Queue ``question`` (replacing one not yet run) with its audio (:func:`question_span`,
+        as far as it has come)."""
+        first = self._end - len(self._audio) // BYTES_PER_SAMPLE  # the oldest sample kept
+        begin, end = question_span(question)
+        begin, end = max(begin, first), min(end, self._end)
+        if begin >= end:
             return  # no audio of this turn is kept: nothing to ask about
-        tail = self._audio[(begin - self._end) * BYTES_PER_SAMPLE :]
-        audio = np.frombuffer(bytes(tail), dtype=np.int16)
+        span = self._audio[(begin - first) * BYTES_PER_SAMPLE : (end - first) * BYTES_PER_SAMPLE]
+        audio = np.frombuffer(bytes(span), dtype=np.int16)
         self._waiting = (question.pause, audio)
         self.asked += 1
+        log.debug(
+            "end-of-turn model asked: pause at %d, audio received up to %d",
+            question.pause,
+            self._end,
+        )
         self._wake.set()
 
     async def run(self) -> None:
@@ -90,6 +117,7 @@ class TurnAsker:
             if self._waiting is None:
                 continue
             (pause, audio), self._waiting = self._waiting, None
+            began = time.perf_counter()
             try:
                 result = await self._model.run(TurnEndRequest(audio))
             except (ModelError, Overloaded, ExecutorClosed) as error:
@@ -97,4 +125,11 @@ class TurnAsker:
                 log.warning("end-of-turn model: no answer (%s); the silence rule decides", error)
                 continue
             self.answered += 1
+            log.debug(
+                "end-of-turn model: pause at %d, %d samples heard: %.3f in %.0f ms",
+                pause,
+                len(audio),
+                result.probability,
+                (time.perf_counter() - began) * 1000,
+            )
             await self._answer(EndOfTurnScore(pause, result.probability))

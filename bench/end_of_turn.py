@@ -17,7 +17,8 @@ Each utterance (0.5 s of silence before, 3 s after) is played through the real c
 sample time: Silero VAD and its detector as the default agent sets them (0.5/0.35, 250 ms
 speech, 300 ms silence, the stage's 100 ms ``SpeechPaused``), Whisper base for each
 utterance's final text (what the silence rule's punctuation check reads), the real turn
-machine (:class:`agent.turns.TurnTaking`) under each policy, and the real model. The final of
+machine (:class:`agent.turns.TurnTaking`) under each policy, and the real model, hearing what
+a call's asker gives it (:func:`agent.turn_asker.question_span`). The final of
 a pause arrives ``--asr-ms`` after the pause was announced (the speculative decode), not
 before the stop is known; the model's answer arrives its measured batch-1 median after it was
 asked. Per policy: turns cut too early (an utterance that made more than one turn, or whose
@@ -48,6 +49,7 @@ import numpy as np
 from agent.caller_audio import espeak, read_speech, read_wav, resample, silence
 from agent.config import load_config
 from agent.models import asr_model_config, asr_options
+from agent.turn_asker import question_span
 from agent.turns import (
     AskEndOfTurn,
     EndOfTurn,
@@ -249,7 +251,8 @@ def play(models: Models, utterance: Utterance, policy: Policy, vad: DetectorConf
                 stop_of_turn = action.end
             elif isinstance(action, AskEndOfTurn):
                 outcome.asked += 1
-                p = score(models, audio, action.start, now, utterance.name)
+                span = question_span(action, policy.pause_samples)
+                p = score(models, audio, span, utterance.name)
                 pending.append((now + round(models.model_ms * MS), EndOfTurnScore(action.pause, p)))
             elif isinstance(action, EndSpeech):
                 for transition in detector.end_at(action.pause):
@@ -315,10 +318,12 @@ def transcribe(models: Models, audio: Pcm, start: int, stop: int, name: str) -> 
     return models.texts[key]
 
 
-def score(models: Models, audio: Pcm, start: int, now: int, name: str) -> float:
-    key = (start, now, name)
+def score(models: Models, audio: Pcm, span: tuple[int, int], name: str) -> float:
+    """The model's answer about ``audio[span]`` (a question's :func:`question_span`)."""
+    begin, end = span
+    key = (begin, end, name)
     if key not in models.scores:
-        clip = audio[max(0, start - PRE_ROLL) : now]
+        clip = audio[max(0, begin) : end]
         models.scores[key] = models.model(TurnEndRequest(clip)).probability
     return models.scores[key]
 

@@ -18,13 +18,14 @@ import pytest
 from anyio import wait_all_tasks_blocked
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from agent.turn_asker import TurnAsker
+from agent.turn_asker import HEARD_PAUSE, PRE_ROLL, TurnAsker, question_span
 from agent.turns import AskEndOfTurn, EndOfTurnScore
 from pipeline.errors import ModelError
 from pipeline.events import Pcm
 from pipeline.executor import ModelExecutor
 from pipeline.turn.smart_turn import (
     SMART_TURN_SHA256,
+    WINDOW_SAMPLES,
     SmartTurn,
     TurnEndRequest,
     TurnEndResult,
@@ -175,10 +176,11 @@ async def test_a_newer_question_replaces_one_still_waiting(
     asker = TurnAsker(executor, send.send)
     audio = said(HESITATING)
     asker.push(audio.tobytes(), 0)
-    asker.ask(AskEndOfTurn(start=0, pause=100, at=len(audio)))
-    asker.ask(AskEndOfTurn(start=0, pause=200, at=len(audio)))
+    pause = len(audio) - 3200  # where the trailing silence begins
+    asker.ask(AskEndOfTurn(start=0, pause=pause - 1600, at=len(audio)))
+    asker.ask(AskEndOfTurn(start=0, pause=pause, at=len(audio)))
     score = await first_answer(asker, answers)
-    assert score.pause == 200
+    assert score.pause == pause
     assert score.probability < 0.1
     assert asker.answered == 1
     send.close()
@@ -214,3 +216,39 @@ def test_no_kept_audio_means_no_question() -> None:
     assert asker.asked == 0
     send.close()
     answers.close()
+
+
+def test_the_question_is_the_turn_up_to_the_pause_as_the_vad_announced_it() -> None:
+    question = AskEndOfTurn(start=48000, pause=160000, at=170000)
+    assert question_span(question) == (48000 - PRE_ROLL, 160000 + HEARD_PAUSE)
+    long = AskEndOfTurn(start=0, pause=400000, at=400000)
+    assert question_span(long) == (400000 + HEARD_PAUSE - WINDOW_SAMPLES, 400000 + HEARD_PAUSE)
+
+
+@pytest.mark.anyio
+async def test_the_answer_does_not_depend_on_the_audio_after_the_pause(
+    executor: ModelExecutor[TurnEndRequest, TurnEndResult],
+) -> None:
+    # a question asked late (a lagging VAD, a busy machine) hears no more than one asked at
+    # once: the start of the next word made the model say "done" about the pause before it
+    before = np.concatenate([silence(0.5), espeak("I would like to,")])
+    after = np.concatenate([silence(0.3), espeak("book a table for two")])
+    audio = np.concatenate([before, after])
+    question = AskEndOfTurn(start=8000, pause=len(before), at=len(before) + HEARD_PAUSE)
+
+    async def answer(received: int) -> float:
+        send, answers = answered()
+        asker = TurnAsker(executor, send.send)
+        for at in range(0, received, 320):
+            asker.push(audio[at : min(at + 320, received)].tobytes(), at)
+        asker.ask(question)
+        score = await first_answer(asker, answers)
+        send.close()
+        answers.close()
+        return score.probability
+
+    at_once, late = await answer(len(before) + HEARD_PAUSE), await answer(len(audio))
+    assert late == pytest.approx(at_once, abs=1e-6)
+    begin, end = question_span(question)
+    alone = await executor.run(TurnEndRequest(audio[begin:end]))
+    assert at_once == pytest.approx(alone.probability, abs=1e-6)
