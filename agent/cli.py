@@ -82,10 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         print(f"voxline: {problem}", file=sys.stderr)
         return 2
+    from agent.memory_probe import install as install_memory_probe
     from agent.server import serve as run_server
     from agent.tracing_logs import configure_logging
 
     configure_logging(logging.INFO)  # a call's lines carry its id (and its trace id)
+    install_memory_probe()  # debug only, when VOXLINE_MEMORY_PROBE is set (bench/soak.py)
     try:
         run_server(config, host, args.port, keys=keys)
     except ConfigError as error:  # what is checked as the server starts (server.tracing)

@@ -13,14 +13,23 @@ time). Measured:
   playing at the first frame with no buffer of its own (the server sends 60 ms ahead);
 - **turns answered**, and the ``error`` events callers got;
 - the server's **RSS** (``process_resident_memory_bytes``, every 5 s) at the start and the end,
-  and its slope (a least-squares line, MB per minute);
+  and its slope (a least-squares line, MB per minute), over the whole run and over its second
+  half (a high-water mark levels off: its second half's slope falls towards 0; a leak's does
+  not); with them its anonymous memory and threads (``/proc``: bench/soak_memory.py);
 - its **open file descriptors** and **asyncio tasks** (``process_open_fds``,
   ``voxline_asyncio_tasks`` in ``/metrics``) before the calls (after one warm-up call: what
   is made once, on first use, is not a leak) and after them, once the server reports no
   session open: back to where they started.
 
 Run: ``python -m bench.soak`` (10 minutes, 6 calls; ``--minutes 1`` is the test's version,
-tests/test_soak.py; ``--json FILE``).
+tests/test_soak.py; ``--json FILE``). ``--tracemalloc`` runs the server with its memory probe
+(agent/memory_probe.py) and reports what grew between the end of the first minute (or the
+warm-up, for a shorter run) and the end: Python allocation sites, object types, the Python
+memory traced against the anonymous RSS, and what ``malloc_trim`` gives back (slower: the
+server traces every allocation and stalls about a second at each probe; ``--probes DIR``
+keeps the snapshots and readings there). The server inherits
+this process's environment: ``MALLOC_ARENA_MAX=2 python -m bench.soak`` runs it with two glibc
+arenas.
 """
 
 from __future__ import annotations
@@ -43,7 +52,9 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.caller import FRAME_MS, Caller, Utterance, call
+from agent.memory_probe import ENV as MEMORY_PROBE
 from agent.server_process import running_server
+from bench.soak_memory import Prober, anonymous, growth, print_growth, threads
 from bench.utterances import utterance
 from bench.v2v_report import Turn, load, realtime
 from bench.voice_to_voice import CONCURRENT_SCRIPT, answer_to, finish, greeting, with_max_sessions
@@ -98,28 +109,48 @@ class SoakResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
     server_errors: float = 0.0
     rss: list[tuple[float, int]] = field(default_factory=list)  # (s since start, bytes)
+    #: at the same times: the anonymous part of the RSS (bytes), and the threads
+    anonymous: list[int] = field(default_factory=list)
+    threads: list[int] = field(default_factory=list)
     before: ProcessState | None = None
     after: ProcessState | None = None
+    #: with --tracemalloc: what grew (bench/soak_memory.py's growth reports)
+    memory: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rss_slope_mb_per_min(self) -> float:
-        if len(self.rss) < 2:
-            return 0.0
-        t, rss = np.array([s for s, _ in self.rss]), np.array([b for _, b in self.rss])
-        slope = float(np.polyfit(t / 60, rss / 2**20, 1)[0])
-        return slope
+        return slope(self.rss)
 
     def summary(self) -> dict[str, Any]:
         first, last = (self.rss[0][1], self.rss[-1][1]) if self.rss else (0, 0)
-        out = {k: v for k, v in asdict(self).items() if k not in ("rss", "errors")}
+        half = [(t, b) for t, b in self.rss if t >= self.seconds / 2]
+        anonymous = list(zip([t for t, _ in self.rss], self.anonymous, strict=False))
+        out = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("rss", "errors", "anonymous", "threads", "memory")
+        }
         out.update(
             rss_start_mb=round(first / 2**20, 1),
             rss_end_mb=round(last / 2**20, 1),
             rss_slope_mb_per_min=round(self.rss_slope_mb_per_min, 2),
+            rss_slope_second_half_mb_per_min=round(slope(half), 2),
+            anonymous_slope_mb_per_min=round(slope(anonymous), 2),
             rss_mb=[(round(t), round(rss / 2**20, 1)) for t, rss in self.rss],
+            anonymous_mb=[round(b / 2**20, 1) for b in self.anonymous],
+            threads=self.threads,
             error_events=len(self.errors),
+            memory=self.memory,
         )
         return out
+
+
+def slope(series: Sequence[tuple[float, int]]) -> float:
+    """The least-squares slope of (seconds, bytes) readings, in MB per minute."""
+    if len(series) < 2:
+        return 0.0
+    t, size = np.array([s for s, _ in series]), np.array([b for _, b in series])
+    return float(np.polyfit(t / 60, size / 2**20, 1)[0])
 
 
 async def process_state(client: httpx.AsyncClient, http: str) -> ProcessState:
@@ -192,17 +223,36 @@ async def one_call(url: str, script: Sequence[Utterance]) -> CallOutcome:
     return CallOutcome(turns, lost_frames(caller), late, frames, worst, caller.errors(), lag)
 
 
-async def soak(url: str, http: str, calls: int, seconds: float, stagger: float = 1.0) -> SoakResult:
+async def soak(
+    url: str,
+    http: str,
+    calls: int,
+    seconds: float,
+    stagger: float = 1.0,
+    *,
+    pid: int | None = None,
+    prober: Prober | None = None,
+    probe_at: float = 60.0,
+) -> SoakResult:
     """``calls`` callers placing calls back to back for ``seconds`` against the server at
-    ``url`` (``ws://``) / ``http`` (its ``/metrics``)."""
+    ``url`` (``ws://``) / ``http`` (its ``/metrics``); ``pid``: its process (for ``/proc``);
+    ``prober``: its memory probe, read after the warm-up, at ``probe_at`` seconds (where the
+    run lasts longer) and at the end."""
     script = [utterance(text) for text in CONCURRENT_SCRIPT]
     result = SoakResult(calls, seconds)
     limits = httpx.Limits(max_connections=1)  # one connection: the server's fds stay comparable
     async with httpx.AsyncClient(limits=limits) as client:
         await one_call(url, script[:1])  # the warm-up call
         result.before = await settled(client, http, None, 60)
+        if prober is not None:
+            await prober.take("warm-up", 0.0)
         began = time.perf_counter()
         deadline = began + seconds
+
+        def sample(rss: int) -> None:
+            result.rss.append((time.perf_counter() - began, rss))
+            result.anonymous.append(anonymous(pid) if pid is not None else 0)
+            result.threads.append(threads(pid) if pid is not None else 0)
 
         def add(outcome: CallOutcome) -> None:
             result.placed += 1
@@ -222,19 +272,29 @@ async def soak(url: str, http: str, calls: int, seconds: float, stagger: float =
 
         async def sampler() -> None:
             while True:
-                state = await process_state(client, http)
-                result.rss.append((time.perf_counter() - began, state.rss))
+                sample((await process_state(client, http)).rss)
                 await anyio.sleep(SAMPLE_S)
+
+        async def probe() -> None:
+            assert prober is not None
+            await anyio.sleep(probe_at)
+            await prober.take(f"{probe_at:.0f} s", time.perf_counter() - began)
 
         async with anyio.create_task_group() as outer:
             outer.start_soon(sampler)
+            if prober is not None and probe_at < seconds:
+                outer.start_soon(probe)
             async with anyio.create_task_group() as callers:
                 for index in range(calls):
                     callers.start_soon(caller, index)
             outer.cancel_scope.cancel()
         result.after = await settled(client, http, result.before, 60)
-        result.rss.append((time.perf_counter() - began, result.after.rss))
+        sample(result.after.rss)
         result.server_errors = result.after.errors - result.before.errors
+        if prober is not None:
+            await prober.take("the end", time.perf_counter() - began)
+            last = len(prober.taken)
+            result.memory = [growth(prober, i, last) for i in range(last - 1, 0, -1)]
     return result
 
 
@@ -252,24 +312,44 @@ def report(result: SoakResult) -> None:
     summary = result.summary()
     print(
         f"RSS {summary['rss_start_mb']} -> {summary['rss_end_mb']} MB "
-        f"(slope {summary['rss_slope_mb_per_min']:+.2f} MB/min); open fds {before.fds} -> "
+        f"(slope {summary['rss_slope_mb_per_min']:+.2f} MB/min, second half "
+        f"{summary['rss_slope_second_half_mb_per_min']:+.2f}; anonymous "
+        f"{summary['anonymous_slope_mb_per_min']:+.2f}); open fds {before.fds} -> "
         f"{after.fds}; asyncio tasks {before.tasks} -> {after.tasks}; sessions {after.sessions}"
     )
+    print(f"RSS every {SAMPLE_S:.0f} s (MB): {[mb for _, mb in summary['rss_mb']]}")
+    if result.threads:
+        print(f"threads: {min(result.threads)} to {max(result.threads)}")
+    for growth_report in result.memory:
+        print_growth(growth_report)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    # glibc's tunables the server inherits (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, ...)
+    malloc = {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")}
     print(f"{machine}, {time.strftime('%Y-%m-%d %H:%M')}, agent {args.config}, load {load()}")
+    tracing = "on" if args.tracemalloc else "off"
+    print(f"malloc: {malloc or 'glibc defaults'}; tracemalloc: {tracing}")
     for text in CONCURRENT_SCRIPT:
         utterance(text)  # espeak before the clock runs
-    with (
-        tempfile.TemporaryDirectory(prefix="voxline-soak-") as folder,
-        running_server(str(soak_config(args.config, folder, args.calls))) as server,
-    ):
-        result = await soak(server.ws, server.http, args.calls, args.minutes * 60)
+    with tempfile.TemporaryDirectory(prefix="voxline-soak-") as folder:
+        probes = Path(args.probes) if args.probes else Path(folder) / "probes"
+        env = {MEMORY_PROBE: str(probes)} if args.tracemalloc else {}
+        config = str(soak_config(args.config, folder, args.calls))
+        with running_server(config, env=env) as server:
+            pid = server.process.pid
+            prober = Prober(pid, probes) if args.tracemalloc else None
+            seconds = args.minutes * 60
+            result = await soak(server.ws, server.http, args.calls, seconds, pid=pid, prober=prober)
     report(result)
     print(f"load average at the end: {load()}")
-    return {"machine": machine, "load_end": load(), **result.summary()}
+    return {
+        "machine": machine,
+        "malloc": malloc,
+        "load_end": load(),
+        **result.summary(),
+    }
 
 
 def main() -> None:
@@ -278,6 +358,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="probe the server's memory (agent/memory_probe.py) and report what grew",
+    )
+    parser.add_argument(
+        "--probes",
+        help="with --tracemalloc: keep the probes' snapshots and readings in this folder",
+    )
     args = parser.parse_args()
     summary = anyio.run(run, args)
     if args.json:

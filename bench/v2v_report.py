@@ -6,10 +6,11 @@ its floor, the barge-ins, the concurrency levels.
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,9 @@ class Turn:
     heard: str = ""  # the server's final transcripts of it
     vad_end_ms: float | None = None  # the VAD's end of speech minus the true end
     lead_in_ms: float | None = None  # reply audio before its first loud sample
+    #: when each step of the answer reached the client, seconds after the end of speech was
+    #: sent (:data:`CLIENT_POINTS`; a step the client did not see is left out)
+    arrivals: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -46,6 +50,44 @@ class CallResult:
     replies: list[Reply]
     errors: list[dict[str, Any]]
     send_lag: list[float]
+
+
+#: what the client sees of an answer, in order: ``speech.stopped`` (the VAD confirmed the end of
+#: speech), the last ``transcript.final`` and ``turn.ended`` before the answer, its first
+#: ``agent.text``, its first audio frame, its first frame holding a loud sample
+CLIENT_POINTS = ("vad_stop", "final", "turn", "text", "audio", "loud")
+
+
+def client_stages(arrivals: dict[str, float]) -> dict[str, float]:
+    """Milliseconds between the steps of :data:`CLIENT_POINTS` that ``arrivals`` holds, from the
+    end of speech (``end``); together they make the turn's voice to voice time."""
+    known = [("end", 0.0), *((p, arrivals[p]) for p in CLIENT_POINTS if p in arrivals)]
+    return {f"{a}->{b}": 1000 * (tb - ta) for (a, ta), (b, tb) in itertools.pairwise(known)}
+
+
+def arrivals(events: Sequence[dict[str, Any]], reply: Reply, end_sent: float) -> dict[str, float]:
+    """When each step of the answer ``reply`` reached the client (``events``: what came since
+    the utterance was queued), seconds after ``end_sent`` (:data:`CLIENT_POINTS`)."""
+    out: dict[str, float] = {}
+    if reply.frames:
+        out["audio"] = reply.frames[0][0]
+    if (loud := reply.first_loud()) is not None:
+        out["loud"] = loud
+    texts = [e for e in events if e["type"] == "agent.text" and e["generation"] == reply.generation]
+    if texts:
+        out["text"] = texts[0]["arrived"]
+    answered_at = out.get("text", out.get("audio"))
+    before = [e for e in events if answered_at is None or e["arrived"] <= answered_at]
+    for point, kind in (("turn", "turn.ended"), ("final", "transcript.final")):
+        found = [e["arrived"] for e in before if e["type"] == kind]
+        if found:
+            out[point] = found[-1]
+    ended = out.get("turn", answered_at)
+    stops = [e["arrived"] for e in before if e["type"] == "speech.stopped"]
+    stops = [at for at in stops if ended is None or at <= ended]
+    if stops:
+        out["vad_stop"] = stops[-1]
+    return {point: at - end_sent for point, at in out.items()}
 
 
 def ms(value: float | None) -> str:
@@ -92,8 +134,17 @@ def stage_medians(turns: Sequence[Turn]) -> dict[str, float]:
 
 
 def report_call(
-    turns: Sequence[Turn], vad_silence: float, asr: Sequence[float], tts: Sequence[float]
+    turns: Sequence[Turn],
+    vad_silence: float,
+    asr: Sequence[float],
+    tts: Sequence[float],
+    cached: Sequence[bool] = (),
+    tight: Sequence[float] = (),
 ) -> dict[str, Any]:
+    """The scripted call: each turn, the floor (``vad_silence`` + ``asr`` + ``tts``, seconds
+    per turn; ``cached``: which first chunks came from the TTS cache), the ratio to it, the
+    server's and the client's breakdown of a turn; ``tight``: each turn's floor with the
+    speculative final (:func:`bench.v2v_floor.tight_floors`), with the ratio to it too."""
     print("\n### Voice to voice, one scripted call\n")
     print(
         "| # | caller said | ASR final | bot answered | v2v ms | server total ms | "
@@ -104,15 +155,17 @@ def report_call(
     for index, turn in enumerate(turns):
         reply = turn.reply
         total = reply.latency.get("total") if reply and reply.latency else None
+        memo = " (cached)" if index < len(cached) and cached[index] else ""
         print(
             f"| {index + 1} | {turn.text} | {turn.heard} | {reply.text if reply else '-'} | "
             f"{ms(turn.latency)} | {'-' if total is None else f'{total:.0f}'} | "
             f"{_num(turn.vad_end_ms)} | {_num(turn.lead_in_ms)} | "
-            f"{ms(asr[index])} + {ms(tts[index])} | {ms(floors[index])} |"
+            f"{ms(asr[index])} + {ms(tts[index])}{memo} | {ms(floors[index])} |"
         )
     latencies = [t.latency for t in turns if t.latency is not None]
     answered = [(t.latency, f) for t, f in zip(turns, floors, strict=True) if t.latency]
     medians = stage_medians(turns)
+    client = client_medians(turns)
     summary: dict[str, Any] = {
         "turns": len(turns),
         "answered": len(latencies),
@@ -120,21 +173,31 @@ def report_call(
         "v2v_p95_ms": 1000 * pct(latencies, 95),
         "asr_final_p50_ms": 1000 * pct(asr, 50),
         "tts_first_chunk_p50_ms": 1000 * pct(tts, 50),
+        "tts_first_chunks_cached": sum(cached),
         "models_p50_ms": 1000 * pct([a + t for a, t in zip(asr, tts, strict=True)], 50),
         "floor_p50_ms": 1000 * pct(floors, 50),
         "ratio_to_floor_p50": pct([v / f for v, f in answered], 50),
         "over_floor_p50_ms": 1000 * pct([v - f for v, f in answered], 50),
         "server_stage_median_ms": medians,
+        "client_stage_median_ms": client,
+        "client_stages_ms": [client_stages(t.arrivals) for t in turns],
         "vad_end_error_p50_ms": pct([t.vad_end_ms for t in turns if t.vad_end_ms is not None], 50),
         "reply_lead_in_p50_ms": pct([t.lead_in_ms for t in turns if t.lead_in_ms is not None], 50),
     }
-    rows = (
+    first = "first chunk" + (f" ({sum(cached)} from the TTS cache)" if any(cached) else "")
+    rows: tuple[tuple[str, Sequence[float]], ...] = (
         (f"voice to voice ({len(latencies)}/{len(turns)} answered)", latencies),
         ("baseline: ASR final decode", asr),
-        ("baseline: Piper first chunk", tts),
+        (f"baseline: {first}", tts),
         ("baseline: decode + first chunk", [a + t for a, t in zip(asr, tts, strict=True)]),
         (f"floor: VAD min silence {1000 * vad_silence:.0f} ms + decode + first chunk", floors),
     )
+    if tight:
+        rows += (("floor with the speculative final (bench/v2v_floor.py)", tight),)
+        near = [(t.latency, f) for t, f in zip(turns, tight, strict=True) if t.latency]
+        summary["tight_floor_p50_ms"] = 1000 * pct(tight, 50)
+        summary["ratio_to_tight_floor_p50"] = pct([v / f for v, f in near], 50)
+        summary["over_tight_floor_p50_ms"] = 1000 * pct([v - f for v, f in near], 50)
     print("\n| measure | p50 | p95 |\n|---|---|---|")
     for name, values in rows:
         print(f"| {name} | {1000 * pct(values, 50):.0f} ms | {1000 * pct(values, 95):.0f} ms |")
@@ -143,6 +206,12 @@ def report_call(
         f"({summary['over_floor_p50_ms']:+.0f} ms); "
         f"/ models alone: {summary['v2v_p50_ms'] / summary['models_p50_ms']:.2f} (p50s)"
     )
+    if tight:
+        print(
+            f"\nvoice to voice / floor with the speculative final, median per turn: "
+            f"{summary['ratio_to_tight_floor_p50']:.2f} "
+            f"({summary['over_tight_floor_p50_ms']:+.0f} ms)"
+        )
     print(
         f"\nmedian VAD end error {summary['vad_end_error_p50_ms']:+.0f} ms (the VAD's end of "
         f"speech after the true one), reply lead-in {summary['reply_lead_in_p50_ms']:.0f} ms"
@@ -150,7 +219,24 @@ def report_call(
     print("\nserver `turn.latency`, median ms per stage:")
     print("\n| " + " | ".join(medians) + " |\n|" + "---|" * len(medians))
     print("| " + " | ".join(f"{v:.0f}" for v in medians.values()) + " |")
+    print("\nthe client's view (arrival times), ms per turn and median:")
+    print("\n| # | " + " | ".join(client) + " |\n|---|" + "---|" * len(client))
+    for index, turn in enumerate(turns):
+        stages = client_stages(turn.arrivals)
+        cells = (f"{stages[name]:.0f}" if name in stages else "-" for name in client)
+        print(f"| {index + 1} | " + " | ".join(cells) + " |")
+    print("| median | " + " | ".join(f"{v:.0f}" for v in client.values()) + " |")
     return summary
+
+
+def client_medians(turns: Sequence[Turn]) -> dict[str, float]:
+    """:func:`client_stages` of every turn, median ms per stage (in the order of the steps)."""
+    stages: dict[str, list[float]] = {}
+    for turn in turns:
+        for name, value in client_stages(turn.arrivals).items():
+            stages.setdefault(name, []).append(value)
+    order = sorted(stages, key=lambda name: CLIENT_POINTS.index(name.split("->")[1]))
+    return {name: statistics.median(stages[name]) for name in order}
 
 
 def report_barge_ins(

@@ -33,6 +33,9 @@ batched ASR (``--asr-batch-sizes 1,4``)
     holds when every turn was answered with no error and the v2v p95 stayed under 1.5 s (late
     frames are reported, not counted: on a shared 2-core machine the client's own stalls make
     some); a size stops at its first level that does not hold.
+the floor (``--floor ROUNDS [--baseline-tree DIR]``, this part alone)
+    the scripted call ROUNDS times (on this tree's server and, in turn, on one of the tree
+    in DIR) against its floor, each server's turns reported together (bench/v2v_floor.py).
 records, recordings and traces (``--observability ROUNDS``, this part alone)
     the scripted call on three servers of the same run: call records (SQLite), stereo
     recordings and traces (to an OTLP/HTTP receiver in this process) on; the same without the
@@ -40,10 +43,16 @@ records, recordings and traces (``--observability ROUNDS``, this part alone)
     ratios of the p50s (bench/v2v_observability.py).
 baseline (same run, same machine, no call open)
     the models alone, in this process: the final decode of each utterance with the server's
-    decoder settings (Whisper base int8, 2 threads, the agent's options) and Piper's first
-    chunk of the reply's first clause (worker process, 1 thread, as the server). The floor of
-    a turn is the VAD's ``min_silence_ms`` (the silence that must pass before the final decode
-    starts) + that decode + that first chunk.
+    decoder settings (Whisper base int8, 2 threads, the agent's options) and the first chunk
+    of the answer's first clause as the server gets it (bench/v2v_floor.py: from the TTS cache
+    for a fixed reply the server prefilled, else from the agent's engine, worker process, 1
+    thread). The floor of a turn is the VAD's ``min_silence_ms`` (the silence that must pass
+    before the final decode starts) + that decode + that first chunk.
+client's view
+    when each step of an answer reached the client (``speech.stopped``, the last
+    ``transcript.final`` and ``turn.ended``, the first ``agent.text``, audio frame and loud
+    frame), from the end of speech: where the voice to voice time goes, beside the server's
+    ``turn.latency`` (which starts at the VAD's end of speech, not the true one).
 
 Run: ``python -m bench.voice_to_voice`` (about 4-5 minutes on 2 cores; ``--json FILE``).
 """
@@ -76,11 +85,13 @@ from agent.config import AgentConfig, load_config
 from agent.models import asr_model_config, asr_options
 from agent.server_process import running_server
 from bench.utterances import utterance
+from bench.v2v_floor import as_served, first_chunks, floor_rounds, tight_floors, tts_cache_counters
 from bench.v2v_observability import observability
 from bench.v2v_report import (
     BargeIn,
     CallResult,
     Turn,
+    arrivals,
     level_summary,
     load,
     report_barge_ins,
@@ -141,6 +152,7 @@ async def answer_to(caller: Caller, item: Utterance, within: float = 12.0) -> Tu
         " / ".join(finals),
         vad_end_ms=stops[-1] - spoken.end * 1000 / RATE if stops else None,
         lead_in_ms=reply.lead_in_ms(),
+        arrivals=arrivals(caller.events[events:], reply, spoken.end_sent),
     )
 
 
@@ -435,6 +447,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.observability:  # this part alone (bench/v2v_observability.py)
         script = [utterance(text) for text in SCRIPT[: args.turns]]
         return await observability(args, script, scripted_call)
+    if args.floor:  # this part alone (bench/v2v_floor.py)
+        script = [utterance(text) for text in SCRIPT[: args.turns]]
+        return await floor_rounds(args, script, scripted_call, decode_times)
     script = [utterance(text) for text in SCRIPT[: args.turns]]
     for text in (*CONCURRENT_SCRIPT, TRIGGER, INTERRUPTION):
         utterance(text)  # espeak before the clock runs
@@ -451,9 +466,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"server ready in {time.perf_counter() - began:.0f} s")
         loads["call"] = load()
         turns, _ = await scripted_call(server.ws, script)
+        cache = await tts_cache_counters(server.http)
         loads["baseline"] = load()
         asr = await anyio.to_thread.run_sync(decode_times, config, script[: len(turns)])
-        tts = await first_chunk_times([t.reply.text if t.reply else "" for t in turns])
+        answers = [t.reply.text if t.reply else "" for t in turns]
+        firsts = await first_chunks(config, answers)
+        tts, cached = as_served(firsts, answers, cache=config.profile.tts.cache_mb > 0)
         loads["barge_in"] = load()
         barges = await barge_in_call(server.ws, args.barge_ins) if args.barge_ins else []
         echoed: list[BargeIn] = []
@@ -483,7 +501,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             unguarded = await barge_in_call(server.ws, args.unguarded)
     print(f"\nload average (1/5/15 min) at the start of each part: {loads}")
     report["load"] = loads
-    report["call"] = report_call(turns, config.profile.vad.min_silence_ms / 1000, asr, tts)
+    silence, tight = config.profile.vad.min_silence_ms / 1000, tight_floors(config, asr, tts)
+    report["call"] = report_call(turns, silence, asr, tts, cached, tight)
+    report["call"]["server_tts_cache"] = cache
+    print(f"\nthe server's TTS cache after the call (greeting included): {cache}")
     if barges:
         report["barge_in"] = report_barge_ins(barges, config, "default turns")
     if echoed:
@@ -547,6 +568,19 @@ def main() -> None:
         help="only compare the scripted call with call records, recordings and traces on, "
         "without the recordings, and all off, "
         "ROUNDS calls each, in turn, on three servers of the same run",
+    )
+    parser.add_argument(
+        "--floor",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only the scripted call, ROUNDS times, against its floor (with --baseline-tree: "
+        "in turn with a server of that tree)",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        metavar="DIR",
+        help="with --floor: a copy of this repository whose server is compared, same run",
     )
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()
