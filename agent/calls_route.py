@@ -2,12 +2,14 @@
 
 The request is JSON::
 
-    {"to": "sip:1000@pbx.example.com[:port]",   the callee (required)
+    {"to": "sip:1000@pbx.example.com[:port]",   the callee (required; ``;transport=tcp``
+                                                at its end: over TCP, RFC 3263 §4.1)
      "from": "sip:desk@voxline.example.com",    our From (default: the endpoint's own URI)
      "timeout": 30}                             seconds it may ring (default:
                                                 server.sip.no_answer_s; 0 < timeout <= 300)
 
-The call is placed on the server's first SIP endpoint (``server.sip.listen``) with the same
+The call is placed on the server's first SIP endpoint (``server.sip.listen``) of the callee's
+transport (UDP, or TCP for ``;transport=tcp``: the first ``tcp:`` address) with the same
 :class:`~agent.sip_dial.Dialing` setup as ``voxline dial`` (our offer, the agent speaks first
 when answered; busy, declined, no answer are logged with their SIP status) and counts against
 ``server.max_sessions`` like every call. The answer is 201 at once (the INVITE is on its way)::
@@ -23,6 +25,7 @@ status  code                     when
 ======  =======================  ============================================================
 400     ``invalid_value``        a field is missing, unknown, of the wrong type or out of
                                  range, or the body is not JSON; ``param`` names the field
+                                 (``to`` over TCP on a server with no ``tcp:`` address too)
 413     ``body_too_large``       a body over :data:`MAX_BODY` bytes
 404     ``sip_disabled``         the server has no ``server.sip.listen`` address
 503     ``at_capacity``,         the server is at ``server.max_sessions``, going away, still
@@ -54,9 +57,13 @@ __all__ = ["MAX_BODY", "CallRequest", "calls_routes"]
 
 #: bytes of JSON a request may send
 MAX_BODY = 4096
-#: a SIP URI as this endpoint takes it: ``sip:[user@]host[:port]``, no parameters, nothing a
-#: header could be broken with
-_URI = re.compile(r"^sip:([A-Za-z0-9._~!$&'()*+=%#-]{1,64}@)?[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
+#: a SIP URI as this endpoint takes it: ``sip:[user@]host[:port][;transport=udp|tcp]``, no
+#: other parameter, nothing a header could be broken with
+_URI = re.compile(
+    r"^sip:([A-Za-z0-9._~!$&'()*+=%#-]{1,64}@)?[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?"
+    r"(;transport=(udp|tcp))?$",
+    re.IGNORECASE,
+)
 
 
 class CallRequest(msgspec.Struct, forbid_unknown_fields=True, rename={"caller": "from"}):
@@ -77,6 +84,10 @@ def calls_routes(sip: SipServer | None, admission: ServerAdmission) -> list[Rout
         wanted = _decode(body)
         target = _target(wanted.to, "to")
         caller = _target(wanted.caller, "from").uri if wanted.caller is not None else None
+        endpoint = next((e for e in sip.endpoints if e.transport == target.transport), None)
+        if endpoint is None:
+            why = f"to: transport={target.transport}, but server.sip.listen has no such address"
+            raise ApiError(400, why, param="to", code="invalid_value")
         if (refusal := admission.refusal()) is not None:
             why = REFUSALS.get(refusal, "the models are still loading")
             raise ApiError(503, why, code=refusal, kind="server_error")
@@ -90,7 +101,7 @@ def calls_routes(sip: SipServer | None, admission: ServerAdmission) -> list[Rout
         call_id = uuid.uuid4().hex
         setup = Dialing(target, peer, no_answer, caller=caller, session_id=call_id)
         try:
-            sip.endpoints[0].dial(setup)
+            endpoint.dial(setup)
         except RuntimeError:  # stopping
             raise ApiError(
                 503, "the SIP endpoint is not running", code="not_ready", kind="server_error"
@@ -129,7 +140,10 @@ def _target(uri: str, field: str) -> Target:
     parsed = parse_target(uri)
     if isinstance(parsed, Target) and _URI.match(parsed.uri):
         return parsed
-    reason = parsed.reason if not isinstance(parsed, Target) else "parameters are not taken"
+    reason = parsed.reason if not isinstance(parsed, Target) else "only transport= is taken"
     raise ApiError(
-        400, f"{field}: {reason} (expected sip:user@host[:port])", param=field, code="invalid_value"
+        400,
+        f"{field}: {reason} (expected sip:user@host[:port][;transport=tcp])",
+        param=field,
+        code="invalid_value",
     )

@@ -49,6 +49,7 @@ __all__ = [
     "KeypadAware",
     "KeypadRule",
     "check_digit",
+    "check_digits",
     "keypad_rule",
 ]
 
@@ -65,6 +66,18 @@ def check_digit(digit: str) -> str:
     if len(key) != 1 or key not in KEYS:
         raise ProtocolError(f"not a DTMF digit: {digit!r} (keys are 0-9, *, # and A-D)")
     return key
+
+
+def check_digits(digits: str) -> str:
+    """``digits`` for the agent to key (``send_dtmf``), upper-cased: 1 to :data:`MAX_DIGITS`
+    keys, else ``ValueError`` says why (the config checks its literals; this checks what a
+    template or the LLM filled in)."""
+    keys = digits.upper()
+    if not 1 <= len(keys) <= MAX_DIGITS:
+        raise ValueError(f"{len(keys)} digits (1 to {MAX_DIGITS} may be sent)")
+    if any(key not in KEYS for key in keys):
+        raise ValueError("not DTMF digits (keys are 0-9, *, # and A-D)")
+    return keys
 
 
 class KeypadRule(msgspec.Struct, frozen=True, kw_only=True):

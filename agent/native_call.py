@@ -8,7 +8,8 @@ last message.
 Transfers: a client whose ``hello`` says ``"transfer": true`` gets ``transfer`` events and
 answers each with ``transfer.result`` (the session's
 :meth:`~agent.session.Session.transfer_result`); for any other client a transfer fails at
-once (``unsupported``) and the agent says so.
+once (``unsupported``) and the agent says so. Digits the agent keys are a ``dtmf`` event
+(``digits``) for the client to play or pass on.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agent.session_control import CallControls
 from agent.session_events import (
     AgentText,
     CallEnded,
+    DigitsRequested,
     Interrupted,
     MarkReached,
     Notice,
@@ -64,6 +66,8 @@ class NativeSink(ProtocolSink[NativeProtocol]):
 
     #: the call's session, once it has started (a transfer's refusal goes back to it)
     session: CallControls | None = None
+    #: digits go to the client as ``dtmf`` events (agent.session_events.DigitSink)
+    keys_digits = True
 
     @property
     def output_rate(self) -> int:
@@ -115,6 +119,8 @@ class NativeSink(ProtocolSink[NativeProtocol]):
                 p.send_transfer(target)
             case TransferRequested() if self.session is not None:
                 await self.session.transfer_result(False, "unsupported")
+            case DigitsRequested(digits=digits):
+                p.send_dtmf(digits)
             case Notice(code=code, message=message, rule=rule):
                 p.send_error(code, message, rule=rule)
         await self.flush()

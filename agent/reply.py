@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
 
-# re-exported: a reply's parts (agent.session imports them from here)
-from agent.dialogue.decision import EndCall, Say, Transfer
+from agent.dialogue.decision import CallAction, Say
 from pipeline.clock import MonotonicClock, WallClock
 from pipeline.playout import Playout, Word
 from voices.cache import CachedEngine
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 
 #: what a dialogue yields for one reply, in order (the actions are
 #: :mod:`agent.dialogue.decision`'s, re-exported here as the reply's vocabulary)
-ReplyPart = Say | EndCall | Transfer
+ReplyPart = Say | CallAction
 
 #: how a reply comes out: ``audio`` is synthesised and played; ``text`` is only written (its
 #: text goes to the client as it comes, nothing is synthesised, and it ends with its text)
@@ -213,7 +212,7 @@ class Speaker:
         *,
         clock: WallClock | None = None,
         on_text: Notify | None = None,
-        on_action: Callable[[EndCall | Transfer], Awaitable[None]] | None = None,
+        on_action: Callable[[CallAction], Awaitable[None]] | None = None,
         on_warning: Notify | None = None,
         voice: ReplyVoice | None = None,
         mode: ReplyMode = "audio",

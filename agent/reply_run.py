@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from agent.dialogue.decision import EndCall, Say, Transfer
+from agent.dialogue.decision import CallAction, EndCall, Say, SendDigits, Transfer
 from agent.metrics import METRICS
 from agent.reply import ReplyPart, ReplyShape, ReplyVoice, Responder, Speaker, SpokenText
 from agent.reply_limit import ReplyCap, TokenCap, capped
@@ -59,6 +59,8 @@ class ReplyRun:
     #: what to do once it has played: hang up, or transfer the call (the dialogue's first
     #: ``EndCall`` or ``Transfer`` in it; an interrupted reply does neither)
     then: EndCall | Transfer | None = None
+    #: digits to key once it has played, before ``then`` (its ``SendDigits``, in order)
+    keys: list[SendDigits] = field(default_factory=list)
     #: the responder has decided what to say (its first part came, or it ended): a keyed
     #: turn's digits after this one are read by the rule the decision left (agent.session)
     decided: bool = False
@@ -281,10 +283,10 @@ class Replies:
             played_ms = 1000 * report.samples_played / self.playout.buffer.sample_rate
             await self.outbox.emit(Interrupted(report.generation, heard, played_ms, rule=rule))
 
-    async def finished(self, report: Heard) -> EndCall | Transfer | None:
+    async def finished(self, report: Heard) -> list[CallAction]:
         """A reply played to its end: the dialogue hears what was said (a reply cut at the
-        length limit as interrupted), the sink that its audio is complete. Returns the hang-up
-        or transfer to carry out now, if the reply said so."""
+        length limit as interrupted), the sink that its audio is complete. Returns what to
+        carry out now, in order: the digits it keys, then its hang-up or transfer."""
         run = self.live.pop(report.generation, None)
         if run is not None:
             for mark in run.finished(report):
@@ -296,7 +298,9 @@ class Replies:
                 await self.outbox.emit(Notice(code="reply_failed", message=message))
         spoken = run is None or run.speaker.mode == "audio"
         await self.outbox.emit(AudioDone(report.generation, spoken=spoken))
-        return run.then if run is not None else None
+        if run is None:
+            return []
+        return [*run.keys, *([run.then] if run.then is not None else [])]
 
     def said(self, generation: int) -> SpokenText | None:
         """What recent reply ``generation`` said (``None``: not a recent reply)."""
@@ -340,8 +344,11 @@ class Replies:
         run.spoken.cut = True
         await self.outbox.emit(Notice(code="reply_cut", message=f"reply cut at {limit}"))
 
-    async def _action(self, run: ReplyRun, action: EndCall | Transfer) -> None:
-        if run.then is None:
+    async def _action(self, run: ReplyRun, action: CallAction) -> None:
+        if isinstance(action, SendDigits):
+            if run.then is None:  # none after a hang-up or transfer: the call is over
+                run.keys.append(action)
+        elif run.then is None:
             run.then = action
 
 

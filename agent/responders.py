@@ -21,7 +21,14 @@ import msgspec
 
 from agent.config import AgentConfig
 from agent.config.base import Reply, ReplyConfig
-from agent.dialogue.decision import DialogueDecision, EndCall, HandOff, Say, Transfer
+from agent.dialogue.decision import (
+    DialogueDecision,
+    EndCall,
+    HandOff,
+    Say,
+    SendDigits,
+    Transfer,
+)
 from agent.dialogue.engine import IntentEngine, IntentSession
 from agent.dialogue.llm import (
     LLMDone,
@@ -34,7 +41,7 @@ from agent.dialogue.llm import (
 from agent.dialogue.llm_history import History, separator
 from agent.dialogue.llm_tools import BuiltinTool, ClientTools, ToolCall, ToolResult
 from agent.dialogue.templates import Template
-from agent.digits import Keypad, KeypadRule
+from agent.digits import Keypad, KeypadRule, check_digits
 from agent.reply import ReplyPart, Responder
 
 log = logging.getLogger("voxline.dialogue")
@@ -114,7 +121,7 @@ class IntentResponder:
             yield reply
         for event in decision.events:
             match event:
-                case EndCall() | Transfer():
+                case EndCall() | Transfer() | SendDigits():
                     yield event
                 case HandOff(utterance=utterance, pending=pending):
                     if self.llm is not None:
@@ -141,10 +148,10 @@ def say_reply(reply: Reply) -> Say:
 class LLMResponder:
     """One call's LLM dialogue: its history, streamed replies, tools and barge-in truncation.
 
-    The built-in tools ``end_call`` and ``transfer`` become call actions once the reply before
-    them has been spoken; ``current_datetime`` answers the model directly. The turn after
-    ``limits.max_turns`` is not sent to the model: the call ends (``EndCall("max_turns")``), as
-    the intent engine's flows end it.
+    The built-in tools ``end_call``, ``transfer`` and ``send_dtmf`` become call actions once
+    the reply before them has been spoken; ``current_datetime`` answers the model directly. The
+    turn after ``limits.max_turns`` is not sent to the model: the call ends
+    (``EndCall("max_turns")``), as the intent engine's flows end it.
     """
 
     def __init__(self, engine: LLMEngine, config: AgentConfig) -> None:
@@ -255,6 +262,10 @@ class LLMResponder:
                     case LLMToolResult(call=call) if call.name == "transfer":
                         target = _argument(call.arguments, "target") or "operator"
                         yield Transfer(target)
+                    case LLMToolResult(call=call, result=result) if call.name == "send_dtmf":
+                        digits = _argument(call.arguments, "digits")
+                        if digits and not result.error:  # checked by the tool
+                            yield SendDigits(digits)
                     case LLMDone(finish_reason=finish):
                         if finish == "length" and limit is not None:
                             limit.reached(generation)
@@ -313,10 +324,21 @@ async def _builtin_action(arguments: Mapping[str, Any]) -> ToolResult:
     return ToolResult(content="done", final=True)
 
 
+async def _builtin_send_dtmf(arguments: Mapping[str, Any]) -> ToolResult:
+    """Digits the model keys: checked here, so a bad string goes back to it as an error."""
+    digits = arguments.get("digits")
+    try:
+        check_digits(digits if isinstance(digits, str) else "")
+    except ValueError as error:
+        return ToolResult(content=f"not sent: {error}", error=True)
+    return ToolResult(content="keyed once this reply has been spoken", final=True)
+
+
 BUILTINS: dict[str, BuiltinTool] = {
     "current_datetime": _builtin_datetime,
     "end_call": _builtin_action,
     "transfer": _builtin_action,
+    "send_dtmf": _builtin_send_dtmf,
 }
 
 

@@ -35,6 +35,10 @@ caller hears "let me put you through" first). A transfer goes to the sink as
 the call ends ``"transferred"``); no answer within ``transfer_timeout`` fails it
 (``"timeout"``). A failed transfer is a ``Notice("transfer_failed", reason)`` and a reply (the
 responder's ``transfer_failed``): the caller is never left in silence, and the call goes on.
+A reply's digits (``SendDigits``) are checked and go to the sink as ``DigitsRequested`` once it
+has played, before its hang-up or transfer (to a sink that keys digits, ``DigitSink``);
+digits that are not valid, a sink that cannot key them (``unsupported``), or a transport's
+failure (:meth:`CallControls.dtmf_failed`) are a ``Notice("dtmf_failed", reason)``.
 """
 
 from __future__ import annotations
@@ -49,13 +53,21 @@ import anyio
 
 from agent import session_events as out
 from agent import turn_types as turn
-from agent.dialogue.decision import EndCall, Say, Transfer
-from agent.digits import DigitCollector, KeyedTurn, Keypad, KeypadAware, keypad_rule
+from agent.dialogue.decision import EndCall, Say, SendDigits, Transfer
+from agent.digits import (
+    DigitCollector,
+    KeyedTurn,
+    Keypad,
+    KeypadAware,
+    check_digits,
+    keypad_rule,
+)
 from agent.reply import ReplyShape, Responder
 from agent.reply_run import Replies, ReplyRun
 from agent.session_control import (
     CallControls,
     Control,
+    DigitsFailed,
     EndNow,
     Farewell,
     InterruptReply,
@@ -320,6 +332,9 @@ class Session(CallControls):
                 return await self._transferred(expired, False, "timeout", now)
             case Keypress(digit=digit):
                 return await self._keypress(digit, now)
+            case DigitsFailed(reason=reason):
+                await self._keys_failed(reason)
+                return []
             case EndNow(reason=reason):
                 await self._end(reason)
                 return []
@@ -455,17 +470,36 @@ class Session(CallControls):
         actions = self.turns.feed(
             turn.PlayoutFinished(report.generation, report.samples_played), now
         )
-        match await self.replies.finished(report):
-            case EndCall(reason=reason):
-                await self._end(reason)
-            case Transfer(target=target):
-                if not target.strip():
-                    actions += await self._failed(target, "no_target", now)
-                elif self.transfers.start(target) is not None:
-                    await self.outbox.emit(out.TransferRequested(target=target))
-                else:
-                    log.info("%s: a transfer is under way already", self.id)
+        for then in await self.replies.finished(report):
+            match then:
+                case SendDigits(digits=digits):
+                    await self._key(digits)
+                case EndCall(reason=reason):
+                    await self._end(reason)
+                case Transfer(target=target):
+                    if not target.strip():
+                        actions += await self._failed(target, "no_target", now)
+                    elif self.transfers.start(target) is not None:
+                        await self.outbox.emit(out.TransferRequested(target=target))
+                    else:
+                        log.info("%s: a transfer is under way already", self.id)
         return actions
+
+    async def _key(self, digits: str) -> None:
+        """A reply's digits, checked, to the transport to key."""
+        try:
+            keys = check_digits(digits)
+        except ValueError as error:
+            await self._keys_failed(str(error))
+            return
+        if not (isinstance(self.sink, out.DigitSink) and self.sink.keys_digits):
+            await self._keys_failed("unsupported")  # /v1/realtime, Twilio media streams
+            return
+        await self.outbox.emit(out.DigitsRequested(digits=keys))
+
+    async def _keys_failed(self, reason: str) -> None:
+        log.info("%s: digits not sent: %s", self.id, reason)
+        await self.outbox.emit(out.Notice("dtmf_failed", reason))
 
     async def _transferred(
         self, transfer: PendingTransfer | None, ok: bool, reason: str, now: int

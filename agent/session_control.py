@@ -4,9 +4,10 @@ control inputs its one control loop dispatches.
 Everything that changes a call's state goes through the session's control channel, in order
 with the ASR's transcripts and VAD events: a client's requests (:class:`TypedTurn`,
 :class:`InterruptReply`, :class:`TruncateReply`, :class:`NewTurnConfig`, a transfer's
-:class:`TransferResult`, a key's :class:`Keypress`), and the session's own news about replies
-and playout (``ReplyStarted``, ``PlayoutStarted``, ``PlayoutProgress``, :class:`ReplyHeard`),
-echo (``EchoEstimate``) and a transfer's deadline (:class:`TransferExpired`). Each travels as a
+:class:`TransferResult`, a key's :class:`Keypress`, digits it could not key:
+:class:`DigitsFailed`), and the session's own news about replies and playout
+(``ReplyStarted``, ``PlayoutStarted``, ``PlayoutProgress``, :class:`ReplyHeard`), echo
+(``EchoEstimate``) and a transfer's deadline (:class:`TransferExpired`). Each travels as a
 :class:`Signal`; :data:`Control` is their union, and the loop matches on it.
 """
 
@@ -122,6 +123,13 @@ class TransferResult(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
+class DigitsFailed(msgspec.Struct, frozen=True):
+    """The transport could not key the digits the session asked for
+    (:class:`~agent.session_events.DigitsRequested`): why."""
+
+    reason: str
+
+
 class TransferExpired(msgspec.Struct, frozen=True):
     """Transfer ``number`` had no outcome within the session's ``transfer_timeout``."""
 
@@ -160,6 +168,7 @@ Control = (
     | ReplyHeard
     | TransferResult
     | TransferExpired
+    | DigitsFailed
     | Keypress
     | EndNow
     | Farewell
@@ -235,6 +244,12 @@ class CallControls:
         the call ends (``"transferred"``); else the agent says it could not, and the call goes
         on (``reason``: why, for the dialogue and the logs). No transfer waiting: ignored."""
         await self._signal(TransferResult(ok, reason))
+
+    async def dtmf_failed(self, reason: str) -> None:
+        """The digits the session asked to key (``DigitsRequested``) could not be sent
+        (``reason``: why, for the client and the logs): ``Notice("dtmf_failed")``, and the
+        call goes on."""
+        await self._signal(DigitsFailed(reason))
 
     async def dtmf(self, digit: str) -> None:
         """A key the caller pressed (0-9, ``*``, ``#``, A-D; any other raises

@@ -6,7 +6,7 @@ JSON events, Realtime server events, Twilio media/mark/clear, a WebRTC track and
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -99,6 +99,15 @@ class TransferRequested(msgspec.Struct, frozen=True, tag="transfer"):
     target: str
 
 
+class DigitsRequested(msgspec.Struct, frozen=True, tag="dtmf"):
+    """Key ``digits`` (checked: 0-9, ``*``, ``#``, A-D) to the far end, spaced as a phone
+    keys them, after the reply audio sent so far; a transport that cannot says so with
+    :meth:`~agent.session_control.CallControls.dtmf_failed`. Only a :class:`DigitSink` gets
+    one."""
+
+    digits: str
+
+
 class Notice(msgspec.Struct, frozen=True, tag="notice"):
     """Something the client should know that does not end the call."""
 
@@ -120,6 +129,7 @@ SessionEvent = (
     | TurnLatency
     | CallEnded
     | TransferRequested
+    | DigitsRequested
     | Notice
 )
 
@@ -143,3 +153,12 @@ class CallSink(Protocol):
         ...
 
     async def send_event(self, event: SessionEvent) -> None: ...
+
+
+@runtime_checkable
+class DigitSink(Protocol):
+    """A :class:`CallSink` whose transport keys digits: it gets ``DigitsRequested`` (and may
+    still fail them). For any other sink the session fails digits at once (``unsupported``)."""
+
+    #: True: this sink's transport keys digits
+    keys_digits: bool

@@ -33,7 +33,10 @@ within one frame) and what went out is reported as heard. A transfer the session
 a blind transfer by REFER (RFC 3515): refused, or a NOTIFY with a final status of 300 or more,
 is ``transfer_result(False, ...)``; a NOTIFY with a 2xx is ``transfer_result(True)``, the
 session ends the call (``transferred``) and finish sends the BYE. No answer in time: the
-session's own transfer deadline fails it.
+session's own transfer deadline fails it. Digits the session asks to key go out as RFC 4733
+telephone events (:meth:`RtpStream.send_digits`, after the reply audio queued; a hang-up
+right after them waits for them before its BYE); with no telephone-event agreed they fail
+(``dtmf_failed``: SIP INFO is not sent).
 
 Socket buffers: anyio keeps at most 100 datagrams a socket and drops the oldest past that
 (real-time audio from the network is never blocked); the jitter buffer holds 200 ms at most.
@@ -53,9 +56,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from agent.call_loop import Task, run_call
 from agent.config.schema import SipConfig
 from agent.session import Session
+from agent.session_control import CallControls
 from agent.session_events import (
     CallEnded,
     CallSink,
+    DigitsRequested,
     Interrupted,
     Notice,
     SessionEvent,
@@ -99,6 +104,8 @@ EVENTS_IN = 16
 MAX_BEHIND = 10
 #: the ACK for our 200 comes within 64*T1 (32 s) or the user agent ends the call; a little more
 ACK_TIMEOUT_S = 40.0
+#: the agent hung up with digits still to key: they go out first, for this long at most
+KEYING_S = 10.0
 
 
 class Signalling(Protocol):
@@ -172,6 +179,11 @@ class SipSink(CallSink):
     reports as heard the samples that went out on the wire.
     """
 
+    #: the call's session, once it has started (digits it cannot key go back to it)
+    session: CallControls | None = None
+    #: digits go out as RFC 4733 events (agent.session_events.DigitSink)
+    keys_digits = True
+
     def __init__(
         self,
         stream: RtpStream,
@@ -222,6 +234,12 @@ class SipSink(CallSink):
                 log.info("sip call %s: %s %s", self.name, code, rule)
             case TransferRequested(target=target) if self._transfer is not None:
                 await self._transfer(target)
+            case DigitsRequested(digits=digits):
+                try:
+                    self.stream.send_digits(digits)
+                except ValueError as error:  # no telephone-event agreed
+                    if self.session is not None:
+                        await self.session.dtmf_failed(str(error))
             case _:
                 pass  # the caller hears the call; there is no one to tell the rest
 
@@ -249,6 +267,7 @@ class SipCall:
         self.config = config
         self.public_address = public_address
         self.clock = clock or MonotonicClock()
+        self._epoch = self.clock.now()  # media time's origin (media_time)
         self.reason: str | None = None
         #: the SIP status that ended the call before it started (busy, declined, no answer)
         self.failure: tuple[int, str] | None = None
@@ -326,16 +345,27 @@ class SipCall:
             sequence=secrets.randbits(16),
             timestamp=secrets.randbits(32),
             dtmf=self.negotiated.dtmf,
+            symmetric=self.config.symmetric_rtp,
         )
         self.stream.sending = self.negotiated.sending
         media = self.media
         self.rtcp = RtcpLeg(
-            self.stream, self.rtp, self.rtcp_socket, lambda: media.negotiated, self.name
+            self.stream,
+            self.rtp,
+            self.rtcp_socket,
+            lambda: media.negotiated,
+            self.name,
+            self.media_time,
         )
         self.answered = True
         log.info("sip call %s answered (%s)", self.name, self.negotiated.codec.name)
         sink = SipSink(self.stream, self.name, self._transfer)
-        return self.admission.new_session(self.id, sink, self.setup.session_id)
+        session = sink.session = self.admission.new_session(self.id, sink, self.setup.session_id)
+        return session
+
+    def media_time(self) -> int:
+        """Now in samples at 8 kHz on the call's clock: when RTP and RTCP arrived."""
+        return round((self.clock.now() - self._epoch) * RATE)
 
     def origin(self) -> Origin:
         """A fresh SDP origin at our public address (the call's, from now on)."""
@@ -358,6 +388,8 @@ class SipCall:
             ended = session.ended if session is not None else None
             self.reason = ended or ("internal" if failure is not None else "server_shutdown")
         with anyio.CancelScope(shield=True):
+            if session is not None and self.reason == session.ended:  # the agent hung up
+                await self._key_the_rest()
             await self.signalling.hangup(self.id)  # BYE, unless the caller's came first
             await self.setup.close(self)
             if self.rtcp is not None:  # the last report, with RTCP BYE
@@ -395,6 +427,24 @@ class SipCall:
         except RuntimeError as error:  # the dialog is not up (any more)
             log.info("sip call %s: no REFER: %s", self.name, error)
             self.deliver(ReferAnswered(self.id, 481, "no dialog"))
+
+    async def _key_the_rest(self) -> None:
+        """Digits the agent keyed just before it hung up go out before the BYE, at the media
+        clock's pace (:data:`KEYING_S` at most; the caller's side is no longer heard)."""
+        stream, rtp = self.stream, self.rtp
+        if stream is None or rtp is None:
+            return
+        start, ticks = self.clock.now(), 0
+        with anyio.move_on_after(KEYING_S):
+            while stream.keying:
+                ticks += 1
+                await self.clock.sleep_until(start + ticks * FRAME_S)
+                _, packet, peer = stream.tick()
+                if packet is not None:
+                    try:
+                        await rtp.sendto(packet, *peer)
+                    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        return
 
     # -- the tasks ----------------------------------------------------------------------------
 
@@ -444,11 +494,10 @@ class SipCall:
             log.info("sip call %s: re-offer not answered: %s", self.name, error)
 
     async def _receive_rtp(self, rtp: UDPSocket, stream: RtpStream, session: Session) -> None:
-        start = self.clock.now()
         while True:
             with anyio.move_on_after(self.config.media_timeout_s):
                 data, (host, port) = await rtp.receive()
-                arrival = round((self.clock.now() - start) * RATE)
+                arrival = self.media_time()
                 for event in stream.receive(data, (host, port), arrival):
                     if isinstance(event, Digit):  # RFC 4733: one of the 16 keys
                         await session.dtmf(event.digit)

@@ -1,4 +1,5 @@
-"""Outbound SIP calls: ``voxline dial sip:user@host[:port]`` and the :class:`Dialing` setup.
+"""Outbound SIP calls: ``voxline dial sip:user@host[:port][;transport=tcp]`` and the
+:class:`Dialing` setup.
 
 :class:`Dialing` is the outbound :class:`~agent.sip_call.CallSetup` of a
 :class:`~agent.sip_call.SipCall`: our offer (PCMU, PCMA, telephone-event; one RTP port of
@@ -10,11 +11,14 @@ declined, not found, a digest challenge we cannot answer) or no answer in
 answer with no codec we offered is hung up at once (BYE).
 
 The command (:func:`run`) loads the agent's models as ``voxline serve`` does, binds one SIP
-endpoint (the first ``server.sip.listen`` address, else this host's address toward the callee
-on a free port), places the call and waits for its end. Ctrl-C or SIGTERM ends the call: a
-CANCEL while it rings (whose 487 is awaited a moment, so it is ACKed), a BYE once answered.
-It prints one line for each step and exits 0 after an answered call, 1 when the call failed
-(the SIP status and reason on stderr), 2 for a usage error, 130 when interrupted first.
+endpoint of the target's transport (UDP; TCP for ``;transport=tcp``, RFC 3263 §4.1): the first
+``server.sip.listen`` address of that transport, else this host's address toward the callee on
+a free port; places the call and waits for its end. Over TCP the INVITE opens a connection to
+the callee, and the dialog's requests both ways go on it (agent/sip_tcp.py). Ctrl-C or
+SIGTERM ends the call: a CANCEL while it rings (whose 487 is awaited a moment, so it is
+ACKed), a BYE once answered. It prints one line for each step and exits 0 after an answered
+call, 1 when the call failed (the SIP status and reason on stderr), 2 for a usage error, 130
+when interrupted first.
 """
 
 from __future__ import annotations
@@ -43,9 +47,10 @@ __all__ = ["Dialing", "add_parser", "run"]
 log = logging.getLogger("voxline.sip")
 
 HELP = """\
-Call a SIP phone (sip:user@host[:port]) and run the agent on the call: it speaks first (its
-greeting). Exit 0 after an answered call, 1 when it failed (busy, declined, no answer: the SIP
-status is printed), 2 for a usage error, 130 when interrupted before the answer (CANCEL sent).
+Call a SIP phone (sip:user@host[:port]; ;transport=tcp at its end: over TCP) and run the agent
+on the call: it speaks first (its greeting). Exit 0 after an answered call, 1 when it failed
+(busy, declined, no answer: the SIP status is printed), 2 for a usage error, 130 when
+interrupted before the answer (CANCEL sent).
 """
 
 #: after our CANCEL, how long the 487 is awaited (to ACK it) before the endpoint closes
@@ -130,7 +135,7 @@ def add_parser(commands: Any) -> None:
         help="call a SIP phone and run the agent on the call",
         description=HELP,
     )
-    parser.add_argument("target", help="whom to call: sip:user@host[:port]")
+    parser.add_argument("target", help="whom to call: sip:user@host[:port][;transport=tcp]")
     parser.add_argument("--config", default="configs/default.yaml", help="agent file")
     parser.add_argument(
         "--timeout",
@@ -164,21 +169,21 @@ def _usage(message: str) -> int:
 
 async def resolve(target: Target) -> Address:
     """The IPv4 address and port of ``target``'s host (``OSError`` when it has none)."""
-    found = await anyio.getaddrinfo(
-        target.host, target.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
-    )
+    kind = socket.SOCK_STREAM if target.transport == "tcp" else socket.SOCK_DGRAM
+    found = await anyio.getaddrinfo(target.host, target.port, family=socket.AF_INET, type=kind)
     if not found:
         raise OSError(f"no IPv4 address for {target.host}")
     host, port = found[0][4][:2]
     return str(host), int(port)
 
 
-def local_host(config: AgentConfig, peer: Address) -> tuple[str, int]:
-    """Where our SIP endpoint binds: the first listen address, else this host's address on
-    the route to ``peer`` and a free port."""
-    if config.server.sip.listen:
-        _, host, port = parse_listen(config.server.sip.listen[0])
-        return host, port
+def local_host(config: AgentConfig, peer: Address, transport: str = "udp") -> tuple[str, int]:
+    """Where our SIP endpoint binds: the first listen address of ``transport``, else this
+    host's address on the route to ``peer`` and a free port."""
+    for listen in config.server.sip.listen:
+        kind, host, port = parse_listen(listen)
+        if kind == transport:
+            return host, port
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect(peer)  # no datagram is sent: the kernel only picks the route
         return str(probe.getsockname()[0]), 0
@@ -188,7 +193,7 @@ async def place_call(config: AgentConfig, target: Target, no_answer: float) -> i
     from agent.server import ServerState  # the server's own loading, not a copy
 
     peer = await resolve(target)
-    host, port = local_host(config, peer)
+    host, port = local_host(config, peer, target.transport)
     state = ServerState(config)
     await state.load()
     if state.failed:
@@ -196,7 +201,8 @@ async def place_call(config: AgentConfig, target: Target, no_answer: float) -> i
         return 2
     try:
         sip = config.server.sip
-        endpoint = SipEndpoint(host, port, sip, ServerAdmission(state), RtpPorts(*sip.rtp_ports))
+        admission, ports = ServerAdmission(state), RtpPorts(*sip.rtp_ports)
+        endpoint = SipEndpoint(host, port, sip, admission, ports, transport=target.transport)
         async with anyio.create_task_group() as tg:
             await tg.start(endpoint.run)
             call = endpoint.dial(Dialing(target, peer, no_answer))
@@ -210,7 +216,8 @@ async def place_call(config: AgentConfig, target: Target, no_answer: float) -> i
                         call.end("interrupted")
 
             tg.start_soon(on_signal)
-            print(f"calling {target.uri} from udp:{endpoint.host}:{endpoint.port}", flush=True)
+            where = f"{target.transport}:{endpoint.host}:{endpoint.port}"
+            print(f"calling {target.uri} from {where}", flush=True)
             await call.done.wait()
             tg.cancel_scope.cancel()
     finally:

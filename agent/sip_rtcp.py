@@ -8,12 +8,19 @@ when the call ends. This adapter only sends them and reads the wall clock for th
 - **where**: with ``a=rtcp-mux`` agreed (RFC 5761), on the RTP socket to where RTP goes
   (symmetric RTP's latched address); else from the RTP port + 1 (the port pair
   :class:`agent.sip_server.RtpPorts` reserved) to the far end's RTCP port (``a=rtcp``, else
-  its RTP port + 1), and once RTCP comes from the far end's RTP host, to where it came from;
+  its RTP port + 1), and once RTCP comes from the far end's RTP host, to where it came from
+  (not with ``server.sip.symmetric_rtp`` off: the SDP's address only);
 - **when**: the first report after half the interval (RFC 3550 §6.2's initial halving), then
   every :data:`RTCP_INTERVAL_S`; a BYE compound when the call ends (:meth:`RtcpLeg.bye`);
 - **received** RTCP (on the RTCP socket; with rtcp-mux the stream reads it on the RTP socket)
-  is parsed and otherwise ignored: a far end's BYE is logged, a datagram that is no RTCP is
-  counted (:attr:`RtcpLeg.dropped`) and dropped. It never ends the call (the SIP BYE does).
+  goes to the stream with its arrival time (:meth:`RtpStream.receive_rtcp
+  <transports.rtp.stream.RtpStream.receive_rtcp>`): the far end's last sender report gives our
+  report block its LSR and DLSR (RFC 3550 §6.4.1). A far end's BYE is logged, a datagram that
+  is no RTCP is counted (:attr:`RtcpLeg.dropped`) and dropped. It never ends the call (the SIP
+  BYE does).
+- **time**: the NTP time in our SR is the wall clock (``time.time``); arrivals and DLSR count
+  on ``now``, the call's media time (samples at 8 kHz on its injected clock, the one its
+  RTP arrivals are counted on).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import UDPSocket
 
-from transports.rtp.packet import Bye, RtpError, parse_rtcp
+from transports.rtp.packet import RtpError, parse_rtcp
 from transports.rtp.stream import RtpStream
 from transports.sip.sdp import Negotiated
 from transports.sip.transaction import Address
@@ -56,8 +63,10 @@ class RtcpLeg:
         rtcp: UDPSocket,
         agreed: Callable[[], Negotiated],
         name: str,
+        now: Callable[[], int],
     ) -> None:
         self.stream = stream
+        self.now = now  # the call's media time: samples at 8 kHz
         self.rtp, self.rtcp = rtp, rtcp
         self.agreed = agreed
         self.name = name
@@ -93,7 +102,8 @@ class RtcpLeg:
             return  # held: the far end is not listening (its RTCP port may be gone too)
         sock, peer = self.peer
         try:
-            await sock.sendto(self.stream.rtcp(ntp_time(time.time()), bye=bye), *peer)
+            report = self.stream.rtcp(ntp_time(time.time()), now=self.now(), bye=bye)
+            await sock.sendto(report, *peer)
             self.sent += 1
         except (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as error:
             log.info("sip call %s: RTCP not sent: %s", self.name, error)
@@ -105,7 +115,7 @@ class RtcpLeg:
                 self.dropped += 1
                 continue
             self.received += 1
-            if any(isinstance(report, Bye) for report in reports):
+            if self.stream.receive_rtcp(reports, self.now()):
                 log.info("sip call %s: RTCP BYE from the far end", self.name)
-            if host == self.stream.remote[0]:
+            if host == self.stream.remote[0] and self.stream.symmetric:
                 self._latched = (host, port)

@@ -16,6 +16,9 @@ Call actions. A transfer updates the call through Twilio's REST API with ``<Dial
 ``transferred``. A refusal (4xx/5xx), no answer within ``server.twilio.api_timeout_s``, no
 connection, or no credentials: the transfer failed, and the agent says so. The request is made
 in the session's outbox (the announcing reply has played; reply audio does not wait for it).
+The sink keys no digits (the session fails them, ``unsupported``): a stream takes only
+``media``, ``mark`` and ``clear``, and a REST update with ``<Play digits>`` would replace the
+TwiML that runs the stream, ending the agent's side of the call.
 A hang-up closes the stream's WebSocket, which is how a media stream ends its side: the call
 then goes on with the TwiML after ``<Connect><Stream>`` (``<Hangup/>``, or its end).
 """

@@ -172,6 +172,9 @@ class DataChannelWriter(ObjectSendStream[Outbound]):
 class WebRtcSink(CallSink):
     """What the session says: audio to the track, events (as ``/v1/stream``'s) to the channel."""
 
+    #: digits go to the channel as ``dtmf`` events (agent.session_events.DigitSink)
+    keys_digits = True
+
     def __init__(
         self, protocol: NativeProtocol, track: AudioTrackOut, writer: DataChannelWriter
     ) -> None:

@@ -1,7 +1,8 @@
 """Outbound SIP calls: ``voxline dial`` (a real process with the real models) calls sipp,
-which plays the callee's signalling (tests/sip/callee_*.xml); its SDP points the media at
-a UDP socket of the test's (:class:`tests.test_sip_call.Phone`), whose recording of the
-agent's greeting is transcribed with the tests' Whisper."""
+which plays the callee's signalling (tests/sip/callee_*.xml), over UDP, or over TCP (``-t t1``)
+for a ``;transport=tcp`` callee; its SDP points the media at a UDP socket of the test's
+(:class:`tests.test_sip_call.Phone`), whose recording of the agent's greeting is transcribed
+with the tests' Whisper."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import anyio
 import pytest
 
 from pipeline.asr.decoder import WhisperDecoder
-from tests.server import ARTIFACTS, ROOT
+from tests.server import ARTIFACTS, ROOT, free_port
 from tests.test_sip_call import SCENARIOS, SIPP, Phone, assert_one_clean_stream, free_udp_port
 from tests.test_sip_call import transcribe as transcribe_mulaw
 
@@ -32,12 +33,16 @@ class Dialled:
         self.sipp_status = sipp_status
 
 
-def callee_command(scenario: str, port: int, phone_port: int, *, pause_ms: int = 0) -> list[str]:
+def callee_command(
+    scenario: str, port: int, phone_port: int, *, pause_ms: int = 0, tcp: bool = False
+) -> list[str]:
     """sipp as the callee of ``scenario`` on ``port`` (one call; its SDP's media at
-    ``phone_port``); its messages and errors go to artifacts/."""
+    ``phone_port``; ``tcp``: it listens on TCP, ``-t t1``); its messages and errors go to
+    artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
-    name = Path(scenario).stem
+    name = Path(scenario).stem + ("-tt1" if tcp else "")
     callee = ["timeout", "120", SIPP, "-sf", str(SCENARIOS / scenario), "-m", "1"]
+    callee += ["-t", "t1"] if tcp else []
     callee += ["-i", "127.0.0.1", "-p", str(port), "-nostdin", "-timeout", "110s"]
     callee += ["-timeout_error", "-trace_msg", "-trace_err"]
     callee += ["-message_file", str(ARTIFACTS / f"sipp-{name}-messages.log")]
@@ -47,15 +52,22 @@ def callee_command(scenario: str, port: int, phone_port: int, *, pause_ms: int =
 
 
 async def dial(
-    scenario: str, phone_port: int, *, pause_ms: int = 0, args: tuple[str, ...] = ()
+    scenario: str,
+    phone_port: int,
+    *,
+    pause_ms: int = 0,
+    args: tuple[str, ...] = (),
+    tcp: bool = False,
 ) -> Dialled:
-    """sipp waits as the callee of ``scenario``; ``voxline dial`` calls it. Both run to their
-    end; what they printed is kept in artifacts/."""
-    name = Path(scenario).stem
-    port = free_udp_port()
-    callee = callee_command(scenario, port, phone_port, pause_ms=pause_ms)
+    """sipp waits as the callee of ``scenario`` (over TCP with ``tcp``: the URI dialled says
+    ``;transport=tcp``); ``voxline dial`` calls it. Both run to their end; what they printed
+    is kept in artifacts/."""
+    name = Path(scenario).stem + ("-tt1" if tcp else "")
+    port = free_port() if tcp else free_udp_port()
+    callee = callee_command(scenario, port, phone_port, pause_ms=pause_ms, tcp=tcp)
     caller = ["timeout", "120", sys.executable, "-m", "agent.cli", "dial"]
-    caller += [f"sip:callee@127.0.0.1:{port}", "--config", "configs/default.yaml", *args]
+    target = f"sip:callee@127.0.0.1:{port}" + (";transport=tcp" if tcp else "")
+    caller += [target, "--config", "configs/default.yaml", *args]
     screen = (ARTIFACTS / f"sipp-{name}-screen.log").open("wb")
     with screen:
         sipp = await anyio.open_process(callee, stdout=screen, stderr=screen)
@@ -89,6 +101,33 @@ async def test_dial_calls_a_phone_that_answers_and_hears_the_greeting(
 
 
 @pytest.mark.anyio
+async def test_dial_calls_over_tcp_when_the_uri_says_transport_tcp(
+    whisper_decoder: WhisperDecoder,
+) -> None:
+    with anyio.fail_after(150):
+        async with await anyio.create_udp_socket(local_host="127.0.0.1") as sock:
+            phone = Phone(sock)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(phone.listen)
+                tg.start_soon(phone.talk)
+                dialled = await dial("callee_answers.xml", phone.port, pause_ms=4000, tcp=True)
+                tg.cancel_scope.cancel()
+    assert dialled.sipp_status == 0, dialled.output  # INVITE, ACK and the BYE's 200 over TCP
+    assert dialled.status == 0, dialled.output
+    assert "from tcp:127.0.0.1:" in dialled.output
+    assert "call ended: hangup" in dialled.output  # the callee's BYE came on the connection
+    assert_one_clean_stream(phone.packets)
+    greeting = transcribe_mulaw(whisper_decoder, bytes(phone.audio))
+    assert "this is" in greeting or "voxline" in greeting, greeting
+    # sipp over TCP took every message from one connection: our INVITE's Via and Contact say so
+    messages = (ARTIFACTS / "sipp-callee_answers-tt1-messages.log").read_text()
+    invite = messages[messages.index("INVITE sip:") :].replace("\r", "").split("\n\n")[0]
+    headers = dict(line.split(": ", 1) for line in invite.split("\n")[1:])
+    assert headers["Via"].startswith("SIP/2.0/TCP 127.0.0.1:"), invite
+    assert headers["Contact"].endswith(";transport=tcp>"), invite
+
+
+@pytest.mark.anyio
 async def test_dial_reports_a_busy_callee_with_its_status() -> None:
     with anyio.fail_after(150):
         dialled = await dial("callee_busy.xml", free_udp_port())
@@ -115,3 +154,5 @@ def test_dial_refuses_what_is_not_a_sip_uri(capsys: pytest.CaptureFixture[str]) 
     assert "out of range" in capsys.readouterr().err
     assert main(["dial", "sip:bob@127.0.0.1", "--timeout", "0"]) == 2
     assert "--timeout" in capsys.readouterr().err
+    assert main(["dial", "sip:bob@127.0.0.1;transport=tls"]) == 2
+    assert "transport=tls is not supported" in capsys.readouterr().err

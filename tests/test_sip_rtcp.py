@@ -7,6 +7,7 @@ sessions that only run the call's tasks (tests/test_sip_call.py's ``Admitted``).
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,6 @@ from agent.sip_server import SipServer
 from tests.test_sip_call import SIPP, Admitted, Phone, free_udp_port, sipp
 from transports.rtp.packet import (
     Bye,
-    ReceiverReport,
     RtcpPacket,
     RtpError,
     Sdes,
@@ -34,6 +34,8 @@ from transports.rtp.packet import (
 
 pytestmark = pytest.mark.skipif(not Path(SIPP).exists(), reason="sipp (sip-tester) is missing")
 PHONE_SSRC = 0x1234ABCD  # what tests.test_sip_call's Phone sends with
+#: the NTP time of the phone's sender report; its middle 32 bits are the LSR it should come back as
+PHONE_NTP = 0x0123_4567_89AB_CDEF
 
 
 @pytest.fixture
@@ -73,21 +75,26 @@ async def test_a_call_sends_sender_reports_then_bye_with_the_counts_that_went_ou
     compounds: list[list[RtcpPacket]] = []
     calls: list[SipCall] = []
     bye = anyio.Event()
+    sent_sr_at = got_bye_at = 0.0
     with anyio.fail_after(30):
         rtp, rtcp = await port_pair()
         async with rtp, rtcp, sip_server() as (port, server):
             phone = Phone(rtp)
 
             async def reports() -> None:
+                nonlocal sent_sr_at, got_bye_at
                 async for data, source in rtcp:
                     parsed = parse_rtcp(data)
                     assert not isinstance(parsed, RtpError), parsed
                     compounds.append(parsed)
                     if any(isinstance(packet, Bye) for packet in parsed):
+                        got_bye_at = time.perf_counter()
                         bye.set()
-                    if len(compounds) == 1:  # theirs is read and ignored, as is garbage
+                    if len(compounds) == 1:  # the phone's SR is read, garbage dropped
                         calls.extend(server.endpoints[0].calls.values())
-                        await rtcp.sendto(build_rtcp(ReceiverReport(PHONE_SSRC)), *source)
+                        sr = SenderReport(PHONE_SSRC, PHONE_NTP, 80000, 100, 16000)
+                        sent_sr_at = time.perf_counter()
+                        await rtcp.sendto(build_rtcp(sr), *source)
                         await rtcp.sendto(b"\x80\x00 not RTCP at all", *source)
 
             async with anyio.create_task_group() as tg:
@@ -121,6 +128,14 @@ async def test_a_call_sends_sender_reports_then_bye_with_the_counts_that_went_ou
     assert report.octets == sum(len(p.payload) for p in phone.packets)
     assert isinstance(first[0], SenderReport)
     assert first[0].packets < report.packets
+    # RFC 3550 §6.4.1: the first report came before any SR of the phone's (LSR, DLSR 0); the
+    # last one names the phone's SR by the middle of its NTP time, and the delay since it came
+    # (in 1/65536 s) is no longer than the phone saw from sending it to the BYE coming back
+    # (give or take the one sample at 8 kHz that the call's media time is counted in)
+    (before,), (after,) = first[0].reports, report.reports
+    assert (before.last_sr, before.delay_since_last_sr) == (0, 0)
+    assert after.last_sr == 0x4567_89AB
+    assert 0 < after.delay_since_last_sr <= (got_bye_at - sent_sr_at + 1 / 8000) * 65536
     (call,) = calls
     assert call.rtcp is not None
     assert (call.rtcp.received, call.rtcp.dropped, call.rtcp.sent) == (1, 1, 2)

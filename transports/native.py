@@ -524,6 +524,11 @@ class NativeProtocol:
         self._transferring = True
         self._emit({"type": "transfer", "target": target})
 
+    def send_dtmf(self, digits: str) -> None:
+        """Ask the client to key ``digits`` (0-9, ``*``, ``#``, A-D) to the far end: the
+        reply audio sent before it has played; nothing is answered."""
+        self._emit({"type": "dtmf", "digits": digits})
+
     def send_error(self, code: str, message: str, *, rule: str = "") -> None:
         """An error or notice from the session (``internal`` for our failures: keep details in
         the log); ``rule``: the turn-taking rule behind a notice about a turn decision."""

@@ -78,6 +78,11 @@ MAX_DIGITS = 32
 DigitCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_DIGITS)]
 #: keypad keys as a string (``"1"``, ``"*9"``)
 KeyString = Annotated[str, msgspec.Meta(pattern=rf"^[0-9*#A-D]{{1,{MAX_DIGITS}}}$")]
+#: keys for the agent to send (``send_dtmf``): up to :data:`MAX_DIGITS` keys and
+#: ``{placeholders}`` (a slot or variable's value, checked once filled in)
+DigitsTemplate = Annotated[
+    str, msgspec.Meta(pattern=rf"^(?:[0-9*#A-D]|\{{[A-Za-z_][A-Za-z0-9_.]*\}}){{1,{MAX_DIGITS}}}$")
+]
 #: what ends a keyed string early (``""``: nothing does)
 Terminator = Literal["#", "*", ""]
 
@@ -132,6 +137,13 @@ class TransferAction(Section, tag_field="action", tag="transfer", frozen=True, k
     to: str
 
 
+class SendDtmfAction(Section, tag_field="action", tag="send_dtmf", frozen=True, kw_only=True):
+    """Key digits to the far end (an IVR's menu, a code) once the replies before it are spoken."""
+
+    #: the keys (0-9, ``*``, ``#``, A-D; at most 32), with ``{placeholders}`` if need be
+    digits: DigitsTemplate
+
+
 class SetAction(Section, tag_field="action", tag="set", frozen=True, kw_only=True):
     var: Name
     #: a literal, or a string template
@@ -145,7 +157,7 @@ class HandoffAction(Section, tag_field="action", tag="handoff", frozen=True, kw_
     note: str = ""
 
 
-Action = WebhookAction | EndCallAction | TransferAction | SetAction | HandoffAction
+Action = WebhookAction | EndCallAction | TransferAction | SendDtmfAction | SetAction | HandoffAction
 
 
 class When(Section, frozen=True, kw_only=True):
@@ -342,7 +354,7 @@ class WebhookConfig(Section, frozen=True, kw_only=True):
     )
 
 
-Builtin = Literal["end_call", "transfer", "current_datetime"]
+Builtin = Literal["end_call", "transfer", "send_dtmf", "current_datetime"]
 
 
 class ToolsConfig(Section, frozen=True, kw_only=True):
@@ -362,6 +374,7 @@ __all__ = [
     "DialogueConfig",
     "DigitsConfig",
     "DigitsSlot",
+    "DigitsTemplate",
     "EarlyMatchConfig",
     "EndCallAction",
     "FallbackConfig",
@@ -371,6 +384,7 @@ __all__ = [
     "LlmDialogueConfig",
     "NumberSlot",
     "Probability",
+    "SendDtmfAction",
     "SetAction",
     "Slot",
     "SlotBase",

@@ -25,6 +25,7 @@ from agent.config.dialogue import (
     FlowConfig,
     HandoffAction,
     NumberSlot,
+    SendDtmfAction,
     SetAction,
     Slot,
     TimeSlot,
@@ -264,6 +265,8 @@ class _Checker:
                     )
             elif isinstance(action, TransferAction):
                 self._template(f"{here}.to", action.to)
+            elif isinstance(action, SendDtmfAction):
+                self._template(f"{here}.digits", action.digits)
             elif isinstance(action, SetAction):
                 if action.var in self.slots and slots is not None and action.var not in slots:
                     raise ConfigError(f"{here}.var", f"{action.var!r} is a slot of another flow")

@@ -32,6 +32,21 @@ BUILTIN_TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
             "required": ["target"],
         },
     ),
+    "send_dtmf": (
+        "Press keys on the phone keypad (DTMF), e.g. to choose in an automated menu or enter "
+        "a code; they are sent once what you say before this call has been spoken.",
+        {
+            "type": "object",
+            "properties": {
+                "digits": {
+                    "type": "string",
+                    "pattern": "^[0-9*#A-D]{1,32}$",
+                    "description": "the keys to press, in order: 0-9, *, #, A-D (at most 32)",
+                }
+            },
+            "required": ["digits"],
+        },
+    ),
     "current_datetime": (
         "The current local date and time.",
         {"type": "object", "properties": {}},

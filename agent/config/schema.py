@@ -300,6 +300,10 @@ class SipConfig(Section, frozen=True, kw_only=True):
     ring_ms: Milliseconds = 0
     #: no RTP from the caller this long: the call is over (a phone that vanished)
     media_timeout_s: Seconds = 60.0
+    #: send RTP (and RTCP) to where the far end's comes from (RFC 4961, behind NAT); false:
+    #: to the address in its SDP only, and take media from any address (Asterisk's
+    #: ``rtp_symmetric=no``)
+    symmetric_rtp: bool = True
     #: an outbound call (``voxline dial``) not answered this long is cancelled
     no_answer_s: Seconds = 30.0
     #: digest credentials for a 401/407 to our INVITE, from the environment variables named

@@ -1,10 +1,10 @@
 """What the dialogue decides for one user turn: replies, call events, state changes.
 
 A :class:`DialogueDecision` is what the session acts on: speak ``replies`` in order, then carry
-out ``events`` (end the call, transfer it, hand the turn to the LLM). ``changes`` lists the
-slots and variables set this turn (as JSON values), ``webhooks`` the calls made.
+out ``events`` (end the call, transfer it, key digits, hand the turn to the LLM). ``changes``
+lists the slots and variables set this turn (as JSON values), ``webhooks`` the calls made.
 
-:class:`Say`, :class:`EndCall` and :class:`Transfer` are also the parts of every spoken reply
+:class:`Say` and the :data:`CallAction` events are also the parts of every spoken reply
 (:data:`agent.reply.ReplyPart`): a decision's replies and events are spoken as they are, and an
 LLM's reply streams as ``Say`` deltas (``final=False``) and the same actions.
 
@@ -19,11 +19,13 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "CallAction",
     "DialogueDecision",
     "EndCall",
     "Event",
     "HandOff",
     "Say",
+    "SendDigits",
     "Transfer",
     "WebhookCall",
     "WebhookResult",
@@ -69,7 +71,17 @@ class HandOff(msgspec.Struct, frozen=True, kw_only=True, tag="handoff"):
     pending: Say | None = None
 
 
-Event = EndCall | Transfer | HandOff
+class SendDigits(msgspec.Struct, frozen=True, tag="send_dtmf"):
+    """Key ``digits`` to the far end once what was said before it has played (RFC 4733
+    telephone events on SIP, a ``dtmf`` event to a WebSocket or WebRTC client): an IVR's
+    menu, a code. The session checks them (0-9, ``*``, ``#``, A-D; at most 32)."""
+
+    digits: str
+
+
+#: what a reply does once it has played, besides speaking
+CallAction = EndCall | Transfer | SendDigits
+Event = EndCall | Transfer | SendDigits | HandOff
 
 
 class WebhookCall(msgspec.Struct, frozen=True, kw_only=True):

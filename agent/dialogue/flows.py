@@ -51,6 +51,7 @@ from agent.config import (
     HandoffAction,
     Reply,
     ReplyConfig,
+    SendDtmfAction,
     SetAction,
     TransferAction,
     WebhookAction,
@@ -61,6 +62,7 @@ from agent.dialogue.decision import (
     Event,
     HandOff,
     Say,
+    SendDigits,
     Transfer,
     WebhookCall,
     WebhookResult,
@@ -533,6 +535,9 @@ class Conversation:
                 turn.events.append(Transfer(target=target))
                 state.misses = 0
                 self._end_flow()
+            case SendDtmfAction():  # checked by the session once filled in
+                digits = self.script.template(action.digits).render(values)
+                turn.events.append(SendDigits(digits=digits))
             case HandoffAction():
                 note = self.script.template(action.note).render(values)
                 turn.events.append(HandOff(utterance=turn.text, note=note, values=self.values))

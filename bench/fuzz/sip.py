@@ -192,7 +192,8 @@ def sip_seeds() -> list[bytes]:
 def rtp(data: bytes) -> list[str]:
     stream = RtpStream(0, remote=("127.0.0.1", 4000), ssrc=1, dtmf=101)
     kinds: list[str] = []
-    for number, datagram in enumerate(data.split(b"\xff\xfe\xfd")):
+    datagrams = data.split(b"\xff\xfe\xfd")
+    for number, datagram in enumerate(datagrams):
         for parsed in (parse_rtp(datagram), parse_rtcp(datagram)):
             if isinstance(parsed, RtpError):
                 kinds.append(kind("RtpError", parsed.rule))
@@ -201,7 +202,7 @@ def rtp(data: bytes) -> list[str]:
         stream.tick()
         if stream.stats.dropped > dropped:
             kinds.append(kind("dropped", stream.stats.last_drop.split(":")[0]))
-    stream.rtcp(0)
+    stream.rtcp(0, now=len(datagrams) * 160)  # after the last arrival (an SR's DLSR)
     return kinds
 
 

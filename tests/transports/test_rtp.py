@@ -273,12 +273,12 @@ def test_rtcp_bye_is_reported_t5() -> None:
 
 def test_the_leg_reports_rr_then_sr_with_a_block_for_the_caller() -> None:
     stream = leg(jitter=JitterBuffer(depth=1))
-    rr = parse_rtcp(stream.rtcp(0))
+    rr = parse_rtcp(stream.rtcp(0, now=0))
     assert rr == [ReceiverReport(7), Sdes(7, "voxline")]
     for sequence in (1, 2, 4):
         stream.receive(caller_packet(sequence), PEER, sequence * FRAME_SAMPLES)
     stream.tick()
-    parsed = parse_rtcp(stream.rtcp(123 << 32, bye="done"))
+    parsed = parse_rtcp(stream.rtcp(123 << 32, now=0, bye="done"))
     assert isinstance(parsed, list)
     report, _, bye = parsed
     assert isinstance(report, SenderReport)

@@ -42,3 +42,28 @@ def test_what_is_not_a_target(text: str, problem: str) -> None:
     error = parse_target(text)
     assert isinstance(error, UriError)
     assert problem in error.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "transport"),
+    [
+        ("sip:alice@10.0.0.7", "udp"),
+        ("sip:alice@10.0.0.7:5080;transport=tcp", "tcp"),
+        ("sip:alice@10.0.0.7;lr;Transport=TCP", "tcp"),  # parameter names and values: any case
+        ("sip:alice@10.0.0.7;transport=udp;lr", "udp"),
+        ("sip:alice@10.0.0.7?subject=transport=tcp", "udp"),  # a header, not a parameter
+    ],
+)
+def test_the_transport_parameter_picks_the_transport_rfc_3263(text: str, transport: str) -> None:
+    target = parse_target(text)
+    assert isinstance(target, Target)
+    assert target.transport == transport
+
+
+@pytest.mark.parametrize(
+    "text", ["sip:a@b;transport=tls", "sip:a@b;transport=sctp", "sip:a@b;transport="]
+)
+def test_a_transport_we_do_not_speak_is_refused(text: str) -> None:
+    error = parse_target(text)
+    assert isinstance(error, UriError)
+    assert "is not supported (use udp or tcp)" in error.reason
