@@ -2,11 +2,7 @@
 modalities, ``max_output_tokens``, ``speed``, and what ``rate_limits.updated`` says.
 
 - :func:`turn_config`: ``turn_detection`` over the agent's turn-taking (``semantic_vad`` has no
-  model behind it: its ``eagerness`` picks the end-of-turn silence). An idle session ends as
-  every call does: after the agent's ``turns.idle_timeout_ms`` of silence (``server_vad``'s
-  ``idle_timeout_ms``, when the client sets one) the agent's idle prompt comes as a response,
-  up to ``turns.idle_prompts`` times, then the agent hangs up (reason ``idle``). Without turn
-  detection (push-to-talk) the client drives every turn: no idle prompt, no idle hang-up.
+  model behind it: its ``eagerness`` picks the end-of-turn silence).
 - :func:`reply_shape`: ``output_modalities`` and ``max_output_tokens`` (a response's own, else
   the session's) as the session's :class:`~agent.reply.ReplyShape`: ``["text"]`` replies are
   never synthesised; a token limit cuts the reply text (:func:`agent.reply_limit.count_tokens`),
@@ -49,18 +45,21 @@ from transports.realtime_events import (
 
 __all__ = ["SessionRateLimits", "at_speed", "reply_shape", "turn_config"]
 
+#: idle prompts before hanging up: the API never hangs up on an idle caller
+_NO_IDLE_HANGUP = 1 << 30
+
 
 def turn_config(base: TurnConfig, detection: TurnDetection | None) -> tuple[TurnConfig, bool]:
     """``detection`` over the agent's turn-taking; and whether turns are answered."""
     if detection is None:
         config = msgspec.structs.replace(base, end_of_turn=False, barge_in=False, idle_timeout_ms=0)
         return config, False
-    idle: int | None = None  # the agent's
     if isinstance(detection, ServerVad):
         silence = detection.silence_duration_ms
-        idle = detection.idle_timeout_ms
+        idle = detection.idle_timeout_ms or 0
     else:
         silence = EAGERNESS_SILENCE_MS[detection.eagerness or "auto"]
+        idle = 0
     silence = base.end_of_turn_silence_ms if silence is None else silence
     interrupt = detection.interrupt_response
     config = msgspec.structs.replace(
@@ -69,7 +68,8 @@ def turn_config(base: TurnConfig, detection: TurnDetection | None) -> tuple[Turn
         end_of_turn_silence_ms=silence,
         early_end_of_turn_silence_ms=min(base.early_end_of_turn_silence_ms, silence),
         barge_in=True if interrupt is None else interrupt,
-        idle_timeout_ms=base.idle_timeout_ms if idle is None else idle,
+        idle_timeout_ms=idle,
+        idle_prompts=_NO_IDLE_HANGUP,
     )
     return config, detection.create_response is not False
 

@@ -108,30 +108,17 @@ class InputClock:
 
     Turn-taking counts time in input samples; a client may send in bursts or stall, so ``now``
     is the last position plus the wall time since it arrived, never going back.
-
-    Positions and ``now`` are one timeline: audio that arrives more than ``max_gap`` seconds
-    behind ``now`` (a client that sent nothing while the greeting played, or sends only while
-    the caller talks) starts where ``now`` is, after a gap in the positions that stands for
-    the silence it did not send (the VAD and the ASR end a stream at a gap). Counted from the
-    last sample received, such a client's speech stopped seconds "ago" as soon as it stopped,
-    and every silence rule fired at once. A frame late by less (jitter) stays contiguous, and
-    the frames after it catch up.
     """
 
-    def __init__(self, clock: WallClock, rate: int = PIPELINE_RATE, max_gap: float = 0.5) -> None:
+    def __init__(self, clock: WallClock, rate: int = PIPELINE_RATE) -> None:
         self.rate = rate
         self.clock = clock
         self.media = MediaClock(rate)
-        self.max_gap = round(max_gap * rate)
         self._at = clock.now()
         self._now = 0
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=1024)
 
     def advance(self, samples: int) -> int:
-        """Count a frame of ``samples`` arriving now; return its position (its first sample's)."""
-        behind = self.now() - (self.media.samples + samples)
-        if behind > self.max_gap:  # nothing was sent for a while: it was silence
-            self.media.samples += behind
         pts = self.media.advance(samples)
         self._at = self.clock.now()
         self._arrivals.append((self.media.samples, self._at))

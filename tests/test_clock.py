@@ -61,21 +61,3 @@ def test_the_input_clock_extrapolates_between_frames_and_never_goes_back() -> No
     assert clock.advance(20) == 100  # a late frame does not move time back
     assert clock.now() == 150
     assert clock.wall_time_of(110) == 0.05
-
-
-def test_audio_after_the_client_sent_nothing_for_a_while_starts_where_the_clock_is() -> None:
-    # a client that sends nothing while the greeting plays: its first frame is not 4 s in the
-    # past (turn-taking would end its turns the moment its speech stops)
-    wall = FakeClock()
-    clock = InputClock(wall, rate=1000)  # gaps over 0.5 s
-    wall.advance(4.0)
-    assert clock.advance(20) == 3980  # it ends now: the 3.98 s before it were silence
-    assert clock.now() == 4000
-    wall.advance(0.02)
-    assert clock.advance(20) == 4000  # contiguous from there
-    wall.advance(0.4)
-    assert clock.advance(20) == 4020  # 0.38 s late: jitter, not a gap
-    assert clock.now() == 4420
-    assert clock.advance(380) == 4040  # the frames held up catch up
-    assert clock.now() == 4420
-    assert clock.wall_time_of(3990) == 4.0
