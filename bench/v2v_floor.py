@@ -59,7 +59,7 @@ ScriptedCall = Callable[[str, Sequence[Utterance]], Awaitable[tuple[list[Turn], 
 DecodeTimes = Callable[[AgentConfig, Sequence[Utterance]], list[float]]
 
 
-async def _first_chunk(engine: TTSEngine, plan: SpeechPlan, rounds: int) -> float:
+async def first_chunk(engine: TTSEngine, plan: SpeechPlan, rounds: int) -> float:
     """Median seconds to the first chunk of ``plan`` from ``engine``, over ``rounds`` requests."""
     times = []
     for _ in range(rounds):
@@ -105,11 +105,11 @@ async def first_chunks(
                 continue
             plan = plans[0]
             key = plan_key(plan)
-            miss = await _first_chunk(inner, plan, rounds)
+            miss = await first_chunk(inner, plan, rounds)
             async with aclosing(cache.synthesize(plan)) as chunks:  # kept, if not already
                 async for _chunk in chunks:
                     pass
-            hit = await _first_chunk(cache, plan, rounds) if size else miss
+            hit = await first_chunk(cache, plan, rounds) if size else miss
             out[text] = FirstChunk(miss, hit, key, key in fixed)
     return out
 

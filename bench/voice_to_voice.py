@@ -68,7 +68,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack, aclosing
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,14 @@ from agent.config import AgentConfig, load_config
 from agent.models import asr_model_config, asr_options
 from agent.server_process import running_server
 from bench.utterances import utterance
-from bench.v2v_floor import as_served, first_chunks, floor_rounds, tight_floors, tts_cache_counters
+from bench.v2v_floor import (
+    as_served,
+    first_chunk,
+    first_chunks,
+    floor_rounds,
+    tight_floors,
+    tts_cache_counters,
+)
 from bench.v2v_observability import observability
 from bench.v2v_report import (
     BargeIn,
@@ -336,15 +343,7 @@ async def first_chunk_times(
     out = []
     with engine if engine is not None else PiperEngine(threads=1) as tts:
         for text in replies:
-            plan = plan_from_text(first_clause(text))
-            times = []
-            for _ in range(rounds):
-                start = time.perf_counter()
-                async with aclosing(tts.synthesize(plan)) as chunks:
-                    async for _chunk in chunks:
-                        times.append(time.perf_counter() - start)
-                        break
-            out.append(statistics.median(times))
+            out.append(await first_chunk(tts, plan_from_text(first_clause(text)), rounds))
     return out
 
 
