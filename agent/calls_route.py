@@ -12,7 +12,13 @@ The call is placed on the server's first SIP endpoint (``server.sip.listen``) of
 transport (UDP, or TCP for ``;transport=tcp``: the first ``tcp:`` address) with the same
 :class:`~agent.sip_dial.Dialing` setup as ``voxline dial`` (our offer, the agent speaks first
 when answered; busy, declined, no answer are logged with their SIP status) and counts against
-``server.max_sessions`` like every call. The answer is 201 at once (the INVITE is on its way)::
+``server.max_sessions`` like every call. It runs under the grants of the key that placed it
+(:mod:`agent.grants`), as a call that key opened over a socket would: it holds a place among
+that key's ``max_sessions`` from the 201 until it is over (answered or not: given back by
+:meth:`~agent.sip_dial.Dialing.close`), and its length follows that key's
+``unlimited_calls`` (:func:`~agent.grants.call_settings`, through an
+:class:`~agent.sip_server.ServerAdmission` of that key's own). The answer is 201 at once (the
+INVITE is on its way)::
 
     {"id": "<the call's id>", "object": "call", "to": ..., "from": ..., "status": "calling"}
 
@@ -28,12 +34,15 @@ status  code                     when
                                  (``to`` over TCP on a server with no ``tcp:`` address too)
 413     ``body_too_large``       a body over :data:`MAX_BODY` bytes
 404     ``sip_disabled``         the server has no ``server.sip.listen`` address
+429     ``too_many_sessions``    the key has its ``max_sessions`` calls open (rule G3 of
+                                 :mod:`agent.auth`), with ``Retry-After``
 503     ``at_capacity``,         the server is at ``server.max_sessions``, going away, still
         ``draining``,            loading its models, or its SIP endpoint is not running
         ``not_ready``
 ======  =======================  ============================================================
 
-Auth is the server's on every path (agent/auth.py): ``/v1/calls`` is the ``calls`` endpoint.
+Auth is the server's on every path (agent/auth.py): ``/v1/calls`` is the ``calls`` endpoint,
+and each POST one of the key's ``requests_per_minute`` (429 ``rate_limit_exceeded``).
 """
 
 from __future__ import annotations
@@ -48,15 +57,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agent.admission import REFUSALS
+from agent.auth import TOO_MANY_SESSIONS
+from agent.grants import caller_of
+from agent.metrics import METRICS
 from agent.rest import ApiError, _endpoint, limited_body
 from agent.sip_dial import Dialing, resolve
-from agent.sip_server import ServerAdmission, SipServer
+from agent.sip_server import ServerAdmission, SipEndpoint, SipServer
+from transports.sip.transaction import Address
 from transports.sip.uri import Target, parse_target
 
 __all__ = ["MAX_BODY", "CallRequest", "calls_routes"]
 
 #: bytes of JSON a request may send
 MAX_BODY = 4096
+#: a key at its ``max_sessions``: the ``Retry-After`` of its 429, as the server's own
+#: ``at_capacity`` 503 says (a call's end cannot be foreseen)
+SESSIONS_RETRY_AFTER_S = 1
 #: a SIP URI as this endpoint takes it: ``sip:[user@]host[:port][;transport=udp|tcp]``, no
 #: other parameter, nothing a header could be broken with
 _URI = re.compile(
@@ -91,21 +107,19 @@ def calls_routes(sip: SipServer | None, admission: ServerAdmission) -> list[Rout
         if (refusal := admission.refusal()) is not None:
             why = REFUSALS.get(refusal, "the models are still loading")
             raise ApiError(503, why, code=refusal, kind="server_error")
-        try:
-            peer = await resolve(target)
-        except OSError as error:
-            raise ApiError(
-                400, f"to: {target.host}: {error.strerror or error}", param="to"
-            ) from None
+        placer = caller_of(request.scope)  # its key's place, taken before anything is awaited
+        claim = placer.claim()
+        if claim is None:
+            return _too_many_sessions()
         no_answer = wanted.timeout or admission.state.config.server.sip.no_answer_s
         call_id = uuid.uuid4().hex
-        setup = Dialing(target, peer, no_answer, caller=caller, session_id=call_id)
-        try:
-            endpoint.dial(setup)
-        except RuntimeError:  # stopping
-            raise ApiError(
-                503, "the SIP endpoint is not running", code="not_ready", kind="server_error"
-            ) from None
+        try:  # once dialled, the call holds the claim: its setup gives it back at its end
+            peer = await _resolve(target)
+            setup = Dialing(target, peer, no_answer, caller=caller, session_id=call_id, claim=claim)
+            _dial(endpoint, setup, ServerAdmission(admission.state, placer))
+        except BaseException:  # no call (a 400, a 503, the request cancelled): given back
+            claim.release()
+            raise
         answer = {
             "id": call_id,
             "object": "call",
@@ -116,6 +130,35 @@ def calls_routes(sip: SipServer | None, admission: ServerAdmission) -> list[Rout
         return JSONResponse(answer, status_code=201, headers={"Location": f"/v1/calls/{call_id}"})
 
     return [Route("/v1/calls", _endpoint("calls.create", create), methods=["POST"])]
+
+
+async def _resolve(target: Target) -> Address:
+    """Where ``target`` is, or a 400 naming ``to``."""
+    try:
+        return await resolve(target)
+    except OSError as error:
+        raise ApiError(400, f"to: {target.host}: {error.strerror or error}", param="to") from None
+
+
+def _dial(endpoint: SipEndpoint, setup: Dialing, admission: ServerAdmission) -> None:
+    """Place the call on ``endpoint``, or a 503 when it has stopped."""
+    try:
+        endpoint.dial(setup, admission)
+    except RuntimeError:  # stopping
+        raise ApiError(
+            503, "the SIP endpoint is not running", code="not_ready", kind="server_error"
+        ) from None
+
+
+def _too_many_sessions() -> Response:
+    """Rule G3 (agent/auth.py) as this REST endpoint answers it: the guard's refusal of a
+    call socket, counted as the guard counts it, with ``Retry-After``."""
+    refusal = TOO_MANY_SESSIONS
+    METRICS.error("auth", refusal.code)
+    error = ApiError(refusal.status, refusal.message, code=refusal.code, kind="requests")
+    response = error.response()
+    response.headers["Retry-After"] = str(SESSIONS_RETRY_AFTER_S)
+    return response
 
 
 def _too_large() -> ApiError:

@@ -26,7 +26,9 @@ and counts against that key's limits. A request let in without a key has all gra
 authentication is off (loopback, ``--insecure``); with it on (Twilio's media streams, signed
 by Twilio and carrying no key; SIP calls, let in by ``server.sip.allowed_networks``:
 :class:`~agent.sip_server.ServerAdmission`) its calls are never unlimited: a ``max_call_ms`` of
-0 becomes :data:`UNKEYED_MAX_CALL_MS` (:func:`call_settings`).
+0 becomes :data:`UNKEYED_MAX_CALL_MS` (:func:`call_settings`). A SIP call placed with ``POST
+/v1/calls`` is the placing key's (:mod:`agent.calls_route`): its session is made under that
+key's grants, and it holds one of that key's ``max_sessions`` (a :class:`Claim`) until it ends.
 
 The access guard (:mod:`agent.auth_asgi`) puts the request's :class:`Caller` in its scope
 (:data:`CALLER`); call routes read it with :func:`caller_of`.

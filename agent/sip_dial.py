@@ -8,7 +8,9 @@
 and the agent speaks first, its greeting, exactly as on an inbound call. A final error (busy,
 declined, not found, a digest challenge we cannot answer) or no answer in
 ``server.sip.no_answer_s`` (the user agent CANCELs: 408) is the call's :attr:`failure`. An
-answer with no codec we offered is hung up at once (BYE).
+answer with no codec we offered is hung up at once (BYE). A call placed for an API key
+(``POST /v1/calls``) holds a place among that key's calls (its :attr:`Dialing.claim`) until it
+is over, answered or not: :meth:`Dialing.close` gives it back.
 
 The command (:func:`run`) loads the agent's models as ``voxline serve`` does, binds one SIP
 endpoint of the target's transport (UDP; TCP for ``;transport=tcp``, RFC 3263 §4.1): the first
@@ -33,6 +35,7 @@ from typing import Any
 import anyio
 
 from agent.config import AgentConfig, load_config
+from agent.grants import Claim
 from agent.sip_call import SipCall
 from agent.sip_server import RtpPorts, ServerAdmission, SipEndpoint, parse_listen
 from pipeline.errors import ConfigError
@@ -70,12 +73,16 @@ class Dialing:
         *,
         caller: str | None = None,
         session_id: str | None = None,
+        claim: Claim | None = None,
     ) -> None:
         self.target = target
         self.peer = peer
         self.no_answer = no_answer
         self.caller = caller  # our From (a SIP URI; None: the endpoint's own)
         self.session_id = session_id
+        #: the call's place among its placer's key's calls (``max_sessions``), held from
+        #: ``POST /v1/calls`` until :meth:`close`; None: no key counts it (``voxline dial``)
+        self.claim = claim
         self.ringing = False  # our INVITE has no final response yet
 
     async def negotiate(self, call: SipCall, port: int) -> Negotiated | None:
@@ -117,12 +124,16 @@ class Dialing:
         call.reason, call.failure = f"refused_{status}", (status, reason)
 
     async def close(self, call: SipCall) -> None:
-        if not self.ringing:
-            return
-        with anyio.move_on_after(CANCEL_WAIT_S):  # the CANCEL's 487, so it is ACKed
-            while (event := await call.next_setup_event()) is not None:
-                if isinstance(event, CallFailed):
-                    return
+        try:
+            if not self.ringing:
+                return
+            with anyio.move_on_after(CANCEL_WAIT_S):  # the CANCEL's 487, so it is ACKed
+                while (event := await call.next_setup_event()) is not None:
+                    if isinstance(event, CallFailed):
+                        return
+        finally:  # every call's finish closes its setup: the key's place is given back once
+            if self.claim is not None:
+                self.claim.release()
 
 
 # -- voxline dial ---------------------------------------------------------------------------------

@@ -129,7 +129,8 @@ class ServerAdmission(Admission):
         self.state = state
         #: who a SIP call is: it carries no key (let in by ``allowed_networks``), so with
         #: authentication on it is unkeyed and never unlimited (:func:`~agent.grants.
-        #: call_settings`); ``None``: every grant (no authentication, ``voxline dial``)
+        #: call_settings`); ``None``: every grant (no authentication, ``voxline dial``); a call
+        #: placed with ``POST /v1/calls`` has an admission of its own, its key's
         self.caller = caller or Caller()
         sip = state.config.server.sip
         #: the rooms by the number that joins them (``server.sip.rooms``)
@@ -340,21 +341,24 @@ class SipEndpoint:
         await self._flush()
         return call.id
 
-    def dial(self, setup: CallSetup) -> SipCall:
-        """Place a call (``setup``: an :class:`agent.sip_dial.Dialing`), run in the endpoint's
-        task group; await its ``done``. ``RuntimeError`` once the endpoint has stopped."""
+    def dial(self, setup: CallSetup, admission: Admission | None = None) -> SipCall:
+        """Place a call (``setup``: an :class:`agent.sip_dial.Dialing`) under ``admission``
+        (``POST /v1/calls``: its key's; default: the endpoint's), run in the endpoint's task
+        group; await its ``done``. ``RuntimeError`` once the endpoint has stopped."""
         if self._tg is None:
             raise RuntimeError("the SIP endpoint is not running")
-        call = self._new_call("", setup)
+        call = self._new_call("", setup, admission)
         self._tg.start_soon(self._run_call, call, name="sip call out")
         return call
 
-    def _new_call(self, call_id: str, setup: CallSetup) -> SipCall:
+    def _new_call(
+        self, call_id: str, setup: CallSetup, admission: Admission | None = None
+    ) -> SipCall:
         return SipCall(
             call_id,
             setup,
             self,
-            self.admission,
+            admission or self.admission,
             self.config,
             self.open_rtp,
             self.public_address,
