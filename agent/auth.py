@@ -228,8 +228,10 @@ SECRET_HERE = Refusal(
 NOT_GRANTED = Refusal(
     403, FORBIDDEN, "endpoint_not_allowed", "this API key may not use this endpoint"
 )
+#: a key at its ``max_sessions`` (G3): ``Retry-After`` 1 s, as the server's own ``at_capacity``
+#: 503 says (a call's end cannot be foreseen)
 TOO_MANY_SESSIONS = Refusal(
-    429, TOO_MANY, "too_many_sessions", "this API key has as many calls open as it may"
+    429, TOO_MANY, "too_many_sessions", "this API key has as many calls open as it may", 1
 )
 
 

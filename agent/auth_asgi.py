@@ -22,6 +22,7 @@ import contextlib
 import logging
 
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -31,7 +32,7 @@ from agent.metrics import METRICS
 from agent.rate_limit import RateLimits
 from agent.rest import ApiError
 
-__all__ = ["SECRET_SESSION", "AccessGuard", "close_refused"]
+__all__ = ["SECRET_SESSION", "AccessGuard", "close_refused", "refused"]
 
 #: the scope key of the Realtime session configuration a client secret was minted with
 SECRET_SESSION = "voxline.secret_session"
@@ -95,7 +96,7 @@ class AccessGuard:
         if websocket:
             await _close(WebSocket(scope, receive, send), refusal)
         else:
-            await _respond(refusal)(scope, receive, send)
+            await refused(refusal)(scope, receive, send)
 
     def _granted(self, path: str, caller: Caller) -> Refusal | None:
         """Rules G1 and G2 for a request of ``caller`` (``None``: it may go on)."""
@@ -110,7 +111,8 @@ class AccessGuard:
         return None
 
 
-def _respond(refusal: Refusal) -> ASGIApp:
+def refused(refusal: Refusal) -> Response:
+    """``refusal`` as a REST response (every endpoint's, the guard's and the routes' own)."""
     kind = "requests" if refusal.status == 429 else "invalid_request_error"  # OpenAI's 429
     response = ApiError(refusal.status, refusal.message, code=refusal.code, kind=kind).response()
     if refusal.status == 401:

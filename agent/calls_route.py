@@ -58,6 +58,7 @@ from starlette.routing import Route
 
 from agent.admission import REFUSALS
 from agent.auth import TOO_MANY_SESSIONS
+from agent.auth_asgi import refused
 from agent.grants import caller_of
 from agent.metrics import METRICS
 from agent.rest import ApiError, _endpoint, limited_body
@@ -70,9 +71,6 @@ __all__ = ["MAX_BODY", "CallRequest", "calls_routes"]
 
 #: bytes of JSON a request may send
 MAX_BODY = 4096
-#: a key at its ``max_sessions``: the ``Retry-After`` of its 429, as the server's own
-#: ``at_capacity`` 503 says (a call's end cannot be foreseen)
-SESSIONS_RETRY_AFTER_S = 1
 #: a SIP URI as this endpoint takes it: ``sip:[user@]host[:port][;transport=udp|tcp]``, no
 #: other parameter, nothing a header could be broken with
 _URI = re.compile(
@@ -152,13 +150,9 @@ def _dial(endpoint: SipEndpoint, setup: Dialing, admission: ServerAdmission) -> 
 
 def _too_many_sessions() -> Response:
     """Rule G3 (agent/auth.py) as this REST endpoint answers it: the guard's refusal of a
-    call socket, counted as the guard counts it, with ``Retry-After``."""
-    refusal = TOO_MANY_SESSIONS
-    METRICS.error("auth", refusal.code)
-    error = ApiError(refusal.status, refusal.message, code=refusal.code, kind="requests")
-    response = error.response()
-    response.headers["Retry-After"] = str(SESSIONS_RETRY_AFTER_S)
-    return response
+    call socket, counted as the guard counts it."""
+    METRICS.error("auth", TOO_MANY_SESSIONS.code)
+    return refused(TOO_MANY_SESSIONS)
 
 
 def _too_large() -> ApiError:

@@ -46,8 +46,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from agent.auth import TOO_MANY_SESSIONS
+from agent.auth_asgi import refused
 from agent.config import AgentConfig
 from agent.grants import Caller, call_settings, caller_of
+from agent.metrics import METRICS
 from agent.models import session_settings
 from agent.room_calls import RoomCall, join_room
 from agent.rooms import RoomError
@@ -94,8 +97,8 @@ async def admitted(
         return error(503, "at_capacity", "the server is at its call limit; try again later")
     claim = (caller or Caller()).claim()
     if claim is None:
-        message = "this API key has as many calls open as it may"
-        return error(429, "too_many_sessions", message)
+        METRICS.error("auth", TOO_MANY_SESSIONS.code)
+        return refused(TOO_MANY_SESSIONS)
     # the slot is taken before anything is awaited, so offers racing for the last one
     # cannot overshoot the limit; it is given back unless a call now holds it
     server.sessions += 1

@@ -27,10 +27,10 @@ from anyio.abc import Process, SocketAttribute
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from agent.auth import AccessPolicy, load_keys
+from agent.auth import TOO_MANY_SESSIONS, AccessPolicy, load_keys
 from agent.auth_asgi import AccessGuard
 from agent.call_loop import WATCHERS
-from agent.calls_route import SESSIONS_RETRY_AFTER_S, calls_routes
+from agent.calls_route import calls_routes
 from agent.config import parse_config
 from agent.grants import UNKEYED_MAX_CALL_MS, Caller
 from agent.server import ServerState
@@ -181,6 +181,6 @@ async def test_a_key_at_its_max_sessions_is_refused_until_its_call_is_over(
     assert refused.status_code == 429, refused.text
     error = refused.json()["error"]
     assert (error["code"], error["type"]) == ("too_many_sessions", "requests")
-    assert refused.headers["retry-after"] == str(SESSIONS_RETRY_AFTER_S)
+    assert refused.headers["retry-after"] == str(TOO_MANY_SESSIONS.retry_after)
     assert (other.status_code, other_status) == (201, 0)  # another key's calls are its own
     assert list(lengths) == [first.json()["id"]]  # the refused call never started

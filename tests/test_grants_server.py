@@ -248,6 +248,7 @@ async def test_a_key_holds_at_most_its_max_sessions_calls(server: RunningServer)
                 offer = await http.post("/v1/webrtc/offer", json=sdp, headers=one)
             assert offer.status_code == 429
             assert offer.json()["error"]["code"] == "too_many_sessions"
+            assert offer.headers["retry-after"] == "1"  # as the other endpoints' 429
             # another key's calls are not held back
             async with websockets.connect(
                 f"{server.ws}/v1/stream", additional_headers=bearer(EVERYTHING)
