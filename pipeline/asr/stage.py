@@ -11,7 +11,7 @@ them into decode jobs; one job runs at a time, on the executor shared by every s
   :class:`~pipeline.asr.agreement.LocalAgreement`, then the unstable tail); a partial decode
   with nothing new to say (empty, equal to the previous one, or rejected by the guards) sends
   a :class:`~pipeline.asr.events.TranscriptProgress` instead, so every partial decode tells
-  downstream how far the recogniser has heard;
+  downstream how far the recogniser has heard (but one abandoned for a final: see below);
 - one final :class:`~pipeline.asr.events.Transcript` per utterance, with word timings (``cut``
   when the utterance reached the tracker's ``max_utterance`` and the speech goes on), **or** a
   :class:`~pipeline.asr.events.TranscriptDropped` saying why there is none (a guard's reason,
@@ -27,9 +27,9 @@ partials, never a late final behind stale ones. In the shared executor a final h
 priority than partials (:data:`FINAL_PRIORITY`): it goes ahead of other calls' partials, and
 takes a partial's place when the executor's queue is full.
 
-**Under load partials thin out, finals do not wait.** Each call has at most one request in the
-executor (one job at a time), and while it waits its newer jobs replace its queued partials, so
-a saturated executor decodes each call's partials less often, never a stale one. With
+**Under load partials thin out, finals do not wait.** Each call has at most one request waiting
+in the executor (one job at a time), and while it waits its newer jobs replace its queued
+partials, so a saturated executor decodes each call's partials less often, never a stale one. With
 ``batch_size`` > 1 (:func:`asr_executor`) the executor decodes several calls' windows at once,
 finals only with finals and partials only with partials: a final never waits for partials'
 work beyond the one batch already running.
@@ -41,6 +41,26 @@ then its text reads as a partial; when :class:`~pipeline.vad.events.SpeechStoppe
 same sample, that decode *is* the final and no second decode runs, so the end of speech waits
 for what is left of one decode, not for a whole one after the silence. If the caller goes on,
 it was one more partial (counted: ``speculations``, ``speculations_used``).
+
+**A final never waits for this call's partial.** Two rules, because a decode that has started
+cannot be stopped and the worker is shared:
+
+- A final (speculative or not) queued while a partial of the call is being decoded abandons that
+  partial (cancelled: removed from the executor's queue if it still waits there, its result
+  thrown away if it runs; counted: ``partials_superseded``) and goes to the executor at once at
+  :data:`FINAL_PRIORITY`. A partial waiting behind other calls' work never runs, and once the
+  worker is free the final goes next, ahead of the partials other calls queued meanwhile. The
+  abandoned partial's text would have been shown for one decode at best before the final's
+  reading (which reads as a partial until the stop) replaced it; it is not missed.
+- With one call on the worker the partial still holds it to its end, so partials are scheduled
+  away from likely pauses: a partial that finds the audio quiet for 30 ms waits until a loud
+  block comes or a newer job replaces it (:mod:`pipeline.asr.quiet` has the rules and the
+  measurements; counted: ``partials_held``). Quiet audio with no pause for 300 ms lets it go
+  (the VAD hears speech there); after the VAD's pause only loud audio does.
+
+Letting the final run *beside* the partial instead (a second decode in flight for the call)
+gains nothing with one worker per model: the worker takes the two one after the other, and
+CTranslate2 decoding two at once on the same cores makes each slower.
 
 Every other event, control or data, passes on unchanged and at once (the speech events
 included, so turn-taking downstream sees them before the final that follows). Audio is passed
@@ -67,6 +87,7 @@ after it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -79,6 +100,7 @@ from pipeline.asr.decode_batch import batch_key
 from pipeline.asr.decoder import Decoded, DecodeOptions, DecodeRequest, WhisperDecoder
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
 from pipeline.asr.model import AsrModelConfig
+from pipeline.asr.quiet import QuietTail
 from pipeline.asr.utterance import Decode, TrackerConfig, UtteranceTracker
 from pipeline.errors import InvalidAudio, Overloaded
 from pipeline.events import BYTES_PER_SAMPLE, PIPELINE_RATE, USER_GENERATION, AudioFrame, Flush
@@ -146,20 +168,35 @@ class _Jobs:
 
     A :class:`Flush` waits in the queue like a final (it is sent on when its turn comes). A
     speculative final waits like a partial that a partial cannot replace: a real final, or the
-    next pause's, does.
+    next pause's, does. A partial is only ever last in the queue (any job after it replaces
+    it), so holding it (:meth:`hold`) holds nothing else; a final put while a partial is being
+    decoded cancels that decode (:attr:`running`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_hold: Callable[[], None]) -> None:
         self._queue: deque[Decode | Flush] = deque()
         self._wakeup = anyio.Event()
         self._closed = False
+        self._hold = False
+        self._on_hold = on_hold
+        self._held: Decode | None = None  # the last partial counted as held
         #: utterances up to this id were discarded: their decodes are not sent
         self.dropped_through = -1
+        #: the scope of the partial being decoded, if one is
+        self.running: anyio.CancelScope | None = None
 
     def discard(self, through: int) -> None:
         """Drop the decodes of utterances up to ``through`` (queued, and any under way)."""
         self.dropped_through = through
         self._queue = deque(j for j in self._queue if isinstance(j, Flush) or j.utterance > through)
+        if self.running is not None:
+            self.running.cancel()
+
+    def hold(self, quiet: bool) -> None:
+        """Partials wait while ``quiet`` (the audio has just gone quiet: a pause is likely)."""
+        if self._hold and not quiet:
+            self._wakeup.set()
+        self._hold = quiet
 
     def put(self, job: Decode | Flush) -> None:
         waiting = self._queue
@@ -171,6 +208,8 @@ class _Jobs:
             j for j in waiting if isinstance(j, Flush) or (j.final and not j.speculative)
         )
         self._queue.append(job)
+        if isinstance(job, Decode) and job.final and self.running is not None:
+            self.running.cancel()  # the final covers the partial's audio: it goes now
         self._wakeup.set()
 
     def close(self) -> None:
@@ -179,12 +218,23 @@ class _Jobs:
 
     async def get(self) -> Decode | Flush | None:
         """The next job, or ``None`` once closed and drained."""
-        while not self._queue:
-            if self._closed:
+        while True:
+            if self._queue and not self._holding():
+                return self._queue.popleft()
+            if self._closed and not self._queue:
                 return None
             await self._wakeup.wait()
             self._wakeup = anyio.Event()
-        return self._queue.popleft()
+
+    def _holding(self) -> bool:
+        """The job first in the queue is a partial that waits for the quiet to end."""
+        head = self._queue[0]
+        if not self._hold or self._closed or isinstance(head, Flush) or head.final:
+            return False
+        if head is not self._held:
+            self._held = head
+            self._on_hold()
+        return True
 
 
 class AsrStage:
@@ -215,10 +265,14 @@ class AsrStage:
         #: speculative finals decoded, and of those, used as the final
         self.speculations = 0
         self.speculations_used = 0
+        #: partials that waited for the audio's quiet to end, and partial decodes abandoned
+        #: for a final queued (or the utterance discarded) while they waited or ran
+        self.partials_held = 0
+        self.partials_superseded = 0
 
     async def __call__(self, inbox: Channel, outbox: Channel) -> None:
         tracker = UtteranceTracker(self.tracker_config)
-        jobs = _Jobs()
+        jobs = _Jobs(self._count_held)
         session: list[str] = []  # the session id, once an event names it
         try:
             async with anyio.create_task_group() as group:
@@ -239,18 +293,26 @@ class AsrStage:
         jobs: _Jobs,
         session: list[str],
     ) -> None:
+        quiet = QuietTail(self.options.silence_dbfs)
         async for event in inbox:
             if not session:
                 session.append(event.session_id)
             if isinstance(event, AudioFrame):
-                for job in tracker.audio(event.pts, _samples(event)):
+                samples = _samples(event)
+                quiet.feed(samples)
+                jobs.hold(quiet.pause_likely)
+                for job in tracker.audio(event.pts, samples):
                     jobs.put(job)
                 if self.forward_audio:
                     await outbox.send(event)
                 continue
             if isinstance(event, SpeechStarted):
+                quiet.restart()
+                jobs.hold(quiet.pause_likely)
                 actions = tracker.speech_started(event.audio_start, event.sample)
             elif isinstance(event, SpeechPaused):
+                quiet.paused()
+                jobs.hold(quiet.pause_likely)
                 actions = tracker.speech_paused(event.sample)
             elif isinstance(event, SpeechStopped):
                 actions = tracker.speech_stopped(event.sample)
@@ -293,13 +355,16 @@ class AsrStage:
                     audio=audio, final=job.final, options=self.options, context=context
                 )
                 try:
-                    priority = FINAL_PRIORITY if job.final else PARTIAL_PRIORITY
-                    decoded = await self.executor.run(request, priority=priority)
+                    outcome = await self._decode(jobs, request)
                 except Overloaded:
                     if not job.final or job.speculative:
                         self.partials_refused += 1
                         continue
-                    decoded = Decoded(text="", dropped=OVERLOADED)
+                    outcome = Decoded(text="", dropped=OVERLOADED)
+                if outcome is None:  # a final came while this partial was decoded
+                    self.partials_superseded += 1
+                    continue
+                decoded = outcome
                 if job.final:
                     decoded = await self._translated(audio, decoded)
             if job.utterance <= jobs.dropped_through:  # discarded while it was decoded
@@ -347,6 +412,22 @@ class AsrStage:
                     notes=decoded.notes,
                 )
             )
+
+    def _count_held(self) -> None:
+        self.partials_held += 1
+
+    async def _decode(self, jobs: _Jobs, request: DecodeRequest) -> Decoded | None:
+        """``request`` decoded; a partial's decode is abandoned (``None``) when a final is queued
+        while it waits or runs (:meth:`_Jobs.put`)."""
+        if request.final:
+            return await self.executor.run(request, priority=FINAL_PRIORITY)
+        with anyio.CancelScope() as scope:
+            jobs.running = scope
+            try:
+                return await self.executor.run(request, priority=PARTIAL_PRIORITY)
+            finally:
+                jobs.running = None
+        return None
 
     async def _translated(self, audio: np.ndarray[Any, Any], decoded: Decoded) -> Decoded:
         """``decoded`` with its English translation, when the stage translates and the text

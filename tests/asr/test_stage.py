@@ -13,6 +13,7 @@ import pytest
 from pipeline.asr import guards
 from pipeline.asr.decoder import Decoded, DecodeRequest
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
+from pipeline.asr.quiet import QuietTail
 from pipeline.asr.stage import FINAL_PRIORITY, OVERLOADED, PARTIAL_PRIORITY, AsrStage
 from pipeline.asr.utterance import TrackerConfig
 from pipeline.channels import Channel, Policy
@@ -120,13 +121,20 @@ async def test_partials_grow_a_stable_prefix_and_converge_to_the_final(executor:
         stage = AsrStage(paced, tracker=TrackerConfig.from_seconds(partial_interval=0.5))
 
         async def produce(inbox: Channel) -> None:
-            issued = 0
+            issued = awaited = 0
+            tail = QuietTail()  # as the stage sees the audio
             for event in events:
                 await inbox.send(event)
-                # a partial is due 0.5 s after the speech start, then every 0.5 s of audio
-                if isinstance(event, AudioFrame) and event.end_pts >= 16000 + 8000 * issued:
+                if not isinstance(event, AudioFrame):
+                    continue
+                tail.feed(np.frombuffer(event.pcm, "<i2"))
+                # a partial is due 0.5 s after the speech start, then every 0.5 s of audio;
+                # one due as the audio goes quiet waits in the stage for more audio
+                if event.end_pts >= 16000 + 8000 * issued:
                     issued += 1
-                    await paced.wait_for(issued)
+                    if not tail.pause_likely:
+                        awaited += 1
+                        await paced.wait_for(awaited)
 
         received = await drive(stage, produce)
 
@@ -136,10 +144,10 @@ async def test_partials_grow_a_stable_prefix_and_converge_to_the_final(executor:
     assert not any(p.is_final for p in partials)
     assert len(partials) >= 4
     # every partial decode says how far it heard: a partial, or progress when it has nothing
-    # new (the leading silence, an unchanged text)
+    # new (the leading silence, an unchanged text); or it was abandoned for the final
     progress = [e for e in received if isinstance(e, TranscriptProgress)]
     partial_decodes = [final for final, _ in paced.priorities if not final]
-    assert len(partials) + len(progress) == len(partial_decodes)
+    assert len(partials) + len(progress) + stage.partials_superseded == len(partial_decodes)
     heard = [e.end for e in received if isinstance(e, TranscriptProgress) or e in partials]
     assert heard == sorted(heard)
     assert {t.utterance for t in transcripts} == {0}
@@ -394,3 +402,157 @@ async def test_a_pause_starts_the_final_decode_and_a_stop_there_reuses_it(
     assert (final.start, final.end) == (0, end + 3200)  # the final's own audio
     assert (asr.speculations, asr.speculations_used) == (1, 1)
     assert paced.done == 1  # one decode in all
+
+
+def voiced(text: str) -> Pcm:
+    """``text`` by espeak-ng, cut to its active 20 ms frames (the guards' measure): the
+    silence a test puts around it is the only quiet there."""
+    audio = espeak(text)
+    active = guards.activity(audio.astype(np.float32) / 32768.0)
+    return audio[active.onset : active.offset]
+
+
+def due_in(audio_before: int, *, speech_start: int, after: int) -> TrackerConfig:
+    """One partial, due ``after`` samples past the first ``audio_before`` samples (the
+    tracker counts the first from the speech start)."""
+    return TrackerConfig(
+        first_partial=audio_before - speech_start + after, partial_interval=RATE * 10
+    )
+
+
+@pytest.mark.anyio
+async def test_a_partial_due_as_the_audio_goes_quiet_waits_and_the_pause_replaces_it(
+    executor: Executor,
+) -> None:
+    """A partial due 60 ms into the silence would hold the worker when the pause comes; it
+    waits instead, and the pause's speculative final is the one decode."""
+    with anyio.fail_after(60):
+        speech = np.concatenate([silence(0.3), voiced(SENTENCE)])
+        end = len(speech)
+        paced = Paced(executor)
+        asr = AsrStage(paced, tracker=due_in(end, speech_start=4800, after=960))
+
+        async def produce(inbox: Channel) -> None:
+            began = SpeechStarted(session_id="s", sample=4800, audio_start=0, probability=0.9)
+            for event in [began, *frames(np.concatenate([speech, silence(0.1)]))]:
+                await inbox.send(event)
+            await inbox.send(SpeechPaused(session_id="s", sample=end))
+            await paced.wait_for(1)
+            for event in frames(silence(0.3), start=end + 1600):
+                await inbox.send(event)
+            await inbox.send(SpeechStopped(session_id="s", sample=end, speech_start=4800))
+
+        received = await drive(asr, produce)
+    assert paced.priorities == [(True, FINAL_PRIORITY)]  # the partial never went
+    assert (asr.partials_held, asr.partials_superseded) == (1, 0)
+    assert (asr.speculations, asr.speculations_used) == (1, 1)
+    (final,) = [e for e in received if isinstance(e, Transcript) and e.is_final]
+    assert wer(SENTENCE, final.text) <= 0.1, final.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("goes_on", [True, False])
+async def test_a_waiting_partial_goes_when_the_speech_goes_on_or_the_quiet_lasts(
+    executor: Executor, goes_on: bool
+) -> None:
+    """The caller goes on after a short gap: the partial that waited in the gap is decoded
+    then (its audio as it was). Or the audio stays quiet with no pause for 300 ms (the VAD
+    hears speech in it): the partial goes too."""
+    with anyio.fail_after(60):
+        first = np.concatenate([silence(0.3), voiced("Thank you")])
+        gap = silence(0.1 if goes_on else 0.5)
+        rest = voiced("very much") if goes_on else silence(0)
+        speech = np.concatenate([first, gap, rest])
+        paced = Paced(executor)
+        asr = AsrStage(paced, tracker=due_in(len(first), speech_start=4800, after=960))
+
+        async def produce(inbox: Channel) -> None:
+            began = SpeechStarted(session_id="s", sample=4800, audio_start=0, probability=0.9)
+            for event in [began, *frames(speech)]:
+                await inbox.send(event)
+            await paced.wait_for(1)  # only a partial released from its wait gets here
+            for event in frames(silence(0.5), start=len(speech)):
+                await inbox.send(event)
+            await inbox.send(SpeechStopped(session_id="s", sample=len(speech), speech_start=4800))
+
+        received = await drive(asr, produce)
+    assert paced.priorities == [(False, PARTIAL_PRIORITY), (True, FINAL_PRIORITY)]
+    assert asr.partials_held == 1
+    (heard,) = [
+        e
+        for e in received
+        if isinstance(e, TranscriptProgress) or (isinstance(e, Transcript) and not e.is_final)
+    ]
+    assert len(first) < heard.end <= len(first) + 960 + FRAME  # the audio it waited with
+    (final,) = [e for e in received if isinstance(e, Transcript) and e.is_final]
+    said = "Thank you very much." if goes_on else "Thank you."
+    assert wer(said, final.text) <= 0.25, final.text
+
+
+class Stalling:
+    """The shared executor, but a partial decode never ends until its caller cancels it (a
+    fake: a partial under way for as long as the test needs). ``log`` is what happened to
+    each request, in order: ``("submitted" | "cancelled" | "done", final?)``."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.log: list[tuple[str, bool]] = []
+        self._changed = anyio.Event()
+
+    async def run(self, request: DecodeRequest, *, priority: int = 0) -> Decoded:
+        self._note("submitted", request.final)
+        try:
+            if not request.final:
+                await anyio.Event().wait()  # a partial runs until it is abandoned
+            result = await self.executor.run(request, priority=priority)
+        except anyio.get_cancelled_exc_class():
+            self._note("cancelled", request.final)
+            raise
+        self._note("done", request.final)
+        return result
+
+    def _note(self, what: str, final: bool) -> None:
+        self.log.append((what, final))
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, entry: tuple[str, bool]) -> None:
+        while entry not in self.log:
+            await self._changed.wait()
+
+
+@pytest.mark.anyio
+async def test_a_pause_while_a_partial_runs_sends_the_speculative_final_at_once(
+    executor: Executor,
+) -> None:
+    """The speculative final does not wait for the partial under way: the partial is
+    abandoned (removed from the executor, or its result thrown away) and the final goes."""
+    with anyio.fail_after(60):
+        speech = np.concatenate([silence(0.3), voiced(SENTENCE)])
+        end = len(speech)
+        stalling = Stalling(executor)
+        asr = AsrStage(stalling, tracker=TrackerConfig.from_seconds(partial_interval=0.5))
+
+        async def produce(inbox: Channel) -> None:
+            began = SpeechStarted(session_id="s", sample=4800, audio_start=0, probability=0.9)
+            for event in [began, *frames(np.concatenate([speech, silence(0.1)]))]:
+                await inbox.send(event)
+            await stalling.wait_for(("submitted", False))
+            await inbox.send(SpeechPaused(session_id="s", sample=end))
+            await stalling.wait_for(("done", True))
+            for event in frames(silence(0.3), start=end + 1600):
+                await inbox.send(event)
+            await inbox.send(SpeechStopped(session_id="s", sample=end, speech_start=4800))
+
+        received = await drive(asr, produce)
+    assert stalling.log == [
+        ("submitted", False),
+        ("cancelled", False),  # the partial's result never came: the final did not wait
+        ("submitted", True),
+        ("done", True),
+    ]
+    assert asr.partials_superseded == 1
+    assert (asr.speculations, asr.speculations_used) == (1, 1)
+    transcripts = [e for e in received if isinstance(e, Transcript)]
+    assert [t.is_final for t in transcripts] == [False, True]  # the guess, then the final
+    assert wer(SENTENCE, transcripts[-1].text) <= 0.1, transcripts[-1].text
