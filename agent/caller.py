@@ -250,6 +250,8 @@ class Caller:
         del self._played[: len(chunk)]
         if not played:
             return chunk
+        if not self._played:  # the echo is over: a wait on ``echoing`` wakes now, not at the
+            self._notify()  # next message (a Realtime server sends none while it is idle)
         assert self.echo is not None
         echo = np.frombuffer(played, dtype="<i2").astype(np.float32) * 10 ** (self.echo[1] / 20)
         mine = np.frombuffer(chunk, dtype="<i2").astype(np.float32)

@@ -43,6 +43,8 @@ How the API maps onto a call:
   dialogue asks for fails at once (``unsupported``) and the agent says its
   ``dialogue.transfer_failed`` line in a response of its own; the conversation goes on. A
   hang-up closes the socket (``1000`` with the reason) after the last response is done.
+- Idle (:mod:`agent.realtime_idle`): counted from the end of the client's playback;
+  ``timeout_triggered``, an idle prompt, and after ``turns.idle_prompts`` the hang-up (``idle``).
 """
 
 from __future__ import annotations
@@ -63,8 +65,15 @@ from agent.dialogue.llm_history import History
 from agent.dialogue.llm_tools import ToolCall
 from agent.models import reply_voice
 from agent.realtime_dialogue import RealtimeDialogue, ReplyRequest, client_tools
+from agent.realtime_idle import IdleWatch
 from agent.realtime_overrides import realtime_protocol
-from agent.realtime_shaping import SessionRateLimits, at_speed, reply_shape, turn_config
+from agent.realtime_shaping import (
+    SessionRateLimits,
+    at_speed,
+    initial_config,
+    reply_shape,
+    turn_config,
+)
 from agent.reply import ReplyVoice, Responder
 from agent.responders import IntentResponder, LLMResponder
 from agent.rest import OPENAI_VOICES, served_catalog
@@ -93,7 +102,6 @@ from transports.realtime_caps import MAX_MESSAGE_BYTES
 from transports.realtime_events import (
     RealtimeSessionConfig,
     ResponseParams,
-    ServerVad,
     SessionSpec,
     UpdateRejected,
     apply_update,
@@ -149,20 +157,6 @@ def llm_history_of(responder: Responder) -> tuple[History, str] | None:
     if isinstance(llm, LLMResponder):
         return llm.history, llm.engine.config.system_prompt
     return None
-
-
-def initial_config(settings: SessionSettings, voice: str = "default") -> RealtimeSessionConfig:
-    """What ``session.created`` shows: the API's defaults, with the agent's end-of-turn
-    silence, barge-in and voice."""
-    turns = settings.turns
-    detection = ServerVad(
-        threshold=0.5,
-        prefix_padding_ms=300,
-        silence_duration_ms=turns.end_of_turn_silence_ms,
-        create_response=True,
-        interrupt_response=turns.barge_in,
-    )
-    return RealtimeSessionConfig(turn_detection=detection, voice=voice)
 
 
 def minted_config(
@@ -233,6 +227,7 @@ class RealtimeSink(CallSink):
         self._turn_item: str | None = None
         #: replies the LLM stopped at their token limit (ended ``incomplete``)
         self._limited: set[int] = set()
+        self._idle = IdleWatch(protocol, OUTPUT_RATE)  # when the client's playback ends
 
     def dialogue(self, dialogue: RealtimeDialogue | None) -> None:
         """The call's LLM dialogue: the conversation is its history; its client tools."""
@@ -258,6 +253,7 @@ class RealtimeSink(CallSink):
         if generation in self._cut:
             return  # a frame of a cancelled reply on its way when it was cancelled
         self._ensure_response(generation)
+        self._idle.sent(self.session, generation, pcm)
         self.protocol.send_audio(generation, pcm, OUTPUT_RATE)
         await self.flush()
 
@@ -344,6 +340,7 @@ class RealtimeSink(CallSink):
             self._cut.discard(min(self._cut))
         self._open.discard(generation)
         self._response_over(generation)
+        self._idle.cancelled(self.session, generation)
         self.protocol.cancel_response(generation, "turn_detected")
 
     def _failed(self, message: str) -> None:
@@ -384,8 +381,9 @@ class RealtimeSink(CallSink):
     def _ensure_response(self, generation: int, params: ResponseParams | None = None) -> None:
         if generation in self._responses:
             return
-        if params is None:  # the session answers the caller's turn
+        if params is None:  # the session answers the caller's turn (or prompts an idle one)
             self._answering(generation)
+            self._idle.starting(self.session, generation)  # an idle prompt: the timeout first
         for stale in self._open:  # a reply that never played (it failed, or said nothing)
             self.protocol.end_response(stale)
             self._response_over(stale)
@@ -520,10 +518,12 @@ class RealtimeSink(CallSink):
                     self._typed.clear()
                     self._respond(params, typed)
             case CancelRequested(generation=generation):
+                self._idle.cancelled(session, generation)
                 self._open.discard(generation)
                 self._response_over(generation)
                 await session.interrupt(generation)
-            case TruncateRequested(generation=generation, samples=samples):
+            case TruncateRequested(generation=generation, samples=samples, audio_end_ms=ms):
+                self._idle.playback.truncated(generation, ms)
                 await session.truncate(generation, samples)
             case _:
                 pass  # peer errors (answered already), items Voxline keeps no history of

@@ -1,8 +1,15 @@
 """How a ``/v1/realtime`` session's settings shape its replies: turn detection, output
 modalities, ``max_output_tokens``, ``speed``, and what ``rate_limits.updated`` says.
 
+- :func:`initial_config`: what ``session.created`` shows.
 - :func:`turn_config`: ``turn_detection`` over the agent's turn-taking (``semantic_vad`` has no
-  model behind it: its ``eagerness`` picks the end-of-turn silence).
+  model behind it: its ``eagerness`` picks the end-of-turn silence). An idle session ends as
+  every call does: after the agent's ``turns.idle_timeout_ms`` of silence (``server_vad``'s
+  ``idle_timeout_ms``, when the client sets one), counted from the end of the client's playback
+  (:mod:`agent.realtime_idle`), ``input_audio_buffer.timeout_triggered`` and the agent's idle
+  prompt as a response, up to ``turns.idle_prompts`` times; then the agent hangs up (reason
+  ``idle``). Without turn detection (push-to-talk) the client drives every turn: no idle
+  prompt, no idle hang-up (``turns.max_call_ms`` still ends the call).
 - :func:`reply_shape`: ``output_modalities`` and ``max_output_tokens`` (a response's own, else
   the session's) as the session's :class:`~agent.reply.ReplyShape`: ``["text"]`` replies are
   never synthesised; a token limit cuts the reply text (:func:`agent.reply_limit.count_tokens`),
@@ -32,6 +39,7 @@ from agent.config.schema import LimitsConfig
 from agent.reply import ReplyShape, ReplyVoice, Responder
 from agent.reply_limit import count_tokens
 from agent.responders import LLMResponder
+from agent.session_control import SessionSettings
 from agent.turns import TurnConfig
 from transports.realtime_events import (
     EAGERNESS_SILENCE_MS,
@@ -43,23 +51,36 @@ from transports.realtime_events import (
     TurnDetection,
 )
 
-__all__ = ["SessionRateLimits", "at_speed", "reply_shape", "turn_config"]
+__all__ = ["SessionRateLimits", "at_speed", "initial_config", "reply_shape", "turn_config"]
 
-#: idle prompts before hanging up: the API never hangs up on an idle caller
-_NO_IDLE_HANGUP = 1 << 30
+
+def initial_config(settings: SessionSettings, voice: str = "default") -> RealtimeSessionConfig:
+    """What ``session.created`` shows: the API's defaults, with the agent's end-of-turn
+    silence, barge-in and voice."""
+    turns = settings.turns
+    detection = ServerVad(
+        threshold=0.5,
+        prefix_padding_ms=300,
+        silence_duration_ms=turns.end_of_turn_silence_ms,
+        create_response=True,
+        interrupt_response=turns.barge_in,
+    )
+    return RealtimeSessionConfig(turn_detection=detection, voice=voice)
 
 
 def turn_config(base: TurnConfig, detection: TurnDetection | None) -> tuple[TurnConfig, bool]:
-    """``detection`` over the agent's turn-taking; and whether turns are answered."""
+    """``detection`` over the agent's turn-taking; and whether turns are answered. The idle
+    timeout is the client's ``server_vad`` one, else the agent's; its prompts (then the
+    hang-up) the agent's. Push-to-talk has none: the client drives every turn."""
     if detection is None:
         config = msgspec.structs.replace(base, end_of_turn=False, barge_in=False, idle_timeout_ms=0)
         return config, False
+    idle: int | None = None  # the agent's
     if isinstance(detection, ServerVad):
         silence = detection.silence_duration_ms
-        idle = detection.idle_timeout_ms or 0
+        idle = detection.idle_timeout_ms or None  # 0 does not turn the idle end off
     else:
         silence = EAGERNESS_SILENCE_MS[detection.eagerness or "auto"]
-        idle = 0
     silence = base.end_of_turn_silence_ms if silence is None else silence
     interrupt = detection.interrupt_response
     config = msgspec.structs.replace(
@@ -68,8 +89,7 @@ def turn_config(base: TurnConfig, detection: TurnDetection | None) -> tuple[Turn
         end_of_turn_silence_ms=silence,
         early_end_of_turn_silence_ms=min(base.early_end_of_turn_silence_ms, silence),
         barge_in=True if interrupt is None else interrupt,
-        idle_timeout_ms=idle,
-        idle_prompts=_NO_IDLE_HANGUP,
+        idle_timeout_ms=base.idle_timeout_ms if idle is None else idle,
     )
     return config, detection.create_response is not False
 

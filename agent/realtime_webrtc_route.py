@@ -50,14 +50,13 @@ from agent.realtime_call import (
     OUTPUT_RATE,
     RealtimeSink,
     SessionVoices,
-    initial_config,
     llm_history_of,
     session_voices,
 )
 from agent.realtime_dialogue import RealtimeDialogue
 from agent.realtime_overrides import CODE as OVERRIDE
 from agent.realtime_overrides import override_message, protocol_for, spec_override
-from agent.realtime_shaping import SessionRateLimits
+from agent.realtime_shaping import SessionRateLimits, initial_config
 from agent.realtime_webrtc import RealtimeEvents
 from agent.responders import LLMResponder
 from agent.rest import ApiError, limited_body, served_catalog

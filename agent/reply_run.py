@@ -70,6 +70,8 @@ class ReplyRun:
     failure: str = ""
     #: how many of the spoken text's marks have been reported
     _marks: int = 0
+    #: the idle prompt it is (from 1; 0: it is no idle prompt)
+    idle: int = 0
 
     @property
     def spoken(self) -> SpokenText:
@@ -210,6 +212,7 @@ class Replies:
             on_warning=lambda message: emit(Notice(code="ssml_warning", message=message)),
         )
         run = ReplyRun(generation, "resume" if plans else kind, speaker, answers or {})
+        run.idle = 0 if plans or said or failed is not None or text is not None else prompt
         self.live[generation] = run
         self._recent[generation] = run.spoken
         for kept in (self._recent, self.unheard):

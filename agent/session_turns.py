@@ -39,6 +39,7 @@ def new_turns(
     already sent still count), told about the echo and the reply in progress (if any); the
     echo detector kept, or a new one where its settings changed."""
     turns = TurnTaking(config)
+    turns.idle_from(now)  # else a change past two idle timeouts in hangs up at once
     actions = turns.advance(now)
     if echo is None or echo.config.max_delay_ms != config.echo_max_delay_ms:
         echo = echo_detector(config)

@@ -305,6 +305,14 @@ class TurnTaking:
         """When the next timer is due (``None``: none is set)."""
         return None if self._floor.closed else next_due(self._floor)
 
+    def idle_from(self, now: int) -> None:
+        """Count the idle timeout (Q1) from ``now``, not from ``start``: a machine made anew
+        mid-call keeps the call's start for its length (Q2) and its transcripts, but the
+        silence so far was timed by the machine before it."""
+        floor = self._floor
+        if floor.idle_at is not None:
+            floor.idle_at = max(floor.idle_at, now + floor.idle)
+
     def _settle(self) -> list[TurnAction]:
         """After any change: a held turn ends once the reply is gone (T6); idle timer upkeep."""
         actions = decide(self._floor, Given(On.SETTLED))

@@ -465,9 +465,10 @@ class RealtimeProtocol:
             )
 
     def idle_timeout(self, start_sample: int, end_sample: int) -> str:
-        """The caller said nothing for the idle timeout; returns the (empty) item's id."""
+        """The caller said nothing for the idle timeout; returns the id of the (empty) item
+        that :meth:`commit_input` commits next (the API commits the silent audio)."""
         item_id = self._pending_item or self._ids.next("item")
-        self._pending_item = None
+        self._pending_item = item_id
         self._emit(
             "input_audio_buffer.timeout_triggered",
             audio_start_ms=samples_to_ms(start_sample, PIPELINE_RATE),
