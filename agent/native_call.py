@@ -143,9 +143,11 @@ async def native_call(
     protocol = NativeProtocol(session_id)
     room_id, language = ws.query_params.get("room"), ws.query_params.get("language")
     joined: list[RoomCall] = []
+    sinks: list[NativeSink] = []  # the call's, to let go of its session when it is over
 
     def transport(outgoing: Sender) -> WsTransport[NativeEvent]:
         sink = NativeSink(protocol, outgoing)
+        sinks.append(sink)
 
         async def handle(event: NativeEvent, call: WsCall) -> bool:
             session = call.session
@@ -217,6 +219,8 @@ async def native_call(
             subprotocol="voxline" if "voxline" in offered else None,
         )
     finally:
+        for sink in sinks:
+            sink.session = None  # Session -> NativeSink -> Session: a cycle once the call is over
         if joined and rooms is not None:
             with anyio.CancelScope(shield=True):  # the other member hears the room close
                 await rooms.leave(joined[0])

@@ -238,6 +238,7 @@ class Replies:
                 self.playout.finish(gen)
             finally:  # failed or cancelled before deciding: nothing more will be decided
                 self._decided(run)
+                speaker.on_action = None  # ReplyRun -> Speaker -> on_action over run: a cycle
 
         assert runtime.start_generation(speak, name=run.kind) == generation
         return run

@@ -230,30 +230,47 @@ class Session(CallControls):
         """Run the call until it ends, with ``tasks`` (a transport's) in its one task group:
         the first to fail ends the call, and :class:`~pipeline.errors.StageFailed` says so."""
         settings = self.settings
-        async with SessionRuntime(self.id) as runtime:
-            self.replies.runtime = runtime
-            speech = runtime.channel("vad->asr", 64, Policy.BLOCK)
-            self._control = control = runtime.channel("asr->control", 256, Policy.BLOCK)
-            vad = VadStage(self.models.vad, settings.vad)
-            runtime.start_stage("vad", vad, self.inbound, speech)
-            asr = AsrStage(
-                self.models.asr, settings.asr, settings.utterance, translation=settings.translation
-            )
-            runtime.start_stage("asr", asr, speech, control)
-            runtime.start_task("playout", lambda: self.playout.run(self._send_frame))
-            runtime.start_task("control", lambda: self._control_loop(control))
-            runtime.start_task("outbox", self.outbox.opened())
-            runtime.start_task("transfer", self.transfers.run)
-            if self._previews is not None:
-                runtime.start_task("preview", self._previews.run)
-            if self.turn_asker is not None:
-                runtime.start_task("end-of-turn", self.turn_asker.run)
-            for name, task in tasks:
-                runtime.start_task(name, task)
-            if settings.greeting:
-                self.respond_now()
-            self.started.set()
-        self.replies.runtime = None
+        try:
+            async with SessionRuntime(self.id) as runtime:
+                self.replies.runtime = runtime
+                speech = runtime.channel("vad->asr", 64, Policy.BLOCK)
+                self._control = control = runtime.channel("asr->control", 256, Policy.BLOCK)
+                vad = VadStage(self.models.vad, settings.vad)
+                runtime.start_stage("vad", vad, self.inbound, speech)
+                asr = AsrStage(
+                    self.models.asr,
+                    settings.asr,
+                    settings.utterance,
+                    translation=settings.translation,
+                )
+                runtime.start_stage("asr", asr, speech, control)
+                runtime.start_task("playout", lambda: self.playout.run(self._send_frame))
+                runtime.start_task("control", lambda: self._control_loop(control))
+                runtime.start_task("outbox", self.outbox.opened())
+                runtime.start_task("transfer", self.transfers.run)
+                if self._previews is not None:
+                    runtime.start_task("preview", self._previews.run)
+                if self.turn_asker is not None:
+                    runtime.start_task("end-of-turn", self.turn_asker.run)
+                for name, task in tasks:
+                    runtime.start_task(name, task)
+                if settings.greeting:
+                    self.respond_now()
+                self.started.set()
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """The call is over: its parts let go of the session. Each callback below is a
+        reference cycle through the session, which would keep the whole call (its echo
+        detector's ring, its replies, its channels) until the garbage collector's next full
+        collection instead of freeing it when the call ends (tests/test_call_freed.py)."""
+        self.replies.runtime = None  # Replies -> SessionRuntime -> a failure's frames -> Session
+        self.playout.on_heard = None  # Session -> Playout -> Session._on_heard
+        self.replies.on_decided = _undecided  # Session -> Replies -> lambda over self
+        self.outbox.on_ended = _nothing  # Session -> SessionOutbox -> Session._stop
+        self.transfers.expire = _no_expiry  # Session -> TransferWait -> lambda over self
+        self.turn_asker = None  # Session -> TurnAsker -> Session._signal
 
     def _stop(self) -> None:
         if (runtime := self.replies.runtime) is not None:
@@ -547,3 +564,15 @@ class Session(CallControls):
         if self.ended is None:
             self.ended = reason
             await self.outbox.emit(out.CallEnded(reason=reason))
+
+
+def _undecided(run: ReplyRun) -> None:
+    """A finished call's replies: nobody to wake (:meth:`Session._let_go`)."""
+
+
+def _nothing() -> None:
+    """A finished call's outbox: nothing left to stop (:meth:`Session._let_go`)."""
+
+
+async def _no_expiry(number: int) -> None:
+    """A finished call's transfer: nobody to tell (:meth:`Session._let_go`)."""

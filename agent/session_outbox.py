@@ -39,7 +39,8 @@ class SessionOutbox:
 
     def __init__(self, sink: CallSink, on_ended: Callable[[], None]) -> None:
         self.sink = sink
-        self._on_ended = on_ended
+        #: told when ``CallEnded`` has gone to the sink (the session ends the call)
+        self.on_ended = on_ended
         self._send: MemoryObjectSendStream[SessionEvent | AudioDone] | None = None
         #: the generation whose audio the sink is receiving
         self.open: int | None = None
@@ -72,7 +73,7 @@ class SessionOutbox:
                         continue
                     await self.sink.send_event(item)
                     if isinstance(item, CallEnded):
-                        self._on_ended()
+                        self.on_ended()
         finally:
             self._send = None
             send.close()

@@ -40,7 +40,8 @@ class TransferWait:
         self.clock = clock
         self.timeout = timeout
         self.pending: PendingTransfer | None = None
-        self._expire = expire
+        #: told the number of a transfer whose deadline passed
+        self.expire = expire
         self._count = 0
         self._changed = anyio.Event()
         self._sleeping: anyio.CancelScope | None = None
@@ -78,7 +79,7 @@ class TransferWait:
             self._sleeping = None
             if expired:
                 log.info("transfer %d had no outcome within %g s", pending.number, self.timeout)
-                await self._expire(pending.number)
+                await self.expire(pending.number)
                 await changed.wait()  # until the session settles it (or it was settled)
 
     def _wake(self) -> None:

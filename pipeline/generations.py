@@ -16,6 +16,7 @@ import anyio
 import anyio.abc
 
 from pipeline.events import USER_GENERATION, Event
+from pipeline.tasks import shed_frames
 
 if TYPE_CHECKING:
     from pipeline.channels import Channel
@@ -63,7 +64,8 @@ class Generations:
             finally:
                 self._scopes.pop(generation, None)
 
-        task_group.start_soon(run, name=f"{name}-{generation}")
+        # shed_frames: the call's frames go when it ends, not in anyio's cycle (pipeline.tasks)
+        task_group.start_soon(shed_frames, run(), name=f"{name}-{generation}")
         return generation
 
     def cancel(self, generation: int) -> None:

@@ -33,6 +33,7 @@ import anyio.abc
 from pipeline.channels import Channel, ChannelStatistics, Policy
 from pipeline.errors import StageFailed
 from pipeline.generations import Generations
+from pipeline.tasks import shed_frames
 
 
 class Stage(Protocol):
@@ -110,7 +111,8 @@ class SessionRuntime:
             finally:
                 outbox.close()
 
-        self.task_group.start_soon(run, name=f"{self.session_id}:{name}")
+        # shed_frames: the call's frames go when it ends, not in anyio's cycle (pipeline.tasks)
+        self.task_group.start_soon(shed_frames, run(), name=f"{self.session_id}:{name}")
 
     def start_task(self, name: str, fn: Callable[[], Awaitable[object]]) -> None:
         """Run ``fn()`` in the session, under the same failure rule as stages."""
@@ -118,7 +120,7 @@ class SessionRuntime:
         async def run() -> None:
             await self._guarded(name, fn())
 
-        self.task_group.start_soon(run, name=f"{self.session_id}:{name}")
+        self.task_group.start_soon(shed_frames, run(), name=f"{self.session_id}:{name}")
 
     def start_generation(self, fn: Callable[[int], Awaitable[object]], name: str = "reply") -> int:
         """Start a bot reply in its own cancel scope; return its generation id."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -81,9 +82,10 @@ class RecordsUnavailable(Exception):
     """The records database is not open (yet): it could not be reached."""
 
 
-def end_reason(session: Session, failure: Exception | None) -> str:
+def end_reason(session: Session | None, failure: Exception | None) -> str:
     """Why the call ended: the session's reason, else ``error`` (it failed) or ``hangup``."""
-    return session.ended or ("error" if failure is not None else "hangup")
+    ended = session.ended if session is not None else None
+    return ended or ("error" if failure is not None else "hangup")
 
 
 class CallRecording:
@@ -93,12 +95,15 @@ class CallRecording:
 
     def __init__(self, log: CallLog, session: Session, start: float) -> None:
         self.log = log
-        self._session = session
+        # not the session itself: it holds this recording (its outbox's sink), and a reference
+        # back would keep the ended call in a cycle until a full collection
+        self._clock, self._responder = session.clock, session.responder
+        self._session = weakref.ref(session)  # for its end reason
         self._start = start
 
     def now(self) -> float:
         """Seconds since the call started."""
-        return self._session.clock.now() - self._start
+        return self._clock.now() - self._start
 
     def event(self, event: SessionEvent, at: float) -> None:
         self.log.event(event, at)
@@ -117,7 +122,7 @@ class CallRecording:
 
     def tools_seen(self, at: float) -> None:
         """Read the tool calls in the LLM's history into the log."""
-        history = _history(self._session.responder)
+        history = _history(self._responder)
         if history is None:
             return
         results = {m.tool_call_id: m.content for m in history.messages if m.role == "tool"}
@@ -129,7 +134,8 @@ class CallRecording:
     def record(self, ended_at: dt.datetime, failure: Exception | None) -> CallRecord:
         """The call's record once it is over (``failure``: what ended it, ``None``: none)."""
         self.tools_seen(self.now())
-        return self.log.record(ended_at, end_reason(self._session, failure))
+        # the session is alive here: the call's loop holds it until its watchers are told
+        return self.log.record(ended_at, end_reason(self._session(), failure))
 
 
 def record_call(session: Session, agent: str, started_at: dt.datetime) -> CallRecording:

@@ -105,6 +105,7 @@ from pipeline.asr.utterance import Decode, TrackerConfig, UtteranceTracker
 from pipeline.errors import InvalidAudio, Overloaded
 from pipeline.events import BYTES_PER_SAMPLE, PIPELINE_RATE, USER_GENERATION, AudioFrame, Flush
 from pipeline.executor import ModelExecutor
+from pipeline.tasks import shed_frames
 from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
 
 if TYPE_CHECKING:
@@ -276,7 +277,8 @@ class AsrStage:
         session: list[str] = []  # the session id, once an event names it
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(self._decode_jobs, jobs, outbox, session)
+                # shed_frames: else the stage lives on in anyio's cycle (pipeline.tasks)
+                group.start_soon(shed_frames, self._decode_jobs(jobs, outbox, session))
                 try:
                     await self._read(inbox, outbox, tracker, jobs, session)
                 finally:
