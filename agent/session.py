@@ -466,9 +466,10 @@ class Session(CallControls):
                 await self.outbox.emit(out.Notice(f"ignored.{reason}", text, rule=rule))
             case turn.AskEndOfTurn() if self.turn_asker is not None:
                 self.turn_asker.ask(action)
-            case turn.EndSpeech(pause=pause):  # never waits: else the VAD's silence ends it
+            case turn.EndSpeech(pause=pause, until=until):  # never waits: else the VAD ends it
                 with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
-                    self.inbound.send_nowait(EndSpeechAt(session_id=self.id, sample=pause))
+                    ask = EndSpeechAt(session_id=self.id, sample=pause, until=until)
+                    self.inbound.send_nowait(ask)
         return []
 
     def _started(self, run: ReplyRun, now: int) -> list[TurnAction]:

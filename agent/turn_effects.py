@@ -79,6 +79,7 @@ def pause(floor: Floor, given: Given) -> list[TurnAction]:
     turn.stop = given.at
     turn.stop_seen = floor.now
     turn.covered = False
+    turn.pause = None  # stopped: T4 judges the final from here
     if turn.asked != given.at:  # the model was asked about another pause
         turn.asked = turn.done = None
     return []
@@ -91,6 +92,7 @@ def speak_again(floor: Floor, given: Given) -> list[TurnAction]:
     turn.held_ready = False
     turn.segment_start = given.at
     turn.asked = turn.done = None  # the caller speaks on: the model's question is moot
+    turn.pause = None
     if floor.user is UserState.OVERLAP:  # B1 counts from this segment
         turn.time_ok = False
         turn.overlapped = turn.overlapped or bool(floor.reply and floor.reply.playing)
@@ -112,6 +114,25 @@ def take_score(floor: Floor, given: Given) -> list[TurnAction]:
     if turn.done and turn.speaking:
         return [EndSpeech(given.at, floor.now)]
     return []
+
+
+def note_pause(floor: Floor, given: Given) -> list[TurnAction]:
+    """P1: the VAD's first short silence; a newer one means the caller spoke on after the
+    last (the VAD reports no restart inside its speech), so it replaces it."""
+    floor.open_turn.pause = given.at
+    return []
+
+
+def end_speech_early(floor: Floor, given: Given) -> list[TurnAction]:
+    """P1: the speech so far looks complete and the caller is still silent ``early_silence``
+    after the pause: the VAD ends the speech at the pause, if its silence began there, once
+    it has heard that much of it (``until``: the clock runs on while a client's audio stalls,
+    and speech the VAD has not heard yet must still keep the speech going). Its stop and the
+    final (the ASR's speculative one, decoded at the pause) follow; T4 ends the turn on them."""
+    turn = floor.open_turn
+    assert turn.pause is not None
+    pause, turn.pause = turn.pause, None
+    return [EndSpeech(pause, floor.now, until=pause + floor.early_silence)]
 
 
 def commit(floor: Floor, given: Given) -> list[TurnAction]:

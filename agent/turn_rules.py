@@ -29,6 +29,7 @@ from agent.turn_effects import (
     commit,
     cut_turn,
     discard,
+    end_speech_early,
     end_turn,
     false_interruption,
     follow_echo,
@@ -38,6 +39,7 @@ from agent.turn_effects import (
     idle_prompt,
     ignore_echo,
     ignore_overlap,
+    note_pause,
     overlap_at_final,
     pause,
     real_interruption,
@@ -51,7 +53,7 @@ from agent.turn_effects import (
     words_after_all,
 )
 from agent.turn_state import NO_TEXT_WAITS, Floor, Given, On, UserState
-from agent.turn_types import TurnAction, content_words
+from agent.turn_types import TurnAction, content_words, looks_complete
 from pipeline.asr.events import Transcript
 
 __all__ = ["RULES", "Rule", "decide", "fire", "next_due"]
@@ -168,6 +170,18 @@ def answers_this_pause(floor: Floor, given: Given) -> bool:
     return turn.asked == given.at and (turn.speaking or turn.stop == given.at)
 
 
+def silence_decides_early(floor: Floor, given: Given) -> bool:
+    """Pauses end turns by silence (C.end_of_turn, not the model's, not a commit's), and
+    C.early_silence is the shorter silence."""
+    c = floor.config
+    return (
+        c.end_of_turn
+        and c.end_of_turn_detector == "silence"
+        and not floor.open_turn.committed
+        and floor.early_silence < floor.silence
+    )
+
+
 def speaking_after_cut(floor: Floor, given: Given) -> bool:
     turn = floor.open_turn
     return turn.after_cut and turn.speaking
@@ -204,6 +218,17 @@ def end_of_turn_due(floor: Floor) -> int | None:
     if turn.done is not None:
         return turn.stop if turn.done else turn.stop + silence
     return turn.stop + (floor.early_silence if turn.early else silence)
+
+
+def early_pause_due(floor: Floor) -> int | None:
+    """P1: C.early_silence after the VAD's pause, once the ASR has heard past it (the
+    speculative final, a partial, or its progress) and the speech so far looks complete."""
+    turn = floor.open_turn
+    if turn.pause is None or turn.committed or turn.decoded_until < turn.pause:
+        return None
+    if not looks_complete(turn.text(with_partial=True)):
+        return None
+    return turn.pause + floor.early_silence
 
 
 def barge_in_due(floor: Floor) -> int | None:
@@ -267,6 +292,8 @@ RULES: tuple[Rule, ...] = (
     Rule("T8", On.DISCARD, (*OPEN, IGNORED), always, discard),
     Rule("M1", On.SPEECH_PAUSED, (TURN,), both(speaking, model_decides), ask_model),
     Rule("M2", On.SCORE, (TURN,), answers_this_pause, take_score),
+    Rule("P1", On.SPEECH_PAUSED, (TURN,), both(speaking, silence_decides_early), note_pause),
+    Rule("P1", On.TIMER, (TURN,), speaking, end_speech_early, due=early_pause_due),
     Rule("B1", On.TIMER, (OVERLAP,), speaking, barge_in_on_speech, due=barge_in_due),
     Rule("B2", On.TRANSCRIPT, (OVERLAP,), enough_own_words, barge_in_on_words),
     Rule("B3", On.TRANSCRIPT, (OVERLAP,), covered, ignore_overlap),

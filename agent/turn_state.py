@@ -101,6 +101,10 @@ class Turn:
     #: not); both forgotten when the caller speaks on or the pause turns out to be another
     asked: int | None = None
     done: bool | None = None
+    #: the pause the VAD announced in the speech going on (its ``SpeechPaused``), while the
+    #: silence rule decides: P1 may end the speech there early; forgotten once EndSpeech is
+    #: sent, and when the caller speaks on or the speech stops
+    pause: int | None = None
 
     @property
     def heard_stop(self) -> int:

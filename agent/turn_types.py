@@ -305,10 +305,12 @@ class AskEndOfTurn(_Action, frozen=True):
 
 class EndSpeech(_Action, frozen=True):
     """The caller is done: the VAD ends their speech at ``pause`` now (if they are still
-    silent since then), rather than after its minimum silence."""
+    silent since then), rather than after its minimum silence; with ``until``, once it has
+    heard the silence up to that sample (the early end at a pause, rule P1)."""
 
     pause: int
     at: int
+    until: int = 0
 
 
 class IdlePrompt(_Action, frozen=True):

@@ -56,7 +56,8 @@ T3    TURN, OVERLAP,    speech stops                     pause: end of turn due 
       CHECKING          speech starts again              not paused (OVERLAP: B1 counts from here)
 T4    TURN (paused)     final covering the stop          due at stop + C.early_silence if the text
                                                          looks complete (ends . ? !, no dangling
-                                                         "and"); ``CommitTurn`` (also CHECKING):
+                                                         "and"; before the stop: P1);
+                                                         ``CommitTurn`` (also CHECKING):
                                                          due at once -> TURN
 T5    TURN (paused)     due, final in (or C.final_wait   EndOfTurn(text) -> SILENT; no words:
                         passed: the partial is used;     UtteranceIgnored(no_words); a turn over
@@ -79,6 +80,14 @@ M2    TURN              EndOfTurnScore of that pause     done (>= C.end_of_turn_
                                                          the VAD is still confirming it); not
                                                          done: at stop + C.not_done_silence, over
                                                          T4's; no answer: T4 decides
+P1    TURN (speaking)   ``SpeechPaused``, pauses judged  the pause is noted (a newer one replaces
+                        by silence (not the model's),    it: the caller spoke on after the last)
+                        C.early_silence < C.silence
+      TURN (speaking)   due at pause + C.early_silence,  EndSpeech(pause): the VAD ends the speech
+                        once the ASR has heard past the  there if still silent since (else the
+                        pause and the text so far looks  turn goes on); its stop and the final
+                        complete (T4's check); text that follow, and T4 ends the turn on them at
+                        comes later: at once             once (the final too must look complete)
 B1    OVERLAP           speech lasts C.min_speech, and   barge-in (below). While the bot is
                         the bot is not audible, or echo  audible and the last EchoEstimate says
                         is not likely and the reply has  echo is likely, speech alone never
@@ -143,6 +152,18 @@ detector's verdicts are ignored and a fixed guard applies instead: speech alone 
 count only if most of them (``echo_overlap``) are not words the bot has just said
 (``PlayoutProgress.text``). On lines that echo badly, use ``barge_in_mode="speech_and_words"``
 or ``"words"``: echo then never interrupts, because echo is never words of the caller's own.
+
+Early end at a pause (P1): the VAD confirms a stop only after its own ``min_silence`` (300 ms
+in the default agent, counted in 32 ms frames: 320), so T4's ``C.early_silence`` (250) counted
+from that stop could never act before it. The VAD announces the pause first (``SpeechPaused``,
+100 ms in), and the ASR decodes the speech so far then (its speculative final, sent as a
+partial). When that text looks complete, P1 ends the speech at the pause once
+``C.early_silence`` has passed, with ``EndSpeech`` as M2 does: the VAD ends it once it has
+heard that much silence (``until``: the clock runs on while a client's audio stalls) if the
+silence still began there (speech resumed before the deadline keeps the speech going, and the
+VAD's next pause or stop replaces this one), the ASR takes its speculative decode as the final,
+and all three agree that the speech ended at the pause. The VAD never reports speech resuming
+inside its own silence run, so that check is the VAD's, not this machine's.
 
 Transcripts belong to a turn by position: a final "covers" a pause when its audio ends at or
 after the speech stop; transcripts of audio before the end of the last closed turn are stale

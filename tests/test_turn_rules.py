@@ -22,6 +22,7 @@ from agent.turns import (
     DiscardTurn,
     EchoEstimate,
     EndOfTurn,
+    EndSpeech,
     HangUp,
     IdlePrompt,
     Interrupt,
@@ -42,6 +43,7 @@ from tests.turns_support import (
     final,
     ms,
     partial,
+    paused,
     progress,
     quiet,
     run,
@@ -239,6 +241,20 @@ def test_t8_a_discarded_turn_is_ignored() -> None:
     assert actions == [UtteranceIgnored("never mind", "discarded", ms(2100))]
     assert actions[0].rule == "T8"
     assert user_of(machine) is UserState.IGNORED
+
+
+# -- P: the early end at a pause --------------------------------------------------------------
+
+
+def test_p1_a_complete_text_at_a_pause_ends_the_speech_there_early(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    machine = TurnTaking(quiet())
+    run(machine, [(1250, started(1000)), (2100, paused(2000)), (2150, partial("Yes.", 0, 0, 2100))])
+    assert decided(caplog) == ["T1", "P1"]  # the pause is noted
+    actions = machine.advance(ms(3000))
+    assert actions == [EndSpeech(ms(2000), ms(2250), until=ms(2250))]
+    assert actions[0].rule == "P1"
 
 
 # -- B: barge-in ------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from tests.turns_support import (
     final,
     ms,
     partial,
+    paused,
     quiet,
     run,
     started,
@@ -486,6 +487,7 @@ def _inputs(max_ms: int = 20_000) -> st.SearchStrategy[list[tuple[int, TurnInput
     event: st.SearchStrategy[TurnInput] = st.one_of(
         at.map(started),
         st.builds(stopped, at),
+        st.builds(paused, at),
         st.builds(partial, texts, st.integers(0, 3), at, at),
         st.builds(final, texts, st.integers(0, 3), at, at),
         st.builds(dropped, st.integers(0, 3), at, at),

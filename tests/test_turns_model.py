@@ -22,16 +22,21 @@ from agent.turns import (
     TurnTaking,
     UserState,
 )
-from pipeline.vad.events import SpeechPaused
-from tests.turns_support import Step, final, ms, quiet, run, started, stopped, user_of
+from tests.turns_support import (
+    Step,
+    final,
+    ms,
+    paused,
+    quiet,
+    run,
+    started,
+    stopped,
+    user_of,
+)
 
 
 def model(**changes: object) -> TurnConfig:
     return quiet(end_of_turn_detector="model", **changes)
-
-
-def paused(at: int) -> SpeechPaused:
-    return SpeechPaused(session_id="s", sample=ms(at))
 
 
 def score(pause: int, probability: float) -> EndOfTurnScore:

@@ -17,7 +17,7 @@ from agent.turns import (
     UserState,
 )
 from pipeline.asr.events import Transcript, TranscriptDropped, TranscriptProgress
-from pipeline.vad.events import SpeechStarted, SpeechStopped
+from pipeline.vad.events import SpeechPaused, SpeechStarted, SpeechStopped
 
 MS = 16  # samples per millisecond at 16 kHz
 Step = tuple[int, TurnInput | None]
@@ -33,6 +33,11 @@ def started(at: int) -> SpeechStarted:
 
 def stopped(at: int, start: int = 0) -> SpeechStopped:
     return SpeechStopped(session_id="s", sample=ms(at), speech_start=ms(start))
+
+
+def paused(at: int) -> SpeechPaused:
+    """The VAD's first short silence (100 ms) of a pause that began at ``at``."""
+    return SpeechPaused(session_id="s", sample=ms(at))
 
 
 def partial(text: str, utterance: int, start: int, end: int) -> Transcript:

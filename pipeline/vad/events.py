@@ -29,9 +29,14 @@ class SpeechPaused(Event, frozen=True, kw_only=True, tag="speech_paused"):
 class EndSpeechAt(Event, frozen=True, kw_only=True, tag="end_speech_at"):
     """To the VAD stage, in order with the audio: end the open speech at ``sample`` now, if
     the silence going on began there (the end-of-turn model heard a finished turn), rather
-    than after the minimum silence; else nothing. The stage consumes it."""
+    than after the minimum silence; else nothing. The stage consumes it.
+
+    ``until``: only once the silence has been heard up to that sample (turn-taking's early end
+    at a pause: the caller must be silent that long in the audio, not only by the clock,
+    which runs on while a client's audio stalls); speech before it keeps the speech going."""
 
     sample: int
+    until: int = 0
 
 
 class SpeechStopped(Event, frozen=True, kw_only=True, tag="speech_stopped"):

@@ -38,7 +38,8 @@ A ``Flush`` with ``discard`` drops the stream instead: nothing more of it is sen
 :class:`~pipeline.vad.events.EndSpeechAt` (turn-taking's end-of-turn model says the caller is
 done) ends open speech at its sample at once, if the silence going on began there: the audio
 scored so far and :class:`SpeechStopped` go out as at a confirmed end, and the stream goes on.
-It is consumed here.
+With ``until`` it waits until the silence has been scored up to that sample (dropped if
+speech comes first). It is consumed here.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class VadStage:
         async for event in inbox:
             if isinstance(event, EndSpeechAt):
                 if stream is not None:
-                    await stream.end_at(event.sample)
+                    await stream.end_at(event.sample, event.until)
                 continue
             if not isinstance(event, AudioFrame):
                 if isinstance(event, Flush) and stream is not None:
@@ -146,6 +147,8 @@ class _Stream:
         pause = stage.pause_samples
         self._pause_samples = pause if 0 < pause < stage.config.min_silence_samples else None
         self._paused_at: int | None = None  # the silence run SpeechPaused was sent for
+        #: an EndSpeechAt waiting for its silence to be heard: (pause, until)
+        self._end_at: tuple[int, int] | None = None
 
     def continued_by(self, frame: AudioFrame) -> bool:
         return self._last is not None and frame.follows(self._last)
@@ -173,8 +176,13 @@ class _Stream:
             await self._transition(transition)
         await self._flush_audio()
 
-    async def end_at(self, sample: int) -> None:
-        """:class:`EndSpeechAt`: the speech ends at ``sample`` if still silent since then."""
+    async def end_at(self, sample: int, until: int = 0) -> None:
+        """:class:`EndSpeechAt`: the speech ends at ``sample`` if still silent since then, once
+        the silence has been scored up to ``until`` (checked again after each frame)."""
+        self._end_at = None
+        if self._position < until and self._detector.pause == sample:
+            self._end_at = (sample, until)
+            return
         for transition in self._detector.end_at(sample):
             await self._transition(transition)
 
@@ -189,6 +197,10 @@ class _Stream:
                 del self._history[: len(self._history) - self._history_limit]
         for transition in self._detector.feed(result.probability, FRAME_SAMPLES):
             await self._transition(transition)
+        if self._end_at is not None and self._detector.pause != self._end_at[0]:
+            self._end_at = None  # speech again (or its end): the request is moot
+        if self._end_at is not None and self._position >= self._end_at[1]:
+            await self.end_at(self._end_at[0])
         if self._gated and self._detector.speaking:
             self._forward_until(self._position)
         pause = self._detector.pause

@@ -102,3 +102,24 @@ async def test_the_stage_ends_speech_at_the_pause_before_its_minimum_silence(
     assert sent < natural_sent  # before the VAD's own minimum silence had passed
     assert not [e for e in early if isinstance(e, EndSpeechAt)]  # consumed by the stage
     assert stops(unchanged) == stops(plain)
+
+
+@pytest.mark.anyio
+async def test_with_until_the_stage_ends_speech_once_it_has_heard_the_silence_that_far(
+    shared_executor: Executor,
+) -> None:
+    audio = espeak_case()
+    frames: list[Event] = list(audio_frames(audio, [320]))
+    with anyio.fail_after(60):
+        plain = await run_stage(VadStage(shared_executor), frames)
+        (pause,) = [e.sample for e in plain if isinstance(e, SpeechPaused)][-1:]
+        ((_, natural_sent),) = stops(plain)
+        # asked 150 ms into the silence (a client's audio stalled), to end once 250 ms is heard
+        cut = next(
+            i for i, f in enumerate(frames) if isinstance(f, AudioFrame) and f.pts > pause + 2400
+        )
+        ask = EndSpeechAt(session_id="s", sample=pause, until=pause + 4000)
+        early = await run_stage(VadStage(shared_executor), [*frames[:cut], ask, *frames[cut:]])
+    ((sample, sent),) = stops(early)
+    assert sample == pause
+    assert pause + 4000 <= sent < natural_sent  # heard that far, before the VAD's own stop
