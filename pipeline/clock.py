@@ -108,6 +108,17 @@ class InputClock:
 
     Turn-taking counts time in input samples; a client may send in bursts or stall, so ``now``
     is the last position plus the wall time since it arrived, never going back.
+
+    The caller's first frame is placed at ``now``: a client that sent nothing while the
+    greeting played (a native or Realtime client sends only while its caller talks) would
+    otherwise start seconds in the past, and counted from there its speech stopped seconds
+    "ago" as soon as it stopped: every silence rule fired at once (issue 19). There is no
+    stream yet to cut, so the time before it is silence. After that, positions stay
+    contiguous: a stream held up (Twilio, SIP, WebRTC, this process's own event loop) sends
+    what was held up back to back and catches up, and a gap placed inside the caller's words
+    would cut them in two where the VAD and the ASR end their stream. (A client idle between
+    turns keeps the lag it had; telling its resumed audio from a stall's held-up frames takes
+    frames after it, by which time its words have begun: not done.)
     """
 
     def __init__(self, clock: WallClock, rate: int = PIPELINE_RATE) -> None:
@@ -119,8 +130,12 @@ class InputClock:
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=1024)
 
     def advance(self, samples: int) -> int:
+        """Count a frame of ``samples`` arriving now; return its position (its first sample's)."""
+        now, at = self.now(), self.clock.now()  # now() first: time so far never goes back
+        if not self._arrivals:  # the first frame: nothing to cut, it ends now
+            self.media.samples += max(0, now - self.media.samples - samples)
         pts = self.media.advance(samples)
-        self._at = self.clock.now()
+        self._at = at
         self._arrivals.append((self.media.samples, self._at))
         return pts
 

@@ -61,3 +61,43 @@ def test_the_input_clock_extrapolates_between_frames_and_never_goes_back() -> No
     assert clock.advance(20) == 100  # a late frame does not move time back
     assert clock.now() == 150
     assert clock.wall_time_of(110) == 0.05
+
+
+def test_audio_after_the_client_sent_nothing_for_a_while_starts_where_the_clock_is() -> None:
+    # a client that sends nothing while the greeting plays: its first frame is not 4 s in the
+    # past (turn-taking would end its turns the moment its speech stops)
+    wall = FakeClock()
+    clock = InputClock(wall, rate=1000)  # gaps over 0.5 s
+    wall.advance(4.0)
+    assert clock.advance(20) == 3980  # it ends now: the 3.98 s before it were silence
+    assert clock.now() == 4000
+    wall.advance(0.02)
+    assert clock.advance(20) == 4000  # contiguous from there
+    wall.advance(0.4)
+    assert clock.advance(20) == 4020  # 0.38 s late: jitter, not a gap
+    assert clock.now() == 4420
+    assert clock.advance(380) == 4040  # the frames held up catch up
+    assert clock.now() == 4420
+    assert clock.wall_time_of(3990) == 4.0
+
+
+def paced(clock: InputClock, wall: FakeClock, frames: int) -> list[int]:
+    """``frames`` 20 ms frames at real-time pace (each 20 ms after the last): their positions."""
+    positions = []
+    for _ in range(frames):
+        wall.advance(0.02)
+        positions.append(clock.advance(20))
+    return positions
+
+
+def test_a_stalled_stream_keeps_its_positions_when_the_frames_held_up_come() -> None:
+    # Twilio, SIP, WebRTC, or this server's own event loop held up for 0.8 s in the middle of
+    # the caller's words: a gap in the positions would cut them in two
+    wall = FakeClock()
+    clock = InputClock(wall, rate=1000)
+    before = paced(clock, wall, 50)
+    wall.advance(0.8)
+    held_up = [clock.advance(20) for _ in range(40)]  # back to back, as they were queued
+    after = paced(clock, wall, 50)
+    assert before + held_up + after == list(range(0, 2800, 20))  # contiguous
+    assert clock.now() == 2800  # caught up: 2.8 s of audio in 2.8 s

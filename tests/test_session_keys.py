@@ -112,7 +112,9 @@ async def test_digits_end_on_the_terminator_or_after_a_pause_in_the_callers_audi
     first, second = [e for e in sink.events(UserTurn) if isinstance(e, UserTurn)]
     assert (first.text, first.rule, first.keypad) == ("0042", "K1", True)
     assert (second.text, second.rule, second.keypad) == ("7*", "K4", True)
-    assert second.end - second.start == 500 * 16  # the pause, in the caller's samples
+    # the pause after the last key, in the caller's samples (the keys' own positions are as
+    # far apart as the moments they were taken, on the clock that the caller's audio keeps)
+    assert second.end - second.start >= 500 * 16
     assert menu.turns == ["[keypad] 0042", "[keypad] 7*"]
     assert not sink.events(Interrupted)  # nothing was playing when the keys came
 
