@@ -143,11 +143,9 @@ async def native_call(
     protocol = NativeProtocol(session_id)
     room_id, language = ws.query_params.get("room"), ws.query_params.get("language")
     joined: list[RoomCall] = []
-    sinks: list[NativeSink] = []  # the call's, to let go of its session when it is over
 
     def transport(outgoing: Sender) -> WsTransport[NativeEvent]:
         sink = NativeSink(protocol, outgoing)
-        sinks.append(sink)
 
         async def handle(event: NativeEvent, call: WsCall) -> bool:
             session = call.session
@@ -205,7 +203,10 @@ async def native_call(
         def expired(seconds: float) -> None:
             protocol.send_error("hello_timeout", f"no hello within {seconds:g} s")
 
-        return WsTransport(protocol, sink.flush, handle, ended=ended, expired=expired)
+        def over() -> None:
+            sink.session = None
+
+        return WsTransport(protocol, sink.flush, handle, ended=ended, expired=expired, over=over)
 
     # a browser that offers a client secret as a subprotocol offers "voxline" beside it, and
     # must be answered with one it offered (agent/client_secrets.py)
@@ -219,8 +220,6 @@ async def native_call(
             subprotocol="voxline" if "voxline" in offered else None,
         )
     finally:
-        for sink in sinks:
-            sink.session = None  # Session -> NativeSink -> Session: a cycle once the call is over
         if joined and rooms is not None:
             with anyio.CancelScope(shield=True):  # the other member hears the room close
                 await rooms.leave(joined[0])

@@ -20,14 +20,12 @@ How the API maps onto a call:
   (``committed``, then the transcription events); a reply is a response, created when its first
   text or audio comes (or at once for ``response.create``) and done when its audio is; a
   barge-in cancels it (``turn_detected``) with its ``speech_started``: no audio of it after.
-- ``input_audio_buffer.clear`` makes the pipeline forget the audio so far
-  (:meth:`Session.discard_turn`: VAD, ASR and the open turn).
+- ``input_audio_buffer.clear``: the pipeline forgets the audio so far (VAD, ASR, the turn).
 - ``error`` is for the client's mistakes: a failed reply ends its response ``failed``
   (``status_details.error``); the session's other notices are logged.
 - ``response.cancel`` / ``output_audio_buffer.clear`` stop the reply; ``conversation.item.truncate``
   tells the dialogue the text heard up to ``audio_end_ms`` (from the synthesizer's word timings).
-- ``input_audio_buffer.commit`` flushes the pipeline (:meth:`Session.commit_turn`): the turn
-  ends with the audio sent before it, without waiting for silence or more audio.
+- ``input_audio_buffer.commit`` ends the turn with the audio so far (:meth:`Session.commit_turn`).
 - With the LLM engine the conversation is the LLM's history and the client's function tools
   are the model's too (:mod:`agent.realtime_dialogue`); the intent engine answers the user
   text items added since the last response, and has no tools.
@@ -541,8 +539,7 @@ async def realtime_call(
     send_timeout: float = 10.0,
     open_timeout: float | None = None,
 ) -> None:
-    """Serve one ``/v1/realtime`` connection until either side ends it (the call starts at
-    once, well within ``open_timeout``)."""
+    """Serve a ``/v1/realtime`` connection until either side ends it (its call starts at once)."""
     offered = ws.scope.get("subprotocols") or []
     session_id = uuid.uuid4().hex
     dialogue = responder()
@@ -586,7 +583,10 @@ async def realtime_call(
         def ended(_: Session) -> None:
             protocol.close()  # nothing more is sent
 
-        return WsTransport(protocol, sink.flush, handle, ended=ended, opened=opened)
+        def over() -> None:
+            sink.session = None
+
+        return WsTransport(protocol, sink.flush, handle, ended=ended, opened=opened, over=over)
 
     subprotocol = "realtime" if "realtime" in offered else None
     await serve_call(

@@ -178,7 +178,10 @@ async def transcription_call(
         def ended(_: Session) -> None:
             protocol.close()
 
-        return WsTransport(protocol, sink.flush, handle, ended=ended, opened=opened)
+        def over() -> None:
+            sink.realtime.session = None
+
+        return WsTransport(protocol, sink.flush, handle, ended=ended, opened=opened, over=over)
 
     offered = ws.scope.get("subprotocols") or []
     await serve_call(

@@ -252,6 +252,7 @@ class RealtimeEvents:
         for message in self.protocol.data_to_send():
             self._pass(message)
         self.protocol.close()
+        self.realtime.session = None  # Session -> its sink -> Session: a cycle once it is over
 
     async def send(self, item: Message, /) -> None:
         """The sink's outbox: one protocol event, on its way to the channel."""

@@ -282,6 +282,7 @@ class SipCall:
         #: the SDP we answered the INVITE with (None for our INVITE: its offer is remade)
         self.answered_with: SessionDescription | None = None
         self.media: MediaSession | None = None  # what re-offers change (hold, codec)
+        self._sink: SipSink | None = None  # the session's, until the call is over
         self._origin = Origin()
         self._open_rtp = open_rtp
         self._admitted = False
@@ -359,7 +360,7 @@ class SipCall:
         )
         self.answered = True
         log.info("sip call %s answered (%s)", self.name, self.negotiated.codec.name)
-        sink = SipSink(self.stream, self.name, self._transfer)
+        sink = self._sink = SipSink(self.stream, self.name, self._transfer)
         session = sink.session = self.admission.new_session(self.id, sink, self.setup.session_id)
         return session
 
@@ -384,6 +385,9 @@ class SipCall:
         ]
 
     async def finish(self, session: Session | None, failure: Exception | None) -> None:
+        sink, self._sink = self._sink, None  # nothing below needs it
+        if sink is not None:  # Session -> SipSink -> Session (and -> this call): a cycle
+            sink.session = None
         if self.reason is None:  # every end from within names itself: this is from outside
             ended = session.ended if session is not None else None
             self.reason = ended or ("internal" if failure is not None else "server_shutdown")

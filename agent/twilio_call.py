@@ -156,7 +156,10 @@ async def twilio_call(
                     pass  # connected, played (the marks are the protocol's)
             return True
 
-        return WsTransport(protocol, sink.flush, handle)
+        def over() -> None:
+            sink.session = None
+
+        return WsTransport(protocol, sink.flush, handle, over=over)
 
     await serve_call(ws, transport, send_timeout=send_timeout, open_timeout=open_timeout)
 

@@ -143,7 +143,8 @@ class ChannelEvents(Protocol):
         ...
 
     def close(self, reason: str) -> None:
-        """The call is over: queue the protocol's last events to the channel."""
+        """The call is over: queue the protocol's last events to the channel; the sink lets go
+        of the session (else it and the session are a cycle the collector frees only later)."""
         ...
 
 
@@ -177,6 +178,7 @@ class NativeEvents:
     def close(self, reason: str) -> None:
         self.protocol.close(reason)
         self._flush()
+        self._sink.session = None  # Session -> WebRtcSink -> Session: a cycle once it is over
 
     async def _read(
         self, session: Session, inbox: AsyncIterator[str | bytes], end: Callable[[str], None]

@@ -180,7 +180,10 @@ class WsTransport(Generic[E]):
     ``False`` when the peer has ended its side (its goodbye); ``ended`` queues the protocol's
     last words once the session is over; ``opened`` runs once before the first read (it may
     start the call at once); ``expired`` queues the protocol's words for a client that did not
-    start its call within the opening deadline (the socket is closed after them).
+    start its call within the opening deadline (the socket is closed after them); ``over``
+    runs once the call is over, however it ended (the peer leaving first too): the sink lets go
+    of its session, else Session -> sink -> Session keeps the ended call until a full
+    collection (tests/test_call_freed.py).
     """
 
     protocol: WireProtocol[E]
@@ -189,6 +192,7 @@ class WsTransport(Generic[E]):
     ended: Callable[[Session], None] | None = None
     opened: Callable[[WsCall], Awaitable[None]] | None = None
     expired: Callable[[float], None] | None = None
+    over: Callable[[], None] | None = None
 
 
 class WsCall:
@@ -417,10 +421,13 @@ async def serve_call(
     except WebSocketDisconnect:
         return
     outgoing = Outgoing(OUTBOX_SIZE)
-    connection = _Connection(
-        ws, make(outgoing), outgoing, send_timeout, open_timeout, max_message_bytes
-    )
-    await run_call(connection)
+    transport = make(outgoing)
+    connection = _Connection(ws, transport, outgoing, send_timeout, open_timeout, max_message_bytes)
+    try:
+        await run_call(connection)
+    finally:  # after the call's watchers too: the call record reads the session's end
+        if transport.over is not None:
+            transport.over()
 
 
 def _utf8_size(text: str) -> int:

@@ -3,7 +3,9 @@
 A real server runs in this process (uvicorn serving :func:`agent.server.create_app` with the
 default agent's real models), so the test can see its objects; a real `websockets` client
 places a call over ``/v1/stream``: the greeting, a spoken turn committed, the answer, goodbye
-(read to the end, or not: the client leaving at once takes another path through the server).
+(read to the end, or not: the client leaving at once takes another path through the server);
+a short call over ``/v1/realtime`` and a Twilio media stream too (each transport's sink points
+back at its session, and must let go of it when the call is over: ``WsTransport.over``).
 The cyclic garbage collector is off for the whole call. Once the server has finished with the
 connection, the session and its parts (the playout, the replies, the echo detector and its
 ring, the outbox, the transport's sink, the caller's audio channel) must be gone: anything in a
@@ -18,7 +20,7 @@ import json
 import logging
 import socket
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -40,6 +42,7 @@ pytestmark = pytest.mark.anyio
 
 RATE = 16000
 FRAME_BYTES = RATE // 50 * 2  # 20 ms of PCM16
+SID = "MZ0123456789abcdef0123456789abcdef"  # a Twilio media stream's id
 #: the parts of a session that must go with it (attribute names; those the call has)
 PARTS = ("playout", "replies", "echo", "outbox", "sink", "inbound", "turns", "transfers")
 
@@ -137,32 +140,82 @@ def _no_cyclic_gc() -> Iterator[None]:
         gc.enable()
 
 
+async def _freed_after(call: Callable[[int], Awaitable[None]]) -> list[str]:
+    """Serve one call that ``call(port)`` places, with the cyclic collector off: the names of
+    the session's parts (:data:`PARTS`) still alive once the server has finished with it."""
+    found: dict[str, weakref.ref[Any]] = {}
+    served = anyio.Event()
+    with _watched(found):
+        async with _in_process_server(served.set) as port:
+            with _no_cyclic_gc():
+                await call(port)
+                await served.wait()  # the server's handler of the call has returned
+                await wait_all_tasks_blocked()  # and what it scheduled has run
+                alive = sorted(name for name, ref in found.items() if ref() is not None)
+    assert {"session", "playout", "replies", "outbox", "sink", "inbound"} <= found.keys()
+    return alive
+
+
 @pytest.mark.parametrize("waits", [True, False], ids=["waits-for-the-end", "leaves-at-once"])
 async def test_an_ended_calls_session_and_buffers_go_without_the_garbage_collector(
     waits: bool,
 ) -> None:
     """``waits``: the client reads until ``session.ended`` after its ``bye``; else it closes at
     once, as bench/soak.py's callers do (the server's end of the call then meets a peer gone)."""
-    found: dict[str, weakref.ref[Any]] = {}
-    served = anyio.Event()
     speech = espeak("What can you do?").astype("<i2").tobytes()
-    with anyio.fail_after(180), _watched(found):
-        async with _in_process_server(served.set) as port:
-            with _no_cyclic_gc():
-                async with websockets.connect(f"ws://127.0.0.1:{port}/v1/stream") as ws:
-                    await ws.send(json.dumps({"type": "hello", "sample_rate": RATE}))
-                    await _receive_until(ws, "audio.end")  # the greeting, played
-                    for offset in range(0, len(speech), FRAME_BYTES):
-                        await ws.send(speech[offset : offset + FRAME_BYTES])
-                    await ws.send(json.dumps({"type": "commit"}))
-                    final = await _receive_until(ws, "transcript.final")
-                    await _receive_until(ws, "audio.end")  # the answer, played
-                    await ws.send(json.dumps({"type": "bye"}))
-                    if waits:
-                        await _receive_until(ws, "session.ended")
-                await served.wait()  # the server's handler of the call has returned
-                await wait_all_tasks_blocked()  # and what it scheduled has run
-                alive = sorted(name for name, ref in found.items() if ref() is not None)
-    assert "what can you do" in final["text"].lower()  # a real turn went through the call
-    assert {"session", "playout", "replies", "outbox", "sink", "inbound"} <= found.keys()
+    heard: list[str] = []
+
+    async def call(port: int) -> None:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/stream") as ws:
+            await ws.send(json.dumps({"type": "hello", "sample_rate": RATE}))
+            await _receive_until(ws, "audio.end")  # the greeting, played
+            for offset in range(0, len(speech), FRAME_BYTES):
+                await ws.send(speech[offset : offset + FRAME_BYTES])
+            await ws.send(json.dumps({"type": "commit"}))
+            heard.append((await _receive_until(ws, "transcript.final"))["text"])
+            await _receive_until(ws, "audio.end")  # the answer, played
+            await ws.send(json.dumps({"type": "bye"}))
+            if waits:
+                await _receive_until(ws, "session.ended")
+
+    with anyio.fail_after(180):
+        alive = await _freed_after(call)
+    assert "what can you do" in heard[0].lower()  # a real turn went through the call
+    assert alive == [], f"kept after the call (in a reference cycle): {alive}"
+
+
+async def test_an_ended_realtime_call_goes_without_the_garbage_collector() -> None:
+    """``/v1/realtime``: a response (the greeting, asked for), then the client closes the
+    socket, as the API's clients end a call (its sink would hold the session)."""
+
+    async def call(port: int) -> None:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime") as ws:
+            await _receive_until(ws, "session.created")
+            await ws.send(json.dumps({"type": "response.create"}))
+            done = await _receive_until(ws, "response.done")
+            assert done["response"]["status"] == "completed"
+
+    with anyio.fail_after(120):
+        alive = await _freed_after(call)
+    assert alive == [], f"kept after the call (in a reference cycle): {alive}"
+
+
+async def test_an_ended_twilio_stream_goes_without_the_garbage_collector() -> None:
+    """``/v1/telephony/twilio``: the stream starts, the greeting's first media comes, Twilio
+    stops the stream (the session's sink, a :class:`~agent.twilio_call.TwilioSink`, held it)."""
+    ulaw = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+    start = {"streamSid": SID, "callSid": "CA0123", "tracks": ["inbound"], "mediaFormat": ulaw}
+
+    async def call(port: int) -> None:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/telephony/twilio") as ws:
+            await ws.send(json.dumps({"event": "start", "streamSid": SID, "start": start}))
+            while json.loads(await ws.recv())["event"] != "media":
+                pass  # the greeting has started
+            await ws.send(json.dumps({"event": "stop", "streamSid": SID}))
+            with pytest.raises(websockets.ConnectionClosedOK):
+                while True:
+                    await ws.recv()
+
+    with anyio.fail_after(120):
+        alive = await _freed_after(call)
     assert alive == [], f"kept after the call (in a reference cycle): {alive}"
