@@ -175,8 +175,11 @@ class Session(CallControls):
     # -- transport side -----------------------------------------------------------------------
 
     async def push_audio(self, pcm: bytes) -> None:
-        """Caller audio: mono PCM16 at 16 kHz, any length (even)."""
-        if not pcm:
+        """Caller audio: mono PCM16 at 16 kHz, any length (even). After :meth:`end_input` it is
+        dropped: a transport's clock may tick once more between the hang-up and the session's
+        cancellation reaching it (anyio does not cancel a task about to resume), and that tick
+        must not fail the call (SIP's media clock after a BYE)."""
+        if not pcm or self.inbound.closed:
             return
         for tap in self.input_taps:
             tap(pcm)

@@ -67,7 +67,10 @@ async def test_a_call_past_the_cap_of_its_host_gets_503_and_another_host_is_answ
                 await admission.reached.wait()
                 await call("third", "caller_over_the_cap.xml", "127.0.0.1")
                 await call("elsewhere", "caller_hangs_up.xml", "127.0.0.2", 200)
-                assert admission.live == 2  # the first two still go on
+                # the first two still go on (their sipp has not exited); not `admission.live`:
+                # the server lets go of "elsewhere" after its sipp got the 200 to its BYE, and
+                # under load that can come after this line (seen: 3 == 2 with two busy loops)
+                assert not {"first", "second"} & statuses.keys()
             tg.cancel_scope.cancel()
     assert statuses == {"first": 0, "second": 0, "third": 0, "elsewhere": 0}
     assert admission.calls == 3  # the third never reached admission
