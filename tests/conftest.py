@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from agent import call_loop
 from pipeline.asr.decoder import Decoded, DecodeRequest, WhisperDecoder
 from pipeline.asr.stage import asr_executor
 from pipeline.executor import ModelExecutor
@@ -50,6 +51,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             and inspect.iscoroutinefunction(item.function)
         ):
             item.fixturenames.insert(0, "no_leaked_tasks")
+
+
+@pytest.fixture(autouse=True)
+def own_call_watchers() -> Iterator[None]:
+    """Each test leaves the process's call watchers (:data:`agent.call_loop.WATCHERS`) as it
+    found them. A server made in this process installs process-wide ones for good
+    (:func:`agent.tracing_logs.install`: a server process has one app), and a later test's
+    stand-in sessions must not meet them: CI (2026-12-07) had tracing_logs' watcher, left by
+    an in-process server, fail every call of test_sip_call's ``QuietSession``."""
+    before = list(call_loop.WATCHERS)
+    yield
+    call_loop.WATCHERS[:] = before
 
 
 @pytest.fixture
