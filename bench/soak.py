@@ -41,6 +41,7 @@ import os
 import platform
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,8 +57,9 @@ from agent.memory_probe import ENV as MEMORY_PROBE
 from agent.server_process import running_server
 from bench.soak_memory import Prober, anonymous, growth, print_growth, threads
 from bench.utterances import utterance
+from bench.v2v_capacity import with_max_sessions
 from bench.v2v_report import Turn, load, realtime
-from bench.voice_to_voice import CONCURRENT_SCRIPT, answer_to, finish, greeting, with_max_sessions
+from bench.voice_to_voice import CONCURRENT_SCRIPT, answer_to, finish, greeting
 
 __all__ = ["ProcessState", "SoakResult", "report", "soak", "soak_config"]
 
@@ -140,9 +142,15 @@ class SoakResult:
             anonymous_mb=[round(b / 2**20, 1) for b in self.anonymous],
             threads=self.threads,
             error_events=len(self.errors),
+            error_codes=dict(error_codes(self.errors)),
             memory=self.memory,
         )
         return out
+
+
+def error_codes(errors: Sequence[dict[str, Any]]) -> Counter[str]:
+    """How many ``error`` events of each code (and the turn-taking rule behind a notice)."""
+    return Counter(f"{e.get('code')} {e.get('rule', '')}".strip() for e in errors)
 
 
 def slope(series: Sequence[tuple[float, int]]) -> float:
@@ -309,6 +317,8 @@ def report(result: SoakResult) -> None:
         f"{len(result.errors)} error events, {result.server_errors:.0f} server errors, "
         f"worst client send lag {result.worst_send_lag_ms:.0f} ms"
     )
+    if result.errors:
+        print(f"error events by code and rule: {dict(error_codes(result.errors))}")
     summary = result.summary()
     print(
         f"RSS {summary['rss_start_mb']} -> {summary['rss_end_mb']} MB "

@@ -1,5 +1,5 @@
 """A minute of the soak (bench/soak.py, run as a program: tests never import bench/) against a
-real server: six callers placing calls back to back at real-time pace lose no frame, get every
+real server: four callers placing calls back to back at real-time pace lose no frame, get every
 turn answered, and leave the server's file descriptors and tasks where they were (its RSS slope
 is reported, not asserted).
 """
@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-CALLS = 6
+#: callers: a load the 2-core machine holds. Six did not hold on the machine of 2026-12-07 (AMD
+#: EPYC, 2 cores): finals came later than turns.final_wait_ms and 4 to 12 of 30-38 turns ended
+#: with no words (ignored.no_words, rule T5; the same on the trees of stops 24 and 25), none with
+#: four. The soak is about what a held load loses and leaks; what the machine holds is
+#: bench.voice_to_voice's --calls levels (BENCHMARKS.md)
+CALLS = 4
 MINUTES = 1
 
 
