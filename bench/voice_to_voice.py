@@ -27,12 +27,13 @@ concurrency
     frame with no buffer of its own (the server sends audio 60 ms ahead of real time, so late
     means the server fell more than 60 ms behind). A level holds when every turn was answered,
     no frame was late and no error came.
-batched ASR (``--asr-batch-sizes 1,4``)
+batched ASR and capacity (``--asr-batch-sizes 1,4 [--baseline-tree DIR]``)
     the concurrency levels instead on one server per ``profile.asr.batch_size`` (a copy of the
-    agent file), all running, the levels interleaved (N on each, then the next N). Here a level
+    agent file) and, with ``--baseline-tree``, one of the tree in DIR (reported as "baseline
+    tree"), all running, the levels interleaved (N on each, then the next N). Here a level
     holds when every turn was answered with no error and the v2v p95 stayed under 1.5 s (late
     frames are reported, not counted: on a shared 2-core machine the client's own stalls make
-    some); a size stops at its first level that does not hold.
+    some); a server stops at its first level that does not hold (bench/v2v_capacity.py).
 the floor (``--floor ROUNDS [--baseline-tree DIR]``, this part alone)
     the scripted call ROUNDS times (on this tree's server and, in turn, on one of the tree
     in DIR) against its floor, each server's turns reported together (bench/v2v_floor.py).
@@ -68,13 +69,12 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
-import httpx
 import msgspec
 import numpy as np
 import yaml  # type: ignore[import-untyped]  # no stubs installed: used as Any
@@ -85,6 +85,7 @@ from agent.config import AgentConfig, load_config
 from agent.models import asr_model_config, asr_options
 from agent.server_process import running_server
 from bench.utterances import utterance
+from bench.v2v_capacity import asr_batch_levels, measure_level, most_sessions, with_max_sessions
 from bench.v2v_floor import (
     as_served,
     first_chunk,
@@ -99,7 +100,6 @@ from bench.v2v_report import (
     CallResult,
     Turn,
     arrivals,
-    level_summary,
     load,
     report_barge_ins,
     report_call,
@@ -257,20 +257,6 @@ async def echo_only_call(url: str, count: int, echo: tuple[float, float]) -> lis
     return cut
 
 
-async def executor_counters(http: str) -> dict[str, float]:
-    """The server's ``voxline_executor_{requests,rejected}_total`` series, from ``/metrics``."""
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"{http}/metrics", timeout=10)).text
-    counters = {}
-    for line in text.splitlines():
-        if line.startswith(("voxline_executor_requests_total", "voxline_executor_rejected_total")):
-            series, value = line.rsplit(" ", 1)
-            kind = "rejected" if "rejected" in series else "requests"
-            executor = series.split('"')[1]  # the one label: executor="..."
-            counters[f"{executor} {kind}"] = float(value)
-    return counters
-
-
 async def concurrent_calls(url: str, n: int, stagger: float) -> list[CallResult]:
     script = [utterance(text) for text in CONCURRENT_SCRIPT]
     results: list[CallResult] = []
@@ -363,84 +349,6 @@ def without_echo_guard(path: str, folder: str) -> Path:
     return out
 
 
-def with_asr_batch_size(path: str, folder: str, size: int, sessions: int) -> Path:
-    """A copy of the agent file at ``path`` with ``profile.asr.batch_size: size`` and
-    ``server.max_sessions: sessions``."""
-    data = yaml.safe_load(Path(path).read_text())
-    data.setdefault("profile", {}).setdefault("asr", {})["batch_size"] = size
-    data.setdefault("server", {})["max_sessions"] = sessions
-    out = Path(folder) / f"asr-batch-{size}.yaml"
-    out.write_text(yaml.safe_dump(data))
-    return out
-
-
-def with_max_sessions(path: str, folder: str, sessions: int) -> Path:
-    """A copy of the agent file at ``path`` with ``server.max_sessions: sessions``: the
-    ``--calls`` levels measure what the machine holds, past the admission limit."""
-    data = yaml.safe_load(Path(path).read_text())
-    data.setdefault("server", {})["max_sessions"] = sessions
-    out = Path(folder) / "max-sessions.yaml"
-    out.write_text(yaml.safe_dump(data))
-    return out
-
-
-def most_sessions(args: argparse.Namespace) -> int:
-    """The agent's ``server.max_sessions``, raised to the largest ``--calls`` level."""
-    levels: list[int] = args.calls
-    return max(load_config(args.config).server.max_sessions, *levels, 1)
-
-
-#: a level holds "in real time" for the batched-ASR comparison when its v2v p95 is under this
-P95_TARGET_MS = 1500.0
-
-
-def holds_p95(level: dict[str, Any]) -> bool:
-    """Every turn answered, no error, v2v p95 under :data:`P95_TARGET_MS`."""
-    answered = level["answered"] == level["turns"] and not level["errors"]
-    return bool(answered and level["v2v_p95_ms"] < P95_TARGET_MS)
-
-
-async def asr_batch_levels(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    """The ``--calls`` levels on one server per ``--asr-batch-sizes``, interleaved."""
-    sizes: list[int] = args.asr_batch_sizes
-    out: dict[str, list[dict[str, Any]]] = {str(size): [] for size in sizes}
-    with tempfile.TemporaryDirectory(prefix="voxline-bench-") as folder, ExitStack() as stack:
-        servers = {
-            size: stack.enter_context(
-                running_server(
-                    str(with_asr_batch_size(args.config, folder, size, most_sessions(args)))
-                )
-            )
-            for size in sizes
-        }
-        live = list(sizes)
-        for n in args.calls:
-            for size in list(live):
-                server = servers[size]
-                at, before = load(), await executor_counters(server.http)
-                calls = await concurrent_calls(server.ws, n, args.stagger)
-                after = await executor_counters(server.http)
-                counts = {k: v - before.get(k, 0.0) for k, v in after.items()}
-                level = level_summary(n, calls, at, counts)
-                out[str(size)].append(level)
-                held = holds_p95(level)
-                print(
-                    f"batch_size {size}, {n} calls: v2v p50 {level['v2v_p50_ms']:.0f} ms, "
-                    f"p95 {level['v2v_p95_ms']:.0f} ms, {'held' if held else 'did not hold'} "
-                    f"(load {at})"
-                )
-                if not held:
-                    live.remove(size)
-            if not live:
-                break
-    for name, levels in out.items():
-        print(f"\n#### profile.asr.batch_size: {name}")
-        report_levels(levels)
-        kept = [lv["calls"] for lv in levels if holds_p95(lv)]
-        print(f"most calls held with v2v p95 < {P95_TARGET_MS:.0f} ms: {max(kept, default=0)}")
-    return out
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(args.config)
     if args.observability:  # this part alone (bench/v2v_observability.py)
@@ -480,13 +388,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             echoed = await barge_in_call(server.ws, args.echo_barge_ins, ECHO)
             echo_only = await echo_only_call(server.ws, args.echo_barge_ins, ECHO)
         for n in [] if args.asr_batch_sizes else args.calls:
-            at, before = load(), await executor_counters(server.http)
-            calls = await concurrent_calls(server.ws, n, args.stagger)
-            after = await executor_counters(server.http)
-            counts = {k: v - before.get(k, 0.0) for k, v in after.items()}
-            level = level_summary(n, calls, at, counts)
+            level = await measure_level(server, n, args.stagger, concurrent_calls)
             levels.append(level)
-            print(f"{n} calls: {'held' if level['holds'] else 'did not hold'} (load {at})")
+            print(
+                f"{n} calls: {'held' if level['holds'] else 'did not hold'} (load {level['load']})"
+            )
             if not level["holds"]:
                 break
         loads["end"] = load()
@@ -523,7 +429,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report_levels(levels)
     report["concurrency"] = levels
     if args.asr_batch_sizes:
-        report["concurrency_by_asr_batch_size"] = await asr_batch_levels(args)
+        report["concurrency_by_asr_batch_size"] = await asr_batch_levels(args, concurrent_calls)
     print(f"\ntotal {time.perf_counter() - began:.0f} s")
     return report
 
@@ -556,7 +462,8 @@ def main() -> None:
         "--asr-batch-sizes",
         type=lambda s: [int(x) for x in s.split(",")],
         default=[],
-        help="run the --calls levels on one server per profile.asr.batch_size instead",
+        help="run the --calls levels on one server per profile.asr.batch_size instead "
+        "(with --baseline-tree: and on one server of that tree)",
     )
     parser.add_argument("--stagger", type=float, default=0.5, help="seconds between call starts")
     parser.add_argument(
@@ -579,10 +486,18 @@ def main() -> None:
     parser.add_argument(
         "--baseline-tree",
         metavar="DIR",
-        help="with --floor: a copy of this repository whose server is compared, same run",
+        help="with --floor or --asr-batch-sizes: a copy of this repository (an older commit) "
+        "whose server is compared in the same run, started with this venv",
     )
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()
+    if args.baseline_tree and not (args.floor or args.asr_batch_sizes):
+        parser.error("--baseline-tree needs --floor or --asr-batch-sizes")
+    if args.baseline_tree:  # absolute: its server runs in this checkout's folder
+        tree = Path(args.baseline_tree).resolve()
+        if not (tree / "agent" / "cli.py").is_file():
+            parser.error(f"--baseline-tree {tree}: not a copy of this repository")
+        args.baseline_tree = str(tree)
     report = anyio.run(run, args, backend_options={"use_uvloop": True})
     if args.json:
         with open(args.json, "w") as out:
