@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from agent.drain import Draining
 
-__all__ = ["REFUSALS", "SCOPE_KEY", "Counts", "Slots", "Ticket"]
+__all__ = ["LOAD_WINDOW_S", "REFUSALS", "SCOPE_KEY", "Counts", "Slots", "Ticket"]
 
 #: the scope key of a WebSocket's ticket
 SCOPE_KEY = "voxline.ticket"
@@ -29,7 +29,11 @@ SCOPE_KEY = "voxline.ticket"
 REFUSALS = {
     "at_capacity": "server is at its session limit",
     "draining": "server is shutting down",
+    "not_ready": "models are still loading",
+    "overloaded": "server is overloaded: speech recognition is behind",
 }
+#: the seconds over which the ASR's queue wait is measured for ``server.max_asr_wait_ms``
+LOAD_WINDOW_S = 10.0
 
 
 class Counts(Protocol):

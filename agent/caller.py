@@ -40,6 +40,8 @@ __all__ = [
     "FRAME_MS",
     "LOUD",
     "RATE",
+    "TRY_AGAIN_LATER",
+    "CallRefused",
     "Caller",
     "Reply",
     "Spoken",
@@ -54,6 +56,18 @@ LOUD = 300
 
 #: what a caller is told of each event it receives (audio excluded), as it arrives
 Listener = Callable[[dict[str, Any]], None]
+
+
+#: the close code of a call the server refused for now (its limit, its load, loading, draining)
+TRY_AGAIN_LATER = 1013
+
+
+class CallRefused(ProtocolError):
+    """The server closed the call with 1013 before it started; ``reason`` says why."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -292,7 +306,9 @@ async def call(
     Raises ``OSError`` (nothing there), ``websockets.InvalidURI`` or
     ``websockets.InvalidHandshake`` (no such endpoint) as ``websockets.connect`` does, and
     :class:`~pipeline.errors.ProtocolError` when the session does not open within
-    ``open_timeout`` seconds; all of them before the caller's tasks start.
+    ``open_timeout`` seconds (:class:`CallRefused` when the server closed it with 1013, "try
+    again later": at its limit, overloaded, loading or draining); all of them before the
+    caller's tasks start.
     """
     wire: Wire = RealtimeWire() if realtime else NativeWire()
     url = endpoint(url, wire)
@@ -304,6 +320,9 @@ async def call(
             while not caller.started:
                 wire.receive(caller, await ws.recv(), time.perf_counter())
         if not caller.started:
+            if ws.close_code == TRY_AGAIN_LATER:
+                reason = ws.close_reason or ""
+                raise CallRefused(f"{url} refused the call: {reason}", reason)
             raise ProtocolError(f"{url} did not open a session")
         async with anyio.create_task_group() as tg:
             tg.start_soon(caller.receive)

@@ -103,7 +103,7 @@ def calls_routes(sip: SipServer | None, admission: ServerAdmission) -> list[Rout
             why = f"to: transport={target.transport}, but server.sip.listen has no such address"
             raise ApiError(400, why, param="to", code="invalid_value")
         if (refusal := admission.refusal()) is not None:
-            why = REFUSALS.get(refusal, "the models are still loading")
+            why = REFUSALS[refusal]
             raise ApiError(503, why, code=refusal, kind="server_error")
         placer = caller_of(request.scope)  # its key's place, taken before anything is awaited
         claim = placer.claim()

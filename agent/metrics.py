@@ -28,6 +28,9 @@ What is read when scraped (from the callables given to :meth:`Metrics.watch`, an
   ``voxline_asyncio_tasks``: the tasks of the event loop that serves the scrape (what the soak,
   bench/soak.py, checks are back where they started once the calls have ended);
 - ``voxline_sessions`` and ``voxline_max_sessions``: calls open now, and the limit;
+  ``voxline_asr_final_wait_seconds``: the median time an utterance's final waited for the
+  Whisper model over the last 10 s (what ``server.max_asr_wait_ms`` admits calls by; the
+  figure to scale replicas on);
 - per executor (``executor`` label: VAD, Whisper, Piper, embeddings): ``queue_depth``,
   ``max_queue``, ``in_flight``, ``busy_fraction`` (share of time inside the model since it
   started, where the executor measures it) and the ``requests``, ``failed`` and ``rejected``
@@ -132,6 +135,7 @@ class Metrics:
         )  # fmt: skip
         self._sessions: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self._executors: Callable[[], Iterable[ExecutorStats | CacheStatistics]] = list
+        self._asr_wait: Callable[[], float] = float
         self._breakers: dict[str, Breaker] = {}
         self.registry.register(_Live(self))
         ProcessCollector(registry=self.registry)
@@ -166,11 +170,14 @@ class Metrics:
         *,
         sessions: Callable[[], tuple[int, int]],
         executors: Callable[[], Iterable[ExecutorStats | CacheStatistics]],
+        asr_wait: Callable[[], float] = float,
     ) -> None:
-        """Read ``sessions()`` (open, limit) and ``executors()`` (the executors' statistics,
-        and the TTS cache's) at every scrape (replaces what an earlier call gave)."""
+        """Read ``sessions()`` (open, limit), ``executors()`` (the executors' statistics, and
+        the TTS cache's) and ``asr_wait()`` (seconds) at every scrape (replaces what an
+        earlier call gave)."""
         self._sessions = sessions
         self._executors = executors
+        self._asr_wait = asr_wait
 
     def watch_breaker(self, breaker: Breaker) -> None:
         """Read ``breaker`` at every scrape (replaces an earlier one of its name)."""
@@ -192,6 +199,11 @@ class _Live:
         yield GaugeMetricFamily("voxline_sessions", "Calls open now.", value=open_sessions)
         yield GaugeMetricFamily(
             "voxline_max_sessions", "The most calls this process accepts.", value=limit
+        )
+        yield GaugeMetricFamily(
+            "voxline_asr_final_wait_seconds",
+            "Median wait of an utterance's final for the ASR model over the last 10 s.",
+            value=self._metrics._asr_wait(),
         )
         try:
             tasks = len(asyncio.all_tasks())

@@ -226,6 +226,7 @@ def rest_routes(state: ServerState, jobs: JobSlots | None = None) -> list[Route]
     METRICS.watch(
         sessions=lambda: (state.sessions, config.server.max_sessions),
         executors=lambda: executor_statistics(state.models) if state.models is not None else [],
+        asr_wait=state.asr_wait,
     )
 
     def models() -> LoadedModels:

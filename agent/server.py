@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from agent.admission import REFUSALS, SCOPE_KEY, Slots
+from agent.admission import LOAD_WINDOW_S, REFUSALS, SCOPE_KEY, Slots
 from agent.auth import AccessPolicy, ApiKeys, is_loopback, load_keys
 from agent.auth_asgi import AccessGuard, close_refused
 from agent.calls_route import calls_routes
@@ -63,6 +63,7 @@ from agent.webhooks import Webhooks
 from agent.webrtc_call import WebRtcCalls
 from agent.webrtc_routes import webrtc_routes
 from agent.ws_io import WS_MAX_SIZE
+from pipeline.asr.stage import FINAL_PRIORITY
 from pipeline.errors import ConfigError, StageFailed
 
 log = logging.getLogger("voxline.server")
@@ -117,6 +118,30 @@ class ServerState:
         """Return once no call holds a session slot."""
         while self._sessions:
             await self._changed.wait()
+
+    def asr_wait(self) -> float:
+        """The median seconds an utterance's final has waited lately for the shared ASR model
+        (:meth:`~pipeline.executor.ModelExecutor.queue_wait` over
+        :data:`~agent.admission.LOAD_WINDOW_S`): what the machine could not absorb."""
+        if self.models is None:
+            return 0.0
+        return self.models.asr.queue_wait(FINAL_PRIORITY, LOAD_WINDOW_S)
+
+    def refusal(self) -> str | None:
+        """Why a new call is refused now, by every transport (a key of
+        :data:`~agent.admission.REFUSALS`): ``draining``, ``not_ready`` (loading),
+        ``at_capacity`` (``server.max_sessions``), ``overloaded`` (finals wait longer than
+        ``server.max_asr_wait_ms``); ``None``: calls are taken."""
+        if self.draining.is_set():
+            return "draining"
+        if not self.ready.is_set():
+            return "not_ready"
+        limits = self.config.server
+        if self.sessions >= limits.max_sessions:
+            return "at_capacity"
+        if limits.max_asr_wait_ms and self.asr_wait() * 1000 > limits.max_asr_wait_ms:
+            return "overloaded"
+        return None
 
     def responder(self) -> Responder:
         """A new call's dialogue, as the agent file's ``dialogue.engine`` says."""
@@ -245,15 +270,20 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def ready(request: Request) -> JSONResponse:
-        ready = state.ready.is_set() and not state.draining.is_set()
+        # overloaded counts as not ready: a load balancer sends new calls to another replica
+        overloaded = state.refusal() == "overloaded"
+        ready = state.ready.is_set() and not state.draining.is_set() and not overloaded
         body: dict[str, object] = {
             "ready": ready,
             "agent": config.name,
             "sessions": state.sessions,
             "rest_jobs": jobs.busy,
+            "asr_wait_ms": round(state.asr_wait() * 1000),
         }
         if state.draining.is_set():
             body["draining"] = True
+        if overloaded:
+            body["overloaded"] = True
         if state.failed:
             body["error"] = state.failed
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -311,16 +341,11 @@ def create_app(
         """A WebSocket endpoint serving calls with ``adapter``, once ready, within the limit."""
 
         async def endpoint(ws: WebSocket) -> None:
-            if state.draining.is_set():
-                METRICS.error("admission", "draining")
-                await close_refused(ws, 1013, REFUSALS["draining"])
-                return
-            if not state.ready.is_set():
-                await close_refused(ws, 1013, "models are still loading")
-                return
-            if state.sessions >= config.server.max_sessions:
-                METRICS.error("admission", "at_capacity")
-                await close_refused(ws, 1013, REFUSALS["at_capacity"])
+            refusal = state.refusal()
+            if refusal is not None:
+                if refusal != "not_ready":
+                    METRICS.error("admission", refusal)
+                await close_refused(ws, 1013, REFUSALS[refusal])
                 return
             ticket = slots.open()  # a session slot only once the call starts (hello)
             if ticket is None:

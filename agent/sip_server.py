@@ -42,7 +42,6 @@ from anyio.abc import SocketAttribute, TaskGroup, TaskStatus, UDPSocket
 
 from agent.config import AgentConfig
 from agent.config.schema import SipConfig, SipRegister
-from agent.drain import Draining
 from agent.grants import Caller, call_settings
 from agent.models import LoadedModels, session_settings
 from agent.reply import ReplyVoice, Responder
@@ -112,13 +111,15 @@ class ServerState(Protocol):
     config: AgentConfig
     models: LoadedModels | None
     sessions: int
-    ready: anyio.Event
-    #: the server is going away (agent/drain.py): 503 to every INVITE
-    draining: Draining
     #: an interpreter's rooms (agent/room_calls.py), which ``server.sip.rooms`` numbers join
     rooms: RoomService | None
 
     def responder(self) -> Responder: ...
+
+    def refusal(self) -> str | None:
+        """Why no call is taken now: 503 to every INVITE (draining, loading, at the limit,
+        overloaded)."""
+        ...
 
 
 class ServerAdmission(Admission):
@@ -138,14 +139,9 @@ class ServerAdmission(Admission):
         self._rooms: dict[str, RoomCall] = {}  # calls in a room, by call id
 
     def refusal(self) -> str | None:
-        """Why no call is taken now (a 503): ``draining``, ``not_ready`` (loading) or
-        ``at_capacity`` (``server.max_sessions``); None: calls are taken."""
-        state = self.state
-        if state.draining.is_set():
-            return "draining"
-        if not state.ready.is_set():
-            return "not_ready"
-        return "at_capacity" if state.sessions >= state.config.server.max_sessions else None
+        """Why no call is taken now (a 503): the server's
+        :meth:`~agent.server.ServerState.refusal`; None: calls are taken."""
+        return self.state.refusal()
 
     def admit(self, call_id: str, dialled: str) -> int | None:
         state = self.state

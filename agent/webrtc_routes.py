@@ -22,8 +22,9 @@
 Errors have the REST API's shape, ``{"error": {"message", "type", "param", "code"}}``, with
 codes ``bad_offer`` (400: the message says what the offer lacks), ``unknown_agent`` and
 ``unknown_voice`` (404), ``offer_too_large`` (413), ``not_ready`` (503: models still loading),
-``at_capacity`` (503: ``server.max_sessions``), ``draining`` (503: the server is going
-away, :mod:`agent.drain`) and ``too_many_sessions`` (429: the key's ``max_sessions``,
+``at_capacity`` (503: ``server.max_sessions``), ``overloaded`` (503: speech recognition
+is behind, ``server.max_asr_wait_ms``), ``draining`` (503: the server is going away,
+:mod:`agent.drain`) and ``too_many_sessions`` (429: the key's ``max_sessions``,
 :mod:`agent.grants`). An offer with a ``room`` joins it as the native protocol's
 ``?room=`` does (:mod:`agent.room_calls`), refused with the room's codes (:data:`ROOM_STATUS`;
 400 unless listed there), and leaves it when the call ends. Like every route but the page,
@@ -46,6 +47,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from agent.admission import REFUSALS
 from agent.auth import TOO_MANY_SESSIONS
 from agent.auth_asgi import refused
 from agent.config import AgentConfig
@@ -89,12 +91,8 @@ async def admitted(
     has fewer than its ``max_sessions`` calls open (429 ``too_many_sessions`` otherwise):
     ``answer(ended)`` returns the response and whether a call started; that call then holds a
     session slot (and its key's place) until it runs ``ended``."""
-    if server.draining.is_set():
-        return error(503, "draining", "the server is shutting down; call another")
-    if not server.ready.is_set():
-        return error(503, "not_ready", "the server is still loading its models; try again")
-    if server.sessions >= server.config.server.max_sessions:
-        return error(503, "at_capacity", "the server is at its call limit; try again later")
+    if (refusal := server.refusal()) is not None:
+        return error(503, refusal, f"{REFUSALS[refusal]}; try again later")
     claim = (caller or Caller()).claim()
     if claim is None:
         METRICS.error("auth", TOO_MANY_SESSIONS.code)

@@ -12,6 +12,9 @@ time). Measured:
 - **late frames**: reply frames that arrived after their play time, for a client that starts
   playing at the first frame with no buffer of its own (the server sends 60 ms ahead);
 - **turns answered**, and the ``error`` events callers got;
+- **calls refused** with 1013 (``server.max_sessions``, or the admission by load:
+  ``server.max_asr_wait_ms``; the caller dials again a second later), and the server's median
+  final wait for the ASR (``voxline_asr_final_wait_seconds``) every 5 s;
 - the server's **RSS** (``process_resident_memory_bytes``, every 5 s) at the start and the end,
   and its slope (a least-squares line, MB per minute), over the whole run and over its second
   half (a high-water mark levels off: its second half's slope falls towards 0; a leak's does
@@ -52,7 +55,7 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.caller import FRAME_MS, Caller, Utterance, call
+from agent.caller import FRAME_MS, Caller, CallRefused, Utterance, call
 from agent.memory_probe import ENV as MEMORY_PROBE
 from agent.server_process import running_server
 from bench.soak_memory import Prober, anonymous, growth, print_growth, threads
@@ -65,13 +68,17 @@ __all__ = ["ProcessState", "SoakResult", "report", "soak", "soak_config"]
 
 #: seconds between two readings of the server's RSS
 SAMPLE_S = 5.0
+#: seconds a refused caller waits before dialling again (the server's Retry-After)
+RETRY_AFTER_S = 1.0
 
 
 def soak_config(path: str, folder: str, calls: int) -> Path:
     """A copy of the agent file at ``path`` that admits the soak's calls: twice ``calls``,
     since a caller dials again while its last call still winds down on the server (at the
-    limit itself, that redial is refused with 1013, as admission should)."""
-    return with_max_sessions(path, folder, 2 * calls)
+    limit itself, that redial is refused with 1013, as admission should). The admission by
+    load (``server.max_asr_wait_ms``) stays as the agent file has it: a machine that cannot
+    hold ``calls`` refuses some (counted, ``refused``) rather than lose their turns."""
+    return with_max_sessions(path, folder, 2 * calls, by_load=True)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class ProcessState:
     tasks: int
     rss: int  # bytes
     errors: float  # voxline_errors_total, all series
+    asr_wait: float  # voxline_asr_final_wait_seconds
 
 
 @dataclass
@@ -101,6 +109,9 @@ class SoakResult:
     calls: int
     seconds: float
     placed: int = 0
+    #: calls the server refused with 1013 (its limit, or its load): dialled again after
+    #: :data:`RETRY_AFTER_S`
+    refused: int = 0
     turns: int = 0
     answered: int = 0
     lost_frames: int = 0
@@ -114,6 +125,8 @@ class SoakResult:
     #: at the same times: the anonymous part of the RSS (bytes), and the threads
     anonymous: list[int] = field(default_factory=list)
     threads: list[int] = field(default_factory=list)
+    #: the server's median final wait for the ASR (seconds), at the same times
+    asr_waits: list[float] = field(default_factory=list)
     before: ProcessState | None = None
     after: ProcessState | None = None
     #: with --tracemalloc: what grew (bench/soak_memory.py's growth reports)
@@ -130,7 +143,7 @@ class SoakResult:
         out = {
             k: v
             for k, v in asdict(self).items()
-            if k not in ("rss", "errors", "anonymous", "threads", "memory")
+            if k not in ("rss", "errors", "anonymous", "threads", "memory", "asr_waits")
         }
         out.update(
             rss_start_mb=round(first / 2**20, 1),
@@ -141,6 +154,7 @@ class SoakResult:
             rss_mb=[(round(t), round(rss / 2**20, 1)) for t, rss in self.rss],
             anonymous_mb=[round(b / 2**20, 1) for b in self.anonymous],
             threads=self.threads,
+            asr_wait_ms=[round(wait * 1000) for wait in self.asr_waits],
             error_events=len(self.errors),
             error_codes=dict(error_codes(self.errors)),
             memory=self.memory,
@@ -177,6 +191,7 @@ async def process_state(client: httpx.AsyncClient, http: str) -> ProcessState:
         tasks=int(values["voxline_asyncio_tasks"]),
         rss=int(values["process_resident_memory_bytes"]),
         errors=errors,
+        asr_wait=values.get("voxline_asr_final_wait_seconds", 0.0),
     )
 
 
@@ -257,8 +272,9 @@ async def soak(
         began = time.perf_counter()
         deadline = began + seconds
 
-        def sample(rss: int) -> None:
-            result.rss.append((time.perf_counter() - began, rss))
+        def sample(state: ProcessState) -> None:
+            result.rss.append((time.perf_counter() - began, state.rss))
+            result.asr_waits.append(state.asr_wait)
             result.anonymous.append(anonymous(pid) if pid is not None else 0)
             result.threads.append(threads(pid) if pid is not None else 0)
 
@@ -276,11 +292,15 @@ async def soak(
         async def caller(index: int) -> None:
             await anyio.sleep(index * stagger)
             while time.perf_counter() < deadline:
-                add(await one_call(url, script))
+                try:
+                    add(await one_call(url, script))
+                except CallRefused:
+                    result.refused += 1
+                    await anyio.sleep(RETRY_AFTER_S)
 
         async def sampler() -> None:
             while True:
-                sample((await process_state(client, http)).rss)
+                sample(await process_state(client, http))
                 await anyio.sleep(SAMPLE_S)
 
         async def probe() -> None:
@@ -297,7 +317,7 @@ async def soak(
                     callers.start_soon(caller, index)
             outer.cancel_scope.cancel()
         result.after = await settled(client, http, result.before, 60)
-        sample(result.after.rss)
+        sample(result.after)
         result.server_errors = result.after.errors - result.before.errors
         if prober is not None:
             await prober.take("the end", time.perf_counter() - began)
@@ -311,7 +331,8 @@ def report(result: SoakResult) -> None:
     assert before is not None
     assert after is not None
     print(
-        f"\n{result.calls} callers for {result.seconds:.0f} s: {result.placed} calls, "
+        f"\n{result.calls} callers for {result.seconds:.0f} s: {result.placed} calls "
+        f"({result.refused} refused), "
         f"{result.answered}/{result.turns} turns answered, {result.lost_frames} frames lost, "
         f"{result.late_frames} late of {result.frames} (worst {result.worst_lateness_ms:.0f} ms), "
         f"{len(result.errors)} error events, {result.server_errors:.0f} server errors, "
@@ -328,6 +349,7 @@ def report(result: SoakResult) -> None:
         f"{after.fds}; asyncio tasks {before.tasks} -> {after.tasks}; sessions {after.sessions}"
     )
     print(f"RSS every {SAMPLE_S:.0f} s (MB): {[mb for _, mb in summary['rss_mb']]}")
+    print(f"median final wait for the ASR, every {SAMPLE_S:.0f} s (ms): {summary['asr_wait_ms']}")
     if result.threads:
         print(f"threads: {min(result.threads)} to {max(result.threads)}")
     for growth_report in result.memory:

@@ -6,8 +6,9 @@
 ``--baseline-tree``, on one server of the tree in DIR (another copy of the repository, the code
 before a change, run with this venv: :func:`bench.v2v_floor.tree_env`), all running, the levels
 interleaved (N on each, then the next N), so the trees are compared in the same run on a noisy
-machine. The baseline tree's schema may not know ``profile.asr.batch_size`` (unknown keys are an
-error), so its copy of the agent file only raises ``server.max_sessions``
+machine. The baseline tree's schema may not know ``profile.asr.batch_size`` nor
+``server.max_asr_wait_ms`` (unknown keys are an error), so its copy of the agent file only
+raises ``server.max_sessions``
 (:func:`with_max_sessions`). A level holds when every turn was answered with no error and the
 v2v p95 stayed under :data:`P95_TARGET_MS` (late frames are reported, not counted: on a shared
 2-core machine the client's own stalls make some); a server stops at its first level that does
@@ -54,21 +55,25 @@ P95_TARGET_MS = 1500.0
 
 
 def with_asr_batch_size(path: str, folder: str, size: int, sessions: int) -> Path:
-    """A copy of the agent file at ``path`` with ``profile.asr.batch_size: size`` and
-    ``server.max_sessions: sessions``."""
+    """A copy of the agent file at ``path`` with ``profile.asr.batch_size: size`` and the
+    admission of :func:`with_max_sessions`."""
     data = yaml.safe_load(Path(path).read_text())
     data.setdefault("profile", {}).setdefault("asr", {})["batch_size"] = size
-    data.setdefault("server", {})["max_sessions"] = sessions
+    data.setdefault("server", {}).update(max_sessions=sessions, max_asr_wait_ms=0)
     out = Path(folder) / f"asr-batch-{size}.yaml"
     out.write_text(yaml.safe_dump(data))
     return out
 
 
-def with_max_sessions(path: str, folder: str, sessions: int) -> Path:
+def with_max_sessions(path: str, folder: str, sessions: int, *, by_load: bool = False) -> Path:
     """A copy of the agent file at ``path`` with ``server.max_sessions: sessions``: the
-    ``--calls`` levels measure what the machine holds, past the admission limit."""
+    ``--calls`` levels measure what the machine holds, past the admission limit, and so with
+    the admission by load off (``server.max_asr_wait_ms: 0``) unless ``by_load`` (which also
+    leaves an older tree's agent file, whose schema may not know that key, as it was)."""
     data = yaml.safe_load(Path(path).read_text())
     data.setdefault("server", {})["max_sessions"] = sessions
+    if not by_load:
+        data["server"]["max_asr_wait_ms"] = 0
     out = Path(folder) / "max-sessions.yaml"
     out.write_text(yaml.safe_dump(data))
     return out
@@ -143,7 +148,9 @@ async def asr_batch_levels(
             # agent file where it has one (an older schema refuses keys added since); it may
             # not know profile.asr.batch_size, so only the admission limit is raised
             own = Path(args.baseline_tree) / args.config
-            config = with_max_sessions(str(own if own.exists() else args.config), folder, sessions)
+            config = with_max_sessions(
+                str(own if own.exists() else args.config), folder, sessions, by_load=True
+            )
             servers[BASELINE] = stack.enter_context(
                 running_server(str(config), env=tree_env(args.baseline_tree))
             )

@@ -46,9 +46,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from statistics import median
 from typing import Any, Generic, TypeVar, cast
 
 from pipeline.errors import ExecutorClosed, ModelError, Overloaded
+
+#: how many recent requests' waits :meth:`ModelExecutor.queue_wait` keeps
+_WAITS_KEPT = 128
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
@@ -102,6 +106,8 @@ class _Item(Generic[Req, Res]):
     priority: int = 0
     #: requests batch only with others of the same key and priority (``batch_key``)
     key: Hashable = None
+    #: when it was queued (``time.perf_counter``)
+    queued_at: float = field(default_factory=time.perf_counter)
     future: asyncio.Future[Res] = field(init=False)
     #: set (under the lock) when the worker takes the request off the queue
     taken: bool = False
@@ -172,6 +178,8 @@ class ModelExecutor(Generic[Req, Res]):
         self._cancelled = 0
         self._discarded = 0
         self._batch_sizes = [0] * max_batch
+        #: (taken at, waited, priority) of the requests taken lately, for :meth:`queue_wait`
+        self._waits: deque[tuple[float, float, int]] = deque(maxlen=_WAITS_KEPT)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -329,10 +337,11 @@ class ModelExecutor(Generic[Req, Res]):
                     return
                 batch = self._take(min(self.max_batch, len(self._queue)))
                 count = len(batch)
+                self._busy_since = now = time.perf_counter()
                 for item in batch:
                     item.taken = True
+                    self._waits.append((now, now - item.queued_at, item.priority))
                 self._in_flight = count
-                self._busy_since = time.perf_counter()
             results, failure = self._call([item.request for item in batch])
             with self._cond:
                 assert self._busy_since is not None
@@ -386,6 +395,18 @@ class ModelExecutor(Generic[Req, Res]):
             item.loop.call_soon_threadsafe(_settle, item.future, result, error)
 
     # -- statistics ----------------------------------------------------------------------------
+
+    def queue_wait(self, priority: int, window_s: float) -> float:
+        """How long requests of ``priority`` wait before the worker takes them, lately: the
+        median wait of those taken in the last ``window_s`` seconds and the age of those still
+        waiting (0.0 when there are none). It measures the load a model cannot absorb: requests
+        of lower priority never delay these beyond the batch already running."""
+        with self._cond:
+            now = time.perf_counter()
+            since = now - window_s
+            waits = [w for at, w, p in self._waits if p == priority and at >= since]
+            waits += [now - item.queued_at for item in self._queue if item.priority == priority]
+        return median(waits) if waits else 0.0
 
     def statistics(self) -> ExecutorStatistics:
         with self._cond:

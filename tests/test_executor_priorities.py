@@ -1,9 +1,12 @@
-"""ModelExecutor priorities: the order waiting requests run in, and who a full queue refuses.
+"""ModelExecutor priorities: the order waiting requests run in, who a full queue refuses, and
+how long each priority waits.
 
 Steered as in tests/test_executor.py: the worker is held inside one request while callers queue.
 """
 
 from __future__ import annotations
+
+import time
 
 import anyio
 import pytest
@@ -83,3 +86,33 @@ async def test_a_higher_priority_takes_the_place_of_the_newest_lowest_when_the_q
         }
         statistics = executor.statistics()
         assert (statistics.rejected, statistics.preempted) == (3, 2)
+
+
+# -- queue wait --------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_queue_wait_is_the_median_wait_of_one_priority_and_counts_those_still_waiting() -> (
+    None
+):
+    model = Model(hold=frozenset({0}))
+    with anyio.fail_after(10), ModelExecutor("asr", fn=model.one) as executor, model:
+        assert executor.queue_wait(1, 10.0) == 0.0  # nothing run yet
+        got: dict[int, object] = {}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(collect_at, executor, 0, 1, got)  # taken at once: waits ~0
+            await model.wait_entered()
+            tg.start_soon(collect_at, executor, 1, 1, got)
+            tg.start_soon(collect_at, executor, 2, 0, got)  # another priority: not counted
+            await wait_all_tasks_blocked()
+            queued = time.perf_counter()
+            await wait_all_tasks_blocked()
+            waiting = executor.queue_wait(1, 10.0)  # request 1's age so far, and request 0's ~0
+            held = time.perf_counter() - queued
+            model.release.set()
+        # the median of two waits is their mean: request 1 has waited at least ``held``
+        assert waiting >= held / 2
+        after = executor.queue_wait(1, 10.0)
+        assert after >= waiting  # request 1 was taken later than the reading: it waited longer
+        assert executor.queue_wait(1, 0.0) == 0.0  # out of a window that has just begun
+    assert model.ran == [0, 1, 2]

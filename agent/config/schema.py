@@ -442,6 +442,12 @@ class ServerConfig(Section, frozen=True, kw_only=True):
     #: answered (BENCHMARKS.md, "Batched ASR across calls": 10-12 calls); measure your own
     #: machine with ``python -m bench.voice_to_voice --calls`` and set it from that
     max_sessions: Positive = 10
+    #: refuse a new call (1013, 503 ``overloaded``) while speech recognition is behind: the
+    #: median time an utterance's final waited for the shared Whisper model over the last
+    #: 10 s exceeds this. The limit that follows the machine: on a slower CPU it binds before
+    #: ``max_sessions``, and the calls already on it keep their turns instead of losing them
+    #: to late finals. 0: off
+    max_asr_wait_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 1000
     #: the most WebSockets accepted whose calls have not started yet (no ``hello`` or
     #: ``start``; each is closed after ``open_timeout_s``): beyond it a new one is closed with
     #: 1013. They hold no session slot: idle sockets cannot lock out calls
