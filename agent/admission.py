@@ -8,6 +8,18 @@ cannot lock out real calls. A call that starts with every session slot taken, or
 server is draining (:mod:`agent.drain`), is closed with 1013 (try again later) before its
 session runs.
 
+**Admission by load.** A fixed ``max_sessions`` is right for one machine only: the same calls
+cost a CPU without AVX-512 about five times the Whisper time (BENCHMARKS.md). So the server
+also measures what its calls cost: the median time an utterance's final waited for the shared
+Whisper model over the last :data:`LOAD_WINDOW_S` seconds (those still waiting count with their
+age so far; :meth:`~pipeline.executor.ModelExecutor.queue_wait`). Finals go ahead of every
+partial, so they wait only when the model cannot keep up with the calls it has; past
+``server.max_asr_wait_ms`` a new call is refused as ``overloaded`` (the upgrade's 1013, 503 for
+SIP and WebRTC, ``/health/ready`` 503 so a load balancer sends it elsewhere), and the calls
+already open keep their turns instead of losing them to late finals. It lifts by itself: once
+the waits of the last 10 s are short again. Every transport asks
+:meth:`agent.server.ServerState.refusal`, the one definition of who is refused and why.
+
 :class:`Ticket` is one socket's claim; the endpoint opens it (:meth:`Slots.open`), the call
 loop (:mod:`agent.ws_io`) turns it into a session slot (:meth:`Ticket.start`), and it is
 closed when the socket ends, giving back whatever it holds. The ticket travels to the call
@@ -25,7 +37,8 @@ __all__ = ["LOAD_WINDOW_S", "REFUSALS", "SCOPE_KEY", "Counts", "Slots", "Ticket"
 
 #: the scope key of a WebSocket's ticket
 SCOPE_KEY = "voxline.ticket"
-#: why a call that started was refused (:attr:`Ticket.refusal`), as its 1013 close says it
+#: why a call was refused (:meth:`agent.server.ServerState.refusal`, :attr:`Ticket.refusal`),
+#: as its 1013 close says it
 REFUSALS = {
     "at_capacity": "server is at its session limit",
     "draining": "server is shutting down",

@@ -314,9 +314,9 @@ async def call(
     url = endpoint(url, wire)
     async with websockets.connect(url, max_size=None, open_timeout=open_timeout) as ws:
         caller = Caller(ws, wire, echo, listener)
-        for message in wire.opening():
-            await ws.send(message)
         with anyio.move_on_after(open_timeout), contextlib.suppress(websockets.ConnectionClosed):
+            for message in wire.opening():  # a refusal may close the socket before they are out
+                await ws.send(message)
             while not caller.started:
                 wire.receive(caller, await ws.recv(), time.perf_counter())
         if not caller.started:

@@ -36,6 +36,7 @@ __all__ = [
     "BASELINE",
     "P95_TARGET_MS",
     "asr_batch_levels",
+    "asr_wait_ms",
     "executor_counters",
     "holds_p95",
     "measure_level",
@@ -87,10 +88,8 @@ def most_sessions(args: argparse.Namespace) -> int:
 
 async def executor_counters(http: str) -> dict[str, float]:
     """The server's ``voxline_executor_{requests,rejected}_total`` series, from ``/metrics``."""
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"{http}/metrics", timeout=10)).text
     counters = {}
-    for line in text.splitlines():
+    for line in (await _metrics(http)).splitlines():
         if line.startswith(("voxline_executor_requests_total", "voxline_executor_rejected_total")):
             series, value = line.rsplit(" ", 1)
             kind = "rejected" if "rejected" in series else "requests"
@@ -99,16 +98,33 @@ async def executor_counters(http: str) -> dict[str, float]:
     return counters
 
 
+async def asr_wait_ms(http: str) -> int | None:
+    """The server's ``voxline_asr_final_wait_seconds`` in ms (``None``: a tree without it)."""
+    for line in (await _metrics(http)).splitlines():
+        if line.startswith("voxline_asr_final_wait_seconds "):
+            return round(float(line.rsplit(" ", 1)[1]) * 1000)
+    return None
+
+
+async def _metrics(http: str) -> str:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{http}/metrics", timeout=10)).text
+
+
 async def measure_level(
     server: RunningServer, n: int, stagger: float, concurrent_calls: ConcurrentCalls
 ) -> dict[str, Any]:
     """``n`` calls at once on ``server`` (``stagger`` seconds between starts): the level's
-    summary (:func:`bench.v2v_report.level_summary`), with the executors' counters over it."""
+    summary (:func:`bench.v2v_report.level_summary`), with the executors' counters over it
+    and, where the server measures it, the median wait of a final for the ASR over the level's
+    last 10 s (``asr_wait_ms``: what ``server.max_asr_wait_ms`` would admit calls by)."""
     at, before = load(), await executor_counters(server.http)
     calls = await concurrent_calls(server.ws, n, stagger)
-    after = await executor_counters(server.http)
+    after, wait = await executor_counters(server.http), await asr_wait_ms(server.http)
     counts = {k: v - before.get(k, 0.0) for k, v in after.items()}
-    return level_summary(n, calls, at, counts)
+    level = level_summary(n, calls, at, counts)
+    level["asr_wait_ms"] = wait
+    return level
 
 
 def holds_p95(level: dict[str, Any]) -> bool:
@@ -160,10 +176,13 @@ async def asr_batch_levels(
                 level = await measure_level(servers[name], n, args.stagger, concurrent_calls)
                 out[name].append(level)
                 held = holds_p95(level)
+                wait = level["asr_wait_ms"]
                 print(
                     f"{_label(name)}, {n} calls: v2v p50 {level['v2v_p50_ms']:.0f} ms, "
                     f"p95 {level['v2v_p95_ms']:.0f} ms, {'held' if held else 'did not hold'} "
-                    f"(load {level['load']})"
+                    f"(load {level['load']}"
+                    + ("" if wait is None else f"; final's median wait for the ASR {wait} ms")
+                    + ")"
                 )
                 if not held:
                     live.remove(name)
