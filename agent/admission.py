@@ -16,8 +16,9 @@ age so far; :meth:`~pipeline.executor.ModelExecutor.queue_wait`). Finals go ahea
 partial, so they wait only when the model cannot keep up with the calls it has; past
 ``server.max_asr_wait_ms`` a new call is refused as ``overloaded`` (the upgrade's 1013, 503 for
 SIP and WebRTC, ``/health/ready`` 503 so a load balancer sends it elsewhere), and the calls
-already open keep their turns instead of losing them to late finals. It lifts by itself: once
-the waits of the last 10 s are short again. Every transport asks
+already open keep their turns instead of losing them to late finals. Because the wait lags
+the calls, an overload also caps the calls at those open then, and the cap rises by one call
+per quiet window (:class:`LoadCeiling`). Every transport asks
 :meth:`agent.server.ServerState.refusal`, the one definition of who is refused and why.
 
 :class:`Ticket` is one socket's claim; the endpoint opens it (:meth:`Slots.open`), the call
@@ -33,7 +34,15 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from agent.drain import Draining
 
-__all__ = ["LOAD_WINDOW_S", "REFUSALS", "SCOPE_KEY", "Counts", "Slots", "Ticket"]
+__all__ = [
+    "LOAD_WINDOW_S",
+    "REFUSALS",
+    "SCOPE_KEY",
+    "Counts",
+    "LoadCeiling",
+    "Slots",
+    "Ticket",
+]
 
 #: the scope key of a WebSocket's ticket
 SCOPE_KEY = "voxline.ticket"
@@ -47,6 +56,8 @@ REFUSALS = {
 }
 #: the seconds over which the ASR's queue wait is measured for ``server.max_asr_wait_ms``
 LOAD_WINDOW_S = 10.0
+#: an overload's ceiling, as a share of the calls open (:class:`LoadCeiling`)
+DECREASE = 0.75
 
 
 class Counts(Protocol):
@@ -92,6 +103,43 @@ class Ticket:
         elif self.state == "session":
             self.counts.sessions -= 1
         self.state = "closed"
+
+
+class LoadCeiling:
+    """Admission by load, sans-I/O: whether a new call may join, from the final's wait.
+
+    The wait lags the calls: a call admitted now sends its first final seconds later (after
+    the greeting), and once the calls behind an overload have ended, the last window's waits
+    read as no load at all. Admitting on the wait alone let every caller refused meanwhile in
+    at once (measured: 20 callers redialling every second were all let in within a second, and
+    their finals then waited 6 s). So an overload also sets a *ceiling* on the calls open,
+    additive-increase, multiplicative-decrease as TCP's congestion window: while the wait is
+    past ``max_wait_s`` no call joins, and the ceiling becomes :data:`DECREASE` of the calls
+    open (at most once per ``window_s``: the wait reflects a window; never below one call);
+    once the wait is short again, calls join up to the ceiling, and each whole ``window_s``
+    since it was last set raises it by one. ``None``: no overload seen, no ceiling.
+    """
+
+    def __init__(self, max_wait_s: float, window_s: float = LOAD_WINDOW_S) -> None:
+        self.max_wait_s = max_wait_s
+        self.window_s = window_s
+        self.ceiling: int | None = None
+        self._since = 0.0  # when the ceiling was last set or raised
+
+    def admits(self, wait: float, sessions: int, now: float) -> bool:
+        """May a call join the ``sessions`` open, with finals waiting ``wait`` s (at ``now``)?"""
+        if wait > self.max_wait_s:
+            if self.ceiling is None or now - self._since >= self.window_s:
+                open_now = sessions if self.ceiling is None else min(sessions, self.ceiling)
+                self.ceiling, self._since = max(1, int(open_now * DECREASE)), now
+            return False
+        if self.ceiling is None:
+            return True
+        windows = int((now - self._since) // self.window_s)
+        if windows > 0:  # whole windows with the finals on time: a call more for each
+            self.ceiling += windows
+            self._since += windows * self.window_s
+        return sessions < self.ceiling
 
 
 class Slots:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from agent.admission import LOAD_WINDOW_S, REFUSALS, SCOPE_KEY, Slots
+from agent.admission import LOAD_WINDOW_S, REFUSALS, SCOPE_KEY, LoadCeiling, Slots
 from agent.auth import AccessPolicy, ApiKeys, is_loopback, load_keys
 from agent.auth_asgi import AccessGuard, close_refused
 from agent.calls_route import calls_routes
@@ -102,6 +103,12 @@ class ServerState:
     rooms: RoomService | None = None
     _sessions: int = 0
     _changed: anyio.Event = field(default_factory=anyio.Event)
+    #: admission by load (``server.max_asr_wait_ms``; ``None``: off)
+    load_ceiling: LoadCeiling | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        wait_ms = self.config.server.max_asr_wait_ms
+        self.load_ceiling = LoadCeiling(wait_ms / 1000) if wait_ms else None
 
     @property
     def sessions(self) -> int:
@@ -136,10 +143,10 @@ class ServerState:
             return "draining"
         if not self.ready.is_set():
             return "not_ready"
-        limits = self.config.server
-        if self.sessions >= limits.max_sessions:
+        if self.sessions >= self.config.server.max_sessions:
             return "at_capacity"
-        if limits.max_asr_wait_ms and self.asr_wait() * 1000 > limits.max_asr_wait_ms:
+        gate = self.load_ceiling
+        if gate is not None and not gate.admits(self.asr_wait(), self.sessions, time.monotonic()):
             return "overloaded"
         return None
 
@@ -284,6 +291,9 @@ def create_app(
             body["draining"] = True
         if overloaded:
             body["overloaded"] = True
+        gate = state.load_ceiling
+        if gate is not None and gate.ceiling is not None:
+            body["load_ceiling"] = gate.ceiling  # the calls admitted since an overload
         if state.failed:
             body["error"] = state.failed
         return JSONResponse(body, status_code=200 if ready else 503)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import websockets
 
-from agent.admission import REFUSALS, Slots
+from agent.admission import REFUSALS, LoadCeiling, Slots
 from agent.drain import Draining
 from tests.server import RunningServer, running_server
 from tests.test_auth import agent_file
@@ -186,3 +186,31 @@ def test_opening_sockets_are_bounded_and_a_ticket_starts_once() -> None:
     ticket.close()
     assert not ticket.start()  # a closed ticket never starts
     assert (counts.sessions, counts.opening) == (0, 0)
+
+
+def _ceiling(gate: LoadCeiling) -> int | None:
+    """The gate's ceiling (read through a call: it changes between the checks)."""
+    return gate.ceiling
+
+
+def test_the_load_ceiling_admits_until_finals_wait_then_caps_the_calls_and_rises_slowly() -> None:
+    gate = LoadCeiling(max_wait_s=1.0, window_s=10.0)
+    assert gate.admits(wait=0.9, sessions=30, now=0.0)  # finals on time: no ceiling
+    assert _ceiling(gate) is None
+    assert not gate.admits(wait=1.2, sessions=8, now=1.0)  # overloaded: none joins
+    assert _ceiling(gate) == 6  # three quarters of the eight open
+    assert not gate.admits(wait=1.5, sessions=7, now=10.9)  # the same window: no new cut
+    assert _ceiling(gate) == 6
+    assert not gate.admits(wait=1.5, sessions=4, now=11.0)  # a window on, still overloaded
+    assert _ceiling(gate) == 3
+    # the calls behind the overload have ended and the window reads as no load: calls join
+    # up to the ceiling, not all who ask
+    assert gate.admits(wait=0.0, sessions=2, now=12.0)
+    assert not gate.admits(wait=0.0, sessions=3, now=12.0)
+    assert not gate.admits(wait=0.2, sessions=3, now=20.9)  # not yet a whole window since
+    assert gate.admits(wait=0.2, sessions=3, now=21.0)  # one quiet window: one call more
+    assert _ceiling(gate) == 4
+    assert gate.admits(wait=0.2, sessions=5, now=46.0)  # two more windows: two more
+    assert _ceiling(gate) == 6
+    assert not gate.admits(wait=2.0, sessions=1, now=56.0)  # never below one call
+    assert _ceiling(gate) == 1
