@@ -277,9 +277,10 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def ready(request: Request) -> JSONResponse:
-        # overloaded counts as not ready: a load balancer sends new calls to another replica
-        overloaded = state.refusal() == "overloaded"
-        ready = state.ready.is_set() and not state.draining.is_set() and not overloaded
+        # every refusal but the session limit is "not ready": loading, draining, and overloaded
+        # (a load balancer sends new calls to another replica); a full pod refuses with 1013
+        refusal = state.refusal()
+        ready = refusal in (None, "at_capacity")
         body: dict[str, object] = {
             "ready": ready,
             "agent": config.name,
@@ -287,10 +288,8 @@ def create_app(
             "rest_jobs": jobs.busy,
             "asr_wait_ms": round(state.asr_wait() * 1000),
         }
-        if state.draining.is_set():
-            body["draining"] = True
-        if overloaded:
-            body["overloaded"] = True
+        if refusal in ("draining", "overloaded"):
+            body[refusal] = True
         gate = state.load_ceiling
         if gate is not None and gate.ceiling is not None:
             body["load_ceiling"] = gate.ceiling  # the calls admitted since an overload

@@ -36,11 +36,11 @@ __all__ = [
     "BASELINE",
     "P95_TARGET_MS",
     "asr_batch_levels",
-    "asr_wait_ms",
     "executor_counters",
     "holds_p95",
     "measure_level",
     "most_sessions",
+    "server_readings",
     "with_asr_batch_size",
     "with_max_sessions",
 ]
@@ -58,9 +58,8 @@ P95_TARGET_MS = 1500.0
 def with_asr_batch_size(path: str, folder: str, size: int, sessions: int) -> Path:
     """A copy of the agent file at ``path`` with ``profile.asr.batch_size: size`` and the
     admission of :func:`with_max_sessions`."""
-    data = yaml.safe_load(Path(path).read_text())
+    data = _admitting(path, sessions, by_load=False)
     data.setdefault("profile", {}).setdefault("asr", {})["batch_size"] = size
-    data.setdefault("server", {}).update(max_sessions=sessions, max_asr_wait_ms=0)
     out = Path(folder) / f"asr-batch-{size}.yaml"
     out.write_text(yaml.safe_dump(data))
     return out
@@ -71,13 +70,19 @@ def with_max_sessions(path: str, folder: str, sessions: int, *, by_load: bool = 
     ``--calls`` levels measure what the machine holds, past the admission limit, and so with
     the admission by load off (``server.max_asr_wait_ms: 0``) unless ``by_load`` (which also
     leaves an older tree's agent file, whose schema may not know that key, as it was)."""
-    data = yaml.safe_load(Path(path).read_text())
+    out = Path(folder) / "max-sessions.yaml"
+    out.write_text(yaml.safe_dump(_admitting(path, sessions, by_load=by_load)))
+    return out
+
+
+def _admitting(path: str, sessions: int, *, by_load: bool) -> dict[str, Any]:
+    """The agent file at ``path`` (as data) with ``server.max_sessions: sessions`` and,
+    unless ``by_load``, ``server.max_asr_wait_ms: 0``."""
+    data: dict[str, Any] = yaml.safe_load(Path(path).read_text())
     data.setdefault("server", {})["max_sessions"] = sessions
     if not by_load:
         data["server"]["max_asr_wait_ms"] = 0
-    out = Path(folder) / "max-sessions.yaml"
-    out.write_text(yaml.safe_dump(data))
-    return out
+    return data
 
 
 def most_sessions(args: argparse.Namespace) -> int:
@@ -86,29 +91,28 @@ def most_sessions(args: argparse.Namespace) -> int:
     return max(load_config(args.config).server.max_sessions, *levels, 1)
 
 
-async def executor_counters(http: str) -> dict[str, float]:
-    """The server's ``voxline_executor_{requests,rejected}_total`` series, from ``/metrics``."""
+async def server_readings(http: str) -> tuple[dict[str, float], int | None]:
+    """The server's ``/metrics``, read once: its :func:`executor_counters` and
+    ``voxline_asr_final_wait_seconds`` in ms (``None``: a tree without it)."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{http}/metrics", timeout=10)).text
+    wait = None
+    for line in text.splitlines():
+        if line.startswith("voxline_asr_final_wait_seconds "):
+            wait = round(float(line.rsplit(" ", 1)[1]) * 1000)
+    return executor_counters(text), wait
+
+
+def executor_counters(metrics: str) -> dict[str, float]:
+    """The ``voxline_executor_{requests,rejected}_total`` series of a ``/metrics`` text."""
     counters = {}
-    for line in (await _metrics(http)).splitlines():
+    for line in metrics.splitlines():
         if line.startswith(("voxline_executor_requests_total", "voxline_executor_rejected_total")):
             series, value = line.rsplit(" ", 1)
             kind = "rejected" if "rejected" in series else "requests"
             executor = series.split('"')[1]  # the one label: executor="..."
             counters[f"{executor} {kind}"] = float(value)
     return counters
-
-
-async def asr_wait_ms(http: str) -> int | None:
-    """The server's ``voxline_asr_final_wait_seconds`` in ms (``None``: a tree without it)."""
-    for line in (await _metrics(http)).splitlines():
-        if line.startswith("voxline_asr_final_wait_seconds "):
-            return round(float(line.rsplit(" ", 1)[1]) * 1000)
-    return None
-
-
-async def _metrics(http: str) -> str:
-    async with httpx.AsyncClient() as client:
-        return (await client.get(f"{http}/metrics", timeout=10)).text
 
 
 async def measure_level(
@@ -118,9 +122,9 @@ async def measure_level(
     summary (:func:`bench.v2v_report.level_summary`), with the executors' counters over it
     and, where the server measures it, the median wait of a final for the ASR over the level's
     last 10 s (``asr_wait_ms``: what ``server.max_asr_wait_ms`` would admit calls by)."""
-    at, before = load(), await executor_counters(server.http)
+    at, (before, _) = load(), await server_readings(server.http)
     calls = await concurrent_calls(server.ws, n, stagger)
-    after, wait = await executor_counters(server.http), await asr_wait_ms(server.http)
+    after, wait = await server_readings(server.http)
     counts = {k: v - before.get(k, 0.0) for k, v in after.items()}
     level = level_summary(n, calls, at, counts)
     level["asr_wait_ms"] = wait

@@ -51,7 +51,8 @@ from typing import Any, Generic, TypeVar, cast
 
 from pipeline.errors import ExecutorClosed, ModelError, Overloaded
 
-#: how many recent requests' waits :meth:`ModelExecutor.queue_wait` keeps
+#: how many recent requests' waits :meth:`ModelExecutor.queue_wait` keeps, per priority (so
+#: many partials cannot push the finals' out of the window)
 _WAITS_KEPT = 128
 
 Req = TypeVar("Req")
@@ -178,8 +179,8 @@ class ModelExecutor(Generic[Req, Res]):
         self._cancelled = 0
         self._discarded = 0
         self._batch_sizes = [0] * max_batch
-        #: (taken at, waited, priority) of the requests taken lately, for :meth:`queue_wait`
-        self._waits: deque[tuple[float, float, int]] = deque(maxlen=_WAITS_KEPT)
+        #: by priority, (taken at, waited) of the requests taken lately, for :meth:`queue_wait`
+        self._waits: dict[int, deque[tuple[float, float]]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -340,7 +341,8 @@ class ModelExecutor(Generic[Req, Res]):
                 self._busy_since = now = time.perf_counter()
                 for item in batch:
                     item.taken = True
-                    self._waits.append((now, now - item.queued_at, item.priority))
+                    waits = self._waits.setdefault(item.priority, deque(maxlen=_WAITS_KEPT))
+                    waits.append((now, now - item.queued_at))
                 self._in_flight = count
             results, failure = self._call([item.request for item in batch])
             with self._cond:
@@ -404,7 +406,7 @@ class ModelExecutor(Generic[Req, Res]):
         with self._cond:
             now = time.perf_counter()
             since = now - window_s
-            waits = [w for at, w, p in self._waits if p == priority and at >= since]
+            waits = [w for at, w in self._waits.get(priority, ()) if at >= since]
             waits += [now - item.queued_at for item in self._queue if item.priority == priority]
         return median(waits) if waits else 0.0
 
